@@ -1,0 +1,525 @@
+//! The registry: which capsules exist, where their roots are, and their manifests.
+//!
+//! Layout under the registry directory (default /var/lib/capsule):
+//! - `manifests/<name>/<root digest>.manifest`: the source of truth, one file per
+//!   registration, written atomically (temporary file, fsync, rename, fsync of the directory).
+//! - `db/`: a sled database indexing the capsules (name, root, digest, state, times); it can
+//!   be recreated from the manifest files with [`Registry::rebuild`].
+//! - `lock`: one writer at a time (flock); a second writer gets [`Error::RegistryBusy`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::codec::{Decoder, Encoder};
+use crate::error::{Error, Result};
+use crate::manifest::{Digest, Manifest};
+
+pub const DEFAULT_DIR: &str = "/var/lib/capsule";
+pub const ENV_VAR: &str = "CAPSULE_REGISTRY";
+const RECORD_VERSION: u8 = 1;
+const READ_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CapsuleState {
+    Registered,
+    Sealed,
+}
+
+impl CapsuleState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Registered => "registered",
+            Self::Sealed => "sealed",
+        }
+    }
+}
+
+/// What the database holds for one capsule.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapsuleRecord {
+    pub name: String,
+    pub root: PathBuf,
+    pub digest: Digest,
+    pub state: CapsuleState,
+    /// Seconds since the epoch of the registration whose manifest is current.
+    pub registered_at: u64,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+impl CapsuleRecord {
+    fn from_manifest(m: &Manifest, digest: Digest) -> Self {
+        CapsuleRecord {
+            name: m.name.clone(),
+            root: m.root.clone(),
+            digest,
+            state: CapsuleState::Registered,
+            registered_at: m.registered_at,
+            entries: m.tree.entries.len() as u64,
+            bytes: m.tree.total_bytes(),
+        }
+    }
+
+    fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.u8(RECORD_VERSION);
+        e.bytes(self.name.as_bytes());
+        e.bytes(self.root.as_os_str().as_bytes());
+        e.raw(&self.digest.0);
+        e.u8(match self.state {
+            CapsuleState::Registered => 0,
+            CapsuleState::Sealed => 1,
+        });
+        e.u64(self.registered_at);
+        e.u64(self.entries);
+        e.u64(self.bytes);
+        e.into_inner()
+    }
+
+    fn decode(b: &[u8]) -> Result<Self, String> {
+        let mut d = Decoder::new(b);
+        let v = d.u8("record version")?;
+        if v != RECORD_VERSION {
+            return Err(format!("record version {v} is not supported"));
+        }
+        let name = String::from_utf8(d.bytes("name")?.to_vec()).map_err(|_| "name is not UTF-8")?;
+        let root = PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes("root")?));
+        let digest = Digest(d.array32("digest")?);
+        let state = match d.u8("state")? {
+            0 => CapsuleState::Registered,
+            1 => CapsuleState::Sealed,
+            s => return Err(format!("unknown state {s}")),
+        };
+        let rec = CapsuleRecord {
+            name,
+            root,
+            digest,
+            state,
+            registered_at: d.u64("registration time")?,
+            entries: d.u64("entry count")?,
+            bytes: d.u64("byte count")?,
+        };
+        d.finish("the record")?;
+        Ok(rec)
+    }
+}
+
+/// Checks a capsule name: it becomes a directory name and appears in kernel messages.
+pub fn validate_name(name: &str) -> Result<()> {
+    let bad = |reason| Error::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() || name.len() > 64 {
+        return Err(bad("a name has 1 to 64 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return Err(bad("use only letters, digits, '.', '_' and '-'"));
+    }
+    if name.starts_with(['.', '-']) {
+        return Err(bad("a name may not start with '.' or '-'"));
+    }
+    Ok(())
+}
+
+pub fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
+/// temporary file in the same directory, fsync, rename, fsync of the directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, "create", e))?;
+        f.write_all(bytes)
+            .map_err(|e| Error::io(&tmp, "write", e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(|e| Error::io(path, "rename into place", e))?;
+        sync_dir(dir)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, "sync the directory", e))
+}
+
+/// Whether to fail at once when another process holds the registry (writers) or wait.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+struct Lock {
+    _file: File,
+}
+
+fn lock(dir: &Path, access: Access) -> Result<Lock> {
+    let path = dir.join("lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, "open the lock file", e))?;
+    let start = Instant::now();
+    loop {
+        // SAFETY: flock on a descriptor we own; no memory is passed.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc == 0 {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(Error::io(&path, "lock", err));
+        }
+        if access == Access::Write || start.elapsed() > READ_LOCK_WAIT {
+            let holder = fs::read_to_string(&path)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            return Err(Error::RegistryBusy {
+                path: dir.to_path_buf(),
+                holder: if holder.is_empty() {
+                    "unknown".into()
+                } else {
+                    holder
+                },
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Best effort: only used to name the holder in the busy message.
+    let _ = file.set_len(0);
+    let _ = file.write_all(std::process::id().to_string().as_bytes());
+    Ok(Lock { _file: file })
+}
+
+/// The sled tree of capsule records, keyed by name.
+struct CapsuleTree {
+    tree: sled::Tree,
+    path: PathBuf,
+}
+
+impl CapsuleTree {
+    fn db_err(&self, source: sled::Error) -> Error {
+        Error::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+    fn get(&self, name: &str) -> Result<Option<CapsuleRecord>> {
+        match self.tree.get(name.as_bytes()).map_err(|e| self.db_err(e))? {
+            None => Ok(None),
+            Some(v) => {
+                CapsuleRecord::decode(&v)
+                    .map(Some)
+                    .map_err(|reason| Error::RegistryCorrupt {
+                        path: self.path.clone(),
+                        reason: format!("record of capsule {name:?}: {reason}"),
+                    })
+            }
+        }
+    }
+    fn put(&self, rec: &CapsuleRecord) -> Result<()> {
+        self.tree
+            .insert(rec.name.as_bytes(), rec.encode())
+            .map_err(|e| self.db_err(e))?;
+        self.tree.flush().map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+    fn all(&self) -> Result<Vec<CapsuleRecord>> {
+        let mut out = Vec::new();
+        for item in self.tree.iter() {
+            let (k, v) = item.map_err(|e| self.db_err(e))?;
+            let rec = CapsuleRecord::decode(&v).map_err(|reason| Error::RegistryCorrupt {
+                path: self.path.clone(),
+                reason: format!("record {:?}: {reason}", String::from_utf8_lossy(&k)),
+            })?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+}
+
+/// An open registry. Holds the registry lock until dropped: keep it short-lived.
+pub struct Registry {
+    dir: PathBuf,
+    capsules: CapsuleTree,
+    _db: sled::Db,
+    _lock: Lock,
+}
+
+/// What [`Registry::rebuild`] found.
+#[derive(Debug, Default)]
+pub struct RebuildReport {
+    pub recovered: Vec<CapsuleRecord>,
+    /// Manifest files that could not be used, with the reason.
+    pub damaged: Vec<(PathBuf, String)>,
+    /// Where the previous database was moved, if there was one.
+    pub old_db: Option<PathBuf>,
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).map_err(|e| Error::io(path, "create the directory", e))
+}
+
+fn open_db(path: &Path) -> Result<sled::Db> {
+    sled::Config::new().path(path).open().map_err(|e| match e {
+        sled::Error::Corruption { .. }
+        | sled::Error::Unsupported(_)
+        | sled::Error::ReportableBug(_) => Error::RegistryCorrupt {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
+        sled::Error::Io(io) => Error::io(path, "open the registry database", io),
+        other => Error::Database {
+            path: path.to_path_buf(),
+            source: other,
+        },
+    })
+}
+
+impl Registry {
+    /// The registry directory: `explicit`, else $CAPSULE_REGISTRY, else /var/lib/capsule.
+    pub fn resolve_dir(explicit: Option<&Path>) -> PathBuf {
+        match explicit {
+            Some(p) => p.to_path_buf(),
+            None => std::env::var_os(ENV_VAR)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DIR)),
+        }
+    }
+
+    pub fn open(dir: &Path, access: Access) -> Result<Self> {
+        ensure_dir(dir)?;
+        ensure_dir(&dir.join("manifests"))?;
+        let lock = lock(dir, access)?;
+        let db_path = dir.join("db");
+        let db = open_db(&db_path)?;
+        let tree = db.open_tree("capsules").map_err(|e| Error::Database {
+            path: db_path.clone(),
+            source: e,
+        })?;
+        Ok(Registry {
+            dir: dir.to_path_buf(),
+            capsules: CapsuleTree {
+                tree,
+                path: db_path,
+            },
+            _db: db,
+            _lock: lock,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn get(&self, name: &str) -> Result<Option<CapsuleRecord>> {
+        self.capsules.get(name)
+    }
+
+    pub fn require(&self, name: &str) -> Result<CapsuleRecord> {
+        self.get(name)?.ok_or_else(|| Error::UnknownCapsule {
+            name: name.to_string(),
+        })
+    }
+
+    pub fn list(&self) -> Result<Vec<CapsuleRecord>> {
+        self.capsules.all()
+    }
+
+    fn manifest_dir(&self, name: &str) -> PathBuf {
+        self.dir.join("manifests").join(name)
+    }
+
+    pub fn manifest_path(&self, name: &str, digest: &Digest) -> PathBuf {
+        self.manifest_dir(name).join(format!("{digest}.manifest"))
+    }
+
+    /// Reads and checks the manifest a record points at.
+    pub fn load_manifest(&self, rec: &CapsuleRecord) -> Result<Manifest> {
+        let path = self.manifest_path(&rec.name, &rec.digest);
+        let (m, digest) = read_manifest_file(&path)?;
+        if digest != rec.digest || m.name != rec.name {
+            return Err(Error::ManifestCorrupt {
+                path,
+                reason: format!(
+                    "it describes capsule {:?} with digest {digest}, the registry expects {:?} with {}",
+                    m.name, rec.name, rec.digest
+                ),
+            });
+        }
+        Ok(m)
+    }
+
+    /// Stores a new registration: the manifest file first, then the record, then the
+    /// previous manifest files of that capsule are removed. A crash in between leaves the
+    /// previous registration in force.
+    pub fn register(&self, manifest: &Manifest) -> Result<CapsuleRecord> {
+        validate_name(&manifest.name)?;
+        let (bytes, digest) = manifest.encode_file();
+        let dir = self.manifest_dir(&manifest.name);
+        let created = !dir.exists();
+        ensure_dir(&dir)?;
+        if created {
+            sync_dir(&self.dir.join("manifests"))?;
+        }
+        let path = self.manifest_path(&manifest.name, &digest);
+        write_atomic(&path, &bytes)?;
+        let rec = CapsuleRecord::from_manifest(manifest, digest);
+        self.capsules.put(&rec)?;
+        remove_other_manifests(&dir, &path)?;
+        Ok(rec)
+    }
+
+    /// Recreates the database from the manifest files. The old database, if any, is moved
+    /// aside (never deleted) so nothing is lost.
+    pub fn rebuild(dir: &Path) -> Result<RebuildReport> {
+        ensure_dir(dir)?;
+        let _lock = lock(dir, Access::Write)?;
+        let mut report = RebuildReport::default();
+        let manifests = dir.join("manifests");
+        ensure_dir(&manifests)?;
+        let mut best: std::collections::BTreeMap<String, (Manifest, Digest)> = Default::default();
+        let names = fs::read_dir(&manifests).map_err(|e| Error::io(&manifests, "read", e))?;
+        for name_dir in names {
+            let name_dir = name_dir
+                .map_err(|e| Error::io(&manifests, "read", e))?
+                .path();
+            if !name_dir.is_dir() {
+                continue;
+            }
+            let files = fs::read_dir(&name_dir).map_err(|e| Error::io(&name_dir, "read", e))?;
+            for f in files {
+                let path = f.map_err(|e| Error::io(&name_dir, "read", e))?.path();
+                if path.extension().and_then(|e| e.to_str()) != Some("manifest") {
+                    continue;
+                }
+                match read_manifest_file(&path) {
+                    Ok((m, digest)) => {
+                        let dir_name = name_dir
+                            .file_name()
+                            .map(|n| n.to_string_lossy().into_owned());
+                        if dir_name.as_deref() != Some(m.name.as_str()) {
+                            report.damaged.push((
+                                path,
+                                format!(
+                                    "it names capsule {:?} but lies in another capsule's directory",
+                                    m.name
+                                ),
+                            ));
+                            continue;
+                        }
+                        let newer = best.get(&m.name).is_none_or(|(cur, cur_d)| {
+                            (m.registered_at, digest) > (cur.registered_at, *cur_d)
+                        });
+                        if newer {
+                            best.insert(m.name.clone(), (m, digest));
+                        }
+                    }
+                    Err(Error::ManifestCorrupt { path, reason }) => {
+                        report.damaged.push((path, reason))
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        let db_path = dir.join("db");
+        let fresh = dir.join(format!("db.rebuild-{}", std::process::id()));
+        if fresh.exists() {
+            fs::remove_dir_all(&fresh).map_err(|e| Error::io(&fresh, "remove", e))?;
+        }
+        {
+            let db = open_db(&fresh)?;
+            let tree = CapsuleTree {
+                tree: db.open_tree("capsules").map_err(|e| Error::Database {
+                    path: fresh.clone(),
+                    source: e,
+                })?,
+                path: fresh.clone(),
+            };
+            for (m, digest) in best.values() {
+                let rec = CapsuleRecord::from_manifest(m, *digest);
+                tree.put(&rec)?;
+                report.recovered.push(rec);
+            }
+            db.flush().map_err(|e| Error::Database {
+                path: fresh.clone(),
+                source: e,
+            })?;
+        }
+        if db_path.exists() {
+            let aside = dir.join(format!("db.old-{}", now()));
+            fs::rename(&db_path, &aside).map_err(|e| Error::io(&db_path, "move aside", e))?;
+            report.old_db = Some(aside);
+        }
+        fs::rename(&fresh, &db_path).map_err(|e| Error::io(&fresh, "move into place", e))?;
+        sync_dir(dir)?;
+        Ok(report)
+    }
+}
+
+fn remove_other_manifests(dir: &Path, keep: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io(dir, "read", e))?;
+    let mut removed = false;
+    for e in entries {
+        let p = e.map_err(|e| Error::io(dir, "read", e))?.path();
+        if p != keep && p.extension().and_then(|x| x.to_str()) == Some("manifest") {
+            fs::remove_file(&p).map_err(|e| Error::io(&p, "remove the replaced manifest", e))?;
+            removed = true;
+        }
+    }
+    if removed {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Reads a manifest file and checks it against its own name (`<digest>.manifest`).
+pub fn read_manifest_file(path: &Path) -> Result<(Manifest, Digest)> {
+    let bytes = fs::read(path).map_err(|e| Error::io(path, "read the manifest", e))?;
+    let corrupt = |reason: String| Error::ManifestCorrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (m, digest) = Manifest::decode_file(&bytes).map_err(corrupt)?;
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    if Digest::from_hex(stem) != Some(digest) {
+        return Err(corrupt(format!(
+            "its content has digest {digest}, its name says {stem}"
+        )));
+    }
+    Ok((m, digest))
+}

@@ -1,0 +1,532 @@
+//! Walks a capsule tree through directory descriptors and hashes it on all cores.
+//!
+//! Every entry is reached with `openat`/`statx` relative to its parent's descriptor and
+//! never through a symlink. A file is hashed through the descriptor that was opened for it
+//! and that same descriptor is checked against the entry's stat, before and after reading:
+//! what was hashed is what was recorded. A file that changes or vanishes meanwhile is
+//! walked again once; a second change is an error naming it. Other filesystems mounted
+//! inside the tree are recorded as mount points and not descended.
+
+use std::collections::HashMap;
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::glob::GlobSet;
+use crate::manifest::{Entry, EntryKind, Tree, Xattr, FLAG_LINKS_OUTSIDE, FLAG_UNREADABLE};
+use crate::sys::{self, Stat, XattrSource};
+
+/// Files at least this large are hashed with BLAKE3's multithreaded mode.
+const LARGE_FILE: u64 = 1 << 20;
+const SMALL_BUF: usize = 64 << 10;
+const LARGE_BUF: usize = 8 << 20;
+
+#[derive(Clone, Debug, Default)]
+pub struct WalkOptions {
+    pub excludes: GlobSet,
+    /// Record unreadable entries as such instead of failing.
+    pub skip_unreadable: bool,
+}
+
+/// Counters a caller may watch from another thread to show progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub entries: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+/// The walked tree and what the caller should tell the user about it.
+#[derive(Debug)]
+pub struct WalkReport {
+    pub root: PathBuf,
+    pub tree: Tree,
+    pub mount_points: Vec<Box<[u8]>>,
+    pub unreadable: Vec<Box<[u8]>>,
+}
+
+/// Resolves a user-given root to the absolute path that is stored: the parent directory is
+/// canonicalized, the last component is kept as given so that a symlinked root is refused.
+pub fn resolve_root(root: &Path) -> Result<PathBuf> {
+    let abs = std::path::absolute(root).map_err(|e| Error::io(root, "resolve", e))?;
+    let meta = match std::fs::symlink_metadata(&abs) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(Error::RootMissing { path: abs })
+        }
+        Err(e) => return Err(Error::io(abs, "examine", e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(Error::RootIsSymlink { path: abs });
+    }
+    if !meta.is_dir() {
+        return Err(Error::RootNotDirectory { path: abs });
+    }
+    let name = match abs.file_name() {
+        Some(n) if n != ".." => n.to_owned(),
+        // `/`, or a path ending in `..`: canonicalize the whole path.
+        _ => return std::fs::canonicalize(&abs).map_err(|e| Error::io(abs, "resolve", e)),
+    };
+    let parent = abs.parent().unwrap_or(Path::new("/"));
+    let parent = std::fs::canonicalize(parent).map_err(|e| Error::io(parent, "resolve", e))?;
+    Ok(parent.join(name))
+}
+
+/// Walks and hashes the tree at `root` (see [`resolve_root`]).
+pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<WalkReport> {
+    let root = resolve_root(root)?;
+    sys::raise_fd_limit();
+    let croot = CString::new(root.as_os_str().as_bytes())
+        .map_err(|_| Error::RootNotDirectory { path: root.clone() })?;
+    let fd = sys::open_dir_path(&croot).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => Error::RootIsSymlink { path: root.clone() },
+        Some(libc::ENOTDIR) => Error::RootNotDirectory { path: root.clone() },
+        Some(libc::ENOENT) => Error::RootMissing { path: root.clone() },
+        _ => Error::io(root.clone(), "open the capsule root", e),
+    })?;
+    let st = sys::stat_fd(fd.as_fd()).map_err(|e| Error::io(root.clone(), "stat", e))?;
+    let walker = Walker {
+        root: &root,
+        opts,
+        progress,
+    };
+    let mut found = Vec::new();
+    let root_entry = walker
+        .dir_entry(&fd, b"", &st)
+        .map_err(|e| e.into_error(&walker, b""))?;
+    found.push(root_entry);
+    if !found[0].entry.is_unreadable() {
+        found.extend(walker.children(&fd, b"", st.dev)?);
+    }
+    Ok(finish(root, opts, found))
+}
+
+/// One walked entry with the local facts needed to finish the tree.
+struct Walked {
+    entry: Entry,
+    nlink: u32,
+}
+
+enum WalkErr {
+    /// The entry changed under us: walk it again once.
+    Changed(String),
+    Unreadable(io::Error),
+    Fatal(Error),
+}
+
+impl WalkErr {
+    fn into_error(self, w: &Walker<'_>, rel: &[u8]) -> Error {
+        match self {
+            WalkErr::Changed(what) => Error::ChangedWhileHashing {
+                path: w.abs(rel),
+                what,
+            },
+            WalkErr::Unreadable(source) => Error::Unreadable {
+                path: w.abs(rel),
+                source,
+            },
+            WalkErr::Fatal(e) => e,
+        }
+    }
+}
+
+struct Walker<'a> {
+    root: &'a Path,
+    opts: &'a WalkOptions,
+    progress: &'a Progress,
+}
+
+fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
+    if !parent.is_empty() {
+        p.extend_from_slice(parent);
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn kind_of(st: &Stat) -> EntryKind {
+    match st.file_type() {
+        libc::S_IFDIR => EntryKind::Dir,
+        libc::S_IFREG => EntryKind::File,
+        libc::S_IFLNK => EntryKind::Symlink,
+        libc::S_IFIFO => EntryKind::Fifo,
+        libc::S_IFSOCK => EntryKind::Socket,
+        libc::S_IFCHR => EntryKind::CharDevice,
+        _ => EntryKind::BlockDevice,
+    }
+}
+
+fn is_access_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
+}
+
+fn vanished(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
+    )
+}
+
+fn base_entry(rel: &[u8], kind: EntryKind, st: &Stat) -> Entry {
+    Entry {
+        path: rel.into(),
+        kind,
+        mode: st.mode & 0o7777,
+        uid: st.uid,
+        gid: st.gid,
+        size: 0,
+        flags: 0,
+        hash: None,
+        target: None,
+        rdev: None,
+        link_leader: None,
+        xattrs: Box::new([]),
+        dev: st.dev,
+        ino: st.ino,
+    }
+}
+
+fn collect_xattrs(src: &XattrSource<'_>) -> io::Result<Box<[Xattr]>> {
+    Ok(sys::xattrs(src)?
+        .into_iter()
+        .map(|(name, value)| Xattr {
+            name: name.into(),
+            value_hash: *blake3::hash(&value).as_bytes(),
+        })
+        .collect())
+}
+
+/// Whether two stats of the same inode describe unchanged content.
+fn same_content(a: &Stat, b: &Stat) -> Option<String> {
+    if (a.dev, a.ino) != (b.dev, b.ino) {
+        Some("it was replaced by another file".into())
+    } else if a.file_type() != b.file_type() {
+        Some("its type changed".into())
+    } else if a.size != b.size {
+        Some(format!("its size changed from {} to {}", a.size, b.size))
+    } else if a.mtime != b.mtime || a.ctime != b.ctime {
+        Some("it was modified".into())
+    } else {
+        None
+    }
+}
+
+impl Walker<'_> {
+    fn abs(&self, rel: &[u8]) -> PathBuf {
+        if rel.is_empty() {
+            self.root.to_path_buf()
+        } else {
+            self.root.join(std::ffi::OsStr::from_bytes(rel))
+        }
+    }
+
+    fn counted(&self, entry: Entry, nlink: u32) -> Walked {
+        self.progress.entries.fetch_add(1, Ordering::Relaxed);
+        Walked { entry, nlink }
+    }
+
+    /// The entries below the directory `fd` (which is at `rel`, on device `dev`).
+    fn children(&self, fd: &OwnedFd, rel: &[u8], dev: u64) -> Result<Vec<Walked>> {
+        let names = sys::read_dir_names(fd.as_fd()).map_err(|e| {
+            if is_access_error(&e) {
+                Error::Unreadable {
+                    path: self.abs(rel),
+                    source: e,
+                }
+            } else {
+                Error::io(self.abs(rel), "read the directory", e)
+            }
+        })?;
+        let parts: Vec<Result<Vec<Walked>>> = names
+            .into_par_iter()
+            .map(|name| self.child(fd, rel, dev, &name))
+            .collect();
+        let mut out = Vec::new();
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// One child and, for a directory, everything below it; walked again once if it changed.
+    fn child(
+        &self,
+        parent: &OwnedFd,
+        parent_rel: &[u8],
+        dev: u64,
+        name: &CStr,
+    ) -> Result<Vec<Walked>> {
+        let rel = join(parent_rel, name.to_bytes());
+        if self.opts.excludes.matches(&rel) {
+            return Ok(Vec::new());
+        }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.child_once(parent.as_fd(), &rel, dev, name) {
+                Ok(Some((entry, fd))) => {
+                    let mut out = vec![entry];
+                    if let Some((fd, st)) = fd {
+                        out.extend(self.children(&fd, &rel, st.dev)?);
+                    }
+                    return Ok(out);
+                }
+                Ok(None) => return Ok(Vec::new()),
+                Err(WalkErr::Changed(_)) if attempt == 1 => continue,
+                Err(WalkErr::Unreadable(e)) if self.opts.skip_unreadable => {
+                    return self.unreadable_entry(parent.as_fd(), &rel, name, e);
+                }
+                Err(e) => return Err(e.into_error(self, &rel)),
+            }
+        }
+    }
+
+    fn unreadable_entry(
+        &self,
+        parent: BorrowedFd<'_>,
+        rel: &[u8],
+        name: &CStr,
+        cause: io::Error,
+    ) -> Result<Vec<Walked>> {
+        let st = sys::stat_at(parent, name).map_err(|_| Error::Unreadable {
+            path: self.abs(rel),
+            source: cause,
+        })?;
+        let mut entry = base_entry(rel, kind_of(&st), &st);
+        entry.flags |= FLAG_UNREADABLE;
+        if entry.kind == EntryKind::File {
+            entry.size = st.size;
+        }
+        Ok(vec![self.counted(entry, st.nlink)])
+    }
+
+    /// Walks one entry. For a directory also returns its descriptor for the recursion.
+    /// `Ok(None)`: the entry vanished on the second look and is no longer in the tree.
+    #[allow(clippy::type_complexity)]
+    fn child_once(
+        &self,
+        parent: BorrowedFd<'_>,
+        rel: &[u8],
+        parent_dev: u64,
+        name: &CStr,
+    ) -> Result<Option<(Walked, Option<(OwnedFd, Stat)>)>, WalkErr> {
+        let st = match sys::stat_at(parent, name) {
+            Ok(st) => st,
+            Err(e) if vanished(&e) => return Err(WalkErr::Changed("it vanished".into())),
+            Err(e) if is_access_error(&e) => return Err(WalkErr::Unreadable(e)),
+            Err(e) => return Err(WalkErr::Fatal(Error::io(self.abs(rel), "stat", e))),
+        };
+        let kind = kind_of(&st);
+        match kind {
+            EntryKind::Dir if st.mount_root || st.dev != parent_dev => {
+                let entry = base_entry(rel, EntryKind::MountPoint, &st);
+                Ok(Some((self.counted(entry, st.nlink), None)))
+            }
+            EntryKind::Dir => {
+                let fd = sys::open_dir_at(parent, name).map_err(|e| self.open_error(rel, e))?;
+                let fst = sys::stat_fd(fd.as_fd())
+                    .map_err(|e| WalkErr::Fatal(Error::io(self.abs(rel), "stat", e)))?;
+                if (fst.dev, fst.ino) != (st.dev, st.ino) {
+                    return Err(WalkErr::Changed(
+                        "it was replaced while being opened".into(),
+                    ));
+                }
+                let entry = self.dir_entry(&fd, rel, &fst)?;
+                let descend = !entry.entry.is_unreadable();
+                Ok(Some((entry, descend.then_some((fd, fst)))))
+            }
+            EntryKind::File => {
+                let fd = sys::open_file_at(parent, name).map_err(|e| self.open_error(rel, e))?;
+                let walked = self.file_entry(&fd, rel, &st)?;
+                Ok(Some((walked, None)))
+            }
+            EntryKind::Symlink => {
+                let target = match sys::read_link_at(parent, name) {
+                    Ok(t) => t,
+                    Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::EINVAL) => {
+                        return Err(WalkErr::Changed("it vanished".into()))
+                    }
+                    Err(e) => {
+                        return Err(WalkErr::Fatal(Error::io(
+                            self.abs(rel),
+                            "read the symlink",
+                            e,
+                        )))
+                    }
+                };
+                let after = sys::stat_at(parent, name)
+                    .map_err(|_| WalkErr::Changed("it vanished".into()))?;
+                if let Some(what) = same_content(&st, &after) {
+                    return Err(WalkErr::Changed(what));
+                }
+                let mut entry = base_entry(rel, kind, &st);
+                entry.size = target.len() as u64;
+                entry.target = Some(target.into());
+                entry.xattrs = self.entry_xattrs(&XattrSource::Entry(parent, name), rel)?;
+                Ok(Some((self.counted(entry, st.nlink), None)))
+            }
+            _ => {
+                // Fifos, sockets and device nodes are described, never opened.
+                let mut entry = base_entry(rel, kind, &st);
+                if matches!(kind, EntryKind::CharDevice | EntryKind::BlockDevice) {
+                    entry.rdev = Some(st.rdev);
+                }
+                entry.xattrs = self.entry_xattrs(&XattrSource::Entry(parent, name), rel)?;
+                Ok(Some((self.counted(entry, st.nlink), None)))
+            }
+        }
+    }
+
+    fn open_error(&self, rel: &[u8], e: io::Error) -> WalkErr {
+        if vanished(&e) {
+            WalkErr::Changed("it vanished or was replaced while being opened".into())
+        } else if is_access_error(&e) {
+            WalkErr::Unreadable(e)
+        } else {
+            WalkErr::Fatal(Error::io(self.abs(rel), "open", e))
+        }
+    }
+
+    fn entry_xattrs(&self, src: &XattrSource<'_>, rel: &[u8]) -> Result<Box<[Xattr]>, WalkErr> {
+        collect_xattrs(src).map_err(|e| {
+            if vanished(&e) {
+                WalkErr::Changed("it vanished".into())
+            } else if is_access_error(&e) {
+                WalkErr::Unreadable(e)
+            } else {
+                WalkErr::Fatal(Error::io(self.abs(rel), "read extended attributes", e))
+            }
+        })
+    }
+
+    fn dir_entry(&self, fd: &OwnedFd, rel: &[u8], st: &Stat) -> Result<Walked, WalkErr> {
+        let mut entry = base_entry(rel, EntryKind::Dir, st);
+        entry.xattrs = self.entry_xattrs(&XattrSource::Fd(fd.as_fd()), rel)?;
+        Ok(self.counted(entry, st.nlink))
+    }
+
+    fn file_entry(&self, fd: &OwnedFd, rel: &[u8], st: &Stat) -> Result<Walked, WalkErr> {
+        let fatal = |op, e| WalkErr::Fatal(Error::io(self.abs(rel), op, e));
+        let before = sys::stat_fd(fd.as_fd()).map_err(|e| fatal("stat", e))?;
+        if let Some(what) = same_content(st, &before) {
+            return Err(WalkErr::Changed(what));
+        }
+        let (hash, read) = self.hash_fd(fd.as_fd(), before.size).map_err(|e| {
+            if is_access_error(&e) {
+                WalkErr::Unreadable(e)
+            } else {
+                fatal("read", e)
+            }
+        })?;
+        let after = sys::stat_fd(fd.as_fd()).map_err(|e| fatal("stat", e))?;
+        if let Some(what) = same_content(&before, &after) {
+            return Err(WalkErr::Changed(what));
+        }
+        if read != before.size {
+            return Err(WalkErr::Changed(format!(
+                "{read} bytes were read where its size said {}",
+                before.size
+            )));
+        }
+        let mut entry = base_entry(rel, EntryKind::File, &before);
+        entry.size = before.size;
+        entry.hash = Some(hash);
+        entry.xattrs = self.entry_xattrs(&XattrSource::Fd(fd.as_fd()), rel)?;
+        Ok(self.counted(entry, before.nlink))
+    }
+
+    fn hash_fd(&self, fd: BorrowedFd<'_>, size: u64) -> io::Result<([u8; 32], u64)> {
+        let mut hasher = blake3::Hasher::new();
+        let large = size >= LARGE_FILE;
+        let mut buf = vec![0u8; if large { LARGE_BUF } else { SMALL_BUF }];
+        let mut total = 0u64;
+        loop {
+            // Fill the buffer fully so that the multithreaded hasher gets big chunks.
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = sys::read(fd, &mut buf[filled..])?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            if large {
+                hasher.update_rayon(&buf[..filled]);
+            } else {
+                hasher.update(&buf[..filled]);
+            }
+            total += filled as u64;
+            self.progress
+                .bytes
+                .fetch_add(filled as u64, Ordering::Relaxed);
+            if filled < buf.len() {
+                break;
+            }
+        }
+        Ok((*hasher.finalize().as_bytes(), total))
+    }
+}
+
+/// Sorts the entries, computes hard-link groups and returns the report.
+fn finish(root: PathBuf, opts: &WalkOptions, found: Vec<Walked>) -> WalkReport {
+    let mut found = found;
+    found.sort_unstable_by(|a, b| a.entry.path.cmp(&b.entry.path));
+    // Group non-directories by inode; entries are visited in path order, so the first
+    // member of each group is its leader.
+    let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
+    for (i, w) in found.iter().enumerate() {
+        let k = w.entry.kind;
+        if w.nlink > 1 && !matches!(k, EntryKind::Dir | EntryKind::MountPoint) {
+            groups
+                .entry((w.entry.dev, w.entry.ino))
+                .or_default()
+                .push(i);
+        }
+    }
+    for members in groups.values() {
+        let leader: Box<[u8]> = found[members[0]].entry.path.clone();
+        let nlink = found[members[0]].nlink as usize;
+        for &i in members {
+            let e = &mut found[i].entry;
+            if members.len() > 1 {
+                e.link_leader = Some(leader.clone());
+            }
+            if nlink > members.len() {
+                e.flags |= FLAG_LINKS_OUTSIDE;
+            }
+        }
+    }
+    let mut mount_points = Vec::new();
+    let mut unreadable = Vec::new();
+    let entries: Vec<Entry> = found
+        .into_iter()
+        .map(|w| {
+            if w.entry.kind == EntryKind::MountPoint {
+                mount_points.push(w.entry.path.clone());
+            }
+            if w.entry.is_unreadable() {
+                unreadable.push(w.entry.path.clone());
+            }
+            w.entry
+        })
+        .collect();
+    WalkReport {
+        root,
+        tree: Tree {
+            excludes: opts.excludes.patterns(),
+            entries,
+        },
+        mount_points,
+        unreadable,
+    }
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/*
+ * vmlinux_min.h - the small hand-written subset of kernel types the fsguard BPF programs use,
+ * in place of a full vmlinux.h dumped from some kernel's BTF, so the build does not depend on
+ * the build host's kernel.
+ *
+ * Kernel structs are declared with only the fields we read and carry
+ * preserve_access_index: clang emits CO-RE relocations for every field access, and the loader
+ * (aya) rewrites the offsets against the running kernel's BTF (/sys/kernel/btf/vmlinux) at load
+ * time. Field and struct names must therefore match the kernel's exactly; field order, types'
+ * sizes aside, and the absence of the other fields do not matter.
+ *
+ * Macros and enum values are not in BTF, so the few we need are copied here from the kernel's
+ * headers; they are stable kernel ABI / UAPI values.
+ */
+#ifndef __VMLINUX_MIN_H__
+#define __VMLINUX_MIN_H__
+
+typedef signed char __s8;
+typedef unsigned char __u8;
+typedef short __s16;
+typedef unsigned short __u16;
+typedef int __s32;
+typedef unsigned int __u32;
+typedef long long __s64;
+typedef unsigned long long __u64;
+typedef __u16 __be16;
+typedef __u32 __be32;
+typedef __u32 __wsum;
+
+typedef __u8 u8;
+typedef __u16 u16;
+typedef __u32 u32;
+typedef __u64 u64;
+typedef _Bool bool;
+enum { false = 0, true = 1 };
+
+typedef __u32 dev_t;        /* kernel-internal: (major << 20) | minor */
+typedef unsigned int fmode_t;
+
+/* include/uapi/linux/bpf.h */
+enum bpf_map_type {
+	BPF_MAP_TYPE_UNSPEC = 0,
+	BPF_MAP_TYPE_HASH = 1,
+	BPF_MAP_TYPE_ARRAY = 2,
+	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+};
+
+/* include/linux/fs.h: struct file::f_mode bits (set before security_file_open runs). */
+#define FMODE_READ ((fmode_t)0x1)
+#define FMODE_WRITE ((fmode_t)0x2)
+
+/* include/uapi/asm-generic/errno-base.h */
+#define EPERM 1
+
+#pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct super_block {
+	dev_t s_dev;
+};
+
+struct inode {
+	unsigned long i_ino;
+	struct super_block *i_sb;
+};
+
+struct file {
+	fmode_t f_mode;
+	struct inode *f_inode;
+};
+
+#pragma clang attribute pop
+
+#endif /* __VMLINUX_MIN_H__ */

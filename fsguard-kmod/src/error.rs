@@ -1,0 +1,163 @@
+//! The crate's error type. Each variant's message says what failed; the underlying cause (an
+//! aya or I/O error, e.g. the verifier log) is its `source()`. Print an error with
+//! [`report`] to get the whole chain on one line.
+
+use std::path::PathBuf;
+
+use aya::maps::MapError;
+use aya::programs::ProgramError;
+
+use crate::support::{Unsupported, KERNEL_BTF_PATH};
+
+/// Everything that can go wrong loading, configuring and attaching fsguard's programs.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The kernel cannot enforce at all (see [`crate::support`]).
+    #[error("the kernel cannot enforce fsguard's BPF LSM programs")]
+    Unsupported {
+        /// Why not.
+        #[from]
+        source: Unsupported,
+    },
+    /// The kernel's BTF could not be read or parsed.
+    #[error("cannot read the kernel's BTF from {KERNEL_BTF_PATH}")]
+    KernelBtf {
+        /// aya's parse or I/O error.
+        #[source]
+        source: aya::BtfError,
+    },
+    /// aya could not parse a BPF object, relocate it or create its maps in the kernel.
+    #[error("cannot load BPF object `{object}` (ELF parsing, CO-RE relocation or map creation)")]
+    LoadObject {
+        /// Name of the object (`bpf/<object>.bpf.c`).
+        object: &'static str,
+        /// aya's error.
+        #[source]
+        source: aya::EbpfError,
+    },
+    /// A program the loader expects is not in the object.
+    #[error("BPF object `{object}` has no program `{program}`")]
+    MissingProgram {
+        /// Name of the object.
+        object: &'static str,
+        /// The missing program (its C function name).
+        program: &'static str,
+    },
+    /// A program is not of the expected type (e.g. its `SEC()` is not `lsm/...`).
+    #[error("program `{program}` in BPF object `{object}` is not an LSM program")]
+    NotLsm {
+        /// Name of the object.
+        object: &'static str,
+        /// The program.
+        program: &'static str,
+        /// aya's error.
+        #[source]
+        source: ProgramError,
+    },
+    /// The kernel refused to load (verify) an LSM program.
+    #[error("cannot load LSM program `{program}` for hook `{hook}` into the kernel")]
+    LoadProgram {
+        /// The program.
+        program: &'static str,
+        /// The LSM hook (without `bpf_lsm_`), e.g. `file_open`.
+        hook: &'static str,
+        /// aya's error, including the verifier log when the verifier rejected it.
+        #[source]
+        source: ProgramError,
+    },
+    /// Attaching a loaded LSM program failed.
+    #[error("cannot attach LSM program `{program}` to hook `{hook}`")]
+    Attach {
+        /// The program.
+        program: &'static str,
+        /// The LSM hook.
+        hook: &'static str,
+        /// aya's error.
+        #[source]
+        source: ProgramError,
+    },
+    /// An operation needs the program attached (or detached) and it is not.
+    #[error("LSM program `{program}` is {state}")]
+    AttachState {
+        /// The program.
+        program: &'static str,
+        /// `"already attached"` or `"not attached"`.
+        state: &'static str,
+    },
+    /// A map the loader expects is not in the object.
+    #[error("BPF object `{object}` has no map `{map}`")]
+    MissingMap {
+        /// Name of the object.
+        object: &'static str,
+        /// The missing map.
+        map: &'static str,
+    },
+    /// A map has another type or key/value size than the Rust side expects.
+    #[error("map `{map}` in BPF object `{object}` does not match its Rust type (map type or key/value size)")]
+    MapType {
+        /// Name of the object.
+        object: &'static str,
+        /// The map.
+        map: &'static str,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+    /// A map read, update or delete failed.
+    #[error("cannot {op} map `{map}`")]
+    Map {
+        /// What was attempted, e.g. `"insert into"`.
+        op: &'static str,
+        /// The map.
+        map: &'static str,
+        /// aya's error.
+        #[source]
+        source: MapError,
+    },
+    /// `stat()` of a path failed.
+    #[error("cannot stat {path}")]
+    Stat {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A path's `st_dev` cannot be converted to a kernel `dev_t`.
+    #[error("device number {st_dev:#x} of {path} does not fit a kernel dev_t (12-bit major, 20-bit minor)")]
+    DeviceOutOfRange {
+        /// The path.
+        path: PathBuf,
+        /// Its `st_dev`.
+        st_dev: u64,
+    },
+}
+
+/// `err` and all its sources, joined with `": "` (one line, unless the verifier log in it has
+/// several).
+pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cur = err.source();
+    while let Some(cause) = cur {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        cur = cause.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_joins_the_chain() {
+        let err = Error::Stat {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        };
+        let text = report(&err);
+        assert!(text.starts_with("cannot stat /x: "), "{text}");
+        assert!(text.contains("No such file"), "{text}");
+    }
+}

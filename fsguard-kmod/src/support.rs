@@ -1,0 +1,133 @@
+//! Whether the running kernel can enforce fsguard's BPF LSM programs, and if not, why.
+//!
+//! Two things are needed: the BPF LSM must be active (`bpf` in `/sys/kernel/security/lsm`,
+//! i.e. `CONFIG_BPF_LSM=y` and `bpf` in `CONFIG_LSM` or the `lsm=` boot parameter) and the
+//! kernel must expose its BTF (`/sys/kernel/btf/vmlinux`, `CONFIG_DEBUG_INFO_BTF=y`), which
+//! LSM programs are attached by. Passing this check does not guarantee that loading works:
+//! a kernel may still refuse (the development hosts answer EPERM even to root).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// securityfs file listing the active LSMs, comma-separated.
+pub const LSM_LIST_PATH: &str = "/sys/kernel/security/lsm";
+/// The kernel's own BTF.
+pub const KERNEL_BTF_PATH: &str = "/sys/kernel/btf/vmlinux";
+
+/// Why the running kernel cannot enforce fsguard's programs.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsupported {
+    /// The active-LSM list could not be read.
+    #[error(
+        "cannot read the active LSM list {path} (securityfs not mounted at \
+         /sys/kernel/security, or a kernel without LSM support)"
+    )]
+    LsmListUnreadable {
+        /// The file that could not be read.
+        path: PathBuf,
+        /// Why reading failed.
+        #[source]
+        source: io::Error,
+    },
+    /// The BPF LSM is not among the active LSMs.
+    #[error(
+        "the BPF LSM is not active (active LSMs: {active:?}); it needs a kernel built with \
+         CONFIG_BPF_LSM=y and `bpf` in CONFIG_LSM or in the `lsm=` boot parameter"
+    )]
+    BpfLsmInactive {
+        /// The active LSM list as the kernel reported it.
+        active: String,
+    },
+    /// The kernel does not expose its BTF.
+    #[error("kernel BTF {path} is unavailable (kernel built without CONFIG_DEBUG_INFO_BTF=y?)")]
+    NoKernelBtf {
+        /// The BTF file that could not be opened.
+        path: PathBuf,
+        /// Why opening failed.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Checks the running kernel (see the module docs); `Err` says why it cannot enforce.
+pub fn check_support() -> Result<(), Unsupported> {
+    check_support_at(Path::new(LSM_LIST_PATH), Path::new(KERNEL_BTF_PATH))
+}
+
+/// [`check_support`] against other files (for tests, or a differently mounted securityfs).
+pub fn check_support_at(lsm_list: &Path, kernel_btf: &Path) -> Result<(), Unsupported> {
+    let active =
+        std::fs::read_to_string(lsm_list).map_err(|source| Unsupported::LsmListUnreadable {
+            path: lsm_list.to_owned(),
+            source,
+        })?;
+    if !lsm_list_has_bpf(&active) {
+        return Err(Unsupported::BpfLsmInactive {
+            active: active.trim().to_owned(),
+        });
+    }
+    std::fs::File::open(kernel_btf).map_err(|source| Unsupported::NoKernelBtf {
+        path: kernel_btf.to_owned(),
+        source,
+    })?;
+    Ok(())
+}
+
+/// Whether a `/sys/kernel/security/lsm` list (e.g. `"lockdown,capability,yama,bpf"`) names
+/// the BPF LSM.
+pub fn lsm_list_has_bpf(list: &str) -> bool {
+    list.trim().split(',').any(|lsm| lsm.trim() == "bpf")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsm_list_parsing() {
+        assert!(lsm_list_has_bpf(
+            "lockdown,capability,landlock,yama,apparmor,tomoyo,bpf"
+        ));
+        assert!(lsm_list_has_bpf("bpf\n"));
+        assert!(lsm_list_has_bpf("capability, bpf ,yama"));
+        assert!(!lsm_list_has_bpf("lockdown,capability,yama,apparmor"));
+        assert!(!lsm_list_has_bpf("bpfx,xbpf"));
+        assert!(!lsm_list_has_bpf(""));
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("fsguard-support-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn reasons_for_each_missing_piece() {
+        let dir = scratch("reasons");
+        let lsm = dir.join("lsm");
+        let btf = dir.join("vmlinux");
+
+        let err = check_support_at(&lsm, &btf).unwrap_err();
+        assert!(
+            matches!(err, Unsupported::LsmListUnreadable { .. }),
+            "{err}"
+        );
+
+        std::fs::write(&lsm, "capability,yama\n").unwrap();
+        let err = check_support_at(&lsm, &btf).unwrap_err();
+        assert!(
+            matches!(&err, Unsupported::BpfLsmInactive { active } if active == "capability,yama"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("CONFIG_BPF_LSM"), "{err}");
+
+        std::fs::write(&lsm, "capability,yama,bpf").unwrap();
+        let err = check_support_at(&lsm, &btf).unwrap_err();
+        assert!(matches!(err, Unsupported::NoKernelBtf { .. }), "{err}");
+
+        std::fs::write(&btf, b"\x9f\xeb").unwrap();
+        check_support_at(&lsm, &btf).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

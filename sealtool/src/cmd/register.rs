@@ -1,0 +1,75 @@
+//! `sealtool register PATH [--name NAME] [--exclude GLOB]... [--skip-unreadable]`
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use capsule_core::display;
+use capsule_core::glob::GlobSet;
+use capsule_core::manifest::Manifest;
+use capsule_core::registry::{self, Access, Registry};
+use capsule_core::walk::{self, WalkOptions};
+
+use crate::output::human_bytes;
+use crate::progress;
+use crate::Context;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The capsule's root directory
+    path: PathBuf,
+    /// Capsule name [default: the last component of PATH]
+    #[arg(long)]
+    name: Option<String>,
+    /// Leave matching entries out of the capsule (repeatable; see manifests/FORMAT.md)
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Record unreadable entries as such instead of failing
+    #[arg(long)]
+    skip_unreadable: bool,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<u8> {
+    let root = walk::resolve_root(&args.path)?;
+    let name = match args.name {
+        Some(n) => n,
+        None => root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    registry::validate_name(&name)?;
+    let opts = WalkOptions {
+        excludes: GlobSet::new(&args.exclude)?,
+        skip_unreadable: args.skip_unreadable,
+    };
+    let report = {
+        let shown = progress::Display::start("hashing", ctx.quiet);
+        walk::walk(&root, &opts, &shown.counters)?
+    };
+    let manifest = Manifest {
+        name,
+        root: report.root.clone(),
+        registered_at: registry::now(),
+        tree: report.tree,
+    };
+    let reg = Registry::open(&ctx.registry_dir, Access::Write)?;
+    let rec = reg.register(&manifest)?;
+    println!("registered {}", rec.name);
+    println!("  root     {}", display::path(&rec.root));
+    println!("  entries  {}", rec.entries);
+    println!("  bytes    {} ({})", rec.bytes, human_bytes(rec.bytes));
+    println!("  digest   {}", rec.digest);
+    for m in &report.mount_points {
+        println!(
+            "  note: {} is a mount point: recorded as a boundary, not descended",
+            display::rel_path(m)
+        );
+    }
+    for u in &report.unreadable {
+        println!(
+            "  note: {} is unreadable: recorded as such",
+            display::rel_path(u)
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,81 @@
+//! sealtool: the command-line front of capsule. Parses and validates arguments, calls
+//! capsule-core, prints results and maps them to exit statuses. One module per subcommand.
+
+mod cmd;
+mod output;
+mod progress;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for errors (bad input, unknown capsule, I/O); `verify` uses 1 for drift.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "sealtool",
+    version,
+    about = "Register, verify and seal capsule trees"
+)]
+struct Cli {
+    /// Registry directory [default: $CAPSULE_REGISTRY, else /var/lib/capsule]
+    #[arg(long, global = true, value_name = "DIR")]
+    registry: Option<PathBuf>,
+    /// No progress display
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Walk and hash a tree and record it as a capsule
+    Register(cmd::register::Args),
+    /// Re-walk registered capsules and report every difference
+    Verify(cmd::verify::Args),
+    /// List registered capsules
+    List,
+    /// Show one capsule
+    Show(cmd::show::Args),
+    /// Maintain the registry itself
+    Registry {
+        #[command(subcommand)]
+        action: cmd::registry::Action,
+    },
+}
+
+/// What every subcommand needs from the global options.
+pub struct Context {
+    pub registry_dir: PathBuf,
+    pub quiet: bool,
+}
+
+fn main() -> ExitCode {
+    // SAFETY: restoring the default SIGPIPE disposition before any thread starts, so that
+    // `sealtool list | head` ends quietly like other Unix tools instead of panicking.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let ctx = Context {
+        registry_dir: capsule_core::registry::Registry::resolve_dir(cli.registry.as_deref()),
+        quiet: cli.quiet,
+    };
+    let result = match cli.command {
+        Command::Register(a) => cmd::register::run(&ctx, a),
+        Command::Verify(a) => cmd::verify::run(&ctx, a),
+        Command::List => cmd::list::run(&ctx),
+        Command::Show(a) => cmd::show::run(&ctx, a),
+        Command::Registry { action } => cmd::registry::run(&ctx, action),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("sealtool: error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
