@@ -1,0 +1,135 @@
+//! Manifest encoding and registry behaviour on temporary trees and temporary registries.
+
+use std::fs;
+use std::path::Path;
+
+use capsule_core::manifest::Manifest;
+use capsule_core::registry::{Access, CapsuleState, Registry};
+use capsule_core::walk::{walk, Progress, WalkOptions};
+use capsule_core::Error;
+
+fn sample(root: &Path) {
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::write(root.join("bin/tool"), b"#!/bin/sh\necho hi\n").unwrap();
+    fs::write(root.join("README"), b"hello").unwrap();
+    std::os::unix::fs::symlink("bin/tool", root.join("link")).unwrap();
+}
+
+fn manifest(name: &str, root: &Path) -> Manifest {
+    let report = walk(root, &WalkOptions::default(), &Progress::default()).unwrap();
+    Manifest {
+        name: name.into(),
+        root: report.root,
+        registered_at: 1_700_000_000,
+        tree: report.tree,
+    }
+}
+
+#[test]
+fn same_tree_same_digest_anywhere_and_any_change_differs() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    sample(&a.path().join("x"));
+    sample(&b.path().join("deeper/y"));
+    let ma = manifest("a", &a.path().join("x"));
+    let mb = manifest("b", &b.path().join("deeper/y"));
+    assert_eq!(
+        ma.digest(),
+        mb.digest(),
+        "location and name are not part of the digest"
+    );
+    // Metadata only: one permission bit.
+    let p = b.path().join("deeper/y/README");
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o645)).unwrap();
+    assert_ne!(
+        ma.digest(),
+        manifest("b", &b.path().join("deeper/y")).digest()
+    );
+}
+
+#[test]
+fn every_damaged_byte_of_a_manifest_file_is_detected() {
+    let d = tempfile::tempdir().unwrap();
+    sample(&d.path().join("t"));
+    let m = manifest("t", &d.path().join("t"));
+    let (bytes, digest) = m.encode_file();
+    let (back, back_digest) = Manifest::decode_file(&bytes).unwrap();
+    assert_eq!((back, back_digest), (m, digest));
+    for i in 0..bytes.len() {
+        let mut bad = bytes.clone();
+        bad[i] ^= 0x40;
+        assert!(
+            Manifest::decode_file(&bad).is_err(),
+            "flipped byte {i} went unnoticed"
+        );
+    }
+    assert!(Manifest::decode_file(&bytes[..bytes.len() - 1]).is_err());
+}
+
+#[test]
+fn register_replace_and_rebuild() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("app");
+    sample(&root);
+    let regdir = d.path().join("registry");
+    let first = {
+        let reg = Registry::open(&regdir, Access::Write).unwrap();
+        let rec = reg.register(&manifest("app", &root)).unwrap();
+        assert_eq!(rec.state, CapsuleState::Registered);
+        assert_eq!(
+            reg.load_manifest(&rec).unwrap().tree.entries.len() as u64,
+            rec.entries
+        );
+        rec
+    };
+    fs::write(root.join("README"), b"changed").unwrap();
+    let second = {
+        let reg = Registry::open(&regdir, Access::Write).unwrap();
+        reg.register(&manifest("app", &root)).unwrap()
+    };
+    assert_ne!(first.digest, second.digest);
+    let files: Vec<_> = fs::read_dir(regdir.join("manifests/app"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 1, "the replaced manifest file is removed");
+
+    // Lose the database entirely: the manifest files bring it back.
+    fs::remove_dir_all(regdir.join("db")).unwrap();
+    let report = Registry::rebuild(&regdir).unwrap();
+    assert_eq!(report.recovered.len(), 1);
+    let reg = Registry::open(&regdir, Access::Read).unwrap();
+    let rec = reg.require("app").unwrap();
+    assert_eq!(rec.digest, second.digest);
+    assert_eq!(rec.root, second.root);
+}
+
+#[test]
+fn a_second_writer_gets_a_clear_error() {
+    let d = tempfile::tempdir().unwrap();
+    let regdir = d.path().join("registry");
+    let _first = Registry::open(&regdir, Access::Write).unwrap();
+    match Registry::open(&regdir, Access::Write) {
+        Err(Error::RegistryBusy { holder, .. }) => {
+            assert_eq!(holder, std::process::id().to_string())
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("two writers at once"),
+    }
+}
+
+#[test]
+fn unknown_capsule_and_bad_names() {
+    let d = tempfile::tempdir().unwrap();
+    let reg = Registry::open(d.path(), Access::Write).unwrap();
+    assert!(matches!(
+        reg.require("nope"),
+        Err(Error::UnknownCapsule { .. })
+    ));
+    for bad in ["", "../x", "a/b", ".hidden", "-opt", &"x".repeat(65)] {
+        assert!(
+            capsule_core::registry::validate_name(bad).is_err(),
+            "{bad:?} accepted"
+        );
+    }
+}
