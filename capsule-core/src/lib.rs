@@ -10,6 +10,7 @@ pub mod display;
 pub mod error;
 pub mod glob;
 pub mod manifest;
+pub mod policy;
 pub mod registry;
 pub mod sys;
 pub mod walk;

@@ -179,7 +179,15 @@ pub enum Access {
 }
 
 struct Lock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Forget our pid while still holding the lock, so that a later busy message never
+        // names a process that has long finished.
+        let _ = self.file.set_len(0);
+    }
 }
 
 fn lock(dir: &Path, access: Access) -> Result<Lock> {
@@ -221,7 +229,7 @@ fn lock(dir: &Path, access: Access) -> Result<Lock> {
     // Best effort: only used to name the holder in the busy message.
     let _ = file.set_len(0);
     let _ = file.write_all(std::process::id().to_string().as_bytes());
-    Ok(Lock { _file: file })
+    Ok(Lock { file })
 }
 
 /// The sled tree of capsule records, keyed by name.
@@ -399,7 +407,15 @@ impl Registry {
         let path = self.manifest_path(&manifest.name, &digest);
         write_atomic(&path, &bytes)?;
         let rec = CapsuleRecord::from_manifest(manifest, digest);
-        self.capsules.put(&rec)?;
+        let previous = self.capsules.get(&manifest.name)?;
+        if let Err(e) = self.capsules.put(&rec) {
+            // The database still names the previous manifest: drop the new file so that a
+            // later rebuild cannot mistake it for the current registration.
+            if previous.is_none_or(|p| p.digest != digest) {
+                let _ = fs::remove_file(&path);
+            }
+            return Err(e);
+        }
         remove_other_manifests(&dir, &path)?;
         Ok(rec)
     }
@@ -481,7 +497,14 @@ impl Registry {
             })?;
         }
         if db_path.exists() {
-            let aside = dir.join(format!("db.old-{}", now()));
+            // Unique even when rebuilt twice within a second.
+            let stamp = now();
+            let mut aside = dir.join(format!("db.old-{stamp}"));
+            let mut n = 1;
+            while aside.exists() {
+                aside = dir.join(format!("db.old-{stamp}-{n}"));
+                n += 1;
+            }
             fs::rename(&db_path, &aside).map_err(|e| Error::io(&db_path, "move aside", e))?;
             report.old_db = Some(aside);
         }

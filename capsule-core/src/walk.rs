@@ -338,6 +338,13 @@ impl Walker<'_> {
                         "it was replaced while being opened".into(),
                     ));
                 }
+                // Listing needs search permission too: a directory that can be opened but
+                // not searched (r without x) is unreadable, not a fatal error.
+                if let Err(e) = sys::stat_at(fd.as_fd(), c".") {
+                    if is_access_error(&e) {
+                        return Err(WalkErr::Unreadable(e));
+                    }
+                }
                 let entry = self.dir_entry(&fd, rel, &fst)?;
                 let descend = !entry.entry.is_unreadable();
                 Ok(Some((entry, descend.then_some((fd, fst)))))

@@ -74,7 +74,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("sealtool: error: {e:#}");
+            // Every error message already includes its cause; `{e:#}` would repeat it.
+            eprintln!("sealtool: error: {e}");
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -1,0 +1,216 @@
+//! Seal policy: what sealing a capsule records (who is inside, what is frozen) and which
+//! entries of its tree each rule covers. The kernel side receives the result as identities.
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::codec::{Decoder, Encoder};
+use crate::glob::GlobSet;
+use crate::manifest::{Digest, Entry, EntryKind};
+
+const SEAL_MAGIC: &[u8; 16] = b"CAPSULE-SEAL\0\0\0\0";
+const SEAL_VERSION: u32 = 1;
+
+/// A seal, stored beside the manifest it seals as `<digest>.seal`. Its existence is what
+/// makes a capsule sealed: it is never removed or replaced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SealRecord {
+    pub name: String,
+    pub digest: Digest,
+    /// The cgroup v2 directory whose processes (and its descendants') are inside.
+    pub cgroup: Option<PathBuf>,
+    /// Globs of entries that nobody may modify, inside processes included.
+    pub frozen: Vec<String>,
+    pub sealed_at: u64,
+}
+
+impl SealRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new();
+        e.raw(SEAL_MAGIC);
+        e.u32(SEAL_VERSION);
+        e.bytes(self.name.as_bytes());
+        e.raw(&self.digest.0);
+        match &self.cgroup {
+            Some(c) => {
+                e.u8(1);
+                e.bytes(c.as_os_str().as_bytes());
+            }
+            None => e.u8(0),
+        }
+        e.u32(self.frozen.len() as u32);
+        for f in &self.frozen {
+            e.bytes(f.as_bytes());
+        }
+        e.u64(self.sealed_at);
+        let check = blake3::hash(e.as_slice());
+        e.raw(check.as_bytes());
+        e.into_inner()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() < 32 {
+            return Err("file too short".into());
+        }
+        let (body, trailer) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != trailer {
+            return Err("checksum mismatch: the seal record was altered or damaged".into());
+        }
+        let mut d = Decoder::new(body);
+        if d.take(16, "seal magic")? != SEAL_MAGIC {
+            return Err("not a seal record (bad magic)".into());
+        }
+        let v = d.u32("seal version")?;
+        if v != SEAL_VERSION {
+            return Err(format!("seal record version {v} is not supported"));
+        }
+        let name = String::from_utf8(d.bytes("name")?.to_vec()).map_err(|_| "name is not UTF-8")?;
+        let digest = Digest(d.array32("digest")?);
+        let cgroup = match d.u8("cgroup marker")? {
+            0 => None,
+            1 => Some(PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes("cgroup")?))),
+            m => return Err(format!("bad cgroup marker {m}")),
+        };
+        let n = d.u32("frozen count")? as usize;
+        let mut frozen = Vec::with_capacity(n.min(d.remaining() / 4));
+        for _ in 0..n {
+            frozen.push(
+                String::from_utf8(d.bytes("frozen glob")?.to_vec()).map_err(|_| "glob is not UTF-8")?,
+            );
+        }
+        let sealed_at = d.u64("seal time")?;
+        d.finish("the seal record")?;
+        Ok(SealRecord {
+            name,
+            digest,
+            cgroup,
+            frozen,
+            sealed_at,
+        })
+    }
+}
+
+/// Decides which entries are frozen. A directory matched by a glob such as `bin/**` is
+/// frozen itself (so nothing can be created in it), and so is everything below a frozen
+/// directory.
+pub struct FrozenRules {
+    globs: GlobSet,
+}
+
+impl FrozenRules {
+    pub fn new(globs: GlobSet) -> Self {
+        FrozenRules { globs }
+    }
+
+    /// Marks each entry (sorted by path, as in a manifest): true when frozen.
+    pub fn mark(&self, entries: &[Entry]) -> Vec<bool> {
+        let mut out = vec![false; entries.len()];
+        if self.globs.is_empty() {
+            return out;
+        }
+        // Frozen directories seen so far, as path prefixes; entries are in path order, but
+        // "a/b" < "a/b-c" < "a/b/x", so ancestors are checked explicitly.
+        let mut frozen_dirs: std::collections::HashSet<&[u8]> = Default::default();
+        for (i, e) in entries.iter().enumerate() {
+            let path: &[u8] = &e.path;
+            let mut dir_form = path.to_vec();
+            dir_form.push(b'/');
+            let by_glob = !path.is_empty() && (self.globs.matches(path) || (e.kind == EntryKind::Dir && self.globs.matches(&dir_form)));
+            let by_ancestor = ancestors(path).any(|a| frozen_dirs.contains(a));
+            if by_glob || by_ancestor {
+                out[i] = true;
+                if e.kind == EntryKind::Dir {
+                    frozen_dirs.insert(path);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn ancestors(path: &[u8]) -> impl Iterator<Item = &[u8]> {
+    path.iter()
+        .enumerate()
+        .filter(|(_, &c)| c == b'/')
+        .map(move |(i, _)| &path[..i])
+}
+
+/// The depth of a cgroup v2 directory below the hierarchy's root (the root is level 0).
+pub fn cgroup_level(cgroup: &Path, hierarchy_root: &Path) -> Option<u32> {
+    let rel = cgroup.strip_prefix(hierarchy_root).ok()?;
+    Some(rel.components().count() as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().into(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            flags: 0,
+            hash: None,
+            target: None,
+            rdev: None,
+            link_leader: None,
+            xattrs: Box::new([]),
+            dev: 0,
+            ino: 0,
+        }
+    }
+
+    #[test]
+    fn frozen_covers_matched_dirs_and_descendants() {
+        let entries = vec![
+            entry("", EntryKind::Dir),
+            entry("bin", EntryKind::Dir),
+            entry("bin-extra", EntryKind::File),
+            entry("bin/sh", EntryKind::File),
+            entry("bin/sub", EntryKind::Dir),
+            entry("bin/sub/x", EntryKind::File),
+            entry("etc", EntryKind::Dir),
+            entry("etc/passwd", EntryKind::File),
+            entry("etc/shadow", EntryKind::File),
+        ];
+        let rules = FrozenRules::new(GlobSet::new(&["bin/**", "etc/passwd"]).unwrap());
+        let marks = rules.mark(&entries);
+        let frozen: Vec<&str> = entries
+            .iter()
+            .zip(&marks)
+            .filter(|(_, &m)| m)
+            .map(|(e, _)| std::str::from_utf8(&e.path).unwrap())
+            .collect();
+        assert_eq!(frozen, ["bin", "bin/sh", "bin/sub", "bin/sub/x", "etc/passwd"]);
+    }
+
+    #[test]
+    fn seal_record_round_trip_and_damage() {
+        let r = SealRecord {
+            name: "app".into(),
+            digest: Digest([7; 32]),
+            cgroup: Some("/sys/fs/cgroup/app".into()),
+            frozen: vec!["bin/**".into()],
+            sealed_at: 42,
+        };
+        let b = r.encode();
+        assert_eq!(SealRecord::decode(&b).unwrap(), r);
+        for i in 0..b.len() {
+            let mut bad = b.clone();
+            bad[i] ^= 1;
+            assert!(SealRecord::decode(&bad).is_err());
+        }
+    }
+
+    #[test]
+    fn cgroup_levels() {
+        let root = Path::new("/sys/fs/cgroup");
+        assert_eq!(cgroup_level(Path::new("/sys/fs/cgroup"), root), Some(0));
+        assert_eq!(cgroup_level(Path::new("/sys/fs/cgroup/a/b"), root), Some(2));
+        assert_eq!(cgroup_level(Path::new("/tmp/x"), root), None);
+    }
+}
