@@ -60,6 +60,10 @@ pub enum Error {
     UnknownCapsule { name: String },
     #[error("{name:?} is not a valid capsule name: {reason}")]
     InvalidName { name: String, reason: &'static str },
+    #[error("capsule {name:?} is sealed: {action} is refused for a sealed capsule, forever")]
+    Sealed { name: String, action: &'static str },
+    #[error("capsule {name:?} cannot be sealed: {reason}")]
+    CannotSeal { name: String, reason: String },
     #[error("{pattern:?} is not a valid glob: {reason}")]
     BadGlob {
         pattern: String,

@@ -4,6 +4,7 @@
 //! The `sealtool` binary is a thin layer over this library; the kernel side lives in the
 //! `fsguard` crate.
 
+pub mod check;
 pub mod codec;
 pub mod diff;
 pub mod display;

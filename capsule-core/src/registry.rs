@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::codec::{Decoder, Encoder};
 use crate::error::{Error, Result};
 use crate::manifest::{Digest, Manifest};
+use crate::policy::SealRecord;
 
 pub const DEFAULT_DIR: &str = "/var/lib/capsule";
 pub const ENV_VAR: &str = "CAPSULE_REGISTRY";
@@ -397,6 +398,7 @@ impl Registry {
     /// previous registration in force.
     pub fn register(&self, manifest: &Manifest) -> Result<CapsuleRecord> {
         validate_name(&manifest.name)?;
+        self.refuse_if_sealed(&manifest.name, "re-registering")?;
         let (bytes, digest) = manifest.encode_file();
         let dir = self.manifest_dir(&manifest.name);
         let created = !dir.exists();
@@ -420,6 +422,125 @@ impl Registry {
         Ok(rec)
     }
 
+    /// Whether a capsule is sealed, judged by the seal files on disk (the source of truth)
+    /// as well as by the database, so that a stale or rebuilt database cannot unseal it.
+    pub fn is_sealed(&self, name: &str) -> Result<bool> {
+        if self
+            .get(name)?
+            .is_some_and(|r| r.state == CapsuleState::Sealed)
+        {
+            return Ok(true);
+        }
+        let dir = self.manifest_dir(name);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(dir, "read", e)),
+        };
+        for e in entries {
+            let p = e.map_err(|e| Error::io(&dir, "read", e))?.path();
+            if p.extension().and_then(|x| x.to_str()) == Some("seal") {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn refuse_if_sealed(&self, name: &str, action: &'static str) -> Result<()> {
+        if self.is_sealed(name)? {
+            return Err(Error::Sealed {
+                name: name.to_string(),
+                action,
+            });
+        }
+        Ok(())
+    }
+
+    pub fn seal_path(&self, name: &str, digest: &Digest) -> PathBuf {
+        self.manifest_dir(name).join(format!("{digest}.seal"))
+    }
+
+    /// Seals a registered capsule: the seal file (durable, never removed) first, then the
+    /// record's state. Refused when already sealed.
+    pub fn seal(&self, seal: &SealRecord) -> Result<CapsuleRecord> {
+        let mut rec = self.require(&seal.name)?;
+        self.refuse_if_sealed(&seal.name, "sealing again")?;
+        if rec.digest != seal.digest {
+            return Err(Error::CannotSeal {
+                name: seal.name.clone(),
+                reason: format!(
+                    "the seal names digest {}, the registered manifest is {}",
+                    seal.digest, rec.digest
+                ),
+            });
+        }
+        write_atomic(&self.seal_path(&seal.name, &seal.digest), &seal.encode())?;
+        rec.state = CapsuleState::Sealed;
+        self.capsules.put(&rec)?;
+        Ok(rec)
+    }
+
+    /// The seal of a sealed capsule, checked against its record.
+    pub fn seal_record(&self, rec: &CapsuleRecord) -> Result<SealRecord> {
+        let path = self.seal_path(&rec.name, &rec.digest);
+        let bytes = fs::read(&path).map_err(|e| Error::io(&path, "read the seal record", e))?;
+        let seal = SealRecord::decode(&bytes).map_err(|reason| Error::ManifestCorrupt {
+            path: path.clone(),
+            reason,
+        })?;
+        if seal.name != rec.name || seal.digest != rec.digest {
+            return Err(Error::ManifestCorrupt {
+                path,
+                reason: "it seals another capsule or manifest".into(),
+            });
+        }
+        Ok(seal)
+    }
+
+    /// Removes an unsealed capsule: its record, then its manifest files.
+    pub fn remove(&self, name: &str) -> Result<CapsuleRecord> {
+        let rec = self.require(name)?;
+        self.refuse_if_sealed(name, "removing")?;
+        self.capsules
+            .tree
+            .remove(name.as_bytes())
+            .map_err(|e| self.capsules.db_err(e))?;
+        self.capsules
+            .tree
+            .flush()
+            .map_err(|e| self.capsules.db_err(e))?;
+        let dir = self.manifest_dir(name);
+        fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, "remove the manifests", e))?;
+        sync_dir(&self.dir.join("manifests"))?;
+        Ok(rec)
+    }
+
+    /// Where the level that `sealtool enforce --boot` raises to is kept.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("level")
+    }
+
+    /// The configured level (what boot enforcement raises the guard to), if any.
+    pub fn configured_level(&self) -> Result<Option<u32>> {
+        let path = self.config_path();
+        match fs::read_to_string(&path) {
+            Ok(s) => s
+                .trim()
+                .parse()
+                .map(Some)
+                .map_err(|_| Error::RegistryCorrupt {
+                    path,
+                    reason: format!("{:?} is not a level", s.trim()),
+                }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, "read", e)),
+        }
+    }
+
+    pub fn set_configured_level(&self, level: u32) -> Result<()> {
+        write_atomic(&self.config_path(), format!("{level}\n").as_bytes())
+    }
+
     /// Recreates the database from the manifest files. The old database, if any, is moved
     /// aside (never deleted) so nothing is lost.
     pub fn rebuild(dir: &Path) -> Result<RebuildReport> {
@@ -429,6 +550,8 @@ impl Registry {
         let manifests = dir.join("manifests");
         ensure_dir(&manifests)?;
         let mut best: std::collections::BTreeMap<String, (Manifest, Digest)> = Default::default();
+        // A sealed manifest is the capsule's manifest forever, whatever else lies beside it.
+        let mut sealed: std::collections::BTreeMap<String, Digest> = Default::default();
         let names = fs::read_dir(&manifests).map_err(|e| Error::io(&manifests, "read", e))?;
         for name_dir in names {
             let name_dir = name_dir
@@ -440,6 +563,18 @@ impl Registry {
             let files = fs::read_dir(&name_dir).map_err(|e| Error::io(&name_dir, "read", e))?;
             for f in files {
                 let path = f.map_err(|e| Error::io(&name_dir, "read", e))?.path();
+                if path.extension().and_then(|e| e.to_str()) == Some("seal") {
+                    match fs::read(&path)
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| SealRecord::decode(&b))
+                    {
+                        Ok(seal) => {
+                            sealed.insert(seal.name.clone(), seal.digest);
+                        }
+                        Err(reason) => report.damaged.push((path, reason)),
+                    }
+                    continue;
+                }
                 if path.extension().and_then(|e| e.to_str()) != Some("manifest") {
                     continue;
                 }
@@ -486,8 +621,27 @@ impl Registry {
                 })?,
                 path: fresh.clone(),
             };
+            // A sealed capsule keeps the manifest its seal names, whatever else lies beside it.
+            for (name, seal_digest) in &sealed {
+                if best.get(name).is_some_and(|(_, d)| d == seal_digest) {
+                    continue;
+                }
+                let path = manifests.join(name).join(format!("{seal_digest}.manifest"));
+                match read_manifest_file(&path) {
+                    Ok(found) => {
+                        best.insert(name.clone(), found);
+                    }
+                    Err(e) => {
+                        best.remove(name);
+                        report.damaged.push((path, format!("the capsule is sealed to this manifest, which is missing or damaged: {e}")));
+                    }
+                }
+            }
             for (m, digest) in best.values() {
-                let rec = CapsuleRecord::from_manifest(m, *digest);
+                let mut rec = CapsuleRecord::from_manifest(m, *digest);
+                if sealed.contains_key(&m.name) {
+                    rec.state = CapsuleState::Sealed;
+                }
                 tree.put(&rec)?;
                 report.recovered.push(rec);
             }

@@ -4,7 +4,7 @@
  *
  * Rust gets these definitions through bindgen (build.rs -> OUT_DIR/shared_bindings.rs ->
  * src/shared.rs), so every struct here is a plain, fixed-size, explicitly padded C struct
- * with the same layout on the BPF target and on x86_64: only __u32/__u64 fields, no
+ * with the same layout on the BPF target and on x86_64: only __u32/__u64/char fields, no
  * pointers, no bitfields, no implicit padding. Changing a layout means bumping
  * FSGUARD_ABI_VERSION.
  *
@@ -14,24 +14,61 @@
 #ifndef __FSGUARD_H__
 #define __FSGUARD_H__
 
-/* "FSGD": first field of struct fsguard_config; a program ignores a config without it. */
+/* "FSGD": first field of struct fsguard_config. */
 #define FSGUARD_MAGIC 0x46534744u
-/* Layout version of every struct in this header; the program ignores any other version. */
-#define FSGUARD_ABI_VERSION 1u
+/* Layout version of every struct in this header. */
+#define FSGUARD_ABI_VERSION 2u
 
-/* struct fsguard_config.level */
-#define FSGUARD_LEVEL_OFF 0u        /* programs attached but allow everything */
-#define FSGUARD_LEVEL_ENFORCE 1u    /* programs apply the rules in their maps */
+/*
+ * struct fsguard_config.level, the guard's securelevel. A config without the magic and
+ * version (never written, or written by another build) counts as FSGUARD_LEVEL_SEALED:
+ * the guard fails closed.
+ */
+#define FSGUARD_LEVEL_MAINTENANCE 0u /* root outside may still modify sealed trees */
+#define FSGUARD_LEVEL_SEALED 1u      /* nobody outside may */
+#define FSGUARD_LEVEL_LOCKED 2u      /* and the guard itself cannot be removed (later) */
+/* The smoke program's names for the same values. */
+#define FSGUARD_LEVEL_OFF FSGUARD_LEVEL_MAINTENANCE
+#define FSGUARD_LEVEL_ENFORCE FSGUARD_LEVEL_SEALED
 
-/* Bits of the __u32 value stored for an inode in the deny map. */
-#define FSGUARD_DENY_WRITE (1u << 0) /* refuse opens with FMODE_WRITE */
+/* Bits of struct fsguard_inode_value.flags. */
+#define FSGUARD_INODE_FROZEN (1u << 0) /* nobody may modify it, inside processes included */
+/* The smoke program's deny bit. */
+#define FSGUARD_DENY_WRITE (1u << 0)
 
-/* Capacity of the inode deny map. */
-#define FSGUARD_MAX_INODES 4096u
+/* Bits of struct fsguard_capsule.flags. */
+#define FSGUARD_CAPSULE_ACTIVE (1u << 0)     /* the slot holds a sealed capsule */
+#define FSGUARD_CAPSULE_HAS_CGROUP (1u << 1) /* processes in cgroup_id's subtree are inside */
+
+/* Capacities. The inode map allocates on demand (BPF_F_NO_PREALLOC). */
+#define FSGUARD_MAX_INODES (1u << 22)
+#define FSGUARD_MAX_CAPSULES 256u
+#define FSGUARD_NAME_LEN 64
+#define FSGUARD_EVENTS_BYTES (1u << 20)
+
+/* What was attempted (struct fsguard_event.op). */
+#define FSGUARD_OP_OPEN_WRITE 1u
+#define FSGUARD_OP_WRITE 2u
+#define FSGUARD_OP_TRUNCATE 3u
+#define FSGUARD_OP_CREATE 4u
+#define FSGUARD_OP_LINK 5u
+#define FSGUARD_OP_UNLINK 6u
+#define FSGUARD_OP_RMDIR 7u
+#define FSGUARD_OP_RENAME 8u
+#define FSGUARD_OP_SETATTR 9u
+#define FSGUARD_OP_SETXATTR 10u
+#define FSGUARD_OP_REMOVEXATTR 11u
+#define FSGUARD_OP_MMAP_SHARED_WRITE 12u
+#define FSGUARD_OP_MPROTECT_SHARED_WRITE 13u
+#define FSGUARD_OP_IOCTL_SETFLAGS 14u
+
+/* Why it was refused (struct fsguard_event.rule). */
+#define FSGUARD_RULE_OUTSIDE 1u        /* a process outside the capsule, level >= 1 or not root */
+#define FSGUARD_RULE_FROZEN 2u         /* a frozen part, refused to everybody */
+#define FSGUARD_RULE_UNKNOWN_CAPSULE 3u /* the inode names a capsule slot that is not active */
 
 /*
  * Runtime configuration, stored at index 0 of the one-entry array map `config`.
- * An all-zero entry (the state right after load) has no magic, so it enforces nothing.
  */
 struct fsguard_config {
 	__u32 magic;   /* FSGUARD_MAGIC */
@@ -53,13 +90,48 @@ struct fsguard_inode_key {
 	__u64 ino;
 };
 
-/* Event counters, one copy per CPU in the per-CPU array map `stats` (index 0). */
+/* Value of the `inodes` hash map: which capsule an inode belongs to. */
+struct fsguard_inode_value {
+	__u32 capsule; /* index into the `capsules` array map, 1..FSGUARD_MAX_CAPSULES-1 */
+	__u32 flags;   /* FSGUARD_INODE_* */
+};
+
+/* One slot of the `capsules` array map. Slot 0 is never used. */
+struct fsguard_capsule {
+	__u64 cgroup_id;    /* cgroup v2 id (the directory's inode number) of the inside */
+	__u32 cgroup_level; /* its depth below the cgroup2 root (root = 0) */
+	__u32 flags;        /* FSGUARD_CAPSULE_* */
+	char name[FSGUARD_NAME_LEN]; /* NUL-terminated capsule name, for messages */
+};
+
+/* One refused attempt, sent through the `events` ring buffer. */
+struct fsguard_event {
+	__u64 time_ns;   /* bpf_ktime_get_ns() */
+	__u64 dev;       /* kernel dev_t of the inode concerned */
+	__u64 ino;
+	__u64 cgroup_id; /* the refused process's cgroup */
+	__u32 pid;       /* thread group id */
+	__u32 uid;       /* fsuid */
+	__u32 capsule;
+	__u32 op;        /* FSGUARD_OP_* */
+	__u32 rule;      /* FSGUARD_RULE_* */
+	__u32 level;
+	char comm[16];
+};
+
+/* Counters, one copy per CPU in the per-CPU array map `stats` (index 0). */
 struct fsguard_stats {
-	__u64 denied_write; /* opens for write refused because of a deny entry */
+	__u64 denied_write;   /* refusals (every rule, every operation) */
+	__u64 events_dropped; /* refusals whose event did not fit in the ring buffer */
+	__u64 inherited;      /* inodes created inside a capsule and added to it */
+	__u64 released;       /* inodes removed from a capsule by their last unlink */
 };
 
 _Static_assert(sizeof(struct fsguard_config) == 16, "fsguard_config layout changed");
 _Static_assert(sizeof(struct fsguard_inode_key) == 16, "fsguard_inode_key layout changed");
-_Static_assert(sizeof(struct fsguard_stats) == 8, "fsguard_stats layout changed");
+_Static_assert(sizeof(struct fsguard_inode_value) == 8, "fsguard_inode_value layout changed");
+_Static_assert(sizeof(struct fsguard_capsule) == 80, "fsguard_capsule layout changed");
+_Static_assert(sizeof(struct fsguard_event) == 72, "fsguard_event layout changed");
+_Static_assert(sizeof(struct fsguard_stats) == 32, "fsguard_stats layout changed");
 
 #endif /* __FSGUARD_H__ */

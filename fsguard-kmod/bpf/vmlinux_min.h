@@ -37,6 +37,9 @@ enum { false = 0, true = 1 };
 
 typedef __u32 dev_t;        /* kernel-internal: (major << 20) | minor */
 typedef unsigned int fmode_t;
+typedef unsigned short umode_t;
+typedef unsigned long size_t;
+typedef __u32 uid_t;
 
 /* include/uapi/linux/bpf.h */
 enum bpf_map_type {
@@ -44,11 +47,39 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_RINGBUF = 27,
 };
+
+/* include/uapi/linux/bpf.h: map flags and update flags. */
+#define BPF_F_NO_PREALLOC (1U << 0)
+#define BPF_ANY 0
+#define BPF_NOEXIST 1
 
 /* include/linux/fs.h: struct file::f_mode bits (set before security_file_open runs). */
 #define FMODE_READ ((fmode_t)0x1)
 #define FMODE_WRITE ((fmode_t)0x2)
+
+/* include/linux/fs.h: the mask of security_file_permission(). */
+#define MAY_WRITE 0x00000002
+#define MAY_APPEND 0x00000008
+
+/* include/uapi/asm-generic/fcntl.h (x86): struct file::f_flags bits. */
+#define O_TRUNC 00001000
+#define __O_TMPFILE 020000000
+
+/* include/uapi/linux/stat.h */
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+
+/* include/uapi/asm-generic/mman-common.h, mman.h; include/linux/mm.h */
+#define PROT_WRITE 0x2
+#define MAP_SHARED 0x01
+#define VM_SHARED 0x00000008
+
+/* include/uapi/linux/fs.h: ioctls that change inode flags (chattr) on a read-only fd. */
+#define FS_IOC_SETFLAGS 0x40086602
+#define FS_IOC32_SETFLAGS 0x40046602
+#define FS_IOC_FSSETXATTR 0x401c5820
 
 /* include/uapi/asm-generic/errno-base.h */
 #define EPERM 1
@@ -60,14 +91,54 @@ struct super_block {
 };
 
 struct inode {
+	umode_t i_mode;
 	unsigned long i_ino;
 	struct super_block *i_sb;
+	union {
+		const unsigned int i_nlink;
+		unsigned int __i_nlink;
+	};
+};
+
+struct dentry {
+	struct dentry *d_parent;
+	struct inode *d_inode;
+};
+
+struct vfsmount;
+
+struct path {
+	struct vfsmount *mnt;
+	struct dentry *dentry;
 };
 
 struct file {
-	fmode_t f_mode;
+	struct path f_path;
 	struct inode *f_inode;
+	unsigned int f_flags;
+	fmode_t f_mode;
 };
+
+struct vm_area_struct {
+	unsigned long vm_flags;
+	struct file *vm_file;
+};
+
+typedef struct {
+	uid_t val;
+} kuid_t;
+
+struct cred {
+	kuid_t fsuid;
+};
+
+struct task_struct {
+	const struct cred *cred;
+};
+
+struct iattr;
+struct qstr;
+struct user_namespace;
 
 #pragma clang attribute pop
 

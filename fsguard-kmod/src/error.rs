@@ -114,6 +114,45 @@ pub enum Error {
         #[source]
         source: MapError,
     },
+    /// A bpffs pin could not be created, opened or removed.
+    #[error("cannot {op} the pin {path}")]
+    Pin {
+        /// What was attempted.
+        op: &'static str,
+        /// The pin path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The guard's maps are pinned but its programs are not all attached, or the reverse.
+    #[error("the guard in {dir} is incomplete: {what}")]
+    Incomplete {
+        /// The pin directory.
+        dir: PathBuf,
+        /// What is missing.
+        what: String,
+    },
+    /// The level can only be raised.
+    #[error("the level is {current}; lowering it to {requested} is refused (it can only be raised, until the next boot)")]
+    LevelLowering {
+        /// The level in force.
+        current: u32,
+        /// The level asked for.
+        requested: u32,
+    },
+    /// A level above the highest one.
+    #[error("level {requested} does not exist (levels are 0, 1 and 2)")]
+    NoSuchLevel {
+        /// The level asked for.
+        requested: u32,
+    },
+    /// Every capsule slot is taken.
+    #[error("no free capsule slot: the guard holds at most {max} capsules")]
+    NoCapsuleSlot {
+        /// Capacity.
+        max: u32,
+    },
     /// `stat()` of a path failed.
     #[error("cannot stat {path}")]
     Stat {

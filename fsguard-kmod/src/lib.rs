@@ -13,7 +13,9 @@
 //! programs. Kernel behaviour is exercised only inside a qemu guest, by `fsguard-smoke`.
 
 pub mod dev;
+pub mod enforce;
 pub mod error;
+pub mod guard;
 mod loader;
 pub mod objects;
 pub mod shared;

@@ -19,8 +19,18 @@ unsafe impl aya::Pod for fsguard_config {}
 // SAFETY: `fsguard_inode_key` is `#[repr(C)]` with two `u64` (16 bytes, no padding); any bit
 // pattern is valid. No padding also means the key bytes the kernel hashes are fully defined.
 unsafe impl aya::Pod for fsguard_inode_key {}
-// SAFETY: `fsguard_stats` is `#[repr(C)]` with one `u64` (8 bytes); any bit pattern is valid.
+// SAFETY: `fsguard_stats` is `#[repr(C)]` with four `u64` (32 bytes, no padding); any bit
+// pattern is valid.
 unsafe impl aya::Pod for fsguard_stats {}
+// SAFETY: `fsguard_inode_value` is `#[repr(C)]` with two `u32` (8 bytes, no padding); any bit
+// pattern is valid.
+unsafe impl aya::Pod for fsguard_inode_value {}
+// SAFETY: `fsguard_capsule` is `#[repr(C)]`: u64, two u32 and a 64-byte char array (80
+// bytes, pinned by the header's _Static_assert; no padding); any bit pattern is valid.
+unsafe impl aya::Pod for fsguard_capsule {}
+// SAFETY: `fsguard_event` is `#[repr(C)]`: four u64, six u32 and 16 chars (72 bytes, no
+// padding); any bit pattern is valid.
+unsafe impl aya::Pod for fsguard_event {}
 
 // The BPF side reads these as real values: a zero would silently disable everything.
 const _: () = assert!(FSGUARD_ABI_VERSION >= 1 && FSGUARD_MAX_INODES > 0);
@@ -57,7 +67,10 @@ mod tests {
         assert_eq!(size_of::<fsguard_config>(), 16);
         assert_eq!(size_of::<fsguard_inode_key>(), 16);
         assert_eq!(align_of::<fsguard_inode_key>(), 8);
-        assert_eq!(size_of::<fsguard_stats>(), 8);
+        assert_eq!(size_of::<fsguard_stats>(), 32);
+        assert_eq!(size_of::<fsguard_inode_value>(), 8);
+        assert_eq!(size_of::<fsguard_capsule>(), 80);
+        assert_eq!(size_of::<fsguard_event>(), 72);
     }
 
     #[test]

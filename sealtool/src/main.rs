@@ -10,8 +10,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit status for errors (bad input, unknown capsule, I/O); `verify` uses 1 for drift.
+/// Exit status when drift was found (`verify`, and `seal`/`enforce` when a tree differs).
+pub const EXIT_DRIFT: u8 = 1;
+/// Exit status for errors (bad input, unknown capsule, I/O).
 pub const EXIT_ERROR: u8 = 2;
+/// Exit status when a seal is recorded but the kernel is NOT enforcing it.
+pub const EXIT_NOT_ENFORCED: u8 = 3;
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +44,16 @@ enum Command {
     List,
     /// Show one capsule
     Show(cmd::show::Args),
+    /// Seal a registered capsule forever; the kernel enforces it at once
+    Seal(cmd::seal::Args),
+    /// Show the guard's level, or raise it (0 maintenance, 1 sealed, 2 locked)
+    Level(cmd::level::Args),
+    /// Is kernel enforcement active, at which level, for which capsules
+    Status,
+    /// Load every sealed capsule into the kernel (what boot runs; idempotent)
+    Enforce(cmd::enforce::Args),
+    /// Forget an unsealed capsule
+    Remove(cmd::remove::Args),
     /// Maintain the registry itself
     Registry {
         #[command(subcommand)]
@@ -69,6 +83,11 @@ fn main() -> ExitCode {
         Command::Verify(a) => cmd::verify::run(&ctx, a),
         Command::List => cmd::list::run(&ctx),
         Command::Show(a) => cmd::show::run(&ctx, a),
+        Command::Seal(a) => cmd::seal::run(&ctx, a),
+        Command::Level(a) => cmd::level::run(&ctx, a),
+        Command::Status => cmd::status::run(&ctx),
+        Command::Enforce(a) => cmd::enforce::run(&ctx, a),
+        Command::Remove(a) => cmd::remove::run(&ctx, a),
         Command::Registry { action } => cmd::registry::run(&ctx, action),
     };
     match result {

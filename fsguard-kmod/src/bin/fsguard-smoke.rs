@@ -228,10 +228,10 @@ fn run(opts: &Options) -> Checked {
         return fail("detach smoke program", "still attached after detach");
     }
     let step = "write-open after detach";
-    at(
-        step,
-        expect_opens(step, &protected, &write)?.write_all(b"rewritten\n"),
-    )?;
+    let write_truncate = OpenOptions::new().write(true).truncate(true).clone();
+    let mut file = expect_opens(step, &protected, &write_truncate)?;
+    at(step, file.write_all(b"rewritten\n"))?;
+    drop(file);
     let step = "content after detach";
     if at(step, fs::read(&protected))? != b"rewritten\n" {
         return fail(step, "the write after detach did not reach the file");

@@ -1,0 +1,23 @@
+//! Re-reading a registered tree the way it was registered (same excludes) and comparing it
+//! with its manifest: what `verify`, `seal` and boot enforcement all start from.
+
+use crate::diff::{diff, Drift};
+use crate::error::Result;
+use crate::glob::GlobSet;
+use crate::manifest::Manifest;
+use crate::walk::{walk, Progress, WalkOptions, WalkReport};
+
+/// The live tree of `manifest`'s root and every difference from the manifest. Unreadable
+/// entries are walked as such, so that they show up as drift instead of aborting.
+pub fn against_manifest(
+    manifest: &Manifest,
+    progress: &Progress,
+) -> Result<(WalkReport, Vec<Drift>)> {
+    let opts = WalkOptions {
+        excludes: GlobSet::new(&manifest.tree.excludes)?,
+        skip_unreadable: true,
+    };
+    let report = walk(&manifest.root, &opts, progress)?;
+    let drift = diff(&manifest.tree, &report.tree);
+    Ok((report, drift))
+}

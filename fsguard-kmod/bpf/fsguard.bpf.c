@@ -1,0 +1,472 @@
+// SPDX-License-Identifier: BSD-2-Clause
+/*
+ * fsguard.bpf.c - the capsule guard: BPF LSM programs that refuse (-EPERM) every
+ * modification of a sealed capsule's tree by a process outside the capsule.
+ *
+ * Identity is the inode: the `inodes` map holds the (dev, ino) of every entry of every sealed
+ * tree, so the same file reached through a bind mount, /proc/PID/root, /proc/self/fd, a deep
+ * path or a hard link is the same key. There is no path walk and hence no depth limit.
+ *
+ * Decision for an operation on a protected inode (or in a protected directory):
+ *   inside the capsule (its cgroup subtree): allowed, unless the inode is frozen;
+ *   outside: allowed only for root (fsuid 0) at level 0; refused otherwise.
+ * Anything unknown (no valid config, an inactive capsule slot) is refused: fail closed.
+ *
+ * Inodes created inside a sealed directory join its capsule (inode_init_security), and an
+ * inode moved into one by a rename joins it too, so outside processes can't modify what
+ * inside processes add. The last unlink of an inode removes it, so that a recycled inode
+ * number does not protect an unrelated file.
+ *
+ * Every refusal is counted and sent to the `events` ring buffer (capsule, operation, rule).
+ */
+#include "vmlinux_min.h"
+#include "fsguard.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fsguard_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_INODES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct fsguard_inode_key);
+	__type(value, struct fsguard_inode_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} inodes SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FSGUARD_MAX_CAPSULES);
+	__type(key, __u32);
+	__type(value, struct fsguard_capsule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} capsules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fsguard_stats);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, FSGUARD_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+static __always_inline struct fsguard_stats *stats_slot(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&stats, &zero);
+}
+
+static __always_inline __u32 current_level(void)
+{
+	__u32 zero = 0;
+	struct fsguard_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	if (!cfg || cfg->magic != FSGUARD_MAGIC || cfg->version != FSGUARD_ABI_VERSION)
+		return FSGUARD_LEVEL_SEALED;
+	return cfg->level;
+}
+
+static __always_inline __u32 current_fsuid(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return BPF_CORE_READ(task, cred, fsuid.val);
+}
+
+static __always_inline bool inode_key(struct inode *inode, struct fsguard_inode_key *key)
+{
+	if (!inode)
+		return false;
+	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key->ino = BPF_CORE_READ(inode, i_ino);
+	return true;
+}
+
+static __always_inline struct fsguard_inode_value *protected_inode(struct inode *inode,
+								    struct fsguard_inode_key *key)
+{
+	if (!inode_key(inode, key))
+		return NULL;
+	return bpf_map_lookup_elem(&inodes, key);
+}
+
+static __always_inline bool is_inside(struct fsguard_capsule *c)
+{
+	if (!(c->flags & FSGUARD_CAPSULE_HAS_CGROUP))
+		return false;
+	return bpf_get_current_ancestor_cgroup_id(c->cgroup_level) == c->cgroup_id;
+}
+
+static __always_inline int refuse(struct fsguard_inode_key *key, __u32 capsule, __u32 op,
+				  __u32 rule, __u32 level, __u32 uid)
+{
+	struct fsguard_stats *st = stats_slot();
+	struct fsguard_event *ev;
+
+	if (st)
+		__sync_fetch_and_add(&st->denied_write, 1);
+	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
+	if (!ev) {
+		if (st)
+			__sync_fetch_and_add(&st->events_dropped, 1);
+		return -EPERM;
+	}
+	ev->time_ns = bpf_ktime_get_ns();
+	ev->dev = key->dev;
+	ev->ino = key->ino;
+	ev->cgroup_id = bpf_get_current_cgroup_id();
+	ev->pid = bpf_get_current_pid_tgid() >> 32;
+	ev->uid = uid;
+	ev->capsule = capsule;
+	ev->op = op;
+	ev->rule = rule;
+	ev->level = level;
+	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	bpf_ringbuf_submit(ev, 0);
+	return -EPERM;
+}
+
+/*
+ * The decision for operation `op` on `inode`: 0 to allow, -EPERM to refuse. Inodes outside
+ * every capsule cost one hash lookup.
+ */
+static __always_inline int decide(struct inode *inode, __u32 op)
+{
+	struct fsguard_inode_key key = {};
+	struct fsguard_inode_value *v = protected_inode(inode, &key);
+	struct fsguard_capsule *c;
+	__u32 capsule, flags, level, uid;
+
+	if (!v)
+		return 0;
+	capsule = v->capsule;
+	flags = v->flags;
+	level = current_level();
+	uid = current_fsuid();
+	c = bpf_map_lookup_elem(&capsules, &capsule);
+	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
+		return refuse(&key, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, level, uid);
+	if (is_inside(c)) {
+		if (flags & FSGUARD_INODE_FROZEN)
+			return refuse(&key, capsule, op, FSGUARD_RULE_FROZEN, level, uid);
+		return 0;
+	}
+	if (level == FSGUARD_LEVEL_MAINTENANCE && uid == 0)
+		return 0;
+	return refuse(&key, capsule, op, FSGUARD_RULE_OUTSIDE, level, uid);
+}
+
+static __always_inline struct inode *dentry_inode(struct dentry *dentry)
+{
+	return dentry ? BPF_CORE_READ(dentry, d_inode) : NULL;
+}
+
+static __always_inline bool is_regular(struct inode *inode)
+{
+	return inode && (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFREG;
+}
+
+/* Adds `inode` to the capsule that protects `dir`, with its flags (allowed operations only). */
+static __always_inline void inherit(struct inode *inode, struct inode *dir)
+{
+	struct fsguard_inode_key dir_key = {}, key = {};
+	struct fsguard_inode_value *dv = protected_inode(dir, &dir_key);
+	struct fsguard_inode_value value;
+	struct fsguard_stats *st;
+
+	if (!dv || !inode_key(inode, &key))
+		return;
+	value.capsule = dv->capsule;
+	value.flags = dv->flags;
+	if (bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST) == 0) {
+		st = stats_slot();
+		if (st)
+			__sync_fetch_and_add(&st->inherited, 1);
+	}
+}
+
+/* Forgets `inode` when the operation being allowed removes its last link. */
+static __always_inline void release_if_last_link(struct inode *inode)
+{
+	struct fsguard_inode_key key = {};
+	struct fsguard_stats *st;
+
+	if (!inode || BPF_CORE_READ(inode, i_nlink) > 1 || !inode_key(inode, &key))
+		return;
+	if (bpf_map_delete_elem(&inodes, &key) == 0) {
+		st = stats_slot();
+		if (st)
+			__sync_fetch_and_add(&st->released, 1);
+	}
+}
+
+SEC("lsm/file_open")
+int BPF_PROG(fsguard_file_open, struct file *file, int ret)
+{
+	unsigned int f_flags;
+	struct inode *inode;
+
+	if (ret)
+		return ret;
+	f_flags = BPF_CORE_READ(file, f_flags);
+	inode = BPF_CORE_READ(file, f_inode);
+	/* O_TMPFILE: the new inode is linked nowhere yet; its directory is what is modified. */
+	if (f_flags & __O_TMPFILE) {
+		struct dentry *parent = BPF_CORE_READ(file, f_path.dentry, d_parent);
+		int r = decide(dentry_inode(parent), FSGUARD_OP_CREATE);
+
+		if (r)
+			return r;
+		inherit(inode, dentry_inode(parent));
+		return 0;
+	}
+	if (!is_regular(inode))
+		return 0;
+	if ((BPF_CORE_READ(file, f_mode) & FMODE_WRITE) || (f_flags & O_TRUNC))
+		return decide(inode, FSGUARD_OP_OPEN_WRITE);
+	return 0;
+}
+
+/* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
+SEC("lsm/file_permission")
+int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
+{
+	struct inode *inode;
+
+	if (ret)
+		return ret;
+	if (!(mask & (MAY_WRITE | MAY_APPEND)))
+		return 0;
+	inode = BPF_CORE_READ(file, f_inode);
+	if (!is_regular(inode))
+		return 0;
+	return decide(inode, FSGUARD_OP_WRITE);
+}
+
+SEC("lsm/mmap_file")
+int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
+		return 0;
+	return decide(BPF_CORE_READ(file, f_inode), FSGUARD_OP_MMAP_SHARED_WRITE);
+}
+
+SEC("lsm/file_mprotect")
+int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long reqprot,
+	     unsigned long prot, int ret)
+{
+	struct file *file;
+
+	if (ret)
+		return ret;
+	if (!(prot & PROT_WRITE) || !(BPF_CORE_READ(vma, vm_flags) & VM_SHARED))
+		return 0;
+	file = BPF_CORE_READ(vma, vm_file);
+	if (!file)
+		return 0;
+	return decide(BPF_CORE_READ(file, f_inode), FSGUARD_OP_MPROTECT_SHARED_WRITE);
+}
+
+/* truncate(2) and ftruncate(2). */
+SEC("lsm/path_truncate")
+int BPF_PROG(fsguard_path_truncate, const struct path *path, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dentry_inode(BPF_CORE_READ(path, dentry)), FSGUARD_OP_TRUNCATE);
+}
+
+/* chmod, chown, utimes, truncate through setattr. */
+SEC("lsm/inode_setattr")
+int BPF_PROG(fsguard_inode_setattr, struct dentry *dentry, struct iattr *attr, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dentry_inode(dentry), FSGUARD_OP_SETATTR);
+}
+
+SEC("lsm/inode_setxattr")
+int BPF_PROG(fsguard_inode_setxattr, struct user_namespace *mnt_userns, struct dentry *dentry,
+	     const char *name, const void *value, size_t size, int flags, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dentry_inode(dentry), FSGUARD_OP_SETXATTR);
+}
+
+SEC("lsm/inode_removexattr")
+int BPF_PROG(fsguard_inode_removexattr, struct user_namespace *mnt_userns, struct dentry *dentry,
+	     const char *name, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dentry_inode(dentry), FSGUARD_OP_REMOVEXATTR);
+}
+
+SEC("lsm/inode_create")
+int BPF_PROG(fsguard_inode_create, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dir, FSGUARD_OP_CREATE);
+}
+
+SEC("lsm/inode_mkdir")
+int BPF_PROG(fsguard_inode_mkdir, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dir, FSGUARD_OP_CREATE);
+}
+
+SEC("lsm/inode_mknod")
+int BPF_PROG(fsguard_inode_mknod, struct inode *dir, struct dentry *dentry, umode_t mode,
+	     dev_t dev, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dir, FSGUARD_OP_CREATE);
+}
+
+SEC("lsm/inode_symlink")
+int BPF_PROG(fsguard_inode_symlink, struct inode *dir, struct dentry *dentry,
+	     const char *old_name, int ret)
+{
+	if (ret)
+		return ret;
+	return decide(dir, FSGUARD_OP_CREATE);
+}
+
+/* A new name for an inode: refused when the directory or the inode is protected. */
+SEC("lsm/inode_link")
+int BPF_PROG(fsguard_inode_link, struct dentry *old_dentry, struct inode *dir,
+	     struct dentry *new_dentry, int ret)
+{
+	int r;
+
+	if (ret)
+		return ret;
+	r = decide(dir, FSGUARD_OP_LINK);
+	if (r)
+		return r;
+	r = decide(dentry_inode(old_dentry), FSGUARD_OP_LINK);
+	if (r)
+		return r;
+	/* An inside process linking an outside file into its tree: it is now part of it. */
+	inherit(dentry_inode(old_dentry), dir);
+	return 0;
+}
+
+SEC("lsm/inode_unlink")
+int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int ret)
+{
+	struct inode *victim = dentry_inode(dentry);
+	int r;
+
+	if (ret)
+		return ret;
+	r = decide(dir, FSGUARD_OP_UNLINK);
+	if (r)
+		return r;
+	r = decide(victim, FSGUARD_OP_UNLINK);
+	if (r)
+		return r;
+	release_if_last_link(victim);
+	return 0;
+}
+
+SEC("lsm/inode_rmdir")
+int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int ret)
+{
+	struct inode *victim = dentry_inode(dentry);
+	int r;
+
+	if (ret)
+		return ret;
+	r = decide(dir, FSGUARD_OP_RMDIR);
+	if (r)
+		return r;
+	r = decide(victim, FSGUARD_OP_RMDIR);
+	if (r)
+		return r;
+	release_if_last_link(victim);
+	return 0;
+}
+
+/*
+ * Rename within, out of, into (replacing) and exchange: both directories, the moved inode
+ * and a replaced one must all be modifiable. RENAME_EXCHANGE calls this hook twice, once
+ * each way.
+ */
+SEC("lsm/inode_rename")
+int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
+	     struct inode *new_dir, struct dentry *new_dentry, int ret)
+{
+	struct inode *moved = dentry_inode(old_dentry);
+	struct inode *replaced = dentry_inode(new_dentry);
+	int r;
+
+	if (ret)
+		return ret;
+	r = decide(old_dir, FSGUARD_OP_RENAME);
+	if (r)
+		return r;
+	r = decide(new_dir, FSGUARD_OP_RENAME);
+	if (r)
+		return r;
+	r = decide(moved, FSGUARD_OP_RENAME);
+	if (r)
+		return r;
+	r = decide(replaced, FSGUARD_OP_RENAME);
+	if (r)
+		return r;
+	inherit(moved, new_dir);
+	return 0;
+}
+
+/* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
+SEC("lsm/file_ioctl")
+int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	if (ret)
+		return ret;
+	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
+		return 0;
+	return decide(BPF_CORE_READ(file, f_inode), FSGUARD_OP_IOCTL_SETFLAGS);
+}
+
+/*
+ * A new inode being initialised by its filesystem (ext4, tmpfs, ...) in directory `dir`: when
+ * `dir` belongs to a capsule, so does the new inode. Creation itself was already allowed by
+ * inode_create/mkdir/mknod/symlink. Returning 0 keeps the kernel's default behaviour.
+ */
+SEC("lsm/inode_init_security")
+int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir,
+	     const struct qstr *qstr, const char **name, void **value, size_t *len, int ret)
+{
+	if (ret)
+		return ret;
+	inherit(inode, dir);
+	return 0;
+}
+
+/* GPL-compatible, as BTF-attached (LSM) programs require; matches the project's BSD-2. */
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

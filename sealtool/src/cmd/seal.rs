@@ -1,0 +1,133 @@
+//! `sealtool seal NAME [--cgroup PATH] [--frozen GLOB]...`: seal a registered capsule forever
+//! and hand it to the kernel at once.
+//!
+//! Order: the tree must still match its manifest; the seal is recorded (durable, never
+//! undone); the kernel is given the capsule; the tree is verified again, so that nothing that
+//! changed between the first check and enforcement goes unnoticed. Where the kernel cannot
+//! enforce, the seal is still recorded and the exit status says enforcement is NOT active.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _, Result};
+use capsule_core::check;
+use capsule_core::display;
+use capsule_core::glob::GlobSet;
+use capsule_core::policy::SealRecord;
+use capsule_core::registry::{self, Access, Registry};
+use fsguard::enforce;
+use fsguard::guard::Guard;
+
+use crate::{progress, Context, EXIT_NOT_ENFORCED};
+
+#[derive(clap::Args, Clone, Default)]
+pub struct SealOptions {
+    /// The cgroup v2 directory whose processes are inside the capsule (created if absent);
+    /// without it the capsule has no inside and its tree is frozen for everyone
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// Parts of the tree nobody may modify, inside processes included (repeatable)
+    #[arg(long, value_name = "GLOB")]
+    pub frozen: Vec<String>,
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    name: String,
+    #[command(flatten)]
+    options: SealOptions,
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<u8> {
+    let reg = Registry::open(&ctx.registry_dir, Access::Write)?;
+    seal(ctx, &reg, &args.name, &args.options)
+}
+
+/// Seals `name` in an open registry (also used by `register --seal`).
+pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) -> Result<u8> {
+    let rec = reg.require(name)?;
+    if reg.is_sealed(name)? {
+        return Err(capsule_core::Error::Sealed {
+            name: name.to_string(),
+            action: "sealing again",
+        }
+        .into());
+    }
+    GlobSet::new(&options.frozen)?;
+    let manifest = reg.load_manifest(&rec)?;
+    let (report, drift) = {
+        let shown = progress::Display::start(&format!("checking {name}"), ctx.quiet);
+        check::against_manifest(&manifest, &shown.counters)?
+    };
+    if !drift.is_empty() {
+        let first = &drift[0];
+        bail!(
+            "capsule {name:?} cannot be sealed: its tree differs from the registered manifest in {} places (first: {} {}: {}); run `sealtool verify {name}` and register it again",
+            drift.len(),
+            first.kind.name(),
+            display::rel_path(&first.path),
+            first.detail
+        );
+    }
+    let cgroup = match &options.cgroup {
+        Some(c) => Some(
+            std::path::absolute(c).with_context(|| format!("{}: cannot resolve", c.display()))?,
+        ),
+        None => None,
+    };
+    let seal = SealRecord {
+        name: name.to_string(),
+        digest: rec.digest,
+        cgroup,
+        frozen: options.frozen.clone(),
+        sealed_at: registry::now(),
+    };
+    // Everything that can be checked before the point of no return is checked here.
+    let plan = enforce::plan(&report.tree, &report.root, &seal)
+        .with_context(|| format!("capsule {name:?} cannot be sealed"))?;
+    reg.seal(&seal)?;
+    println!("sealed {name} ({}): this cannot be undone", rec.digest);
+    println!(
+        "  inside   {}",
+        seal.cgroup
+            .as_ref()
+            .map(|c| format!("processes of cgroup {}", display::path(c)))
+            .unwrap_or_else(|| "nobody (the tree is frozen for everyone)".into())
+    );
+    if !seal.frozen.is_empty() {
+        println!(
+            "  frozen   {} ({} entries)",
+            seal.frozen.join(" "),
+            plan.frozen
+        );
+    }
+    if let Err(why) = fsguard::check_support() {
+        println!("  enforcement is NOT active: {why}");
+        println!(
+            "  the seal is recorded; `sealtool enforce` applies it on a kernel with the BPF LSM"
+        );
+        return Ok(EXIT_NOT_ENFORCED);
+    }
+    let applied = (|| -> fsguard::Result<(u32, u32)> {
+        let (mut guard, _) = Guard::open_or_load(fsguard::shared::FSGUARD_LEVEL_SEALED)?;
+        let slot = enforce::apply(&mut guard, &plan)?;
+        Ok((slot, guard.level()?))
+    })();
+    let (slot, level) = match applied {
+        Ok(x) => x,
+        Err(e) => {
+            println!("  enforcement is NOT active: {}", fsguard::report(&e));
+            return Ok(EXIT_NOT_ENFORCED);
+        }
+    };
+    println!(
+        "  enforced by fsguard: {} inodes protected, capsule slot {slot}, level {level}",
+        plan.inodes.len()
+    );
+    // Whatever changed between the check above and the kernel taking over is reported now.
+    let (_, late) = check::against_manifest(&manifest, &capsule_core::walk::Progress::default())?;
+    if !late.is_empty() {
+        println!("  WARNING: the tree changed while it was being sealed ({} differences); run `sealtool verify {name}`", late.len());
+        return Ok(crate::EXIT_DRIFT);
+    }
+    Ok(0)
+}
