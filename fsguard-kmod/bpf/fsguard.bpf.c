@@ -18,12 +18,16 @@
  * number does not protect an unrelated file.
  *
  * Every refusal is counted and sent to the `events` ring buffer (capsule, operation, rule).
+ *
+ * Kernel structs are read by direct dereference of the hooks' BTF-typed arguments (the
+ * verifier turns them into fault-safe loads, CO-RE fixes the offsets), not through
+ * bpf_probe_read_kernel: each hook runs on hot paths (every write goes through
+ * file_permission), and a helper call per field costs more than the lookup itself.
  */
 #include "vmlinux_min.h"
 #include "fsguard.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
-#include <bpf/bpf_core_read.h>
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -85,15 +89,15 @@ static __always_inline __u32 current_fsuid(void)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 
-	return BPF_CORE_READ(task, cred, fsuid.val);
+	return task->cred->fsuid.val;
 }
 
 static __always_inline bool inode_key(struct inode *inode, struct fsguard_inode_key *key)
 {
 	if (!inode)
 		return false;
-	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	key->ino = BPF_CORE_READ(inode, i_ino);
+	key->dev = inode->i_sb->s_dev;
+	key->ino = inode->i_ino;
 	return true;
 }
 
@@ -173,12 +177,12 @@ static __always_inline int decide(struct inode *inode, __u32 op)
 
 static __always_inline struct inode *dentry_inode(struct dentry *dentry)
 {
-	return dentry ? BPF_CORE_READ(dentry, d_inode) : NULL;
+	return dentry ? dentry->d_inode : NULL;
 }
 
 static __always_inline bool is_regular(struct inode *inode)
 {
-	return inode && (BPF_CORE_READ(inode, i_mode) & S_IFMT) == S_IFREG;
+	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
 }
 
 /* Adds `inode` to the capsule that protects `dir`, with its flags (allowed operations only). */
@@ -206,7 +210,7 @@ static __always_inline void release_if_last_link(struct inode *inode)
 	struct fsguard_inode_key key = {};
 	struct fsguard_stats *st;
 
-	if (!inode || BPF_CORE_READ(inode, i_nlink) > 1 || !inode_key(inode, &key))
+	if (!inode || inode->i_nlink > 1 || !inode_key(inode, &key))
 		return;
 	if (bpf_map_delete_elem(&inodes, &key) == 0) {
 		st = stats_slot();
@@ -223,11 +227,11 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 
 	if (ret)
 		return ret;
-	f_flags = BPF_CORE_READ(file, f_flags);
-	inode = BPF_CORE_READ(file, f_inode);
+	f_flags = file->f_flags;
+	inode = file->f_inode;
 	/* O_TMPFILE: the new inode is linked nowhere yet; its directory is what is modified. */
 	if (f_flags & __O_TMPFILE) {
-		struct dentry *parent = BPF_CORE_READ(file, f_path.dentry, d_parent);
+		struct dentry *parent = file->f_path.dentry->d_parent;
 		int r = decide(dentry_inode(parent), FSGUARD_OP_CREATE);
 
 		if (r)
@@ -237,7 +241,7 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	}
 	if (!is_regular(inode))
 		return 0;
-	if ((BPF_CORE_READ(file, f_mode) & FMODE_WRITE) || (f_flags & O_TRUNC))
+	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC))
 		return decide(inode, FSGUARD_OP_OPEN_WRITE);
 	return 0;
 }
@@ -252,7 +256,7 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 		return ret;
 	if (!(mask & (MAY_WRITE | MAY_APPEND)))
 		return 0;
-	inode = BPF_CORE_READ(file, f_inode);
+	inode = file->f_inode;
 	if (!is_regular(inode))
 		return 0;
 	return decide(inode, FSGUARD_OP_WRITE);
@@ -266,7 +270,7 @@ int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsign
 		return ret;
 	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
 		return 0;
-	return decide(BPF_CORE_READ(file, f_inode), FSGUARD_OP_MMAP_SHARED_WRITE);
+	return decide(file->f_inode, FSGUARD_OP_MMAP_SHARED_WRITE);
 }
 
 SEC("lsm/file_mprotect")
@@ -277,12 +281,12 @@ int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long re
 
 	if (ret)
 		return ret;
-	if (!(prot & PROT_WRITE) || !(BPF_CORE_READ(vma, vm_flags) & VM_SHARED))
+	if (!(prot & PROT_WRITE) || !(vma->vm_flags & VM_SHARED))
 		return 0;
-	file = BPF_CORE_READ(vma, vm_file);
+	file = vma->vm_file;
 	if (!file)
 		return 0;
-	return decide(BPF_CORE_READ(file, f_inode), FSGUARD_OP_MPROTECT_SHARED_WRITE);
+	return decide(file->f_inode, FSGUARD_OP_MPROTECT_SHARED_WRITE);
 }
 
 /* truncate(2) and ftruncate(2). */
@@ -291,7 +295,7 @@ int BPF_PROG(fsguard_path_truncate, const struct path *path, int ret)
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(BPF_CORE_READ(path, dentry)), FSGUARD_OP_TRUNCATE);
+	return decide(dentry_inode(path->dentry), FSGUARD_OP_TRUNCATE);
 }
 
 /* chmod, chown, utimes, truncate through setattr. */
@@ -450,7 +454,7 @@ int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 		return ret;
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;
-	return decide(BPF_CORE_READ(file, f_inode), FSGUARD_OP_IOCTL_SETFLAGS);
+	return decide(file->f_inode, FSGUARD_OP_IOCTL_SETFLAGS);
 }
 
 /*
