@@ -44,6 +44,8 @@ pub struct Plan {
     pub name: String,
     pub inside: Option<Inside>,
     pub inodes: Vec<Protected>,
+    /// Per inode: it has hard links outside the tree, so another capsule may hold it too.
+    pub maybe_shared: Vec<bool>,
     pub frozen: usize,
 }
 
@@ -53,6 +55,7 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
     let rules = FrozenRules::new(GlobSet::new(&seal.frozen)?);
     let marks = rules.mark(&tree.entries);
     let mut inodes = Vec::with_capacity(tree.entries.len());
+    let mut maybe_shared = Vec::with_capacity(tree.entries.len());
     let mut frozen = 0;
     for (e, &is_frozen) in tree.entries.iter().zip(&marks) {
         // Another filesystem mounted inside the tree is not part of it.
@@ -64,6 +67,7 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
             st_dev: e.dev,
         })?;
         frozen += usize::from(is_frozen);
+        maybe_shared.push(e.links_outside());
         inodes.push(Protected {
             key: fsguard_inode_key {
                 dev: u64::from(dev),
@@ -80,6 +84,7 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
         name: seal.name.clone(),
         inside,
         inodes,
+        maybe_shared,
         frozen,
     })
 }
@@ -87,7 +92,7 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
 /// Hands a plan to the guard; returns the capsule's slot.
 pub fn apply(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
     let slot = guard.ensure_capsule(&plan.name, plan.inside)?;
-    guard.protect(slot, &plan.inodes)?;
+    guard.protect(slot, &plan.inodes, &plan.maybe_shared)?;
     Ok(slot)
 }
 

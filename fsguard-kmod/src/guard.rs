@@ -14,8 +14,8 @@ use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::shared::{
     fsguard_capsule, fsguard_config, fsguard_inode_key, fsguard_inode_value, fsguard_stats,
-    FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_HAS_CGROUP, FSGUARD_LEVEL_LOCKED, FSGUARD_MAX_CAPSULES,
-    FSGUARD_NAME_LEN,
+    FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_HAS_CGROUP, FSGUARD_INODE_FROZEN, FSGUARD_LEVEL_LOCKED,
+    FSGUARD_MAX_CAPSULES, FSGUARD_NAME_LEN,
 };
 use crate::{objects, Error, Result};
 
@@ -330,28 +330,49 @@ impl Guard {
         Ok(id)
     }
 
-    /// Protects `inodes` as members of capsule slot `capsule`. Idempotent: an inode already
-    /// protected keeps the capsule it has, and gains the frozen flag if asked.
-    pub fn protect(&mut self, capsule: u32, inodes: &[Protected]) -> Result<()> {
-        for p in inodes {
-            // An inode shared by two capsules (a hard link across trees) stays with the
-            // first one that sealed it.
+    /// Protects `inodes` as members of capsule slot `capsule`. Idempotent.
+    ///
+    /// Inodes that may also belong to another capsule (`maybe_shared`: hard links leaving the
+    /// tree) are merged one by one: an inode already in another capsule keeps that capsule
+    /// and becomes frozen, so neither capsule's inside can modify the other's file. All other
+    /// inodes are written in batches (BPF_MAP_UPDATE_BATCH), which keeps sealing a million
+    /// entries to seconds.
+    pub fn protect(
+        &mut self,
+        capsule: u32,
+        inodes: &[Protected],
+        maybe_shared: &[bool],
+    ) -> Result<()> {
+        let mut batch_keys = Vec::with_capacity(inodes.len());
+        let mut batch_values = Vec::with_capacity(inodes.len());
+        for (i, p) in inodes.iter().enumerate() {
+            let value = fsguard_inode_value {
+                capsule,
+                flags: p.flags,
+            };
+            if !maybe_shared.get(i).copied().unwrap_or(true) {
+                batch_keys.push(p.key);
+                batch_values.push(value);
+                continue;
+            }
             let value = match self.inodes.get(&p.key, 0) {
-                Ok(v) => fsguard_inode_value {
-                    capsule: v.capsule,
+                Ok(v) if v.capsule == capsule => fsguard_inode_value {
+                    capsule,
                     flags: v.flags | p.flags,
                 },
-                Err(aya::maps::MapError::KeyNotFound) => fsguard_inode_value {
-                    capsule,
-                    flags: p.flags,
+                Ok(v) => fsguard_inode_value {
+                    capsule: v.capsule,
+                    flags: v.flags | p.flags | FSGUARD_INODE_FROZEN,
                 },
+                Err(aya::maps::MapError::KeyNotFound) => value,
                 Err(e) => return Err(map_err("read", "inodes")(e)),
             };
             self.inodes
                 .insert(p.key, value, 0)
                 .map_err(map_err("insert into", "inodes"))?;
         }
-        Ok(())
+        let fd = crate::batch::open_pinned_map(&self.dir.join("inodes"))?;
+        crate::batch::update(&fd, "inodes", &batch_keys, &batch_values)
     }
 
     /// Whether the inode is protected, and how.

@@ -12,6 +12,7 @@
 //! Nothing here may run against the host kernel of the development machines: they refuse LSM
 //! programs. Kernel behaviour is exercised only inside a qemu guest, by `fsguard-smoke`.
 
+mod batch;
 pub mod dev;
 pub mod enforce;
 pub mod error;

@@ -107,6 +107,7 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         );
         return Ok(EXIT_NOT_ENFORCED);
     }
+    let started = std::time::Instant::now();
     let applied = (|| -> fsguard::Result<(u32, u32)> {
         let (mut guard, _) = Guard::open_or_load(fsguard::shared::FSGUARD_LEVEL_SEALED)?;
         let slot = enforce::apply(&mut guard, &plan)?;
@@ -120,8 +121,9 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         }
     };
     println!(
-        "  enforced by fsguard: {} inodes protected, capsule slot {slot}, level {level}",
-        plan.inodes.len()
+        "  enforced by fsguard: {} inodes protected in {:.2}s, capsule slot {slot}, level {level}",
+        plan.inodes.len(),
+        started.elapsed().as_secs_f64()
     );
     // Whatever changed between the check above and the kernel taking over is reported now.
     let (_, late) = check::against_manifest(&manifest, &capsule_core::walk::Progress::default())?;
