@@ -8,14 +8,18 @@
  * path or a hard link is the same key. There is no path walk and hence no depth limit.
  *
  * Decision for an operation on a protected inode (or in a protected directory):
- *   inside the capsule (its cgroup subtree): allowed, unless the inode is frozen;
+ *   frozen: refused to everybody, inside processes and root at level 0 included;
+ *   inside the capsule (its cgroup subtree): allowed;
  *   outside: allowed only for root (fsuid 0) at level 0; refused otherwise.
  * Anything unknown (no valid config, an inactive capsule slot) is refused: fail closed.
  *
  * Inodes created inside a sealed directory join its capsule (inode_init_security), and an
  * inode moved into one by a rename joins it too, so outside processes can't modify what
- * inside processes add. The last unlink of an inode removes it, so that a recycled inode
- * number does not protect an unrelated file.
+ * inside processes add; a directory from outside can't be moved in (EXDEV, so mv(1) copies
+ * it: its copies are created inside), since what is below it would stay unprotected. The
+ * last unlink of an inode removes it, and a newly created inode drops whatever the map held
+ * for its number (left by rmdir, a replacing rename or an unlinked O_TMPFILE: ext4 reuses
+ * inode numbers at once), so that a recycled inode number never protects an unrelated file.
  *
  * Every refusal is counted and sent to the `events` ring buffer (capsule, operation, rule).
  *
@@ -28,6 +32,13 @@
 #include "fsguard.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+
+#ifndef S_IFDIR
+#define S_IFDIR 0040000
+#endif
+#ifndef EXDEV
+#define EXDEV 18
+#endif
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -165,11 +176,11 @@ static __always_inline int decide(struct inode *inode, __u32 op)
 	c = bpf_map_lookup_elem(&capsules, &capsule);
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
 		return refuse(&key, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, level, uid);
-	if (is_inside(c)) {
-		if (flags & FSGUARD_INODE_FROZEN)
-			return refuse(&key, capsule, op, FSGUARD_RULE_FROZEN, level, uid);
+	/* Frozen means nobody: checked before the inside and the level-0 root allowances. */
+	if (flags & FSGUARD_INODE_FROZEN)
+		return refuse(&key, capsule, op, FSGUARD_RULE_FROZEN, level, uid);
+	if (is_inside(c))
 		return 0;
-	}
 	if (level == FSGUARD_LEVEL_MAINTENANCE && uid == 0)
 		return 0;
 	return refuse(&key, capsule, op, FSGUARD_RULE_OUTSIDE, level, uid);
@@ -183,6 +194,18 @@ static __always_inline struct inode *dentry_inode(struct dentry *dentry)
 static __always_inline bool is_regular(struct inode *inode)
 {
 	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
+}
+
+static __always_inline bool is_dir(struct inode *inode)
+{
+	return inode && (inode->i_mode & S_IFMT) == S_IFDIR;
+}
+
+static __always_inline bool is_protected(struct inode *inode)
+{
+	struct fsguard_inode_key key = {};
+
+	return protected_inode(inode, &key) != NULL;
 }
 
 /* Adds `inode` to the capsule that protects `dir`, with its flags (allowed operations only). */
@@ -442,6 +465,14 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	r = decide(replaced, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
+	/*
+	 * A directory from outside every capsule moving in: inherit() would adopt the directory
+	 * but nothing below it, which outside processes could then still modify. Refuse it as a
+	 * move across filesystems, so that mv(1) and the like copy it instead (the copies are
+	 * created inside, so they join the capsule).
+	 */
+	if (is_dir(moved) && !is_protected(moved) && is_protected(new_dir))
+		return -EXDEV;
 	inherit(moved, new_dir);
 	return 0;
 }
@@ -466,8 +497,20 @@ SEC("lsm/inode_init_security")
 int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir,
 	     const struct qstr *qstr, const char **name, void **value, size_t *len, int ret)
 {
+	struct fsguard_inode_key key = {};
+
 	if (ret)
 		return ret;
+	/*
+	 * A new inode has no past: an entry for its (dev, ino) belongs to a freed inode whose
+	 * number was recycled (ext4 hands freed numbers out again at once). rmdir (a directory
+	 * has two links), a rename that replaces and an O_TMPFILE never linked leave such entries.
+	 * This relies on inode numbers being unique among live inodes of a filesystem; a tmpfs
+	 * mounted without inode64 wraps them after 2^32 creations, after which a new inode could
+	 * drop the entry of a live protected one (the kernel warns "inode number overflow").
+	 */
+	if (inode_key(inode, &key))
+		bpf_map_delete_elem(&inodes, &key);
 	inherit(inode, dir);
 	return 0;
 }

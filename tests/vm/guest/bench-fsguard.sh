@@ -35,3 +35,10 @@ with_out=$1 with_in=$2
 echo "with fsguard ($ENTRIES+ sealed entries, sealed in $((t1 - t0))s): outside ${with_out}s, inside ${with_in}s"
 awk -v a="$with_out" -v b="$base_out" -v c="$with_in" -v d="$base_in" \
     'BEGIN { printf "ratio outside %.3f, inside %.3f\n", a / b, c / d }'
+
+# A million more entries: loading them, and the same workload again (cost must not grow).
+fsguard-loadbench "${BENCH_MORE:-1000000}"
+set -- $(measure)
+echo "with fsguard and ${BENCH_MORE:-1000000} more entries: outside ${1}s, inside ${2}s"
+awk -v a="$1" -v b="$base_out" -v c="$2" -v d="$base_in" \
+    'BEGIN { printf "ratio outside %.3f, inside %.3f\n", a / b, c / d }'

@@ -1,0 +1,234 @@
+//! The fsguard end-to-end suite (tests/vm/guest/fsguard-suite.sh) in the test guest: one boot
+//! per scenario, since the guard's level can only be raised within a boot.
+//!
+//!   level1  tmpfs, guard at level 1: outside refused, inside allowed, frozen refused to all,
+//!           identity by inode (bind mount, /proc paths, deep and > PATH_MAX paths, hard
+//!           links), descriptors opened before the seal
+//!   level0  tmpfs, guard first loaded at level 0: root outside allowed, others as above
+//!   ext4    the level1 checks on an ext4 disk (a real dev_t), plus inode number reuse
+//!   nolsm   booted without the BPF LSM: seal exits 3 and says so; the seal is recorded
+//!
+//! Each boot takes 30-60 s under TCG. The guest's output is printed (shown by the test
+//! harness on failure, or with --nocapture); a test passes when the suite exits 0, its
+//! summary line says `0 failed` and it passed at least a minimum number of checks, so that a
+//! suite that silently ran nothing fails.
+//!
+//! Run: `cargo test -p capsule-tests --test vm_fsguard -- --test-threads=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// One guest at a time: several TCG guests at once only slow each other down.
+static VM_LOCK: Mutex<()> = Mutex::new(());
+
+/// Host-side limit for one boot, suite included.
+const TIMEOUT_S: &str = "300";
+
+fn tests_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn harness() -> PathBuf {
+    tests_dir().join("vm/run")
+}
+
+fn suite_script() -> PathBuf {
+    tests_dir().join("vm/guest/fsguard-suite.sh")
+}
+
+/// How one scenario's boot is made and judged.
+struct Scenario<'a> {
+    name: &'a str,
+    /// Extra options for tests/vm/run (before `--`).
+    options: Vec<String>,
+    /// Extra environment for tests/vm/run (VM_APPEND, ...).
+    env: Vec<(&'a str, &'a str)>,
+    /// The suite must have passed at least this many checks.
+    min_passed: usize,
+    /// PASS lines (prefixes) that must be present.
+    required: &'a [&'a str],
+}
+
+/// The suite's last line: `fsguard-suite: N passed, M failed`.
+fn summary(stdout: &str) -> Option<(usize, usize)> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("fsguard-suite: "))?;
+    let rest = line.strip_prefix("fsguard-suite: ")?;
+    let (passed, failed) = rest.split_once(", ")?;
+    Some((
+        passed.strip_suffix(" passed")?.parse().ok()?,
+        failed.strip_suffix(" failed")?.parse().ok()?,
+    ))
+}
+
+fn run(s: Scenario<'_>) {
+    let _guard = VM_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let console_log = dir.path().join("console.log");
+    let script = suite_script();
+    assert!(script.is_file(), "{} missing", script.display());
+    let mut cmd = Command::new(harness());
+    cmd.arg("--timeout")
+        .arg(TIMEOUT_S)
+        .arg("--add")
+        .arg(format!("{}:/fsguard-suite.sh", script.display()))
+        .args(
+            s.options
+                .iter()
+                .map(|o| o.replace("{tmp}", &dir.path().display().to_string())),
+        )
+        .args(["--", "sh", "/fsguard-suite.sh", s.name])
+        .env("VM_CONSOLE_LOG", &console_log);
+    for (k, v) in &s.env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("cannot start tests/vm/run");
+    let elapsed = start.elapsed();
+    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&stderr).into_owned();
+    println!(
+        "--- fsguard-suite {} ({:.1} s, {status})",
+        s.name,
+        elapsed.as_secs_f64()
+    );
+    println!("{stdout}");
+    if !stderr.is_empty() {
+        println!("--- stderr:\n{stderr}");
+    }
+    let console = || std::fs::read_to_string(&console_log).unwrap_or_default();
+    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "scenario {}: the suite failed ({} FAIL lines):\n{}\n--- console:\n{}",
+        s.name,
+        fails.len(),
+        fails.join("\n"),
+        console()
+    );
+    let (passed, failed) = summary(&stdout).unwrap_or_else(|| {
+        panic!(
+            "scenario {}: no `fsguard-suite: N passed, M failed` line\n--- console:\n{}",
+            s.name,
+            console()
+        )
+    });
+    assert_eq!(failed, 0, "scenario {}: {}", s.name, fails.join("\n"));
+    assert!(
+        fails.is_empty(),
+        "scenario {}: {}",
+        s.name,
+        fails.join("\n")
+    );
+    assert!(
+        passed >= s.min_passed,
+        "scenario {}: only {passed} checks passed, expected at least {}",
+        s.name,
+        s.min_passed
+    );
+    for r in s.required {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(&format!("PASS: {r}"))),
+            "scenario {}: no `PASS: {r}...` line",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn summary_line_is_parsed() {
+    assert_eq!(
+        summary("PASS: x\nfsguard-suite: 12 passed, 3 failed\n"),
+        Some((12, 3))
+    );
+    assert_eq!(summary("fsguard-suite: many passed"), None);
+    assert_eq!(summary(""), None);
+}
+
+#[test]
+fn level1_outside_refused_inside_allowed_identity_by_inode() {
+    run(Scenario {
+        name: "level1",
+        options: vec![],
+        env: vec![],
+        min_passed: 950,
+        required: &[
+            "sealtool seal app exits 0",
+            "sealtool level prints 1",
+            "root outside: open O_WRONLY (tree ro, sealed)",
+            "user outside: open O_WRONLY (tree uo, sealed)",
+            "root inside: open O_WRONLY (tree ri, sealed)",
+            "root inside: open O_WRONLY (frozen bin/ri, sealed)",
+            "root outside: write below a path longer than PATH_MAX, reached with cd (sealed)",
+            "root outside: io_uring through a descriptor opened before the seal (sealed, ro)",
+            "sealtool level 0 (lowering) is refused",
+            "root inside: rename a directory from outside into the tree answers EXDEV",
+            "root outside: open-wronly /jails/app/ri/c.dirmv/child",
+        ],
+    });
+}
+
+#[test]
+fn level0_root_outside_allowed_until_raised() {
+    run(Scenario {
+        name: "level0",
+        options: vec![],
+        env: vec![],
+        min_passed: 950,
+        required: &[
+            "sealtool level 0 loads the guard at level 0",
+            "sealtool level prints 0",
+            "root outside: open O_WRONLY (tree ro, sealed)",
+            "user outside: open O_WRONLY (tree uo, sealed)",
+            "root outside: open O_WRONLY (frozen bin/ro, sealed)",
+            "root outside at level 1: write",
+        ],
+    });
+}
+
+#[test]
+fn ext4_block_device_identity() {
+    run(Scenario {
+        name: "ext4",
+        options: vec!["--disk".into(), "{tmp}/disk.img".into()],
+        env: vec![],
+        min_passed: 950,
+        required: &[
+            "ext4: /disk/base is on a block device",
+            "root outside: open O_WRONLY (tree ro, sealed)",
+            "root inside: open O_WRONLY (tree ri, sealed)",
+            // A freed inode number handed out again by ext4 protects nothing.
+            "root outside: write a new unrelated file that got the inode number of a dir",
+            "root outside: write a new unrelated file that got the inode number of a renamed",
+        ],
+    });
+}
+
+#[test]
+fn nolsm_seal_recorded_but_not_enforced() {
+    run(Scenario {
+        name: "nolsm",
+        options: vec![],
+        env: vec![("VM_APPEND", "lsm=landlock,yama")],
+        min_passed: 18,
+        required: &[
+            "nolsm: the bpf LSM is not active",
+            "sealtool seal without the bpf LSM exits 3",
+            "seal says enforcement is NOT active",
+            "sealtool status says NOT active",
+            "sealtool list shows app sealed",
+            "re-registering the sealed capsule is refused",
+        ],
+    });
+}
