@@ -13,6 +13,16 @@ impl Encoder {
     pub fn new() -> Self {
         Self::default()
     }
+    /// An encoder whose buffer holds `n` bytes before it grows.
+    pub fn with_capacity(n: usize) -> Self {
+        Self {
+            buf: Vec::with_capacity(n),
+        }
+    }
+    /// Appends to `buf` (get it back with [`Encoder::into_inner`]).
+    pub fn from_vec(buf: Vec<u8>) -> Self {
+        Self { buf }
+    }
     pub fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }
@@ -67,6 +77,10 @@ impl<'a> Decoder<'a> {
     }
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
+    }
+    /// The bytes read since position `start` (an earlier [`Decoder::position`]).
+    pub fn since(&self, start: usize) -> &'a [u8] {
+        &self.buf[start.min(self.pos)..self.pos]
     }
     pub fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], String> {
         if self.remaining() < n {

@@ -1,7 +1,10 @@
 //! Compares a recorded tree with a fresh walk and names every difference by path.
 
+use std::borrow::Cow;
+use std::cmp::Ordering;
+
 use crate::display;
-use crate::manifest::{Entry, Tree};
+use crate::manifest::{Entry, EntryRef, ManifestBytes, PackedTree, Tree};
 
 /// The class of a difference. The names are stable: scripts read them from `--json`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -179,29 +182,30 @@ fn compare_entry(old: &Entry, new: &Entry, out: &mut Vec<Drift>) {
     }
 }
 
-/// Every difference between `old` (recorded) and `new` (walked), in path order.
-pub fn diff(old: &Tree, new: &Tree) -> Vec<Drift> {
-    let mut out = Vec::new();
-    if old.excludes != new.excludes {
+fn compare_excludes(old: &[String], new: &[String], out: &mut Vec<Drift>) {
+    if old != new {
         out.push(Drift {
             path: Box::new([]),
             kind: DriftKind::Excludes,
-            detail: format!(
-                "exclude patterns were {:?}, now {:?}",
-                old.excludes, new.excludes
-            ),
+            detail: format!("exclude patterns were {old:?}, now {new:?}"),
         });
     }
+}
+
+/// Every difference between `old` (recorded) and `new` (walked), in path order.
+pub fn diff(old: &Tree, new: &Tree) -> Vec<Drift> {
+    let mut out = Vec::new();
+    compare_excludes(&old.excludes, &new.excludes, &mut out);
     let (a, b) = (&old.entries, &new.entries);
     let (mut i, mut j) = (0, 0);
     while i < a.len() || j < b.len() {
         let ord = match (a.get(i), b.get(j)) {
             (Some(x), Some(y)) => x.path.cmp(&y.path),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
         };
         match ord {
-            std::cmp::Ordering::Less => {
+            Ordering::Less => {
                 out.push(Drift {
                     path: a[i].path.clone(),
                     kind: DriftKind::Removed,
@@ -209,7 +213,7 @@ pub fn diff(old: &Tree, new: &Tree) -> Vec<Drift> {
                 });
                 i += 1;
             }
-            std::cmp::Ordering::Greater => {
+            Ordering::Greater => {
                 out.push(Drift {
                     path: b[j].path.clone(),
                     kind: DriftKind::Added,
@@ -217,7 +221,7 @@ pub fn diff(old: &Tree, new: &Tree) -> Vec<Drift> {
                 });
                 j += 1;
             }
-            std::cmp::Ordering::Equal => {
+            Ordering::Equal => {
                 compare_entry(&a[i], &b[j], &mut out);
                 i += 1;
                 j += 1;
@@ -225,4 +229,208 @@ pub fn diff(old: &Tree, new: &Tree) -> Vec<Drift> {
         }
     }
     out
+}
+
+/// [`diff`] of two trees given as their exclude patterns and their entries' canonical
+/// encodings in canonical order (`ManifestBytes::entries`, `PackedTree::encoded_entries`),
+/// read one at a time: entries encoded alike are equal and are not decoded, so neither tree
+/// is ever held as [`Entry`] values. Fails only on an encoding that does not parse.
+pub fn diff_encoded<'a, 'b>(
+    old_excludes: &[String],
+    new_excludes: &[String],
+    old: impl IntoIterator<Item = Cow<'a, [u8]>>,
+    new: impl IntoIterator<Item = Cow<'b, [u8]>>,
+) -> Result<Vec<Drift>, String> {
+    let mut out = Vec::new();
+    compare_excludes(old_excludes, new_excludes, &mut out);
+    let (mut a, mut b) = (old.into_iter(), new.into_iter());
+    let (mut x, mut y) = (a.next(), b.next());
+    loop {
+        let ord = match (&x, &y) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(p), Some(q)) if p == q => Ordering::Equal,
+            (Some(p), Some(q)) => EntryRef::parse(p)?.path.cmp(EntryRef::parse(q)?.path),
+        };
+        match ord {
+            Ordering::Less => {
+                if let Some(p) = &x {
+                    let e = EntryRef::parse(p)?;
+                    out.push(Drift {
+                        path: e.path.into(),
+                        kind: DriftKind::Removed,
+                        detail: format!("{} removed", e.kind.name()),
+                    });
+                }
+                x = a.next();
+            }
+            Ordering::Greater => {
+                if let Some(q) = &y {
+                    let e = EntryRef::parse(q)?;
+                    out.push(Drift {
+                        path: e.path.into(),
+                        kind: DriftKind::Added,
+                        detail: format!("{} added", e.kind.name()),
+                    });
+                }
+                y = b.next();
+            }
+            Ordering::Equal => {
+                if let (Some(p), Some(q)) = (&x, &y) {
+                    if p != q {
+                        let (old, new) = (EntryRef::parse(p)?, EntryRef::parse(q)?);
+                        compare_entry(&old.to_entry(0, 0), &new.to_entry(0, 0), &mut out);
+                    }
+                }
+                x = a.next();
+                y = b.next();
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// [`diff`] of a recorded manifest, kept encoded, and a walk, kept packed (see
+/// [`diff_encoded`]).
+pub fn diff_packed(old: &ManifestBytes, new: &PackedTree) -> Result<Vec<Drift>, String> {
+    diff_encoded(
+        &old.excludes,
+        &new.excludes,
+        old.entries().map(|e| Cow::Borrowed(e.bytes)),
+        new.encoded_entries(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{EntryKind, Manifest, ManifestBytes, Xattr};
+
+    fn entry(path: &str, kind: EntryKind) -> Entry {
+        Entry {
+            path: path.as_bytes().into(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            flags: 0,
+            hash: None,
+            target: None,
+            rdev: None,
+            link_leader: None,
+            xattrs: Box::new([]),
+            dev: 1,
+            ino: 2,
+        }
+    }
+
+    fn tree(entries: Vec<Entry>) -> Tree {
+        let mut t = Tree {
+            excludes: vec![],
+            entries,
+        };
+        t.canonicalize();
+        t
+    }
+
+    fn encoded(t: &Tree) -> ManifestBytes {
+        let m = Manifest {
+            name: "t".into(),
+            root: "/t".into(),
+            registered_at: 0,
+            tree: t.clone(),
+        };
+        ManifestBytes::parse(m.encode_file().0).unwrap()
+    }
+
+    fn both(old: &Tree, new: &Tree) -> Vec<Drift> {
+        let (a, b) = (encoded(old), encoded(new));
+        let streamed = diff_encoded(
+            &a.excludes,
+            &b.excludes,
+            a.entries().map(|e| Cow::Borrowed(e.bytes)),
+            b.entries().map(|e| Cow::Borrowed(e.bytes)),
+        )
+        .unwrap();
+        let whole = diff(old, new);
+        assert_eq!(streamed, whole);
+        whole
+    }
+
+    #[test]
+    fn encoded_diff_is_the_diff() {
+        let mut file = entry("a/f", EntryKind::File);
+        file.hash = Some([1; 32]);
+        file.size = 3;
+        let mut link = entry("a-l", EntryKind::Symlink);
+        link.target = Some(b"a/f".as_slice().into());
+        let base = tree(vec![
+            entry("", EntryKind::Dir),
+            entry("a", EntryKind::Dir),
+            file.clone(),
+            link.clone(),
+            entry("b", EntryKind::Fifo),
+            entry("c", EntryKind::Dir),
+        ]);
+        assert!(both(&base, &base).is_empty());
+        assert!(both(&tree(vec![]), &tree(vec![])).is_empty());
+        assert_eq!(both(&tree(vec![]), &base).len(), base.entries.len());
+        assert_eq!(both(&base, &tree(vec![])).len(), base.entries.len());
+
+        let mut changed = base.clone();
+        changed.excludes = vec!["*.o".into()];
+        changed.entries.retain(|e| &*e.path != b"b");
+        changed.entries.push(entry("a/g", EntryKind::File));
+        changed.entries.push(entry("0", EntryKind::File));
+        changed.entries.push(entry("zz", EntryKind::Socket));
+        for e in changed.entries.iter_mut() {
+            match &*e.path {
+                b"a/f" => {
+                    e.hash = Some([2; 32]);
+                    e.size = 4;
+                    e.mode = 0o4755;
+                    e.uid = 7;
+                    e.xattrs = vec![Xattr {
+                        name: b"user.x".as_slice().into(),
+                        value_hash: [3; 32],
+                    }]
+                    .into();
+                    e.link_leader = Some(b"a/f".as_slice().into());
+                }
+                b"a-l" => e.target = Some(b"elsewhere".as_slice().into()),
+                b"c" => e.kind = EntryKind::File,
+                _ => {}
+            }
+        }
+        changed.canonicalize();
+        let d = both(&base, &changed);
+        let kinds: Vec<_> = d.iter().map(|d| d.kind).collect();
+        for k in [
+            DriftKind::Excludes,
+            DriftKind::Added,
+            DriftKind::Removed,
+            DriftKind::Content,
+            DriftKind::Size,
+            DriftKind::Mode,
+            DriftKind::Owner,
+            DriftKind::Xattrs,
+            DriftKind::HardLinks,
+            DriftKind::SymlinkTarget,
+            DriftKind::Type,
+        ] {
+            assert!(kinds.contains(&k), "{k:?} missing from {d:?}");
+        }
+        both(&changed, &base);
+    }
+
+    #[test]
+    fn encoded_diff_refuses_what_does_not_parse() {
+        let bad = [Cow::Borrowed(&[1u8, 2, 3][..])];
+        let good = encoded(&tree(vec![entry("", EntryKind::Dir)]));
+        let good = || good.entries().map(|e| Cow::Owned(e.bytes.to_vec()));
+        assert!(diff_encoded(&[], &[], bad.clone(), good()).is_err());
+        assert!(diff_encoded(&[], &[], good(), bad).is_err());
+    }
 }

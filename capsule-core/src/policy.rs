@@ -68,14 +68,17 @@ impl SealRecord {
         let digest = Digest(d.array32("digest")?);
         let cgroup = match d.u8("cgroup marker")? {
             0 => None,
-            1 => Some(PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes("cgroup")?))),
+            1 => Some(PathBuf::from(std::ffi::OsStr::from_bytes(
+                d.bytes("cgroup")?,
+            ))),
             m => return Err(format!("bad cgroup marker {m}")),
         };
         let n = d.u32("frozen count")? as usize;
         let mut frozen = Vec::with_capacity(n.min(d.remaining() / 4));
         for _ in 0..n {
             frozen.push(
-                String::from_utf8(d.bytes("frozen glob")?.to_vec()).map_err(|_| "glob is not UTF-8")?,
+                String::from_utf8(d.bytes("frozen glob")?.to_vec())
+                    .map_err(|_| "glob is not UTF-8")?,
             );
         }
         let sealed_at = d.u64("seal time")?;
@@ -115,7 +118,9 @@ impl FrozenRules {
             let path: &[u8] = &e.path;
             let mut dir_form = path.to_vec();
             dir_form.push(b'/');
-            let by_glob = !path.is_empty() && (self.globs.matches(path) || (e.kind == EntryKind::Dir && self.globs.matches(&dir_form)));
+            let by_glob = !path.is_empty()
+                && (self.globs.matches(path)
+                    || (e.kind == EntryKind::Dir && self.globs.matches(&dir_form)));
             let by_ancestor = ancestors(path).any(|a| frozen_dirs.contains(a));
             if by_glob || by_ancestor {
                 out[i] = true;
@@ -185,7 +190,10 @@ mod tests {
             .filter(|(_, &m)| m)
             .map(|(e, _)| std::str::from_utf8(&e.path).unwrap())
             .collect();
-        assert_eq!(frozen, ["bin", "bin/sh", "bin/sub", "bin/sub/x", "etc/passwd"]);
+        assert_eq!(
+            frozen,
+            ["bin", "bin/sh", "bin/sub", "bin/sub/x", "etc/passwd"]
+        );
     }
 
     #[test]

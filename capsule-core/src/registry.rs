@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::codec::{Decoder, Encoder};
 use crate::error::{Error, Result};
-use crate::manifest::{Digest, Manifest};
+use crate::manifest::{Digest, Manifest, PackedManifest};
 use crate::policy::SealRecord;
 
 pub const DEFAULT_DIR: &str = "/var/lib/capsule";
@@ -140,6 +140,14 @@ pub fn now() -> u64 {
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one:
 /// temporary file in the same directory, fsync, rename, fsync of the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] with the content written to the temporary file by `write`.
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> io::Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("/"));
     let file_name = path
         .file_name()
@@ -153,8 +161,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
             .truncate(true)
             .open(&tmp)
             .map_err(|e| Error::io(&tmp, "create", e))?;
-        f.write_all(bytes)
-            .map_err(|e| Error::io(&tmp, "write", e))?;
+        write(&mut f).map_err(|e| Error::io(&tmp, "write", e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, "sync", e))?;
         drop(f);
         fs::rename(&tmp, path).map_err(|e| Error::io(path, "rename into place", e))?;
@@ -400,20 +407,47 @@ impl Registry {
         validate_name(&manifest.name)?;
         self.refuse_if_sealed(&manifest.name, "re-registering")?;
         let (bytes, digest) = manifest.encode_file();
-        let dir = self.manifest_dir(&manifest.name);
+        let rec = CapsuleRecord::from_manifest(manifest, digest);
+        self.store(rec, |f| f.write_all(&bytes))
+    }
+
+    /// [`Registry::register`] for a walk kept packed: the manifest file is streamed to disk,
+    /// never held in memory whole.
+    pub fn register_packed(&self, manifest: &PackedManifest) -> Result<CapsuleRecord> {
+        validate_name(&manifest.name)?;
+        self.refuse_if_sealed(&manifest.name, "re-registering")?;
+        let rec = CapsuleRecord {
+            name: manifest.name.clone(),
+            root: manifest.root.clone(),
+            digest: manifest.digest(),
+            state: CapsuleState::Registered,
+            registered_at: manifest.registered_at,
+            entries: manifest.tree.len() as u64,
+            bytes: manifest.tree.total_bytes(),
+        };
+        self.store(rec, |f| manifest.write_file(f).map(drop))
+    }
+
+    /// Writes the manifest file of `rec` (content by `write`), then the record, then removes
+    /// the capsule's other manifest files.
+    fn store(
+        &self,
+        rec: CapsuleRecord,
+        write: impl FnOnce(&mut File) -> io::Result<()>,
+    ) -> Result<CapsuleRecord> {
+        let dir = self.manifest_dir(&rec.name);
         let created = !dir.exists();
         ensure_dir(&dir)?;
         if created {
             sync_dir(&self.dir.join("manifests"))?;
         }
-        let path = self.manifest_path(&manifest.name, &digest);
-        write_atomic(&path, &bytes)?;
-        let rec = CapsuleRecord::from_manifest(manifest, digest);
-        let previous = self.capsules.get(&manifest.name)?;
+        let path = self.manifest_path(&rec.name, &rec.digest);
+        write_atomic_with(&path, write)?;
+        let previous = self.capsules.get(&rec.name)?;
         if let Err(e) = self.capsules.put(&rec) {
             // The database still names the previous manifest: drop the new file so that a
             // later rebuild cannot mistake it for the current registration.
-            if previous.is_none_or(|p| p.digest != digest) {
+            if previous.is_none_or(|p| p.digest != rec.digest) {
                 let _ = fs::remove_file(&path);
             }
             return Err(e);

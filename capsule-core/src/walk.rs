@@ -14,12 +14,15 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::glob::GlobSet;
-use crate::manifest::{Entry, EntryKind, Tree, Xattr, FLAG_LINKS_OUTSIDE, FLAG_UNREADABLE};
+use crate::manifest::{
+    Entry, EntryKind, PackedTree, Packer, Tree, Xattr, FLAG_LINKS_OUTSIDE, FLAG_UNREADABLE,
+};
 use crate::sys::{self, Stat, XattrSource};
 
 /// Files at least this large are hashed with BLAKE3's multithreaded mode.
@@ -48,6 +51,27 @@ pub struct WalkReport {
     pub tree: Tree,
     pub mount_points: Vec<Box<[u8]>>,
     pub unreadable: Vec<Box<[u8]>>,
+}
+
+/// [`WalkReport`] with the tree kept packed (about half the memory; see [`PackedTree`]).
+#[derive(Debug)]
+pub struct PackedWalkReport {
+    pub root: PathBuf,
+    pub tree: PackedTree,
+    pub mount_points: Vec<Box<[u8]>>,
+    pub unreadable: Vec<Box<[u8]>>,
+}
+
+impl PackedWalkReport {
+    /// The report with its tree decoded into [`Entry`] values.
+    pub fn into_report(self) -> WalkReport {
+        WalkReport {
+            root: self.root,
+            tree: self.tree.into_tree(),
+            mount_points: self.mount_points,
+            unreadable: self.unreadable,
+        }
+    }
 }
 
 /// Resolves a user-given root to the absolute path that is stored: the parent directory is
@@ -79,6 +103,15 @@ pub fn resolve_root(root: &Path) -> Result<PathBuf> {
 
 /// Walks and hashes the tree at `root` (see [`resolve_root`]).
 pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<WalkReport> {
+    walk_packed(root, opts, progress).map(PackedWalkReport::into_report)
+}
+
+/// [`walk`], keeping the tree packed.
+pub fn walk_packed(
+    root: &Path,
+    opts: &WalkOptions,
+    progress: &Progress,
+) -> Result<PackedWalkReport> {
     let root = resolve_root(root)?;
     sys::raise_fd_limit();
     let croot = CString::new(root.as_os_str().as_bytes())
@@ -90,20 +123,30 @@ pub fn walk(root: &Path, opts: &WalkOptions, progress: &Progress) -> Result<Walk
         _ => Error::io(root.clone(), "open the capsule root", e),
     })?;
     let st = sys::stat_fd(fd.as_fd()).map_err(|e| Error::io(root.clone(), "stat", e))?;
+    // One packer per thread of the pool, and one for any other thread.
+    let packers = (0..=rayon::current_num_threads())
+        .map(|_| Mutex::new(Packer::default()))
+        .collect();
     let walker = Walker {
         root: &root,
         opts,
         progress,
+        packers,
     };
-    let mut found = Vec::new();
     let root_entry = walker
         .dir_entry(&fd, b"", &st)
         .map_err(|e| e.into_error(&walker, b""))?;
-    found.push(root_entry);
-    if !found[0].entry.is_unreadable() {
-        found.extend(walker.children(&fd, b"", st.dev)?);
+    let descend = !root_entry.entry.is_unreadable();
+    walker.keep(root_entry);
+    if descend {
+        walker.children(&fd, b"", st.dev)?;
     }
-    Ok(finish(root, opts, found))
+    let packers = walker
+        .packers
+        .into_iter()
+        .map(|p| p.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .collect();
+    Ok(finish(root, opts, packers))
 }
 
 /// One walked entry with the local facts needed to finish the tree.
@@ -139,6 +182,8 @@ struct Walker<'a> {
     root: &'a Path,
     opts: &'a WalkOptions,
     progress: &'a Progress,
+    /// Where walked entries are kept, indexed by rayon thread.
+    packers: Vec<Mutex<Packer>>,
 }
 
 fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
@@ -232,8 +277,18 @@ impl Walker<'_> {
         Walked { entry, nlink }
     }
 
-    /// The entries below the directory `fd` (which is at `rel`, on device `dev`).
-    fn children(&self, fd: &OwnedFd, rel: &[u8], dev: u64) -> Result<Vec<Walked>> {
+    /// Adds a walked entry to the tree.
+    fn keep(&self, w: Walked) {
+        let last = self.packers.len() - 1;
+        let slot = rayon::current_thread_index().map_or(last, |i| i.min(last));
+        self.packers[slot]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(&w.entry, w.nlink);
+    }
+
+    /// Walks the entries below the directory `fd` (which is at `rel`, on device `dev`).
+    fn children(&self, fd: &OwnedFd, rel: &[u8], dev: u64) -> Result<()> {
         let names = sys::read_dir_names(fd.as_fd()).map_err(|e| {
             if is_access_error(&e) {
                 Error::Unreadable {
@@ -244,41 +299,32 @@ impl Walker<'_> {
                 Error::io(self.abs(rel), "read the directory", e)
             }
         })?;
-        let parts: Vec<Result<Vec<Walked>>> = names
+        // Every child is walked; the first error in directory order is the one reported.
+        let parts: Vec<Result<()>> = names
             .into_par_iter()
             .map(|name| self.child(fd, rel, dev, &name))
             .collect();
-        let mut out = Vec::new();
-        for part in parts {
-            out.extend(part?);
-        }
-        Ok(out)
+        parts.into_iter().collect()
     }
 
     /// One child and, for a directory, everything below it; walked again once if it changed.
-    fn child(
-        &self,
-        parent: &OwnedFd,
-        parent_rel: &[u8],
-        dev: u64,
-        name: &CStr,
-    ) -> Result<Vec<Walked>> {
+    fn child(&self, parent: &OwnedFd, parent_rel: &[u8], dev: u64, name: &CStr) -> Result<()> {
         let rel = join(parent_rel, name.to_bytes());
         if self.opts.excludes.matches(&rel) {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.child_once(parent.as_fd(), &rel, dev, name) {
                 Ok(Some((entry, fd))) => {
-                    let mut out = vec![entry];
+                    self.keep(entry);
                     if let Some((fd, st)) = fd {
-                        out.extend(self.children(&fd, &rel, st.dev)?);
+                        self.children(&fd, &rel, st.dev)?;
                     }
-                    return Ok(out);
+                    return Ok(());
                 }
-                Ok(None) => return Ok(Vec::new()),
+                Ok(None) => return Ok(()),
                 Err(WalkErr::Changed(_)) if attempt == 1 => continue,
                 Err(WalkErr::Unreadable(e)) if self.opts.skip_unreadable => {
                     return self.unreadable_entry(parent.as_fd(), &rel, name, e);
@@ -294,7 +340,7 @@ impl Walker<'_> {
         rel: &[u8],
         name: &CStr,
         cause: io::Error,
-    ) -> Result<Vec<Walked>> {
+    ) -> Result<()> {
         let st = sys::stat_at(parent, name).map_err(|_| Error::Unreadable {
             path: self.abs(rel),
             source: cause,
@@ -304,7 +350,8 @@ impl Walker<'_> {
         if entry.kind == EntryKind::File {
             entry.size = st.size;
         }
-        Ok(vec![self.counted(entry, st.nlink)])
+        self.keep(self.counted(entry, st.nlink));
+        Ok(())
     }
 
     /// Walks one entry. For a directory also returns its descriptor for the recursion.
@@ -485,55 +532,120 @@ impl Walker<'_> {
 }
 
 /// Sorts the entries, computes hard-link groups and returns the report.
-fn finish(root: PathBuf, opts: &WalkOptions, found: Vec<Walked>) -> WalkReport {
-    let mut found = found;
-    found.sort_unstable_by(|a, b| a.entry.path.cmp(&b.entry.path));
+fn finish(root: PathBuf, opts: &WalkOptions, packers: Vec<Packer>) -> PackedWalkReport {
+    let mut tree = PackedTree::new(opts.excludes.patterns(), packers);
     // Group non-directories by inode; entries are visited in path order, so the first
     // member of each group is its leader.
-    let mut groups: HashMap<(u64, u64), Vec<usize>> = HashMap::new();
-    for (i, w) in found.iter().enumerate() {
-        let k = w.entry.kind;
-        if w.nlink > 1 && !matches!(k, EntryKind::Dir | EntryKind::MountPoint) {
-            groups
-                .entry((w.entry.dev, w.entry.ino))
-                .or_default()
-                .push(i);
+    let mut groups: HashMap<(u64, u64), Vec<u32>> = HashMap::new();
+    for i in 0..tree.len() {
+        if tree.nlink(i) > 1 && !matches!(tree.kind(i), EntryKind::Dir | EntryKind::MountPoint) {
+            groups.entry(tree.identity(i)).or_default().push(i as u32);
         }
     }
+    let mut links = Vec::new();
     for members in groups.values() {
-        let leader: Box<[u8]> = found[members[0]].entry.path.clone();
-        let nlink = found[members[0]].nlink as usize;
+        let leader = members[0];
+        let nlink = tree.nlink(leader as usize) as usize;
         for &i in members {
-            let e = &mut found[i].entry;
             if members.len() > 1 {
-                e.link_leader = Some(leader.clone());
+                links.push((i, leader));
             }
             if nlink > members.len() {
-                e.flags |= FLAG_LINKS_OUTSIDE;
+                tree.add_flags(i as usize, FLAG_LINKS_OUTSIDE);
             }
         }
     }
+    tree.set_links(links);
     let mut mount_points = Vec::new();
     let mut unreadable = Vec::new();
-    let entries: Vec<Entry> = found
-        .into_iter()
-        .map(|w| {
-            if w.entry.kind == EntryKind::MountPoint {
-                mount_points.push(w.entry.path.clone());
-            }
-            if w.entry.is_unreadable() {
-                unreadable.push(w.entry.path.clone());
-            }
-            w.entry
-        })
-        .collect();
-    WalkReport {
+    for i in 0..tree.len() {
+        if tree.kind(i) == EntryKind::MountPoint {
+            mount_points.push(tree.path(i).into());
+        }
+        if tree.flags(i) & FLAG_UNREADABLE != 0 {
+            unreadable.push(tree.path(i).into());
+        }
+    }
+    PackedWalkReport {
         root,
-        tree: Tree {
-            excludes: opts.excludes.patterns(),
-            entries,
-        },
+        tree,
         mount_points,
         unreadable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::{Manifest, ManifestBytes, PackedManifest};
+
+    #[test]
+    fn packed_walk_is_the_walk() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("t");
+        for i in 0..40 {
+            let dir = root.join(format!("d{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for j in 0..25 {
+                std::fs::write(dir.join(format!("f{j}")), format!("{i}/{j}")).unwrap();
+            }
+        }
+        std::fs::hard_link(root.join("d1/f1"), root.join("d2/link")).unwrap();
+        std::fs::hard_link(root.join("d1/f1"), root.join("link-top")).unwrap();
+        std::fs::hard_link(root.join("d3/f3"), d.path().join("outside")).unwrap();
+        std::os::unix::fs::symlink("d1/f1", root.join("sym")).unwrap();
+        let opts = WalkOptions {
+            excludes: GlobSet::new(&["d3/f2"]).unwrap(),
+            skip_unreadable: false,
+        };
+        // In a pool of its own, and from a thread outside any pool.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        let packed = pool
+            .install(|| walk_packed(&root, &opts, &Progress::default()))
+            .unwrap();
+        let progress = Progress::default();
+        let whole = walk(&root, &opts, &progress).unwrap();
+        assert_eq!(
+            progress.entries.load(Ordering::Relaxed) as usize,
+            packed.tree.len()
+        );
+        assert_eq!(packed.tree.len(), 1 + 40 + 40 * 25 - 1 + 2 + 1);
+        let tree = &whole.tree;
+        let leader = tree.find(b"d1/f1").unwrap();
+        assert_eq!(leader.link_leader.as_deref(), Some(&b"d1/f1"[..]));
+        assert_eq!(
+            tree.find(b"link-top").unwrap().link_leader.as_deref(),
+            Some(&b"d1/f1"[..])
+        );
+        assert!(tree.find(b"d3/f3").unwrap().links_outside());
+        assert!(tree.find(b"d3/f2").is_none());
+
+        let m = Manifest {
+            name: "t".into(),
+            root: whole.root.clone(),
+            registered_at: 3,
+            tree: whole.tree,
+        };
+        let pm = PackedManifest {
+            name: "t".into(),
+            root: packed.root,
+            registered_at: 3,
+            tree: packed.tree,
+        };
+        assert_eq!(pm.encode_file(), m.encode_file());
+        let recorded = ManifestBytes::parse(m.encode_file().0).unwrap();
+        assert_eq!(crate::diff::diff_packed(&recorded, &pm.tree), Ok(vec![]));
+        std::fs::remove_file(root.join("d1/f1")).unwrap();
+        std::fs::write(root.join("new"), "n").unwrap();
+        let after = walk_packed(&root, &opts, &Progress::default()).unwrap();
+        let drift = crate::diff::diff_packed(&recorded, &after.tree).unwrap();
+        let mut m2 = m.clone();
+        m2.tree = walk(&root, &opts, &Progress::default()).unwrap().tree;
+        assert_eq!(drift, crate::diff::diff(&m.tree, &m2.tree));
+        assert_eq!(drift.len(), 4, "{drift:?}");
+        assert_eq!(pm.into_manifest(), m);
     }
 }

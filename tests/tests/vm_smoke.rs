@@ -36,9 +36,18 @@ fn bpf_is_an_active_lsm_in_the_guest() {
 fn smoke_program_refuses_then_detaches_on_tmpfs() {
     let (code, text) = run_smoke(&[], &["fsguard-smoke", "--verbose"]);
     assert_eq!(code, 0, "{text}");
-    assert!(text.contains("denied writes to the protected file"), "{text}");
-    assert!(text.contains("detached: write-open succeeds again"), "{text}");
-    assert!(text.lines().any(|l| l.trim() == "fsguard-smoke: ok"), "{text}");
+    assert!(
+        text.contains("denied writes to the protected file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("detached: write-open succeeds again"),
+        "{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.trim() == "fsguard-smoke: ok"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -53,5 +62,8 @@ fn smoke_program_refuses_then_detaches_on_ext4() {
     assert_eq!(code, 0, "{text}");
     // A block device: the kernel's dev_t differs from stat()'s, so this proves the conversion.
     assert!(text.contains("(254:"), "not on the virtio disk: {text}");
-    assert!(text.lines().any(|l| l.trim() == "fsguard-smoke: ok"), "{text}");
+    assert!(
+        text.lines().any(|l| l.trim() == "fsguard-smoke: ok"),
+        "{text}"
+    );
 }

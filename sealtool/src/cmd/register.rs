@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use capsule_core::display;
 use capsule_core::glob::GlobSet;
-use capsule_core::manifest::Manifest;
+use capsule_core::manifest::PackedManifest;
 use capsule_core::registry::{self, Access, Registry};
 use capsule_core::walk::{self, WalkOptions};
 
@@ -42,18 +42,19 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         excludes: GlobSet::new(&args.exclude)?,
         skip_unreadable: args.skip_unreadable,
     };
+    // The walk is kept packed and the manifest file is streamed from it.
     let report = {
         let shown = progress::Display::start("hashing", ctx.quiet);
-        walk::walk(&root, &opts, &shown.counters)?
+        walk::walk_packed(&root, &opts, &shown.counters)?
     };
-    let manifest = Manifest {
+    let manifest = PackedManifest {
         name,
-        root: report.root.clone(),
+        root: report.root,
         registered_at: registry::now(),
         tree: report.tree,
     };
     let reg = Registry::open(&ctx.registry_dir, Access::Write)?;
-    let rec = reg.register(&manifest)?;
+    let rec = reg.register_packed(&manifest)?;
     println!("registered {}", rec.name);
     println!("  root     {}", display::path(&rec.root));
     println!("  entries  {}", rec.entries);

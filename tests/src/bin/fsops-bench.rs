@@ -37,7 +37,10 @@ fn round(dir: &Path, n: usize, block: &[u8]) -> std::io::Result<f64> {
 }
 
 fn run(args: &[String]) -> Result<(), String> {
-    let num = |s: &String| s.parse::<usize>().map_err(|_| format!("{s:?} is not a number"));
+    let num = |s: &String| {
+        s.parse::<usize>()
+            .map_err(|_| format!("{s:?} is not a number"))
+    };
     match args {
         [cmd, dir, n] if cmd == "populate" => {
             populate(Path::new(dir), num(n)?).map_err(|e| format!("{dir}: {e}"))
@@ -46,7 +49,9 @@ fn run(args: &[String]) -> Result<(), String> {
             let block = vec![0x5au8; 4096];
             let mut best = f64::MAX;
             for _ in 0..num(rounds)? {
-                best = best.min(round(Path::new(dir), num(n)?, &block).map_err(|e| format!("{dir}: {e}"))?);
+                best = best.min(
+                    round(Path::new(dir), num(n)?, &block).map_err(|e| format!("{dir}: {e}"))?,
+                );
             }
             println!("{best:.4}");
             Ok(())
