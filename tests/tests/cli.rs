@@ -1276,3 +1276,90 @@ fn quiet_stderr_when_not_a_terminal() {
         assert_eq!(out.stderr, "", "stderr of {args:?} is not empty");
     }
 }
+
+/// On a machine without the BPF LSM (this host: no active LSM list is readable), a seal is
+/// recorded, says plainly that enforcement is NOT active and why, and exits 3; from then on
+/// the capsule can never be re-registered, removed or sealed again, and survives a rebuild.
+#[test]
+fn seal_without_kernel_enforcement_is_recorded_and_final() {
+    let f = Fixture::new();
+    f.write("bin/tool", "#!/bin/sh\n");
+    f.write("etc/conf", "x = 1\n");
+    let out = f.run(&[
+        "register",
+        s(&f.tree),
+        "--name",
+        "app",
+        "--seal",
+        "--frozen",
+        "bin/**",
+    ]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains("sealed app"), "{out}");
+    assert!(out.stdout.contains("enforcement is NOT active"), "{out}");
+    assert!(out.stdout.contains("frozen   bin/** (2 entries)"), "{out}");
+    let digest = f.show_digest("app");
+    assert_eq!(
+        f.manifest_files("app"),
+        [format!("{digest}.manifest"), format!("{digest}.seal")]
+    );
+    let out = f.run(&["list"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("app ") && l.contains("sealed")),
+        "{out}"
+    );
+
+    for (args, action) in [
+        (
+            vec!["register", s(&f.tree), "--name", "app"],
+            "re-registering",
+        ),
+        (vec!["remove", "app"], "removing"),
+        (vec!["seal", "app"], "sealing again"),
+    ] {
+        let out = f.run(&args);
+        assert_eq!(out.code, 2, "{args:?}: {out}");
+        assert!(
+            out.stderr.contains(&format!("{action} is refused")),
+            "{args:?}: {out}"
+        );
+    }
+    let out = f.run(&["status"]);
+    assert_eq!(out.code, 3, "{out}");
+    assert!(out.stdout.contains("enforcement  NOT active"), "{out}");
+    assert!(out.stdout.contains("NOT enforced"), "{out}");
+
+    // The seal is in the files, not only in the database.
+    std::fs::remove_dir_all(f.reg.join("db")).unwrap();
+    let out = f.run(&["registry", "rebuild"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = f.run(&["register", s(&f.tree), "--name", "app"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("re-registering is refused"), "{out}");
+    let out = f.run(&["verify", "app"]);
+    assert_eq!(out.code, 0, "{out}");
+}
+
+/// A tree that drifted since registration is not sealed; a registered capsule can be removed.
+#[test]
+fn seal_refuses_a_drifted_tree_and_remove_forgets_unsealed_capsules() {
+    let f = Fixture::new();
+    f.write("a", "one");
+    f.register("app", &[]);
+    f.write("a", "two");
+    let out = f.run(&["seal", "app"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("cannot be sealed"), "{out}");
+    assert!(out.stderr.contains("content a"), "{out}");
+    assert_eq!(f.manifest_files("app").len(), 1, "no seal file was written");
+    let out = f.run(&["remove", "app"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = f.run(&["show", "app"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(f.p("a").exists(), "remove leaves the tree alone");
+    let out = f.run(&["register", s(&f.tree), "--name", "app", "--frozen", "x"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(out.stderr.contains("go with --seal"), "{out}");
+}

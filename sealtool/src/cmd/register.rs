@@ -1,4 +1,5 @@
-//! `sealtool register PATH [--name NAME] [--exclude GLOB]... [--skip-unreadable]`
+//! `sealtool register PATH [--name NAME] [--exclude GLOB]... [--skip-unreadable]
+//!  [--seal [--cgroup PATH] [--frozen GLOB]...]`
 
 use std::path::PathBuf;
 
@@ -26,6 +27,11 @@ pub struct Args {
     /// Record unreadable entries as such instead of failing
     #[arg(long)]
     skip_unreadable: bool,
+    /// Seal the capsule at once (see `sealtool seal`)
+    #[arg(long)]
+    seal: bool,
+    #[command(flatten)]
+    seal_options: crate::cmd::seal::SealOptions,
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
@@ -38,6 +44,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
             .unwrap_or_default(),
     };
     registry::validate_name(&name)?;
+    if !args.seal && (args.seal_options.cgroup.is_some() || !args.seal_options.frozen.is_empty()) {
+        anyhow::bail!("--cgroup and --frozen go with --seal");
+    }
+    // A sealed capsule is never registered again: say so before hashing the whole tree.
+    if Registry::open(&ctx.registry_dir, Access::Read)?.is_sealed(&name)? {
+        return Err(capsule_core::Error::Sealed {
+            name,
+            action: "re-registering",
+        }
+        .into());
+    }
     let opts = WalkOptions {
         excludes: GlobSet::new(&args.exclude)?,
         skip_unreadable: args.skip_unreadable,
@@ -71,6 +88,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
             "  note: {} is unreadable: recorded as such",
             display::rel_path(u)
         );
+    }
+    if args.seal {
+        // Same registry lock: nothing can come between the registration and the seal.
+        return crate::cmd::seal::seal(ctx, &reg, &rec.name, &args.seal_options);
     }
     Ok(0)
 }
