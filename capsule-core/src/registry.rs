@@ -309,8 +309,26 @@ fn ensure_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| Error::io(path, "create the directory", e))
 }
 
+/// How long to wait for sled's own file lock. Our registry lock already keeps other
+/// sealtool processes out, so a busy sled lock can only be a handle this process is still
+/// closing (sled releases its file from background threads after a `Db` is dropped).
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
+
+fn sled_lock_busy(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
+}
+
 fn open_db(path: &Path) -> Result<sled::Db> {
-    sled::Config::new().path(path).open().map_err(|e| match e {
+    let start = Instant::now();
+    let opened = loop {
+        match sled::Config::new().path(path).open() {
+            Err(e) if sled_lock_busy(&e) && start.elapsed() < SLED_LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other,
+        }
+    };
+    opened.map_err(|e| match e {
         sled::Error::Corruption { .. }
         | sled::Error::Unsupported(_)
         | sled::Error::ReportableBug(_) => Error::RegistryCorrupt {

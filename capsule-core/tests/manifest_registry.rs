@@ -133,3 +133,22 @@ fn unknown_capsule_and_bad_names() {
         );
     }
 }
+
+/// sled releases its file from background threads after a `Db` is dropped: reopening the
+/// registry at once in the same process (as `register` does after its sealed check) works.
+#[test]
+fn reopening_at_once_in_one_process_works() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("app");
+    sample(&root);
+    let m = manifest("app", &root);
+    for _ in 0..50 {
+        let reg = Registry::open(d.path(), Access::Write).unwrap();
+        reg.register(&m).unwrap();
+        drop(reg);
+        Registry::open(d.path(), Access::Read)
+            .unwrap()
+            .require("app")
+            .unwrap();
+    }
+}
