@@ -483,7 +483,13 @@ impl Registry {
         {
             return Ok(true);
         }
-        let dir = self.manifest_dir(name);
+        Self::has_seal_file(&self.dir, name)
+    }
+
+    /// Whether a seal file exists for `name` in the registry at `dir`, read without taking
+    /// the registry lock: a quick early answer; the check under the lock is what counts.
+    pub fn has_seal_file(dir: &Path, name: &str) -> Result<bool> {
+        let dir = dir.join("manifests").join(name);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),

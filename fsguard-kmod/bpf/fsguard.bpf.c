@@ -165,25 +165,27 @@ static __always_inline int decide(struct inode *inode, __u32 op)
 	struct fsguard_inode_key key = {};
 	struct fsguard_inode_value *v = protected_inode(inode, &key);
 	struct fsguard_capsule *c;
-	__u32 capsule, flags, level, uid;
+	__u32 capsule, flags, level;
 
 	if (!v)
 		return 0;
 	capsule = v->capsule;
 	flags = v->flags;
-	level = current_level();
-	uid = current_fsuid();
 	c = bpf_map_lookup_elem(&capsules, &capsule);
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
-		return refuse(&key, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, level, uid);
+		return refuse(&key, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, current_level(),
+			      current_fsuid());
 	/* Frozen means nobody: checked before the inside and the level-0 root allowances. */
 	if (flags & FSGUARD_INODE_FROZEN)
-		return refuse(&key, capsule, op, FSGUARD_RULE_FROZEN, level, uid);
+		return refuse(&key, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
+			      current_fsuid());
+	/* The inside's own operations (the common case) need neither the level nor the uid. */
 	if (is_inside(c))
 		return 0;
-	if (level == FSGUARD_LEVEL_MAINTENANCE && uid == 0)
+	level = current_level();
+	if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
 		return 0;
-	return refuse(&key, capsule, op, FSGUARD_RULE_OUTSIDE, level, uid);
+	return refuse(&key, capsule, op, FSGUARD_RULE_OUTSIDE, level, current_fsuid());
 }
 
 static __always_inline struct inode *dentry_inode(struct dentry *dentry)

@@ -48,7 +48,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         anyhow::bail!("--cgroup and --frozen go with --seal");
     }
     // A sealed capsule is never registered again: say so before hashing the whole tree.
-    if Registry::open(&ctx.registry_dir, Access::Read)?.is_sealed(&name)? {
+    if Registry::has_seal_file(&ctx.registry_dir, &name)? {
         return Err(capsule_core::Error::Sealed {
             name,
             action: "re-registering",
