@@ -1363,3 +1363,44 @@ fn seal_refuses_a_drifted_tree_and_remove_forgets_unsealed_capsules() {
     assert_eq!(out.code, 2, "{out}");
     assert!(out.stderr.contains("go with --seal"), "{out}");
 }
+
+/// On a terminal, long work shows progress (entries, bytes, rate) on stderr; `--quiet` hides it.
+#[test]
+fn progress_on_a_terminal_and_quiet_hides_it() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    // Over a second of hashing (sparse, so it costs no disk): the display ticks every 200 ms.
+    let big = fs::File::create(f.p("big")).unwrap();
+    big.set_len(1 << 30).unwrap();
+    drop(big);
+    let under_pty = |extra: &str| {
+        let line = format!(
+            "{} --registry {} {extra} register {} --name cap",
+            sealtool().display(),
+            s(&f.reg),
+            s(&f.tree)
+        );
+        let out = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .output()
+            .expect("script(1) from util-linux");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let shown = under_pty("");
+    assert!(
+        shown.contains("hashing: "),
+        "no progress on a terminal:\n{shown}"
+    );
+    assert!(
+        shown.contains(" entries, ") && shown.contains("/s)"),
+        "{shown}"
+    );
+    assert!(shown.contains("registered cap"), "{shown}");
+    let quiet = under_pty("--quiet");
+    assert!(
+        !quiet.contains("hashing: "),
+        "--quiet still shows progress:\n{quiet}"
+    );
+    assert!(quiet.contains("registered cap"), "{quiet}");
+}
