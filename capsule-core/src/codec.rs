@@ -127,6 +127,44 @@ impl<'a> Decoder<'a> {
     }
 }
 
+/// Appends BLAKE3 of everything written so far: the trailer [`checked_body`] verifies.
+pub fn seal_with_checksum(mut e: Encoder) -> Vec<u8> {
+    let check = blake3::hash(e.as_slice());
+    e.raw(check.as_bytes());
+    e.into_inner()
+}
+
+/// Opens a file written as magic, version, body, BLAKE3 trailer: checks the trailer, the
+/// 16-byte magic and the version, and returns a decoder positioned after them. `what` names
+/// the kind of file in the errors ("manifest", "seal record").
+pub fn checked_body<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 16],
+    version: u32,
+    what: &str,
+) -> Result<Decoder<'a>, String> {
+    if bytes.len() < 32 {
+        return Err(format!("{what} too short"));
+    }
+    let (body, trailer) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != trailer {
+        return Err(format!(
+            "checksum mismatch: the {what} was altered or damaged"
+        ));
+    }
+    let mut d = Decoder::new(body);
+    if d.take(16, "magic")? != magic {
+        return Err(format!("not a capsule {what} (bad magic)"));
+    }
+    let v = d.u32("version")?;
+    if v != version {
+        return Err(format!(
+            "{what} format version {v} is not supported (this sealtool reads {version})"
+        ));
+    }
+    Ok(d)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -511,9 +511,7 @@ impl Manifest {
             e.u64(entry.dev);
             e.u64(entry.ino);
         }
-        let check = blake3::hash(e.as_slice());
-        e.raw(check.as_bytes());
-        (e.into_inner(), digest)
+        (crate::codec::seal_with_checksum(e), digest)
     }
 
     /// Parses and checks a manifest file: trailer checksum, tree digest, ordering.
@@ -579,23 +577,7 @@ struct FileLayout {
 /// Checks a whole manifest file (trailer checksum, magic, version, tree digest, every entry,
 /// ordering, identities); `out` as for [`decode_tree`].
 fn check_file(bytes: &[u8], out: Option<&mut Vec<Entry>>) -> Result<FileLayout, String> {
-    if bytes.len() < 32 {
-        return Err("file too short".into());
-    }
-    let (body, trailer) = bytes.split_at(bytes.len() - 32);
-    if blake3::hash(body).as_bytes() != trailer {
-        return Err("checksum mismatch: the file was altered or damaged".into());
-    }
-    let mut d = Decoder::new(body);
-    if d.take(16, "file magic")? != FILE_MAGIC {
-        return Err("not a capsule manifest (bad magic)".into());
-    }
-    let version = d.u32("file version")?;
-    if version != FORMAT_VERSION {
-        return Err(format!(
-            "manifest format version {version} is not supported"
-        ));
-    }
+    let mut d = crate::codec::checked_body(bytes, FILE_MAGIC, FORMAT_VERSION, "manifest")?;
     let name = String::from_utf8(d.bytes("capsule name")?.to_vec())
         .map_err(|_| "capsule name is not UTF-8")?;
     let root = PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes("root path")?));

@@ -4,7 +4,7 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{Decoder, Encoder};
+use crate::codec::{checked_body, seal_with_checksum, Encoder};
 use crate::glob::GlobSet;
 use crate::manifest::{Digest, Entry, EntryKind};
 
@@ -43,27 +43,11 @@ impl SealRecord {
             e.bytes(f.as_bytes());
         }
         e.u64(self.sealed_at);
-        let check = blake3::hash(e.as_slice());
-        e.raw(check.as_bytes());
-        e.into_inner()
+        seal_with_checksum(e)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        if bytes.len() < 32 {
-            return Err("file too short".into());
-        }
-        let (body, trailer) = bytes.split_at(bytes.len() - 32);
-        if blake3::hash(body).as_bytes() != trailer {
-            return Err("checksum mismatch: the seal record was altered or damaged".into());
-        }
-        let mut d = Decoder::new(body);
-        if d.take(16, "seal magic")? != SEAL_MAGIC {
-            return Err("not a seal record (bad magic)".into());
-        }
-        let v = d.u32("seal version")?;
-        if v != SEAL_VERSION {
-            return Err(format!("seal record version {v} is not supported"));
-        }
+        let mut d = checked_body(bytes, SEAL_MAGIC, SEAL_VERSION, "seal record")?;
         let name = String::from_utf8(d.bytes("name")?.to_vec()).map_err(|_| "name is not UTF-8")?;
         let digest = Digest(d.array32("digest")?);
         let cgroup = match d.u8("cgroup marker")? {
