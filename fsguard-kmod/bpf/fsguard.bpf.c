@@ -511,7 +511,9 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	 * mounted without inode64 wraps them after 2^32 creations, after which a new inode could
 	 * drop the entry of a live protected one (the kernel warns "inode number overflow").
 	 */
-	if (inode_key(inode, &key))
+	/* Looked up first: a lookup is lock-free, a delete takes the bucket lock, and this
+	 * runs for every inode created anywhere. */
+	if (inode_key(inode, &key) && bpf_map_lookup_elem(&inodes, &key))
 		bpf_map_delete_elem(&inodes, &key);
 	inherit(inode, dir);
 	return 0;
