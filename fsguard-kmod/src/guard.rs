@@ -44,6 +44,12 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_inode_init_security", "inode_init_security"),
 ];
 
+/// The maps `bpf/fsguard.bpf.c` pins by name.
+pub const MAPS: &[&str] = &["config", "inodes", "capsules", "stats", "events"];
+
+/// The capsule slot that protects the guard's own pins.
+pub const GUARD_SLOT_NAME: &str = ".fsguard";
+
 /// A protected inode: its kernel identity and `FSGUARD_INODE_*` flags.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Protected {
@@ -240,7 +246,28 @@ impl Guard {
             return Ok((g, false));
         }
         let btf = crate::kernel_btf()?;
-        Ok((Self::load(initial_level, &btf)?, true))
+        let mut guard = Self::load(initial_level, &btf)?;
+        guard.protect_pins()?;
+        Ok((guard, true))
+    }
+
+    /// Puts the guard's own pins (the directory, every link and map pin) under its
+    /// protection, in a capsule slot of its own with no inside: from level 1 on nobody can
+    /// remove or replace them (removing a link pin would detach its program); at level 0
+    /// root still can, for maintenance. The slot's name starts with '.', which no capsule
+    /// name may.
+    pub fn protect_pins(&mut self) -> Result<()> {
+        let slot = self.ensure_capsule(GUARD_SLOT_NAME, None)?;
+        let mut paths = vec![self.dir.clone()];
+        paths.extend(PROGRAMS.iter().map(|(p, _)| link_path(&self.dir, p)));
+        paths.extend(MAPS.iter().map(|m| self.dir.join(m)));
+        let mut pins = Vec::with_capacity(paths.len());
+        for path in paths {
+            let key = fsguard_inode_key::of_path(&path)?;
+            pins.push(Protected { key, flags: 0 });
+        }
+        let shared = vec![false; pins.len()];
+        self.protect(slot, &pins, &shared)
     }
 
     pub fn pin_dir(&self) -> &Path {

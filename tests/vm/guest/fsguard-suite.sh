@@ -25,7 +25,8 @@
 #
 # Mutation testing: FSGUARD_SUITE_DETACH="file_open inode_rename ..." detaches those hooks
 # of the guard right after the seal (by removing their pinned links); the suite must then
-# report failures, which shows its checks depend on those hooks.
+# report failures, which shows its checks depend on those hooks. From level 1 on the guard
+# protects its own pins, so run mutations with the level0 scenario.
 #
 # Output: `PASS: <what>` / `FAIL: <what> (expected X, got Y)` / `NOTE: <what>` lines, then
 # `fsguard-suite: N passed, M failed`. Exit 0 when M is 0, 1 otherwise, 2 on a usage error.
@@ -656,7 +657,11 @@ scenario_enforced() {
     prefd_start "$base" app sealed
     seal_app
     for h in ${FSGUARD_SUITE_DETACH:-}; do
-        rm "/sys/fs/bpf/fsguard/link_fsguard_$h" && note "mutation: hook $h detached"
+        if rm "/sys/fs/bpf/fsguard/link_fsguard_$h"; then
+            note "mutation: hook $h detached"
+        else
+            bad "mutation: hook $h could not be detached (use the level0 scenario)"
+        fi
     done
     level_checks $LEVEL
 
@@ -689,6 +694,19 @@ scenario_enforced() {
     fi
     expect_rc "sealtool level 0 (lowering) is refused" 2 sealtool level 0
     expect "the level is unchanged after a refused lowering" 1 "$(sealtool level 2>>"$LOG")"
+
+    # 5. The guard's own pins, from level 1 on: removing a link pin would detach a program.
+    for pin in link_fsguard_file_open link_fsguard_inode_unlink inodes config; do
+        expect "root outside at level 1: remove the guard's pin $pin" refused \
+            "$(probe root-out unlink "/sys/fs/bpf/fsguard/$pin")"
+        if [ -e "/sys/fs/bpf/fsguard/$pin" ]; then
+            ok "the pin $pin is still there"
+        else
+            bad "the pin $pin is gone"
+        fi
+    done
+    expect "root outside at level 1: write still refused after the pin attempts" refused \
+        "$(probe root-out open-wronly "$base/app/ro/f.wronly")"
     out=$(sealtool status 2>&1)
     refusals=$(printf '%s\n' "$out" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')
     if [ "${refusals:-0}" -gt 0 ]; then
