@@ -309,20 +309,10 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
-            path: path.as_bytes().into(),
-            kind,
             mode: 0o755,
-            uid: 0,
-            gid: 0,
-            size: 0,
-            flags: 0,
-            hash: None,
-            target: None,
-            rdev: None,
-            link_leader: None,
-            xattrs: Box::new([]),
             dev: 1,
             ino: 2,
+            ..Entry::bare(path.as_bytes(), kind)
         }
     }
 

@@ -105,6 +105,27 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// An entry with only its path and type: no metadata, content or identity yet. Walks and
+    /// tests fill in the rest with struct-update syntax.
+    pub fn bare(path: &[u8], kind: EntryKind) -> Entry {
+        Entry {
+            path: path.into(),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            flags: 0,
+            hash: None,
+            target: None,
+            rdev: None,
+            link_leader: None,
+            xattrs: Box::new([]),
+            dev: 0,
+            ino: 0,
+        }
+    }
+
     pub fn is_unreadable(&self) -> bool {
         self.flags & FLAG_UNREADABLE != 0
     }
@@ -1166,20 +1187,12 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
-            path: path.as_bytes().into(),
-            kind,
             mode: 0o644,
             uid: 1000,
             gid: 100,
-            size: 0,
-            flags: 0,
-            hash: None,
-            target: None,
-            rdev: None,
-            link_leader: None,
-            xattrs: Box::new([]),
             dev: 0x801,
             ino: path.len() as u64 * 1000 + path.bytes().map(u64::from).sum::<u64>(),
+            ..Entry::bare(path.as_bytes(), kind)
         }
     }
 

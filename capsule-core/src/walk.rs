@@ -221,20 +221,12 @@ fn vanished(e: &io::Error) -> bool {
 
 fn base_entry(rel: &[u8], kind: EntryKind, st: &Stat) -> Entry {
     Entry {
-        path: rel.into(),
-        kind,
         mode: st.mode & 0o7777,
         uid: st.uid,
         gid: st.gid,
-        size: 0,
-        flags: 0,
-        hash: None,
-        target: None,
-        rdev: None,
-        link_leader: None,
-        xattrs: Box::new([]),
         dev: st.dev,
         ino: st.ino,
+        ..Entry::bare(rel, kind)
     }
 }
 
