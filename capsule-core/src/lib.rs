@@ -4,6 +4,7 @@
 //! The `sealtool` binary is a thin layer over this library; the kernel side lives in the
 //! `fsguard` crate.
 
+pub mod audit;
 pub mod check;
 pub mod codec;
 pub mod diff;
@@ -15,5 +16,6 @@ pub mod policy;
 pub mod registry;
 pub mod sys;
 pub mod walk;
+pub mod watch;
 
 pub use error::{Error, Result};

@@ -32,6 +32,7 @@
 #include "fsguard.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 
 #ifndef S_IFDIR
 #define S_IFDIR 0040000
@@ -72,6 +73,13 @@ struct {
 	__type(value, struct fsguard_stats);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fsguard_ratelimit);
+} ratelimit SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -127,23 +135,93 @@ static __always_inline bool is_inside(struct fsguard_capsule *c)
 	return bpf_get_current_ancestor_cgroup_id(c->cgroup_level) == c->cgroup_id;
 }
 
-static __always_inline int refuse(struct fsguard_inode_key *key, __u32 capsule, __u32 op,
-				  __u32 rule, __u32 level, __u32 uid)
+/* Whether this CPU may still send an event in the current one-second window. */
+static __always_inline bool event_allowed(__u64 now)
+{
+	__u32 zero = 0;
+	struct fsguard_ratelimit *rl = bpf_map_lookup_elem(&ratelimit, &zero);
+
+	if (!rl)
+		return false;
+	if (now - rl->window_start_ns >= 1000000000ull) {
+		rl->window_start_ns = now;
+		rl->sent = 0;
+	}
+	if (rl->sent >= FSGUARD_EVENTS_PER_SEC)
+		return false;
+	rl->sent++;
+	return true;
+}
+
+/*
+ * Names from `dentry` up towards its filesystem's root, leaf first, each NUL-terminated
+ * (struct fsguard_event.path). Runs only on refusals, so probe reads are fine here. Each
+ * component is read at an offset below FSGUARD_PATH_BYTES / 2 and is at most 256 bytes,
+ * which keeps every write inside the buffer where the verifier can see it.
+ */
+static __always_inline void fill_path(struct fsguard_event *ev, struct dentry *dentry)
+{
+	struct dentry *d = dentry, *parent;
+	const unsigned char *name;
+	__u32 off = 0, parts = 0;
+	long n;
+	int i;
+
+	ev->path_parts = 0;
+	ev->path[0] = 0;
+	for (i = 0; i < FSGUARD_PATH_PARTS; i++) {
+		if (!d)
+			break;
+		parent = BPF_CORE_READ(d, d_parent);
+		if (!parent || parent == d)
+			break;
+		if (off >= FSGUARD_PATH_BYTES / 2) {
+			parts |= FSGUARD_PATH_TRUNCATED;
+			break;
+		}
+		name = BPF_CORE_READ(d, d_name.name);
+		n = bpf_probe_read_kernel_str(&ev->path[off & (FSGUARD_PATH_BYTES / 2 - 1)],
+					      FSGUARD_PATH_BYTES / 2, name);
+		if (n <= 0)
+			break;
+		off += n;
+		parts++;
+		d = parent;
+	}
+	if (i == FSGUARD_PATH_PARTS && d && BPF_CORE_READ(d, d_parent) != d)
+		parts |= FSGUARD_PATH_TRUNCATED;
+	ev->path_parts = parts;
+}
+
+/*
+ * Counts a refusal and reports it (rate-limited per CPU; what is not sent is counted), then
+ * returns -EPERM. `dentry` names the object when the hook has one (else NULL); `target` is
+ * the capsule's process for process operations (else NULL).
+ */
+static __always_inline int refuse_event(struct fsguard_inode_key *key, struct dentry *dentry,
+					struct task_struct *target, __u32 capsule, __u32 op,
+					__u32 rule, __u32 level, __u32 uid)
 {
 	struct fsguard_stats *st = stats_slot();
 	struct fsguard_event *ev;
+	__u64 now = bpf_ktime_get_boot_ns();
 
 	if (st)
-		__sync_fetch_and_add(&st->denied_write, 1);
+		__sync_fetch_and_add(&st->denied, 1);
+	if (!event_allowed(now)) {
+		if (st)
+			__sync_fetch_and_add(&st->events_ratelimited, 1);
+		return -EPERM;
+	}
 	ev = bpf_ringbuf_reserve(&events, sizeof(*ev), 0);
 	if (!ev) {
 		if (st)
 			__sync_fetch_and_add(&st->events_dropped, 1);
 		return -EPERM;
 	}
-	ev->time_ns = bpf_ktime_get_ns();
-	ev->dev = key->dev;
-	ev->ino = key->ino;
+	ev->time_ns = now;
+	ev->dev = key ? key->dev : 0;
+	ev->ino = key ? key->ino : 0;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	ev->pid = bpf_get_current_pid_tgid() >> 32;
 	ev->uid = uid;
@@ -151,16 +229,24 @@ static __always_inline int refuse(struct fsguard_inode_key *key, __u32 capsule, 
 	ev->op = op;
 	ev->rule = rule;
 	ev->level = level;
+	ev->target_pid = target ? BPF_CORE_READ(target, tgid) : 0;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+	fill_path(ev, dentry);
 	bpf_ringbuf_submit(ev, 0);
 	return -EPERM;
+}
+
+static __always_inline int refuse(struct fsguard_inode_key *key, struct dentry *dentry,
+				  __u32 capsule, __u32 op, __u32 rule, __u32 level, __u32 uid)
+{
+	return refuse_event(key, dentry, NULL, capsule, op, rule, level, uid);
 }
 
 /*
  * The decision for operation `op` on `inode`: 0 to allow, -EPERM to refuse. Inodes outside
  * every capsule cost one hash lookup.
  */
-static __always_inline int decide(struct inode *inode, __u32 op)
+static __always_inline int decide(struct inode *inode, struct dentry *dentry, __u32 op)
 {
 	struct fsguard_inode_key key = {};
 	struct fsguard_inode_value *v = protected_inode(inode, &key);
@@ -173,11 +259,11 @@ static __always_inline int decide(struct inode *inode, __u32 op)
 	flags = v->flags;
 	c = bpf_map_lookup_elem(&capsules, &capsule);
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
-		return refuse(&key, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, current_level(),
+		return refuse(&key, dentry, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, current_level(),
 			      current_fsuid());
 	/* Frozen means nobody: checked before the inside and the level-0 root allowances. */
 	if (flags & FSGUARD_INODE_FROZEN)
-		return refuse(&key, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
+		return refuse(&key, dentry, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
 			      current_fsuid());
 	/* The inside's own operations (the common case) need neither the level nor the uid. */
 	if (is_inside(c))
@@ -185,7 +271,7 @@ static __always_inline int decide(struct inode *inode, __u32 op)
 	level = current_level();
 	if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
 		return 0;
-	return refuse(&key, capsule, op, FSGUARD_RULE_OUTSIDE, level, current_fsuid());
+	return refuse(&key, dentry, capsule, op, FSGUARD_RULE_OUTSIDE, level, current_fsuid());
 }
 
 static __always_inline struct inode *dentry_inode(struct dentry *dentry)
@@ -257,7 +343,7 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	/* O_TMPFILE: the new inode is linked nowhere yet; its directory is what is modified. */
 	if (f_flags & __O_TMPFILE) {
 		struct dentry *parent = file->f_path.dentry->d_parent;
-		int r = decide(dentry_inode(parent), FSGUARD_OP_CREATE);
+		int r = decide(dentry_inode(parent), parent, FSGUARD_OP_CREATE);
 
 		if (r)
 			return r;
@@ -267,7 +353,7 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	if (!is_regular(inode))
 		return 0;
 	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC))
-		return decide(inode, FSGUARD_OP_OPEN_WRITE);
+		return decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
 	return 0;
 }
 
@@ -284,7 +370,7 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	inode = file->f_inode;
 	if (!is_regular(inode))
 		return 0;
-	return decide(inode, FSGUARD_OP_WRITE);
+	return decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
 }
 
 SEC("lsm/mmap_file")
@@ -295,7 +381,7 @@ int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsign
 		return ret;
 	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
 		return 0;
-	return decide(file->f_inode, FSGUARD_OP_MMAP_SHARED_WRITE);
+	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MMAP_SHARED_WRITE);
 }
 
 SEC("lsm/file_mprotect")
@@ -311,7 +397,7 @@ int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long re
 	file = vma->vm_file;
 	if (!file)
 		return 0;
-	return decide(file->f_inode, FSGUARD_OP_MPROTECT_SHARED_WRITE);
+	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MPROTECT_SHARED_WRITE);
 }
 
 /* truncate(2) and ftruncate(2). */
@@ -320,7 +406,7 @@ int BPF_PROG(fsguard_path_truncate, const struct path *path, int ret)
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(path->dentry), FSGUARD_OP_TRUNCATE);
+	return decide(dentry_inode(path->dentry), path->dentry, FSGUARD_OP_TRUNCATE);
 }
 
 /* chmod, chown, utimes, truncate through setattr. */
@@ -329,7 +415,7 @@ int BPF_PROG(fsguard_inode_setattr, struct dentry *dentry, struct iattr *attr, i
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(dentry), FSGUARD_OP_SETATTR);
+	return decide(dentry_inode(dentry), dentry, FSGUARD_OP_SETATTR);
 }
 
 SEC("lsm/inode_setxattr")
@@ -338,7 +424,7 @@ int BPF_PROG(fsguard_inode_setxattr, struct user_namespace *mnt_userns, struct d
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(dentry), FSGUARD_OP_SETXATTR);
+	return decide(dentry_inode(dentry), dentry, FSGUARD_OP_SETXATTR);
 }
 
 SEC("lsm/inode_removexattr")
@@ -347,7 +433,7 @@ int BPF_PROG(fsguard_inode_removexattr, struct user_namespace *mnt_userns, struc
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(dentry), FSGUARD_OP_REMOVEXATTR);
+	return decide(dentry_inode(dentry), dentry, FSGUARD_OP_REMOVEXATTR);
 }
 
 SEC("lsm/inode_create")
@@ -355,7 +441,7 @@ int BPF_PROG(fsguard_inode_create, struct inode *dir, struct dentry *dentry, umo
 {
 	if (ret)
 		return ret;
-	return decide(dir, FSGUARD_OP_CREATE);
+	return decide(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 SEC("lsm/inode_mkdir")
@@ -363,7 +449,7 @@ int BPF_PROG(fsguard_inode_mkdir, struct inode *dir, struct dentry *dentry, umod
 {
 	if (ret)
 		return ret;
-	return decide(dir, FSGUARD_OP_CREATE);
+	return decide(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 SEC("lsm/inode_mknod")
@@ -372,7 +458,7 @@ int BPF_PROG(fsguard_inode_mknod, struct inode *dir, struct dentry *dentry, umod
 {
 	if (ret)
 		return ret;
-	return decide(dir, FSGUARD_OP_CREATE);
+	return decide(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 SEC("lsm/inode_symlink")
@@ -381,7 +467,7 @@ int BPF_PROG(fsguard_inode_symlink, struct inode *dir, struct dentry *dentry,
 {
 	if (ret)
 		return ret;
-	return decide(dir, FSGUARD_OP_CREATE);
+	return decide(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 /* A new name for an inode: refused when the directory or the inode is protected. */
@@ -393,10 +479,10 @@ int BPF_PROG(fsguard_inode_link, struct dentry *old_dentry, struct inode *dir,
 
 	if (ret)
 		return ret;
-	r = decide(dir, FSGUARD_OP_LINK);
+	r = decide(dir, new_dentry, FSGUARD_OP_LINK);
 	if (r)
 		return r;
-	r = decide(dentry_inode(old_dentry), FSGUARD_OP_LINK);
+	r = decide(dentry_inode(old_dentry), old_dentry, FSGUARD_OP_LINK);
 	if (r)
 		return r;
 	/* An inside process linking an outside file into its tree: it is now part of it. */
@@ -412,10 +498,10 @@ int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int
 
 	if (ret)
 		return ret;
-	r = decide(dir, FSGUARD_OP_UNLINK);
+	r = decide(dir, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
-	r = decide(victim, FSGUARD_OP_UNLINK);
+	r = decide(victim, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
 	release_if_last_link(victim);
@@ -430,10 +516,10 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 
 	if (ret)
 		return ret;
-	r = decide(dir, FSGUARD_OP_RMDIR);
+	r = decide(dir, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
-	r = decide(victim, FSGUARD_OP_RMDIR);
+	r = decide(victim, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
 	release_if_last_link(victim);
@@ -455,16 +541,16 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 
 	if (ret)
 		return ret;
-	r = decide(old_dir, FSGUARD_OP_RENAME);
+	r = decide(old_dir, old_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
-	r = decide(new_dir, FSGUARD_OP_RENAME);
+	r = decide(new_dir, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
-	r = decide(moved, FSGUARD_OP_RENAME);
+	r = decide(moved, old_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
-	r = decide(replaced, FSGUARD_OP_RENAME);
+	r = decide(replaced, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
 	/*
@@ -487,7 +573,7 @@ int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 		return ret;
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;
-	return decide(file->f_inode, FSGUARD_OP_IOCTL_SETFLAGS);
+	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_IOCTL_SETFLAGS);
 }
 
 /*

@@ -17,7 +17,7 @@
 /* "FSGD": first field of struct fsguard_config. */
 #define FSGUARD_MAGIC 0x46534744u
 /* Layout version of every struct in this header. */
-#define FSGUARD_ABI_VERSION 2u
+#define FSGUARD_ABI_VERSION 3u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -44,7 +44,17 @@
 #define FSGUARD_MAX_INODES (1u << 22)
 #define FSGUARD_MAX_CAPSULES 256u
 #define FSGUARD_NAME_LEN 64
-#define FSGUARD_EVENTS_BYTES (1u << 20)
+#define FSGUARD_EVENTS_BYTES (1u << 22)
+/*
+ * Kernel-side rate limit of refusal events: at most this many per CPU per second reach the
+ * ring buffer; the rest are counted in fsguard_stats.events_ratelimited (never lost silently).
+ */
+#define FSGUARD_EVENTS_PER_SEC 4096u
+/* struct fsguard_event.path: room for FSGUARD_PATH_PARTS components of at most 255 bytes. */
+#define FSGUARD_PATH_BYTES 512
+#define FSGUARD_PATH_PARTS 24
+/* Bit of struct fsguard_event.path_parts: more components (towards the root) were cut. */
+#define FSGUARD_PATH_TRUNCATED (1u << 31)
 
 /* What was attempted (struct fsguard_event.op). */
 #define FSGUARD_OP_OPEN_WRITE 1u
@@ -61,11 +71,35 @@
 #define FSGUARD_OP_MMAP_SHARED_WRITE 12u
 #define FSGUARD_OP_MPROTECT_SHARED_WRITE 13u
 #define FSGUARD_OP_IOCTL_SETFLAGS 14u
+/* Process capsules: operations on a capsule's processes and cgroups. */
+#define FSGUARD_OP_PTRACE_ATTACH 20u  /* ptrace attach/seize, /proc/PID/mem, process_vm_* */
+#define FSGUARD_OP_PTRACE_READ 21u    /* /proc/PID details, /proc/PID/ns/\* (ptrace read mode) */
+#define FSGUARD_OP_PTRACE_TRACEME 22u /* a capsule process asking an outside parent to trace it */
+#define FSGUARD_OP_SIGNAL 23u
+#define FSGUARD_OP_SCHED 24u          /* sched_setscheduler, sched_setaffinity, sched_setattr */
+#define FSGUARD_OP_NICE 25u           /* setpriority */
+#define FSGUARD_OP_IOPRIO 26u
+#define FSGUARD_OP_PRLIMIT 27u
+#define FSGUARD_OP_MOVEMEMORY 28u     /* migrate_pages, move_pages */
+#define FSGUARD_OP_CGROUP 29u         /* joining, creating, removing, configuring its cgroups */
+/* Lock down: the guard itself, mounts, raw devices. */
+#define FSGUARD_OP_BPF_MAP 40u
+#define FSGUARD_OP_BPF_LINK 41u
+#define FSGUARD_OP_BPF_PROG 42u
+#define FSGUARD_OP_MOUNT 43u
+#define FSGUARD_OP_UMOUNT 44u
+#define FSGUARD_OP_MOVE_MOUNT 45u
+#define FSGUARD_OP_PIVOT_ROOT 46u
+#define FSGUARD_OP_BLOCKDEV_WRITE 47u
 
 /* Why it was refused (struct fsguard_event.rule). */
 #define FSGUARD_RULE_OUTSIDE 1u        /* a process outside the capsule, level >= 1 or not root */
 #define FSGUARD_RULE_FROZEN 2u         /* a frozen part, refused to everybody */
 #define FSGUARD_RULE_UNKNOWN_CAPSULE 3u /* the inode names a capsule slot that is not active */
+#define FSGUARD_RULE_ATTACH 4u  /* attaching to or debugging a capsule: refused at every level */
+#define FSGUARD_RULE_SEE 5u     /* seeing or signalling a capsule: root outside at level 0 only */
+#define FSGUARD_RULE_GUARD 6u   /* the guard protects itself from level 1 on */
+#define FSGUARD_RULE_LOCKED 7u  /* level 2: mounts and raw writes that would go around it */
 
 /*
  * Runtime configuration, stored at index 0 of the one-entry array map `config`.
@@ -104,10 +138,17 @@ struct fsguard_capsule {
 	char name[FSGUARD_NAME_LEN]; /* NUL-terminated capsule name, for messages */
 };
 
-/* One refused attempt, sent through the `events` ring buffer. */
+/*
+ * One refused attempt, sent through the `events` ring buffer.
+ *
+ * path holds the names from the inode concerned up towards its filesystem's root, leaf
+ * first, each NUL-terminated: "passwd\0etc\0app\0" is /app/etc/passwd relative to the root
+ * of the filesystem `dev` (userspace adds the mount point). path_parts counts them; it is 0
+ * when the hook had no name at hand (dev and ino still say which inode).
+ */
 struct fsguard_event {
-	__u64 time_ns;   /* bpf_ktime_get_ns() */
-	__u64 dev;       /* kernel dev_t of the inode concerned */
+	__u64 time_ns;   /* bpf_ktime_get_boot_ns(): CLOCK_BOOTTIME */
+	__u64 dev;       /* kernel dev_t of the inode concerned (0 for process operations) */
 	__u64 ino;
 	__u64 cgroup_id; /* the refused process's cgroup */
 	__u32 pid;       /* thread group id */
@@ -116,13 +157,23 @@ struct fsguard_event {
 	__u32 op;        /* FSGUARD_OP_* */
 	__u32 rule;      /* FSGUARD_RULE_* */
 	__u32 level;
+	__u32 target_pid; /* process operations: the capsule's process (thread group id) */
+	__u32 path_parts; /* components in path, | FSGUARD_PATH_TRUNCATED */
 	char comm[16];
+	char path[FSGUARD_PATH_BYTES];
+};
+
+/* Per-CPU state of the event rate limit (per-CPU array map `ratelimit`, index 0). */
+struct fsguard_ratelimit {
+	__u64 window_start_ns;
+	__u64 sent;
 };
 
 /* Counters, one copy per CPU in the per-CPU array map `stats` (index 0). */
 struct fsguard_stats {
-	__u64 denied_write;   /* refusals (every rule, every operation) */
-	__u64 events_dropped; /* refusals whose event did not fit in the ring buffer */
+	__u64 denied;             /* refusals (every rule, every operation) */
+	__u64 events_dropped;     /* refusals whose event did not fit in the ring buffer */
+	__u64 events_ratelimited; /* refusals beyond FSGUARD_EVENTS_PER_SEC, not sent */
 	__u64 inherited;      /* inodes created inside a capsule and added to it */
 	__u64 released;       /* inodes removed from a capsule by their last unlink */
 };
@@ -131,7 +182,9 @@ _Static_assert(sizeof(struct fsguard_config) == 16, "fsguard_config layout chang
 _Static_assert(sizeof(struct fsguard_inode_key) == 16, "fsguard_inode_key layout changed");
 _Static_assert(sizeof(struct fsguard_inode_value) == 8, "fsguard_inode_value layout changed");
 _Static_assert(sizeof(struct fsguard_capsule) == 80, "fsguard_capsule layout changed");
-_Static_assert(sizeof(struct fsguard_event) == 72, "fsguard_event layout changed");
-_Static_assert(sizeof(struct fsguard_stats) == 32, "fsguard_stats layout changed");
+_Static_assert(sizeof(struct fsguard_event) == 592, "fsguard_event layout changed");
+_Static_assert(sizeof(struct fsguard_stats) == 40, "fsguard_stats layout changed");
+
+_Static_assert(sizeof(struct fsguard_ratelimit) == 16, "fsguard_ratelimit layout changed");
 
 #endif /* __FSGUARD_H__ */

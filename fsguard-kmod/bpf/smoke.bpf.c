@@ -69,7 +69,7 @@ int BPF_PROG(smoke_file_open, struct file *file, int ret)
 
 	st = bpf_map_lookup_elem(&stats, &zero);
 	if (st)
-		st->denied_write++;
+		st->denied++;
 	return -EPERM;
 }
 

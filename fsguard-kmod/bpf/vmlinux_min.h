@@ -88,6 +88,7 @@ enum bpf_map_type {
 
 struct super_block {
 	dev_t s_dev;
+	unsigned long s_magic;
 };
 
 struct inode {
@@ -100,8 +101,13 @@ struct inode {
 	};
 };
 
+struct qstr {
+	const unsigned char *name;
+};
+
 struct dentry {
 	struct dentry *d_parent;
+	struct qstr d_name;
 	struct inode *d_inode;
 };
 
@@ -129,15 +135,36 @@ typedef struct {
 } kuid_t;
 
 struct cred {
+	kuid_t uid;
+	kuid_t euid;
 	kuid_t fsuid;
 };
 
+struct kernfs_node {
+	struct kernfs_node *parent;
+	void *priv;
+	__u64 id;
+};
+
+struct cgroup {
+	int level;
+	struct kernfs_node *kn;
+	struct cgroup *ancestors[];
+};
+
+struct css_set {
+	struct cgroup *dfl_cgrp;
+};
+
 struct task_struct {
+	int tgid;
+	struct task_struct *real_parent;
+	const struct cred *real_cred;
 	const struct cred *cred;
+	struct css_set *cgroups;
 };
 
 struct iattr;
-struct qstr;
 struct user_namespace;
 
 #pragma clang attribute pop

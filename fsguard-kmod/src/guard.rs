@@ -416,7 +416,7 @@ impl Guard {
         let per_cpu = self.stats.get(&0, 0).map_err(map_err("read", "stats"))?;
         let mut total = fsguard_stats::default();
         for s in per_cpu.iter() {
-            total.denied_write += s.denied_write;
+            total.denied += s.denied;
             total.events_dropped += s.events_dropped;
             total.inherited += s.inherited;
             total.released += s.released;

@@ -16,6 +16,7 @@ mod batch;
 pub mod dev;
 pub mod enforce;
 pub mod error;
+pub mod events;
 pub mod guard;
 mod loader;
 pub mod objects;

@@ -19,7 +19,7 @@ unsafe impl aya::Pod for fsguard_config {}
 // SAFETY: `fsguard_inode_key` is `#[repr(C)]` with two `u64` (16 bytes, no padding); any bit
 // pattern is valid. No padding also means the key bytes the kernel hashes are fully defined.
 unsafe impl aya::Pod for fsguard_inode_key {}
-// SAFETY: `fsguard_stats` is `#[repr(C)]` with four `u64` (32 bytes, no padding); any bit
+// SAFETY: `fsguard_stats` is `#[repr(C)]` with five `u64` (40 bytes, no padding); any bit
 // pattern is valid.
 unsafe impl aya::Pod for fsguard_stats {}
 // SAFETY: `fsguard_inode_value` is `#[repr(C)]` with two `u32` (8 bytes, no padding); any bit
@@ -28,9 +28,12 @@ unsafe impl aya::Pod for fsguard_inode_value {}
 // SAFETY: `fsguard_capsule` is `#[repr(C)]`: u64, two u32 and a 64-byte char array (80
 // bytes, pinned by the header's _Static_assert; no padding); any bit pattern is valid.
 unsafe impl aya::Pod for fsguard_capsule {}
-// SAFETY: `fsguard_event` is `#[repr(C)]`: four u64, six u32 and 16 chars (72 bytes, no
+// SAFETY: `fsguard_event` is `#[repr(C)]`: four u64, eight u32, 16 and 512 chars (592 bytes, no
 // padding); any bit pattern is valid.
 unsafe impl aya::Pod for fsguard_event {}
+// SAFETY: `fsguard_ratelimit` is `#[repr(C)]` with two `u64` (16 bytes, no padding); any bit
+// pattern is valid.
+unsafe impl aya::Pod for fsguard_ratelimit {}
 
 // The BPF side reads these as real values: a zero would silently disable everything.
 const _: () = assert!(FSGUARD_ABI_VERSION >= 1 && FSGUARD_MAX_INODES > 0);
@@ -67,10 +70,10 @@ mod tests {
         assert_eq!(size_of::<fsguard_config>(), 16);
         assert_eq!(size_of::<fsguard_inode_key>(), 16);
         assert_eq!(align_of::<fsguard_inode_key>(), 8);
-        assert_eq!(size_of::<fsguard_stats>(), 32);
+        assert_eq!(size_of::<fsguard_stats>(), 40);
         assert_eq!(size_of::<fsguard_inode_value>(), 8);
         assert_eq!(size_of::<fsguard_capsule>(), 80);
-        assert_eq!(size_of::<fsguard_event>(), 72);
+        assert_eq!(size_of::<fsguard_event>(), 592);
     }
 
     #[test]

@@ -129,6 +129,6 @@ impl Smoke {
             map: STATS_MAP,
             source,
         })?;
-        Ok(per_cpu.iter().map(|s| s.denied_write).sum())
+        Ok(per_cpu.iter().map(|s| s.denied).sum())
     }
 }

@@ -52,6 +52,10 @@ enum Command {
     Status,
     /// Load every sealed capsule into the kernel (what boot runs; idempotent)
     Enforce(cmd::enforce::Args),
+    /// Show, follow, collect and check the audit log of refusals
+    Audit(cmd::audit::Args),
+    /// Watch sealed trees and report changes as they happen (detects, does not prevent)
+    Watch(cmd::watch::Args),
     /// Forget an unsealed capsule
     Remove(cmd::remove::Args),
     /// Maintain the registry itself
@@ -87,6 +91,8 @@ fn main() -> ExitCode {
         Command::Level(a) => cmd::level::run(&ctx, a),
         Command::Status => cmd::status::run(&ctx),
         Command::Enforce(a) => cmd::enforce::run(&ctx, a),
+        Command::Audit(a) => cmd::audit::run(&ctx, a),
+        Command::Watch(a) => cmd::watch::run(&ctx, a),
         Command::Remove(a) => cmd::remove::run(&ctx, a),
         Command::Registry { action } => cmd::registry::run(&ctx, action),
     };

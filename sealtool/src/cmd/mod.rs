@@ -1,5 +1,6 @@
 //! One module per subcommand; each exposes `Args` (when it takes any) and `run`.
 
+pub mod audit;
 pub mod enforce;
 pub mod level;
 pub mod list;
@@ -10,3 +11,4 @@ pub mod seal;
 pub mod show;
 pub mod status;
 pub mod verify;
+pub mod watch;

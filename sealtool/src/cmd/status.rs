@@ -41,7 +41,7 @@ pub fn run(ctx: &Context) -> Result<u8> {
             println!("level        {}", g.level()?);
             println!(
                 "refusals     {} ({} events dropped); inodes added by inside creation {}, released {}",
-                s.denied_write, s.events_dropped, s.inherited, s.released
+                s.denied, s.events_dropped, s.inherited, s.released
             );
         }
         None => println!("enforcement  NOT active: {}", why_not.unwrap_or_default()),

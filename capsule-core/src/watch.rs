@@ -1,0 +1,1 @@
+//! Watching sealed trees for changes where the kernel cannot enforce (detection only).

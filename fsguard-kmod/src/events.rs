@@ -1,0 +1,1 @@
+//! Reading the guard's refusal events from its pinned ring buffer.
