@@ -74,6 +74,29 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } stats SEC(".maps");
 
+/* cgroup v2 id of each capsule's cgroup -> its capsule slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_CAPSULES);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cgroup_capsules SEC(".maps");
+
+/*
+ * The capsule slot a process belongs to, remembered for its lifetime: a process seen in a
+ * capsule's cgroup, or forked by a member, stays a member even if root outside moves it to
+ * another cgroup (no LSM hook sees cgroup migration, so membership can't hang on the cgroup
+ * alone).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} members SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -195,11 +218,11 @@ static __always_inline void fill_path(struct fsguard_event *ev, struct dentry *d
 
 /*
  * Counts a refusal and reports it (rate-limited per CPU; what is not sent is counted), then
- * returns -EPERM. `dentry` names the object when the hook has one (else NULL); `target` is
- * the capsule's process for process operations (else NULL).
+ * returns -EPERM. `dentry` names the object when the hook has one (else NULL); `target_pid`
+ * is the capsule's process for process operations (else 0).
  */
 static __always_inline int refuse_event(struct fsguard_inode_key *key, struct dentry *dentry,
-					struct task_struct *target, __u32 capsule, __u32 op,
+					__u32 target_pid, __u32 capsule, __u32 op,
 					__u32 rule, __u32 level, __u32 uid)
 {
 	struct fsguard_stats *st = stats_slot();
@@ -229,7 +252,7 @@ static __always_inline int refuse_event(struct fsguard_inode_key *key, struct de
 	ev->op = op;
 	ev->rule = rule;
 	ev->level = level;
-	ev->target_pid = target ? BPF_CORE_READ(target, tgid) : 0;
+	ev->target_pid = target_pid;
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	fill_path(ev, dentry);
 	bpf_ringbuf_submit(ev, 0);
@@ -239,7 +262,67 @@ static __always_inline int refuse_event(struct fsguard_inode_key *key, struct de
 static __always_inline int refuse(struct fsguard_inode_key *key, struct dentry *dentry,
 				  __u32 capsule, __u32 op, __u32 rule, __u32 level, __u32 uid)
 {
-	return refuse_event(key, dentry, NULL, capsule, op, rule, level, uid);
+	return refuse_event(key, dentry, 0, capsule, op, rule, level, uid);
+}
+
+/*
+ * The slot of the innermost capsule whose cgroup is `cgrp` or one of its ancestors; 0 when
+ * none. Capsule cgroups are at most FSGUARD_MAX_CGROUP_DEPTH - 1 deep (sealtool checks), so
+ * scanning that many ancestors from the root down finds every one.
+ */
+static __always_inline __u32 cgroup_capsule(struct cgroup *cgrp)
+{
+	__u32 found = 0, *slot;
+	struct cgroup *anc;
+	__u64 id;
+	int level, i;
+
+	if (!cgrp)
+		return 0;
+	level = BPF_CORE_READ(cgrp, level);
+	for (i = 0; i < FSGUARD_MAX_CGROUP_DEPTH; i++) {
+		if (i > level)
+			break;
+		anc = NULL;
+		if (bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[i]) || !anc)
+			break;
+		id = BPF_CORE_READ(anc, kn, id);
+		slot = bpf_map_lookup_elem(&cgroup_capsules, &id);
+		if (slot)
+			found = *slot;
+	}
+	return found;
+}
+
+/* The capsule `task` is a member of (0: none), remembering it when seen for the first time. */
+static __always_inline __u32 task_capsule(struct task_struct *task)
+{
+	__u32 *mark = bpf_task_storage_get(&members, task, 0, 0);
+	struct cgroup *cgrp;
+	__u32 slot;
+
+	if (mark && *mark)
+		return *mark;
+	cgrp = BPF_CORE_READ(task, cgroups, dfl_cgrp);
+	slot = cgroup_capsule(cgrp);
+	if (slot) {
+		mark = bpf_task_storage_get(&members, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (mark)
+			*mark = slot;
+	}
+	return slot;
+}
+
+static __always_inline __u32 current_capsule(void)
+{
+	return task_capsule(bpf_get_current_task_btf());
+}
+
+static __always_inline __u32 current_euid(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return task->cred->euid.val;
 }
 
 /*
@@ -265,8 +348,9 @@ static __always_inline int decide(struct inode *inode, struct dentry *dentry, __
 	if (flags & FSGUARD_INODE_FROZEN)
 		return refuse(&key, dentry, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
 			      current_fsuid());
-	/* The inside's own operations (the common case) need neither the level nor the uid. */
-	if (is_inside(c))
+	/* The inside's own operations (the common case) need neither the level nor the uid. A
+	 * member moved out of the cgroup by root outside is still inside. */
+	if (is_inside(c) || current_capsule() == capsule)
 		return 0;
 	level = current_level();
 	if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
@@ -330,6 +414,79 @@ static __always_inline void release_if_last_link(struct inode *inode)
 	}
 }
 
+/*
+ * Process capsules. A process belongs to a capsule when it is (or was, see `members`) in the
+ * capsule's cgroup subtree. To an outside process:
+ *   attaching and debugging (ptrace attach, /proc/PID/mem, process_vm_*, scheduling, nice,
+ *   I/O priority, page migration, setns through a pidfd, the capsule's cgroups) is refused
+ *   at every level, root included;
+ *   seeing and signalling (ptrace read access: /proc/PID details, hidepid; kill) is allowed
+ *   only to root at level 0.
+ * Members of the same capsule deal with each other normally.
+ */
+static __always_inline int decide_process(struct task_struct *target, __u32 op, bool attach,
+					  bool report)
+{
+	struct fsguard_capsule *c;
+	__u32 slot = task_capsule(target), level, uid;
+	struct fsguard_stats *st;
+	__u32 rule;
+
+	if (!slot || current_capsule() == slot)
+		return 0;
+	c = bpf_map_lookup_elem(&capsules, &slot);
+	level = current_level();
+	uid = current_euid();
+	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
+		rule = FSGUARD_RULE_UNKNOWN_CAPSULE;
+	else if (attach)
+		rule = FSGUARD_RULE_ATTACH;
+	else if (level == FSGUARD_LEVEL_MAINTENANCE && uid == 0)
+		return 0;
+	else
+		rule = FSGUARD_RULE_SEE;
+	if (!report) {
+		/* A check the kernel itself marks as not worth auditing (a probe): counted only. */
+		st = stats_slot();
+		if (st)
+			__sync_fetch_and_add(&st->denied, 1);
+		return -EPERM;
+	}
+	return refuse_event(NULL, NULL, BPF_CORE_READ(target, tgid), slot, op, rule, level, uid);
+}
+
+/*
+ * The capsule's cgroups, as files and directories of the cgroup2 filesystem: outside
+ * processes may read them but never join (cgroup.procs, cgroup.threads, clone3 into them),
+ * create or remove cgroups, or write a control file (cpuset, limits, freezer, kill), at
+ * every level. Identity is the kernfs node's cgroup, whatever the mount.
+ */
+static __always_inline int decide_cgroup(struct inode *inode, struct dentry *dentry, __u32 op)
+{
+	struct fsguard_inode_key key = {};
+	struct kernfs_node *kn;
+	struct cgroup *cgrp;
+	__u32 slot;
+
+	if (!inode || inode->i_sb->s_magic != CGROUP2_SUPER_MAGIC)
+		return 0;
+	kn = (struct kernfs_node *)inode->i_private;
+	if (!kn)
+		return 0;
+	/* A directory's node is its cgroup's; a control file's parent is. */
+	if (!is_dir(inode))
+		kn = BPF_CORE_READ(kn, parent);
+	if (!kn)
+		return 0;
+	cgrp = (struct cgroup *)BPF_CORE_READ(kn, priv);
+	slot = cgroup_capsule(cgrp);
+	if (!slot || current_capsule() == slot)
+		return 0;
+	inode_key(inode, &key);
+	return refuse(&key, dentry, slot, op, FSGUARD_RULE_ATTACH, current_level(),
+		      current_fsuid());
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
@@ -352,8 +509,11 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	}
 	if (!is_regular(inode))
 		return 0;
-	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC))
-		return decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
+	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC)) {
+		int r = decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
+
+		return r ? r : decide_cgroup(inode, file->f_path.dentry, FSGUARD_OP_CGROUP);
+	}
 	return 0;
 }
 
@@ -362,6 +522,7 @@ SEC("lsm/file_permission")
 int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 {
 	struct inode *inode;
+	int r;
 
 	if (ret)
 		return ret;
@@ -370,7 +531,8 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	inode = file->f_inode;
 	if (!is_regular(inode))
 		return 0;
-	return decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
+	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
+	return r ? r : decide_cgroup(inode, file->f_path.dentry, FSGUARD_OP_CGROUP);
 }
 
 SEC("lsm/mmap_file")
@@ -415,7 +577,9 @@ int BPF_PROG(fsguard_inode_setattr, struct dentry *dentry, struct iattr *attr, i
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(dentry), dentry, FSGUARD_OP_SETATTR);
+	int r = decide(dentry_inode(dentry), dentry, FSGUARD_OP_SETATTR);
+
+	return r ? r : decide_cgroup(dentry_inode(dentry), dentry, FSGUARD_OP_CGROUP);
 }
 
 SEC("lsm/inode_setxattr")
@@ -424,7 +588,9 @@ int BPF_PROG(fsguard_inode_setxattr, struct user_namespace *mnt_userns, struct d
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(dentry), dentry, FSGUARD_OP_SETXATTR);
+	int r = decide(dentry_inode(dentry), dentry, FSGUARD_OP_SETXATTR);
+
+	return r ? r : decide_cgroup(dentry_inode(dentry), dentry, FSGUARD_OP_CGROUP);
 }
 
 SEC("lsm/inode_removexattr")
@@ -433,7 +599,9 @@ int BPF_PROG(fsguard_inode_removexattr, struct user_namespace *mnt_userns, struc
 {
 	if (ret)
 		return ret;
-	return decide(dentry_inode(dentry), dentry, FSGUARD_OP_REMOVEXATTR);
+	int r = decide(dentry_inode(dentry), dentry, FSGUARD_OP_REMOVEXATTR);
+
+	return r ? r : decide_cgroup(dentry_inode(dentry), dentry, FSGUARD_OP_CGROUP);
 }
 
 SEC("lsm/inode_create")
@@ -447,9 +615,12 @@ int BPF_PROG(fsguard_inode_create, struct inode *dir, struct dentry *dentry, umo
 SEC("lsm/inode_mkdir")
 int BPF_PROG(fsguard_inode_mkdir, struct inode *dir, struct dentry *dentry, umode_t mode, int ret)
 {
+	int r;
+
 	if (ret)
 		return ret;
-	return decide(dir, dentry, FSGUARD_OP_CREATE);
+	r = decide(dir, dentry, FSGUARD_OP_CREATE);
+	return r ? r : decide_cgroup(dir, dentry, FSGUARD_OP_CGROUP);
 }
 
 SEC("lsm/inode_mknod")
@@ -522,6 +693,9 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 	r = decide(victim, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
+	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
+	if (r)
+		return r;
 	release_if_last_link(victim);
 	return 0;
 }
@@ -551,6 +725,9 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	if (r)
 		return r;
 	r = decide(replaced, new_dentry, FSGUARD_OP_RENAME);
+	if (r)
+		return r;
+	r = decide_cgroup(moved, old_dentry, FSGUARD_OP_CGROUP);
 	if (r)
 		return r;
 	/*
@@ -603,6 +780,167 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 		bpf_map_delete_elem(&inodes, &key);
 	inherit(inode, dir);
 	return 0;
+}
+
+/* Every permission check that asks for write access: the cgroup2 files and directories. */
+SEC("lsm/inode_permission")
+int BPF_PROG(fsguard_inode_permission, struct inode *inode, int mask, int ret)
+{
+	if (ret)
+		return ret;
+	if (!(mask & MAY_WRITE))
+		return 0;
+	return decide_cgroup(inode, NULL, FSGUARD_OP_CGROUP);
+}
+
+SEC("lsm/ptrace_access_check")
+int BPF_PROG(fsguard_ptrace_access_check, struct task_struct *child, unsigned int mode, int ret)
+{
+	bool attach = mode & PTRACE_MODE_ATTACH;
+
+	if (ret)
+		return ret;
+	return decide_process(child, attach ? FSGUARD_OP_PTRACE_ATTACH : FSGUARD_OP_PTRACE_READ,
+			      attach, !(mode & PTRACE_MODE_NOAUDIT));
+}
+
+/* A member asking to be traced by its parent: only a parent inside the same capsule. */
+SEC("lsm/ptrace_traceme")
+int BPF_PROG(fsguard_ptrace_traceme, struct task_struct *parent, int ret)
+{
+	__u32 slot;
+
+	if (ret)
+		return ret;
+	slot = current_capsule();
+	if (!slot || task_capsule(parent) == slot)
+		return 0;
+	return refuse_event(NULL, NULL, BPF_CORE_READ(parent, tgid), slot, FSGUARD_OP_PTRACE_TRACEME,
+			    FSGUARD_RULE_ATTACH, current_level(), current_euid());
+}
+
+SEC("lsm/task_kill")
+int BPF_PROG(fsguard_task_kill, struct task_struct *p, struct kernel_siginfo *info, int sig,
+	     const struct cred *cred, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_process(p, FSGUARD_OP_SIGNAL, false, true);
+}
+
+/* sched_setscheduler, sched_setparam, sched_setattr and sched_setaffinity. */
+SEC("lsm/task_setscheduler")
+int BPF_PROG(fsguard_task_setscheduler, struct task_struct *p, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_process(p, FSGUARD_OP_SCHED, true, true);
+}
+
+SEC("lsm/task_setnice")
+int BPF_PROG(fsguard_task_setnice, struct task_struct *p, int nice, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_process(p, FSGUARD_OP_NICE, true, true);
+}
+
+SEC("lsm/task_setioprio")
+int BPF_PROG(fsguard_task_setioprio, struct task_struct *p, int ioprio, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_process(p, FSGUARD_OP_IOPRIO, true, true);
+}
+
+SEC("lsm/task_movememory")
+int BPF_PROG(fsguard_task_movememory, struct task_struct *p, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_process(p, FSGUARD_OP_MOVEMEMORY, true, true);
+}
+
+/*
+ * Reading a process's scheduling policy is allowed to all; the hook only records that `p`
+ * is a member, which is how sealtool has the processes already in a cgroup remembered at
+ * seal time (it asks for each one's policy).
+ */
+SEC("lsm/task_getscheduler")
+int BPF_PROG(fsguard_task_getscheduler, struct task_struct *p, int ret)
+{
+	if (ret)
+		return ret;
+	task_capsule(p);
+	return 0;
+}
+
+/* A child of a member is a member, wherever clone3(CLONE_INTO_CGROUP) puts it. */
+SEC("lsm/task_alloc")
+int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_flags, int ret)
+{
+	__u32 slot, *mark;
+
+	if (ret)
+		return ret;
+	slot = current_capsule();
+	if (!slot)
+		return 0;
+	mark = bpf_task_storage_get(&members, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (mark)
+		*mark = slot;
+	return 0;
+}
+
+/*
+ * setns(2) through a pidfd of a member. The kernel has no setns hook; every namespace's
+ * install step asks for CAP_SYS_ADMIN, so this refuses that capability while the current
+ * system call is setns and its descriptor is a pidfd of a capsule's process. (Entering
+ * through /proc/PID/ns/\* needs ptrace read access first, refused in ptrace_access_check.)
+ */
+SEC("lsm/capable")
+int BPF_PROG(fsguard_capable, const struct cred *cred, struct user_namespace *ns, int cap,
+	     unsigned int opts, int ret)
+{
+	struct task_struct *current, *target;
+	struct file *file = NULL, **fds;
+	struct hlist_node *node;
+	struct pt_regs *regs;
+	struct pid *pid;
+	char name[8] = {};
+	unsigned long fd;
+	__u32 slot;
+
+	if (ret)
+		return ret;
+	if (cap != CAP_SYS_ADMIN)
+		return 0;
+	current = bpf_get_current_task_btf();
+	regs = (struct pt_regs *)bpf_task_pt_regs(current);
+	if (!regs || BPF_CORE_READ(regs, orig_ax) != NR_setns)
+		return 0;
+	fd = BPF_CORE_READ(regs, di);
+	if (fd >= BPF_CORE_READ(current, files, fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(current, files, fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return 0;
+	/* anon_inode_getfile("[pidfd]", ...) names every pidfd's dentry so. */
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (__builtin_memcmp(name, "[pidfd]", 8) != 0)
+		return 0;
+	pid = (struct pid *)BPF_CORE_READ(file, private_data);
+	node = BPF_CORE_READ(pid, tasks[0].first);
+	if (!node)
+		return 0;
+	target = (struct task_struct *)((void *)node -
+					bpf_core_field_offset(struct task_struct, pid_links));
+	slot = cgroup_capsule(BPF_CORE_READ(target, cgroups, dfl_cgrp));
+	if (!slot || current_capsule() == slot)
+		return 0;
+	return refuse_event(NULL, NULL, BPF_CORE_READ(target, tgid), slot, FSGUARD_OP_SETNS,
+			    FSGUARD_RULE_ATTACH,
+			    current_level(), current_euid());
 }
 
 /* GPL-compatible, as BTF-attached (LSM) programs require; matches the project's BSD-2. */

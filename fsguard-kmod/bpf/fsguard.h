@@ -43,6 +43,9 @@
 /* Capacities. The inode map allocates on demand (BPF_F_NO_PREALLOC). */
 #define FSGUARD_MAX_INODES (1u << 22)
 #define FSGUARD_MAX_CAPSULES 256u
+/* A capsule's cgroup must be at most this deep below the cgroup2 root (root = 0), so that the
+ * kernel finds it among a process's ancestors with a bounded loop. */
+#define FSGUARD_MAX_CGROUP_DEPTH 32u
 #define FSGUARD_NAME_LEN 64
 #define FSGUARD_EVENTS_BYTES (1u << 22)
 /*
@@ -82,6 +85,7 @@
 #define FSGUARD_OP_PRLIMIT 27u
 #define FSGUARD_OP_MOVEMEMORY 28u     /* migrate_pages, move_pages */
 #define FSGUARD_OP_CGROUP 29u         /* joining, creating, removing, configuring its cgroups */
+#define FSGUARD_OP_SETNS 30u          /* setns(2) through a pidfd of a capsule process */
 /* Lock down: the guard itself, mounts, raw devices. */
 #define FSGUARD_OP_BPF_MAP 40u
 #define FSGUARD_OP_BPF_LINK 41u

@@ -48,12 +48,14 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
 	BPF_MAP_TYPE_RINGBUF = 27,
+	BPF_MAP_TYPE_TASK_STORAGE = 29,
 };
 
 /* include/uapi/linux/bpf.h: map flags and update flags. */
 #define BPF_F_NO_PREALLOC (1U << 0)
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
+#define BPF_LOCAL_STORAGE_GET_F_CREATE 1
 
 /* include/linux/fs.h: struct file::f_mode bits (set before security_file_open runs). */
 #define FMODE_READ ((fmode_t)0x1)
@@ -81,6 +83,18 @@ enum bpf_map_type {
 #define FS_IOC32_SETFLAGS 0x40046602
 #define FS_IOC_FSSETXATTR 0x401c5820
 
+/* include/uapi/linux/magic.h */
+#define CGROUP2_SUPER_MAGIC 0x63677270
+
+/* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
+#define PTRACE_MODE_READ 0x01
+#define PTRACE_MODE_ATTACH 0x02
+#define PTRACE_MODE_NOAUDIT 0x04
+
+/* include/uapi/linux/capability.h; arch/x86/entry/syscalls/syscall_64.tbl */
+#define CAP_SYS_ADMIN 21
+#define NR_setns 308
+
 /* include/uapi/asm-generic/errno-base.h */
 #define EPERM 1
 
@@ -92,6 +106,7 @@ struct super_block {
 };
 
 struct inode {
+	void *i_private;
 	umode_t i_mode;
 	unsigned long i_ino;
 	struct super_block *i_sb;
@@ -119,6 +134,7 @@ struct path {
 };
 
 struct file {
+	void *private_data;
 	struct path f_path;
 	struct inode *f_inode;
 	unsigned int f_flags;
@@ -138,6 +154,32 @@ struct cred {
 	kuid_t uid;
 	kuid_t euid;
 	kuid_t fsuid;
+};
+
+struct pt_regs {
+	unsigned long di;
+	unsigned long orig_ax;
+};
+
+struct fdtable {
+	unsigned int max_fds;
+	struct file **fd;
+};
+
+struct files_struct {
+	struct fdtable *fdt;
+};
+
+struct hlist_node {
+	struct hlist_node *next;
+};
+
+struct hlist_head {
+	struct hlist_node *first;
+};
+
+struct pid {
+	struct hlist_head tasks[4];
 };
 
 struct kernfs_node {
@@ -162,9 +204,12 @@ struct task_struct {
 	const struct cred *real_cred;
 	const struct cred *cred;
 	struct css_set *cgroups;
+	struct files_struct *files;
+	struct hlist_node pid_links[4];
 };
 
 struct iattr;
+struct kernel_siginfo;
 struct user_namespace;
 
 #pragma clang attribute pop

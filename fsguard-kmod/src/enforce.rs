@@ -34,6 +34,8 @@ pub enum PlanError {
     NotCgroup2 { path: PathBuf, mount: String },
     #[error("no cgroup v2 hierarchy is mounted")]
     NoCgroup2,
+    #[error("{path}: the cgroup is {level} levels deep; a capsule's cgroup may be at most {max} below the cgroup2 root")]
+    CgroupTooDeep { path: PathBuf, level: u32, max: u32 },
     #[error("frozen pattern: {0}")]
     Frozen(#[from] capsule_core::Error),
 }
@@ -43,6 +45,8 @@ pub enum PlanError {
 pub struct Plan {
     pub name: String,
     pub inside: Option<Inside>,
+    /// The capsule's cgroup directory, whose present processes are made members.
+    pub cgroup: Option<PathBuf>,
     pub inodes: Vec<Protected>,
     /// Per inode: it has hard links outside the tree, so another capsule may hold it too.
     pub maybe_shared: Vec<bool>,
@@ -83,6 +87,7 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
     Ok(Plan {
         name: seal.name.clone(),
         inside,
+        cgroup: seal.cgroup.clone(),
         inodes,
         maybe_shared,
         frozen,
@@ -93,7 +98,41 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
 pub fn apply(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
     let slot = guard.ensure_capsule(&plan.name, plan.inside)?;
     guard.protect(slot, &plan.inodes, &plan.maybe_shared)?;
+    if let Some(cgroup) = &plan.cgroup {
+        remember_members(cgroup)?;
+    }
     Ok(slot)
+}
+
+/// Has the kernel remember every thread now in `cgroup`'s subtree as a member of its capsule,
+/// so that moving one out later (which no LSM hook sees) does not make it an outsider. The
+/// guard records membership whenever a thread's scheduling policy is read; threads created
+/// from now on inherit it at fork.
+pub fn remember_members(cgroup: &Path) -> crate::Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| crate::Error::Cgroup { path, source }
+    };
+    let mut dirs = vec![cgroup.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let threads = dir.join("cgroup.threads");
+        let text = std::fs::read_to_string(&threads).map_err(io(&threads))?;
+        for tid in text
+            .lines()
+            .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
+        {
+            // SAFETY: sched_getscheduler only reads the policy of thread `tid`; a thread that
+            // has exited meanwhile gives ESRCH, which is fine (it needs no membership).
+            unsafe { libc::sched_getscheduler(tid) };
+        }
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// One line of /proc/self/mountinfo: (mount id, "major:minor", mount point, fs type).
@@ -211,11 +250,28 @@ pub fn cgroup_inside(cgroup: &Path) -> Result<Inside, PlanError> {
             source,
         })?;
     }
+    // The depth is counted on the real path: `..` or a symlink must not skew it.
+    let cgroup = &std::fs::canonicalize(cgroup).map_err(|source| PlanError::Io {
+        path: cgroup.to_path_buf(),
+        source,
+    })?;
     let meta = std::fs::metadata(cgroup).map_err(|source| PlanError::Io {
         path: cgroup.to_path_buf(),
         source,
     })?;
-    let level = capsule_core::policy::cgroup_level(cgroup, &mount).unwrap_or(0);
+    let level = capsule_core::policy::cgroup_level(cgroup, &mount).ok_or_else(|| {
+        PlanError::NotCgroup2 {
+            path: cgroup.to_path_buf(),
+            mount: mount.display().to_string(),
+        }
+    })?;
+    if level >= crate::shared::FSGUARD_MAX_CGROUP_DEPTH {
+        return Err(PlanError::CgroupTooDeep {
+            path: cgroup.to_path_buf(),
+            level,
+            max: crate::shared::FSGUARD_MAX_CGROUP_DEPTH - 1,
+        });
+    }
     Ok(Inside {
         cgroup_id: meta.ino(),
         cgroup_level: level,

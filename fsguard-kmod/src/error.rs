@@ -153,6 +153,23 @@ pub enum Error {
         /// Capacity.
         max: u32,
     },
+    /// Two capsules can't share a cgroup.
+    #[error("cgroup {cgroup_id} is already the inside of capsule slot {slot}")]
+    CgroupTaken {
+        /// The cgroup v2 id.
+        cgroup_id: u64,
+        /// The slot that has it.
+        slot: u32,
+    },
+    /// Reading a capsule's cgroup failed.
+    #[error("{path}: cannot read the capsule's cgroup: {source}")]
+    Cgroup {
+        /// The cgroup file or directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
     /// `stat()` of a path failed.
     #[error("cannot stat {path}")]
     Stat {

@@ -42,10 +42,29 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_inode_rename", "inode_rename"),
     ("fsguard_file_ioctl", "file_ioctl"),
     ("fsguard_inode_init_security", "inode_init_security"),
+    ("fsguard_inode_permission", "inode_permission"),
+    ("fsguard_ptrace_access_check", "ptrace_access_check"),
+    ("fsguard_ptrace_traceme", "ptrace_traceme"),
+    ("fsguard_task_kill", "task_kill"),
+    ("fsguard_task_setscheduler", "task_setscheduler"),
+    ("fsguard_task_setnice", "task_setnice"),
+    ("fsguard_task_setioprio", "task_setioprio"),
+    ("fsguard_task_movememory", "task_movememory"),
+    ("fsguard_task_getscheduler", "task_getscheduler"),
+    ("fsguard_task_alloc", "task_alloc"),
+    ("fsguard_capable", "capable"),
 ];
 
 /// The maps `bpf/fsguard.bpf.c` pins by name.
-pub const MAPS: &[&str] = &["config", "inodes", "capsules", "stats", "events"];
+pub const MAPS: &[&str] = &[
+    "config",
+    "inodes",
+    "capsules",
+    "cgroup_capsules",
+    "members",
+    "stats",
+    "events",
+];
 
 /// The capsule slot that protects the guard's own pins.
 pub const GUARD_SLOT_NAME: &str = ".fsguard";
@@ -78,6 +97,7 @@ pub struct Guard {
     config: Array<MapData, fsguard_config>,
     inodes: HashMap<MapData, fsguard_inode_key, fsguard_inode_value>,
     capsules: Array<MapData, fsguard_capsule>,
+    cgroup_capsules: HashMap<MapData, u64, u32>,
     stats: PerCpuArray<MapData, fsguard_stats>,
 }
 
@@ -149,6 +169,7 @@ impl Guard {
             config: open_pinned(dir, "config", Map::Array)?,
             inodes: open_pinned(dir, "inodes", Map::HashMap)?,
             capsules: open_pinned(dir, "capsules", Map::Array)?,
+            cgroup_capsules: open_pinned(dir, "cgroup_capsules", Map::HashMap)?,
             stats: open_pinned(dir, "stats", Map::PerCpuArray)?,
         })
     }
@@ -163,8 +184,11 @@ impl Guard {
             path: dir.to_path_buf(),
             source,
         })?;
+        // `members` is a task storage map, which aya creates but has no typed API for (the
+        // guard never touches it from userspace).
         let mut ebpf: Ebpf = EbpfLoader::new()
             .btf(Some(btf))
+            .allow_unsupported_maps()
             .map_pin_path(dir)
             .load(objects::FSGUARD)
             .map_err(|source| Error::LoadObject {
@@ -328,6 +352,9 @@ impl Guard {
     pub fn ensure_capsule(&mut self, name: &str, inside: Option<Inside>) -> Result<u32> {
         let slots = self.capsules()?;
         if let Some(s) = slots.iter().find(|s| s.name == name) {
+            if let Some(i) = s.inside {
+                self.map_cgroup(i.cgroup_id, s.id)?;
+            }
             return Ok(s.id);
         }
         let id = (1..FSGUARD_MAX_CAPSULES)
@@ -354,7 +381,26 @@ impl Guard {
         self.capsules
             .set(id, c, 0)
             .map_err(map_err("write", "capsules"))?;
+        if let Some(i) = inside {
+            self.map_cgroup(i.cgroup_id, id)?;
+        }
         Ok(id)
+    }
+
+    /// Lets the process rules find capsule `slot` from its cgroup's id.
+    fn map_cgroup(&mut self, cgroup_id: u64, slot: u32) -> Result<()> {
+        match self.cgroup_capsules.get(&cgroup_id, 0) {
+            Ok(s) if s == slot => Ok(()),
+            Ok(other) => Err(Error::CgroupTaken {
+                cgroup_id,
+                slot: other,
+            }),
+            Err(aya::maps::MapError::KeyNotFound) => self
+                .cgroup_capsules
+                .insert(cgroup_id, slot, 0)
+                .map_err(map_err("insert into", "cgroup_capsules")),
+            Err(e) => Err(map_err("read", "cgroup_capsules")(e)),
+        }
     }
 
     /// Protects `inodes` as members of capsule slot `capsule`. Idempotent.
@@ -418,6 +464,7 @@ impl Guard {
         for s in per_cpu.iter() {
             total.denied += s.denied;
             total.events_dropped += s.events_dropped;
+            total.events_ratelimited += s.events_ratelimited;
             total.inherited += s.inherited;
             total.released += s.released;
         }

@@ -56,6 +56,8 @@ enum Command {
     Audit(cmd::audit::Args),
     /// Watch sealed trees and report changes as they happen (detects, does not prevent)
     Watch(cmd::watch::Args),
+    /// Start a command inside a capsule (joining its cgroup; optionally sealing it first)
+    Run(cmd::run::Args),
     /// Forget an unsealed capsule
     Remove(cmd::remove::Args),
     /// Maintain the registry itself
@@ -93,6 +95,7 @@ fn main() -> ExitCode {
         Command::Enforce(a) => cmd::enforce::run(&ctx, a),
         Command::Audit(a) => cmd::audit::run(&ctx, a),
         Command::Watch(a) => cmd::watch::run(&ctx, a),
+        Command::Run(a) => cmd::run::run(&ctx, a),
         Command::Remove(a) => cmd::remove::run(&ctx, a),
         Command::Registry { action } => cmd::registry::run(&ctx, action),
     };

@@ -78,6 +78,11 @@ fn run(s: Scenario<'_>) {
         .arg(TIMEOUT_S)
         .arg("--add")
         .arg(format!("{}:/fsguard-suite.sh", script.display()))
+        .arg("--add")
+        .arg(format!(
+            "{}:/inside.sh",
+            tests_dir().join("vm/guest/inside.sh").display()
+        ))
         .args(
             s.options
                 .iter()

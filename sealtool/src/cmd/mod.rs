@@ -7,6 +7,7 @@ pub mod list;
 pub mod register;
 pub mod registry;
 pub mod remove;
+pub mod run;
 pub mod seal;
 pub mod show;
 pub mod status;

@@ -40,8 +40,8 @@ pub fn run(ctx: &Context) -> Result<u8> {
             );
             println!("level        {}", g.level()?);
             println!(
-                "refusals     {} ({} events dropped); inodes added by inside creation {}, released {}",
-                s.denied, s.events_dropped, s.inherited, s.released
+                "refusals     {} (not reported: {} over the rate limit, {} with the ring buffer full); inodes added by inside creation {}, released {}",
+                s.denied, s.events_ratelimited, s.events_dropped, s.inherited, s.released
             );
         }
         None => println!("enforcement  NOT active: {}", why_not.unwrap_or_default()),

@@ -44,6 +44,7 @@ case "$scenario" in
 esac
 
 CG=/sys/fs/cgroup/app
+. /inside.sh
 LOG=/tmp/fsguard-suite.log
 WORK=/tmp/fsguard-suite
 : >"$LOG"
@@ -91,16 +92,17 @@ die() {
 
 # ----------------------------------------------------------------------------- actors
 # root-out / user-out: outside the capsule; root-in / user-in: in its cgroup ($CG). The user is
-# `user` (1000:1000), switched to with the guest's `runas` (busybox su); joining the cgroup is
-# writing 0 (= the writer itself) to cgroup.procs from a subshell.
+# `user` (1000:1000), switched to with the guest's `runas` (busybox su). Inside actors run
+# through an agent started in the cgroup before the seal (inside.sh): once the capsule is
+# sealed, nothing outside may join its cgroup.
 as() { # ACTOR COMMAND ARGS...
     actor=$1
     shift
     case "$actor" in
         root-out) "$@" ;;
         user-out) runas user "$@" ;;
-        root-in) (echo 0 >"$CG/cgroup.procs" && exec "$@") ;;
-        user-in) (echo 0 >"$CG/cgroup.procs" && exec runas user "$@") ;;
+        root-in) inside "$@" ;;
+        user-in) inside runas user "$@" ;;
         *) echo "error: unknown actor $actor" ;;
     esac 2>>"$LOG"
 }
@@ -560,6 +562,7 @@ setup_fs() {
             ;;
     esac
     mkdir -p "$CG" || die "cannot create $CG"
+    inside_start "$CG" || die "cannot start the inside agent in $CG"
     # user.* xattrs: tmpfs has them only from Linux 6.6; the LSM hook runs before the fs.
     echo data >"$BASE/.xattr-test"
     XCTL=$(capsule-probe setxattr "$BASE/.xattr-test" user.test 2>>"$LOG")

@@ -1,0 +1,742 @@
+//! proc-probe: performs ONE operation on a process (or on a /proc or cgroup path) with raw
+//! syscalls and says whether the kernel let it happen. Used by the process-capsule suite in the
+//! test guest, where it runs as root or as an unprivileged user, inside or outside a capsule's
+//! cgroup, against a target process (usually a `proc-probe sleeper`).
+//!
+//! ```text
+//! proc-probe OP ARGS...
+//! ```
+//!
+//! On stdout, exactly one line (as capsule-probe):
+//!   `allowed`             the operation succeeded                         (exit 0)
+//!   `refused`             the operation failed with EPERM, the guard's answer (exit 1)
+//!   `error: <ERRNO>`      it failed otherwise (EACCES, ESRCH, ...)         (exit 2)
+//!   `error: setup <step>: <ERRNO>`  a preparatory step failed, so the operation under test
+//!                         was not even attempted (exit 2)
+//!   `error: cleanup <step>: <ERRNO>`  the operation succeeded, but undoing it (detaching the
+//!                         tracee, reaping the child) failed (exit 2)
+//!   `error: short transfer` / `error: short write`  fewer bytes moved than asked (exit 2)
+//! Usage errors print `error: usage` and exit 64. Details go to stderr.
+//!
+//! Only the step named below as judged decides the result; the others are setup (before it)
+//! or cleanup (after it).
+//!
+//! Operations (PID: a target's pid, > 0; SIG: a signal number, 0 to 64; ADDR and VALUE: hex,
+//! `0x` optional; paths are used as given, relative ones against the working directory):
+//!   ptrace-attach PID      judged: PTRACE_ATTACH; cleanup: waitpid for the attach stop
+//!                          (another signal stopping it first is passed on with PTRACE_CONT),
+//!                          then PTRACE_DETACH, so the target keeps running
+//!   ptrace-seize PID       judged: PTRACE_SEIZE; cleanup: PTRACE_INTERRUPT, waitpid,
+//!                          PTRACE_DETACH (re-injecting a signal that stopped it first)
+//!   proc-mem PID           open(/proc/PID/mem, O_RDWR)
+//!   proc-mem-read PID      open(/proc/PID/mem, O_RDONLY)
+//!   vm-read PID ADDR       process_vm_readv of 8 bytes at ADDR; the value goes to stderr
+//!   vm-write PID ADDR VALUE  process_vm_writev of the u64 VALUE (native byte order) to ADDR
+//!   setaffinity PID        sched_setaffinity to CPU 0 alone
+//!   setscheduler PID       sched_setscheduler(SCHED_BATCH, priority 0)
+//!   setpriority PID        setpriority(PRIO_PROCESS, PID, 5)
+//!   ioprio PID             ioprio_set(IOPRIO_WHO_PROCESS, PID, best effort, level 4)
+//!   getsched PID           sched_getscheduler (merely "touches" the process)
+//!   kill PID SIG           kill(2); SIG 0 only checks
+//!   pidfd-signal PID SIG   setup: pidfd_open; judged: pidfd_send_signal
+//!   setns-pidfd PID        setup: pidfd_open; judged: setns(pidfd, CLONE_NEWUTS)
+//!   setns-path PATH        open(PATH, O_RDONLY) is judged when it fails with EPERM or EACCES
+//!                          (a guard refusing the /proc/PID/ns/* link), setup when it fails
+//!                          otherwise; judged: setns(fd, 0). This process joins the namespace.
+//!   read-file PATH         judged: open O_RDONLY, then one read(2) of up to 4 KiB
+//!   list-dir PATH          judged: opendir, then readdir to the end (nothing printed)
+//!   write-file PATH TEXT   judged: open O_WRONLY (no O_CREAT, no O_TRUNC), then one write(2)
+//!                          of TEXT as given (no newline added)
+//!   clone-into-cgroup DIR  setup: open DIR (O_RDONLY|O_DIRECTORY); judged: clone3 with
+//!                          CLONE_INTO_CGROUP; the child _exit(0)s at once; cleanup: waitpid
+//!   traceme                judged: PTRACE_TRACEME in this process, which then exits (the
+//!                          suite arranges who the parent, so the tracer, is)
+//!   sleeper [READY]        the target, see below (not in batch)
+//!   batch                  reads operations from stdin, one per line (OP ARGS..., separated
+//!                          by blanks, so TEXT cannot hold any), and prints one result line for
+//!                          each, in order; exit 0. All run in this one process: a `traceme` or
+//!                          `setns-path` that succeeded stays in effect for the lines after it.
+//!
+//! `sleeper [READY]` resets every signal but SIGUSR1 to its default action (a shell leaves
+//! SIGINT and SIGQUIT ignored in background jobs; Rust ignores SIGPIPE), so SIGTERM ends it.
+//! It prints `pid=N addr=0x...` on one line: its pid and the address of a static 8-byte
+//! buffer holding 0x0123456789abcdef (for vm-read and vm-write). With READY, the same line is
+//! written to READY.tmp, then renamed to READY. It then waits forever; each SIGUSR1 is counted
+//! (on stderr, with the buffer's value) and, with READY, appends `usr1` to READY.signals.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// One syscall's failure: the errno it returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Errno(i32);
+
+impl Errno {
+    fn last() -> Self {
+        Errno(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+
+    fn of_io(e: &std::io::Error) -> Self {
+        Errno(e.raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+impl std::fmt::Display for Errno {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match errno_name(self.0) {
+            Some(n) => f.write_str(n),
+            None => write!(f, "errno {}", self.0),
+        }
+    }
+}
+
+fn errno_name(e: i32) -> Option<&'static str> {
+    Some(match e {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::ESRCH => "ESRCH",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::E2BIG => "E2BIG",
+        libc::EBADF => "EBADF",
+        libc::ECHILD => "ECHILD",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::EXDEV => "EXDEV",
+        libc::ENODEV => "ENODEV",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::ENFILE => "ENFILE",
+        libc::EMFILE => "EMFILE",
+        libc::ENOTTY => "ENOTTY",
+        libc::EFBIG => "EFBIG",
+        libc::ENOSPC => "ENOSPC",
+        libc::ESPIPE => "ESPIPE",
+        libc::EROFS => "EROFS",
+        libc::EPIPE => "EPIPE",
+        libc::ERANGE => "ERANGE",
+        libc::EDEADLK => "EDEADLK",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ENOSYS => "ENOSYS",
+        libc::ENOTEMPTY => "ENOTEMPTY",
+        libc::ELOOP => "ELOOP",
+        libc::ENODATA => "ENODATA",
+        libc::EOVERFLOW => "EOVERFLOW",
+        libc::EUSERS => "EUSERS",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        _ => return None,
+    })
+}
+
+/// What one judged operation came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Allowed,
+    Refused,
+    Failed(Errno),
+    Setup(&'static str, Errno),
+    Cleanup(&'static str, Errno),
+    /// Failed without an errno (a short transfer).
+    Other(&'static str),
+}
+
+impl Outcome {
+    fn exit_code(self) -> u8 {
+        match self {
+            Outcome::Allowed => 0,
+            Outcome::Refused => 1,
+            _ => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Allowed => f.write_str("allowed"),
+            Outcome::Refused => f.write_str("refused"),
+            Outcome::Failed(e) => write!(f, "error: {e}"),
+            Outcome::Setup(step, e) => write!(f, "error: setup {step}: {e}"),
+            Outcome::Cleanup(step, e) => write!(f, "error: cleanup {step}: {e}"),
+            Outcome::Other(what) => write!(f, "error: {what}"),
+        }
+    }
+}
+
+/// A judged step's failure, or a setup or cleanup step's.
+enum Step {
+    Judged(Errno),
+    Setup(&'static str, Errno),
+    Cleanup(&'static str, Errno),
+    Other(&'static str),
+}
+
+impl From<Errno> for Step {
+    fn from(e: Errno) -> Self {
+        Step::Judged(e)
+    }
+}
+
+fn outcome(r: Result<(), Step>) -> Outcome {
+    match r {
+        Ok(()) => Outcome::Allowed,
+        Err(Step::Judged(Errno(libc::EPERM))) => Outcome::Refused,
+        Err(Step::Judged(e)) => Outcome::Failed(e),
+        Err(Step::Setup(step, e)) => Outcome::Setup(step, e),
+        Err(Step::Cleanup(step, e)) => Outcome::Cleanup(step, e),
+        Err(Step::Other(what)) => Outcome::Other(what),
+    }
+}
+
+/// Marks a preparatory step: its failure is reported as setup, not judged.
+fn setup<T>(step: &'static str, r: Result<T, Errno>) -> Result<T, Step> {
+    r.map_err(|e| Step::Setup(step, e))
+}
+
+/// Marks a step after the judged one, undoing it.
+fn cleanup<T>(step: &'static str, r: Result<T, Errno>) -> Result<T, Step> {
+    r.map_err(|e| Step::Cleanup(step, e))
+}
+
+/// Turns a libc return value (-1 and errno on failure) into a Result.
+fn check(rc: libc::c_long) -> Result<libc::c_long, Errno> {
+    if rc < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(rc)
+    }
+}
+
+fn unit(rc: libc::c_int) -> Result<(), Errno> {
+    check(rc.into()).map(|_| ())
+}
+
+/// An owned descriptor, closed on drop.
+struct Fd(libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: self.0 is a descriptor this process opened and nothing else closes.
+        unsafe { libc::close(self.0) };
+    }
+}
+
+fn open(path: &CString, flags: libc::c_int) -> Result<Fd, Errno> {
+    // SAFETY: `path` is NUL-terminated and outlives the call.
+    let fd = unsafe {
+        libc::open(
+            path.as_ptr(),
+            flags | libc::O_CLOEXEC,
+            0o666 as libc::c_uint,
+        )
+    };
+    check(fd.into()).map(|_| Fd(fd))
+}
+
+// ---- argument parsing: `None` is a usage error ----
+
+fn arg_str(s: &OsString) -> Option<&str> {
+    std::str::from_utf8(s.as_bytes()).ok()
+}
+
+fn arg_pid(s: &OsString) -> Option<libc::pid_t> {
+    arg_str(s)?.parse().ok().filter(|&p| p > 0)
+}
+
+fn arg_sig(s: &OsString) -> Option<libc::c_int> {
+    arg_str(s)?.parse().ok().filter(|s| (0..=64).contains(s))
+}
+
+fn arg_hex(s: &OsString) -> Option<u64> {
+    let s = arg_str(s)?;
+    let digits = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    u64::from_str_radix(digits, 16).ok()
+}
+
+fn arg_addr(s: &OsString) -> Option<usize> {
+    usize::try_from(arg_hex(s)?).ok()
+}
+
+fn arg_path(s: &OsString) -> Option<CString> {
+    CString::new(s.as_bytes()).ok()
+}
+
+fn proc_path(pid: libc::pid_t, leaf: &str) -> Option<CString> {
+    CString::new(format!("/proc/{pid}/{leaf}")).ok()
+}
+
+// ---- ptrace ----
+
+/// ptrace(2) for requests that take no pointer: `data` is a signal number or 0.
+fn ptrace(request: libc::c_uint, pid: libc::pid_t, data: usize) -> Result<(), Errno> {
+    let addr = std::ptr::null_mut::<libc::c_void>();
+    let data = std::ptr::without_provenance_mut::<libc::c_void>(data);
+    // SAFETY: the requests used here (ATTACH, SEIZE, INTERRUPT, CONT, DETACH, TRACEME) read
+    // and write no memory of ours through addr or data.
+    check(unsafe { libc::ptrace(request, pid, addr, data) }).map(|_| ())
+}
+
+/// waitpid(PID, __WALL), retried on EINTR: the wait status.
+fn wait(pid: libc::pid_t) -> Result<libc::c_int, Errno> {
+    loop {
+        let mut status: libc::c_int = 0;
+        // SAFETY: waitpid writes one int to a live local.
+        let rc = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+        match check(rc.into()) {
+            Err(Errno(libc::EINTR)) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => return Ok(status),
+        }
+    }
+}
+
+/// Waits for a tracee's next stop: its stop signal; ESRCH when it ended instead.
+fn wait_stop(pid: libc::pid_t) -> Result<libc::c_int, Step> {
+    let status = cleanup("waitpid", wait(pid))?;
+    if !libc::WIFSTOPPED(status) {
+        eprintln!("proc-probe: {pid} ended while traced (wait status {status:#x})");
+        return Err(Step::Cleanup("waitpid", Errno(libc::ESRCH)));
+    }
+    Ok(status)
+}
+
+fn ptrace_attach(pid: libc::pid_t) -> Result<(), Step> {
+    ptrace(libc::PTRACE_ATTACH, pid, 0)?;
+    loop {
+        let sig = libc::WSTOPSIG(wait_stop(pid)?);
+        if sig == libc::SIGSTOP {
+            return cleanup("PTRACE_DETACH", ptrace(libc::PTRACE_DETACH, pid, 0));
+        }
+        // Another signal stopped it before the attach's SIGSTOP: deliver it and wait on.
+        cleanup("PTRACE_CONT", ptrace(libc::PTRACE_CONT, pid, sig as usize))?;
+    }
+}
+
+fn ptrace_seize(pid: libc::pid_t) -> Result<(), Step> {
+    ptrace(libc::PTRACE_SEIZE, pid, 0)?;
+    cleanup("PTRACE_INTERRUPT", ptrace(libc::PTRACE_INTERRUPT, pid, 0))?;
+    let status = wait_stop(pid)?;
+    // The interrupt's stop (PTRACE_EVENT_STOP) carries no signal to pass on; a signal's
+    // delivery stop that came first has its signal re-injected by the detach.
+    let sig = if status >> 16 == libc::PTRACE_EVENT_STOP {
+        0
+    } else {
+        libc::WSTOPSIG(status)
+    };
+    cleanup(
+        "PTRACE_DETACH",
+        ptrace(libc::PTRACE_DETACH, pid, sig as usize),
+    )
+}
+
+fn traceme() -> Result<(), Step> {
+    ptrace(libc::PTRACE_TRACEME, 0, 0)?;
+    Ok(())
+}
+
+// ---- memory ----
+
+fn open_op(path: &CString, flags: libc::c_int) -> Result<(), Step> {
+    open(path, flags)?;
+    Ok(())
+}
+
+/// process_vm_readv (or writev) of 8 bytes at `addr` in the target.
+fn vm_transfer(pid: libc::pid_t, addr: usize, write: Option<u64>) -> Result<(), Step> {
+    let mut buf = write.unwrap_or(0).to_ne_bytes();
+    let local = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
+    let remote = libc::iovec {
+        iov_base: std::ptr::without_provenance_mut(addr),
+        iov_len: buf.len(),
+    };
+    // SAFETY: `local` points at a live 8-byte local buffer; `remote` is an address in the
+    // target's memory, never dereferenced here (the kernel checks it).
+    let n = unsafe {
+        if write.is_some() {
+            libc::process_vm_writev(pid, &local, 1, &remote, 1, 0)
+        } else {
+            libc::process_vm_readv(pid, &local, 1, &remote, 1, 0)
+        }
+    };
+    if check(n as libc::c_long)? != buf.len() as libc::c_long {
+        return Err(Step::Other("short transfer"));
+    }
+    if write.is_none() {
+        eprintln!("vm-read {pid} {addr:#x}: {:#018x}", u64::from_ne_bytes(buf));
+    }
+    Ok(())
+}
+
+// ---- scheduling ----
+
+fn setaffinity(pid: libc::pid_t) -> Result<(), Step> {
+    // SAFETY: cpu_set_t is plain bits, for which all-zero is the empty set; CPU_SET writes
+    // inside it and sched_setaffinity reads exactly its size.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(0, &mut set);
+        libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    unit(rc)?;
+    Ok(())
+}
+
+fn setscheduler(pid: libc::pid_t) -> Result<(), Step> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler reads one sched_param from a live local.
+    unit(unsafe { libc::sched_setscheduler(pid, libc::SCHED_BATCH, &param) })?;
+    Ok(())
+}
+
+fn setpriority(pid: libc::pid_t) -> Result<(), Step> {
+    // SAFETY: plain integer arguments.
+    unit(unsafe { libc::setpriority(libc::PRIO_PROCESS, pid as libc::id_t, 5) })?;
+    Ok(())
+}
+
+fn ioprio(pid: libc::pid_t) -> Result<(), Step> {
+    const IOPRIO_WHO_PROCESS: libc::c_int = 1;
+    const IOPRIO_CLASS_BE: libc::c_int = 2;
+    const IOPRIO_CLASS_SHIFT: libc::c_int = 13;
+    let prio = (IOPRIO_CLASS_BE << IOPRIO_CLASS_SHIFT) | 4;
+    // SAFETY: ioprio_set takes three integers.
+    check(unsafe { libc::syscall(libc::SYS_ioprio_set, IOPRIO_WHO_PROCESS, pid, prio) })?;
+    Ok(())
+}
+
+fn getsched(pid: libc::pid_t) -> Result<(), Step> {
+    // SAFETY: plain integer argument.
+    unit(unsafe { libc::sched_getscheduler(pid) })?;
+    Ok(())
+}
+
+// ---- signals and pidfds ----
+
+fn kill(pid: libc::pid_t, sig: libc::c_int) -> Result<(), Step> {
+    // SAFETY: plain integer arguments; pid > 0, so one process only.
+    unit(unsafe { libc::kill(pid, sig) })?;
+    Ok(())
+}
+
+fn pidfd_open(pid: libc::pid_t) -> Result<Fd, Step> {
+    // SAFETY: pidfd_open takes a pid and flags; the new descriptor is owned by the Fd.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0 as libc::c_uint) };
+    setup("pidfd_open", check(fd)).map(|fd| Fd(fd as libc::c_int))
+}
+
+fn pidfd_signal(pid: libc::pid_t, sig: libc::c_int) -> Result<(), Step> {
+    let fd = pidfd_open(pid)?;
+    let info = std::ptr::null::<libc::siginfo_t>();
+    // SAFETY: a null siginfo means "as kill(2) would"; the other arguments are integers.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.0,
+            sig,
+            info,
+            0 as libc::c_uint,
+        )
+    };
+    check(rc)?;
+    Ok(())
+}
+
+fn setns(fd: &Fd, nstype: libc::c_int) -> Result<(), Step> {
+    // SAFETY: plain integer arguments; fd is open.
+    unit(unsafe { libc::setns(fd.0, nstype) })?;
+    Ok(())
+}
+
+fn setns_pidfd(pid: libc::pid_t) -> Result<(), Step> {
+    setns(&pidfd_open(pid)?, libc::CLONE_NEWUTS)
+}
+
+fn setns_path(path: &CString) -> Result<(), Step> {
+    let fd = match open(path, libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(e @ Errno(libc::EPERM | libc::EACCES)) => return Err(e.into()),
+        Err(e) => return Err(Step::Setup("open", e)),
+    };
+    setns(&fd, 0)
+}
+
+// ---- files ----
+
+fn read_file(path: &CString) -> Result<(), Step> {
+    let fd = open(path, libc::O_RDONLY)?;
+    let mut buf = [0u8; 4096];
+    // SAFETY: read writes at most buf.len() bytes into a live local buffer.
+    check(unsafe { libc::read(fd.0, buf.as_mut_ptr().cast(), buf.len()) } as libc::c_long)?;
+    Ok(())
+}
+
+fn list_dir(path: &OsString) -> Result<(), Step> {
+    let dir = std::fs::read_dir(path).map_err(|e| Errno::of_io(&e))?;
+    for entry in dir {
+        entry.map_err(|e| Errno::of_io(&e))?;
+    }
+    Ok(())
+}
+
+fn write_file(path: &CString, text: &[u8]) -> Result<(), Step> {
+    let fd = open(path, libc::O_WRONLY)?;
+    // SAFETY: write reads text.len() bytes from a live slice.
+    let n = check(unsafe { libc::write(fd.0, text.as_ptr().cast(), text.len()) } as libc::c_long)?;
+    if n != text.len() as libc::c_long {
+        return Err(Step::Other("short write"));
+    }
+    Ok(())
+}
+
+// ---- cgroups ----
+
+/// linux/sched.h's CLONE_INTO_CGROUP (libc's constant is a c_int that cannot hold it).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+fn clone_into_cgroup(dir: &CString) -> Result<(), Step> {
+    let cgroup = setup("open", open(dir, libc::O_RDONLY | libc::O_DIRECTORY))?;
+    // SAFETY: clone_args is plain integers, for which all-zero means "unused".
+    let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = libc::SIGCHLD as u64;
+    args.cgroup = cgroup.0 as u64;
+    let size = std::mem::size_of::<libc::clone_args>();
+    // SAFETY: clone3 reads `args` (of `size` bytes). Without CLONE_VM and with no stack given,
+    // the child runs on a copy of this address space and stack, like after fork, and does
+    // nothing but _exit.
+    let child = unsafe { libc::syscall(libc::SYS_clone3, &args as *const libc::clone_args, size) };
+    if child == 0 {
+        // SAFETY: in the child: leave at once, running none of the parent's exit code.
+        unsafe { libc::_exit(0) };
+    }
+    let child = check(child)?;
+    cleanup("waitpid", wait(child as libc::pid_t))?;
+    Ok(())
+}
+
+/// Runs one operation; `None` for a usage error.
+fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
+    let r = match (op, args) {
+        ("ptrace-attach", [p]) => ptrace_attach(arg_pid(p)?),
+        ("ptrace-seize", [p]) => ptrace_seize(arg_pid(p)?),
+        ("proc-mem", [p]) => open_op(&proc_path(arg_pid(p)?, "mem")?, libc::O_RDWR),
+        ("proc-mem-read", [p]) => open_op(&proc_path(arg_pid(p)?, "mem")?, libc::O_RDONLY),
+        ("vm-read", [p, a]) => vm_transfer(arg_pid(p)?, arg_addr(a)?, None),
+        ("vm-write", [p, a, v]) => vm_transfer(arg_pid(p)?, arg_addr(a)?, Some(arg_hex(v)?)),
+        ("setaffinity", [p]) => setaffinity(arg_pid(p)?),
+        ("setscheduler", [p]) => setscheduler(arg_pid(p)?),
+        ("setpriority", [p]) => setpriority(arg_pid(p)?),
+        ("ioprio", [p]) => ioprio(arg_pid(p)?),
+        ("getsched", [p]) => getsched(arg_pid(p)?),
+        ("kill", [p, s]) => kill(arg_pid(p)?, arg_sig(s)?),
+        ("pidfd-signal", [p, s]) => pidfd_signal(arg_pid(p)?, arg_sig(s)?),
+        ("setns-pidfd", [p]) => setns_pidfd(arg_pid(p)?),
+        ("setns-path", [f]) => setns_path(&arg_path(f)?),
+        ("read-file", [f]) => read_file(&arg_path(f)?),
+        ("list-dir", [f]) => list_dir(f),
+        ("write-file", [f, t]) => write_file(&arg_path(f)?, t.as_bytes()),
+        ("clone-into-cgroup", [d]) => clone_into_cgroup(&arg_path(d)?),
+        ("traceme", []) => traceme(),
+        _ => return None,
+    };
+    Some(outcome(r))
+}
+
+// ---- sleeper ----
+
+/// The buffer vm-read and vm-write aim at (its address is printed).
+static BUFFER: AtomicU64 = AtomicU64::new(0x0123_4567_89ab_cdef);
+/// SIGUSR1s received, counted by the handler.
+static USR1: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_usr1(_: libc::c_int) {
+    USR1.fetch_add(1, Ordering::SeqCst);
+}
+
+/// An initialised signal set holding `signals`.
+fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set (it cannot fail on a valid pointer), sigaddset
+    // only sets bits in it.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in signals {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        set.assume_init()
+    }
+}
+
+/// `path` with `suffix` appended to its last component.
+fn with_suffix(path: &OsString, suffix: &str) -> PathBuf {
+    let mut s = path.clone();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+fn sleeper_setup(ready: Option<&OsString>, line: &str) -> Result<(), Outcome> {
+    for s in 1..32 {
+        if [libc::SIGKILL, libc::SIGSTOP, libc::SIGUSR1].contains(&s) {
+            continue;
+        }
+        // SAFETY: installs the default action, no handler of ours.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+    let handler = on_usr1 as extern "C" fn(libc::c_int);
+    // SAFETY: on_usr1 only touches an atomic, which is async-signal-safe.
+    if unsafe { libc::signal(libc::SIGUSR1, handler as libc::sighandler_t) } == libc::SIG_ERR {
+        return Err(Outcome::Setup("signal SIGUSR1", Errno::last()));
+    }
+    // SIGUSR1 stays blocked except inside sigsuspend, so none arrives between the check of
+    // the count and the wait. Everything else is unblocked.
+    let blocked = sigset(&[libc::SIGUSR1]);
+    // SAFETY: sigprocmask reads an initialised set; no old set is asked for.
+    let rc = unsafe { libc::sigprocmask(libc::SIG_SETMASK, &blocked, std::ptr::null_mut()) };
+    unit(rc).map_err(|e| Outcome::Setup("sigprocmask", e))?;
+    if let Some(ready) = ready {
+        let tmp = with_suffix(ready, ".tmp");
+        std::fs::write(&tmp, format!("{line}\n"))
+            .and_then(|()| std::fs::rename(&tmp, ready))
+            .map_err(|e| Outcome::Setup("ready file", Errno::of_io(&e)))?;
+    }
+    Ok(())
+}
+
+fn sleeper(args: &[OsString]) -> ExitCode {
+    let ready = match args {
+        [] => None,
+        [r] => Some(r),
+        _ => return usage("sleeper [READY_FILE]"),
+    };
+    let line = format!(
+        "pid={} addr={:#x}",
+        std::process::id(),
+        BUFFER.as_ptr() as usize
+    );
+    if let Err(o) = sleeper_setup(ready, &line) {
+        eprintln!("proc-probe sleeper: {o}");
+        println!("{o}");
+        return ExitCode::from(o.exit_code());
+    }
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+    }
+    let signals = ready.map(|r| with_suffix(r, ".signals"));
+    let unblocked = sigset(&[]);
+    let mut seen = 0;
+    loop {
+        while seen < USR1.load(Ordering::SeqCst) {
+            seen += 1;
+            let value = BUFFER.load(Ordering::SeqCst);
+            eprintln!("proc-probe sleeper: SIGUSR1 #{seen}, buffer {value:#018x}");
+            if let Some(path) = &signals {
+                let r = std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(b"usr1\n"));
+                if let Err(e) = r {
+                    eprintln!("proc-probe sleeper: appending to {}: {e}", path.display());
+                }
+            }
+        }
+        // SAFETY: sigsuspend reads an initialised set; it returns after a handler ran.
+        unsafe { libc::sigsuspend(&unblocked) };
+    }
+}
+
+// ---- entry points ----
+
+fn usage(what: &str) -> ExitCode {
+    eprintln!("usage: proc-probe {what} (see the source's header)");
+    println!("error: usage");
+    ExitCode::from(64)
+}
+
+/// `batch`: one operation per line of stdin, one result line each.
+fn batch() -> ExitCode {
+    use std::io::BufRead;
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    for line in stdin.lock().split(b'\n') {
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("proc-probe batch: reading stdin: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let mut words = line
+            .split(|b| b.is_ascii_whitespace())
+            .filter(|w| !w.is_empty())
+            .map(|w| OsString::from_vec(w.to_vec()));
+        let result = match words.next() {
+            None => "error: usage".to_string(),
+            Some(op) => {
+                let op = String::from_utf8_lossy(op.as_bytes()).into_owned();
+                let rest: Vec<OsString> = words.collect();
+                match run(&op, &rest) {
+                    Some(o) => {
+                        if o != Outcome::Allowed {
+                            eprintln!("proc-probe {op} {rest:?}: {o}");
+                        }
+                        o.to_string()
+                    }
+                    None => {
+                        eprintln!("proc-probe batch: {op}: unknown operation or wrong arguments");
+                        "error: usage".to_string()
+                    }
+                }
+            }
+        };
+        if writeln!(out, "{result}")
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let Some(op) = args.next() else {
+        return usage("OP ARGS...");
+    };
+    let rest: Vec<OsString> = args.collect();
+    let op = String::from_utf8_lossy(OsStr::new(&op).as_bytes()).into_owned();
+    match op.as_str() {
+        "sleeper" => sleeper(&rest),
+        "batch" if rest.is_empty() => batch(),
+        "batch" => usage("batch < OPERATIONS"),
+        _ => match run(&op, &rest) {
+            Some(o) => {
+                if o != Outcome::Allowed {
+                    eprintln!("proc-probe {op}: {o}");
+                }
+                println!("{o}");
+                ExitCode::from(o.exit_code())
+            }
+            None => usage(&format!("{op}: unknown operation or wrong arguments")),
+        },
+    }
+}

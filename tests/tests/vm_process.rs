@@ -1,0 +1,90 @@
+//! The process-capsule suite (tests/vm/guest/process-suite.sh) in the test guest, one boot
+//! per level: outside processes can't attach to, debug, pin or join a sealed capsule at any
+//! level, may see and signal it only as root at level 0, and inside processes work as before.
+//!
+//! A test passes when the suite exits 0, its summary says `0 failed` and at least a minimum
+//! number of checks passed (a suite that silently ran nothing fails).
+//!
+//! Run: `cargo test -p capsule-tests --test vm_process -- --test-threads=1`.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Mutex;
+
+/// One guest at a time.
+static VM_LOCK: Mutex<()> = Mutex::new(());
+
+fn tests_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The suite's last line: `process-suite: N passed, M failed`.
+fn summary(stdout: &str) -> Option<(usize, usize)> {
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with("process-suite: "))?;
+    let mut words = line.strip_prefix("process-suite: ")?.split_whitespace();
+    let passed = words.next()?.parse().ok()?;
+    words.next()?;
+    let failed = words.next()?.parse().ok()?;
+    Some((passed, failed))
+}
+
+fn run(level: &str, min_passed: usize) {
+    let _guard = VM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let console_log = dir.path().join("console.log");
+    let guest = tests_dir().join("vm/guest");
+    let out = Command::new(tests_dir().join("vm/run"))
+        .args(["--timeout", "400", "--add"])
+        .arg(format!(
+            "{}:/process-suite.sh",
+            guest.join("process-suite.sh").display()
+        ))
+        .arg("--add")
+        .arg(format!("{}:/inside.sh", guest.join("inside.sh").display()))
+        .args(["--", "sh", "/process-suite.sh", level])
+        .env("VM_CONSOLE_LOG", &console_log)
+        .output()
+        .expect("cannot start tests/vm/run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("--- process-suite {level} ({})\n{stdout}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !stderr.is_empty() {
+        println!("--- stderr:\n{stderr}");
+    }
+    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
+    let console = std::fs::read_to_string(&console_log).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "level {level}: the suite failed:\n{}\n--- console:\n{console}",
+        fails.join("\n")
+    );
+    let (passed, failed) = summary(&stdout).expect("no summary line");
+    assert_eq!(failed, 0, "{}", fails.join("\n"));
+    assert!(
+        passed >= min_passed,
+        "level {level}: only {passed} checks passed, expected at least {min_passed}"
+    );
+}
+
+#[test]
+fn summary_line_is_parsed() {
+    assert_eq!(
+        summary("x\nprocess-suite: 12 passed, 3 failed\n"),
+        Some((12, 3))
+    );
+    assert_eq!(summary("nothing"), None);
+}
+
+#[test]
+fn level0_root_may_see_and_signal_but_never_attach() {
+    run("0", 110);
+}
+
+#[test]
+fn level1_nobody_outside_sees_signals_or_attaches() {
+    run("1", 110);
+}

@@ -1,0 +1,92 @@
+# inside.sh: run commands inside a sealed capsule from a guest test suite (busybox sh;
+# sourced, not run).
+#
+# Once a capsule with a cgroup is sealed, no outside process may join its cgroup (fsguard's
+# attach rule), so a suite can't just `echo 0 > cgroup.procs` and exec. Instead it starts an
+# agent in the cgroup BEFORE the seal; the agent then runs, from inside, each command the
+# suite leaves in its directory, exactly as a long-running service in the capsule would.
+#
+#   inside_start CGROUP         start the agent in CGROUP (before the seal)
+#   inside COMMAND ARGS...      run COMMAND in the agent (so inside the capsule, as root), in
+#                               this shell's working directory, with its stdin, stdout and
+#                               exit status; several may run at once (from `&` jobs)
+#   inside_stop                 end the agent
+#
+# Each request is a unique file name claimed with mktemp; the request, its stdin, output and
+# exit status move into place whole (tmp + mv), so neither side reads half a file. The
+# working directory travels as a process holding it (the agent enters /proc/PID/cwd), which
+# works for directories whose path is longer than PATH_MAX; so do descriptors 3-9.
+
+INSIDE_DIR=${INSIDE_DIR:-/tmp/inside-agent}
+
+inside_start() { # CGROUP
+    rm -rf "$INSIDE_DIR"
+    mkdir -p "$INSIDE_DIR" || return 1
+    # The subshell joins the cgroup, then becomes the agent: every command it runs is its
+    # child, born inside. It is started from a subshell that exits at once, so it is not a
+    # job of the suite's shell (a bare `wait` there must not wait for it).
+    ( (
+        echo 0 >"$1/cgroup.procs" || exit 1
+        exec sh -c '
+            d=$1
+            cd /
+            while [ ! -e "$d/stop" ]; do
+                for r in "$d"/*.req; do
+                    [ -e "$r" ] || continue
+                    b=${r%.req}
+                    mv "$r" "$b.run"
+                    (
+                        sh "$b.run" <"$b.in" >"$b.out" 2>>"$d/err"
+                        echo $? >"$b.rc.tmp"
+                        mv "$b.rc.tmp" "$b.rc"
+                    ) &
+                done
+                sleep 0.02
+            done' inside-agent "$INSIDE_DIR"
+    ) </dev/null >/dev/null 2>&1 &)
+    # Started when the agent is in the cgroup and answering.
+    inside true
+}
+
+inside_quote() { # ARG -> 'ARG' with embedded single quotes escaped
+    printf "'%s'" "$(printf '%s' "$1" | sed "s/'/'\\\\''/g")"
+}
+
+inside() { # COMMAND ARGS...
+    b=$(mktemp "$INSIDE_DIR/r.XXXXXX") || return 125
+    cat >"$b.in"
+    sleep 600 &
+    hold=$!
+    {
+        echo "cd -P /proc/$hold/cwd || exit 125"
+        # Descriptors 3-9 the caller redirected (`5<file`) are reopened from the holder, so
+        # /proc/self/fd/N names the same file inside.
+        echo "for fd in 3 4 5 6 7 8 9; do [ -e /proc/$hold/fd/\$fd ] && eval \"exec \$fd</proc/$hold/fd/\$fd\"; done"
+        for a in "$@"; do
+            inside_quote "$a"
+            printf ' '
+        done
+        echo
+    } >"$b.tmp"
+    mv "$b.tmp" "$b.req"
+    waited=0
+    while [ ! -e "$b.rc" ]; do
+        sleep 0.02
+        waited=$((waited + 1))
+        if [ "$waited" -gt 15000 ]; then
+            kill "$hold"
+            echo "error: the inside agent did not answer $b in 300 s" >&2
+            return 125
+        fi
+    done
+    kill "$hold"
+    wait "$hold" 2>/dev/null
+    cat "$b.out"
+    rc=$(cat "$b.rc")
+    rm -f "$b" "$b.in" "$b.run" "$b.out" "$b.rc"
+    return "$rc"
+}
+
+inside_stop() {
+    : >"$INSIDE_DIR/stop"
+}

@@ -1,0 +1,291 @@
+#!/bin/sh
+# process-suite.sh LEVEL: end-to-end checks of process capsules (fsguard's process and cgroup
+# rules), run as root in the test guest (tests/vm/run; busybox sh). LEVEL is 0 or 1: the
+# guard is first loaded at that level (`sealtool level 0`, or by the seal for 1).
+#
+# Set-up: a capsule `app` with cgroup /sys/fs/cgroup/app is started with `sealtool run app
+# --seal` (this joins the cgroup, seals the capsule from inside, then execs an agent that
+# runs the suite's inside commands, see inside.sh), and a target process IN (uid 1000) runs
+# inside it. A twin target OUT (same uid, same program) runs outside, in cgroup `other`.
+#
+# For every operation, the same operation on OUT is the control: it must be allowed (so the
+# refusal on IN is fsguard's, not a permission the operation lacked anyway), and an inside
+# actor must be allowed on IN. To outside actors (root and user 1000):
+#   attach/debug/pin (every level, root included): ptrace attach and seize, /proc/PID/mem,
+#     process_vm_readv/writev, sched_setaffinity, sched_setscheduler, setpriority, ioprio,
+#     setns through a pidfd, joining or changing the capsule's cgroups (cgroup.procs,
+#     cgroup.threads, clone3 into it, mkdir, rmdir, control files, chmod);
+#   see/signal: kill, pidfd_send_signal, /proc/PID details needing ptrace read, /proc/PID/ns
+#     links, hidepid=invisible visibility: root allowed at level 0 only, the user never.
+# Then: a member moved out of the cgroup by root stays protected; a capsule process can't
+# make an outside parent its tracer (PTRACE_TRACEME); `sealtool run` from outside a sealed
+# capsule is refused and says why; the same workload run inside gives the same results
+# before and after the seal.
+#
+# Output: `PASS: <what>` / `FAIL: <what> (expected X, got Y)` lines, then
+# `process-suite: N passed, M failed`; exit 0 when M is 0.
+set -u
+LEVEL=${1:-}
+case "$LEVEL" in
+    0 | 1) ;;
+    *)
+        echo "usage: process-suite.sh 0|1" >&2
+        exit 2
+        ;;
+esac
+. /inside.sh
+CG=/sys/fs/cgroup/app
+OTHER=/sys/fs/cgroup/other
+LOG=/tmp/process-suite.log
+W=/tmp/process-suite
+: >"$LOG"
+mkdir -p "$W" && chmod 0777 "$W"
+pass=0
+fail=0
+ok() {
+    pass=$((pass + 1))
+    echo "PASS: $1"
+}
+bad() {
+    fail=$((fail + 1))
+    echo "FAIL: $1"
+}
+expect() { # WHAT EXPECTED GOT
+    if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected $2, got ${3:-nothing})"; fi
+}
+contains() { # WHAT TEXT NEEDLE
+    case "$2" in
+        *"$3"*) ok "$1" ;;
+        *) bad "$1 (expected output containing '$3', got: $(printf '%s' "$2" | tr '\n' '|'))" ;;
+    esac
+}
+finish() {
+    if [ "$fail" -gt 0 ]; then
+        echo "--- diagnostics ($LOG, last 60 lines):"
+        tail -n 60 "$LOG"
+        echo "--- inside agent stderr:"
+        tail -n 20 "$INSIDE_DIR/err" 2>/dev/null
+    fi
+    echo "process-suite: $pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit $?
+}
+die() {
+    bad "setup: $*"
+    finish
+}
+
+# Actors. root-out (in the root cgroup), user-out (in cgroup `other`, which it may manage: the
+# kernel lets a user move processes only below a cgroup whose cgroup.procs it can write);
+# root-in, user-in: through the inside agent.
+as() { # ACTOR COMMAND...
+    a=$1
+    shift
+    case "$a" in
+        root-out) "$@" ;;
+        user-out) (echo 0 >"$OTHER/cgroup.procs" && exec runas user "$@") ;;
+        root-in) inside "$@" ;;
+        user-in) inside runas user "$@" ;;
+    esac 2>>"$LOG"
+}
+pp() { # ACTOR OP ARGS...
+    a=$1
+    shift
+    as "$a" proc-probe "$@"
+}
+# /proc reads fail with EACCES (procfs's answer when ptrace access is refused) or EPERM.
+norm() { case "$1" in refused | "error: EACCES") echo refused ;; *) echo "$1" ;; esac; }
+
+start_target() { # NAME CGROUP_OR_EMPTY -> sets NAME_PID, NAME_ADDR
+    rm -f "$W/$1.ready" "$W/$1.ready.signals"
+    if [ -n "$2" ]; then
+        (echo 0 >"$2/cgroup.procs" && exec runas user proc-probe sleeper "$W/$1.ready") \
+            >/dev/null 2>>"$LOG" &
+    else
+        (exec runas user proc-probe sleeper "$W/$1.ready") >/dev/null 2>>"$LOG" &
+    fi
+    i=0
+    while [ ! -s "$W/$1.ready" ] && [ $i -lt 200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    line=$(cat "$W/$1.ready" 2>/dev/null)
+    pid=$(echo "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+    addr=$(echo "$line" | sed -n 's/.*addr=\(0x[0-9a-f]*\).*/\1/p')
+    [ -n "$pid" ] && [ -n "$addr" ] || die "target $1 did not start: $line"
+    eval "${1}_PID=$pid ${1}_ADDR=$addr"
+}
+
+listed() { # ACTOR PID: is PID among the entries of /proc2 as ACTOR lists them?
+    as "$1" ls /proc2 | grep -qx "$2" && echo visible || echo invisible
+}
+
+# ------------------------------------------------------------------------------ set-up
+mount -t tmpfs -o mode=0755 tmpfs /jails 2>/dev/null || { mkdir -p /jails && mount -t tmpfs -o mode=0755 tmpfs /jails; } || die "tmpfs"
+mkdir -p /jails/app/etc && echo conf >/jails/app/etc/app.conf
+[ -w /proc/sys/kernel/yama/ptrace_scope ] && echo 0 >/proc/sys/kernel/yama/ptrace_scope
+# The controllers systemd enables by default; cpuset is checked at the end.
+echo "+cpu +memory +pids" >/sys/fs/cgroup/cgroup.subtree_control 2>>"$LOG" ||
+    die "cannot enable cgroup controllers"
+mkdir -p "$CG" "$OTHER" "$OTHER/sub" || die "cannot create cgroups"
+# gid=4242: nobody's group, so root too is subject to the hiding (the default gid 0 exempts it).
+mkdir -p /proc2 && mount -t proc -o hidepid=invisible,gid=4242 proc /proc2 ||
+    die "cannot mount proc with hidepid=invisible"
+if [ "$LEVEL" = 0 ]; then
+    sealtool level 0 >>"$LOG" 2>&1 || die "sealtool level 0"
+fi
+sealtool register /jails/app --name app >>"$LOG" 2>&1 || die "register"
+start_target OUT "$OTHER"
+
+# The twin target inside, and a sub-cgroup, exist before the seal.
+mkdir -p "$CG/sub" || die "cannot create $CG/sub"
+start_target IN "$CG"
+# So that the user's joins meet only fsguard.
+chmod 0666 "$CG/cgroup.procs" "$OTHER/cgroup.procs" "$OTHER/sub/cgroup.procs"
+
+# A capsule process whose parent is outside, waiting to ask for PTRACE_TRACEME after the seal.
+sh -c 'echo 0 >'"$CG"'/cgroup.procs && while [ ! -e '"$W"'/go.traceme ]; do sleep 0.05; done; exec proc-probe traceme' \
+    >"$W/traceme.out" 2>>"$LOG" &
+TRACEME_JOB=$!
+
+# The same workload inside, before the seal (run through the agent, started inside).
+workload() { # -> one line per step
+    inside sh -c '
+        proc-probe sleeper /tmp/process-suite/wl.ready >/dev/null 2>&1 &
+        s=$!
+        while [ ! -s /tmp/process-suite/wl.ready ]; do sleep 0.05; done
+        a=$(sed -n "s/.*addr=\(0x[0-9a-f]*\).*/\1/p" /tmp/process-suite/wl.ready)
+        for op in "kill $s 0" "kill $s 10" "setpriority $s" "setaffinity $s" "setscheduler $s" \
+            "ioprio $s" "read-file /proc/$s/environ" "proc-mem $s" "vm-read $s $a" \
+            "ptrace-attach $s" "ptrace-seize $s" "setns-pidfd $s" \
+            "write-file '"$CG"'/sub/cgroup.freeze 0" "clone-into-cgroup '"$CG"'/sub"; do
+            echo "$op: $(proc-probe $op 2>/dev/null)" | sed "s#/$s/#/PID/#g; s/ $s\([: ]\)/ PID\1/g; s/ $a/ ADDR/"
+        done
+        echo "mkdir+rmdir sub: $(mkdir '"$CG"'/wl && rmdir '"$CG"'/wl && echo allowed)"
+        kill $s
+        rm -f /tmp/process-suite/wl.ready'
+}
+inside_start "$CG" || die "cannot start the inside agent"
+BEFORE=$(workload)
+
+# Seal with `sealtool run --seal`: it joins the cgroup, seals from inside, then execs.
+out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup' 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "sealtool run --seal exits 0" "exit 0" "exit $rc"
+contains "sealtool run --seal seals and enforces" "$out" "enforced by fsguard"
+contains "sealtool run --seal runs the command inside" "$out" "0::/app"
+expect "the level is $LEVEL" "$LEVEL" "$(sealtool level 2>>"$LOG")"
+
+# ------------------------------------------------------------------------------ checks
+IN=$IN_PID OUT=$OUT_PID
+if [ "$LEVEL" = 0 ]; then SEE_ROOT=allowed; else SEE_ROOT=refused; fi
+
+# attach/debug/pin: refused to outside actors at every level; controls on OUT allowed.
+for a in root-out user-out; do
+    for op in ptrace-attach ptrace-seize proc-mem setaffinity setscheduler setpriority ioprio setns-pidfd; do
+        [ "$a" = user-out ] && [ "$op" = setscheduler ] && continue # needs CAP_SYS_NICE anyway
+        [ "$a" = user-out ] && [ "$op" = setns-pidfd ] && continue  # needs CAP_SYS_ADMIN anyway
+        expect "$a: $op on a capsule process" refused "$(norm "$(pp $a $op "$IN")")"
+        expect "$a: $op on an outside process (control)" allowed "$(pp $a $op "$OUT")"
+    done
+    expect "$a: process_vm_readv of a capsule process" refused "$(pp $a vm-read "$IN" "$IN_ADDR")"
+    expect "$a: process_vm_readv of an outside process (control)" allowed "$(pp $a vm-read "$OUT" "$OUT_ADDR")"
+    expect "$a: process_vm_writev into a capsule process" refused "$(pp $a vm-write "$IN" "$IN_ADDR" 0123456789abcdef)"
+    expect "$a: process_vm_writev into an outside process (control)" allowed "$(pp $a vm-write "$OUT" "$OUT_ADDR" 0123456789abcdef)"
+done
+
+# see/signal: root at level 0 only; the user never.
+for a in root-out user-out; do
+    if [ "$a" = root-out ]; then want=$SEE_ROOT; else want=refused; fi
+    expect "$a: kill -0 a capsule process (level $LEVEL)" "$want" "$(pp $a kill "$IN" 0)"
+    expect "$a: kill -0 an outside process (control)" allowed "$(pp $a kill "$OUT" 0)"
+    before=$(cat "$W/IN.ready.signals" 2>/dev/null | wc -l)
+    expect "$a: SIGUSR1 to a capsule process (level $LEVEL)" "$want" "$(pp $a kill "$IN" 10)"
+    expect "$a: pidfd_send_signal to a capsule process (level $LEVEL)" "$want" "$(pp $a pidfd-signal "$IN" 10)"
+    sleep 0.3
+    after=$(cat "$W/IN.ready.signals" 2>/dev/null | wc -l)
+    if [ "$want" = refused ]; then
+        expect "$a: no refused signal reached the capsule process" "$before" "$after"
+    else
+        [ "$after" -gt "$before" ] && ok "$a: the allowed signal arrived" || bad "$a: the allowed signal arrived ($before -> $after)"
+    fi
+    expect "$a: pidfd_send_signal to an outside process (control)" allowed "$(pp $a pidfd-signal "$OUT" 10)"
+    expect "$a: read /proc/PID/environ of a capsule process (level $LEVEL)" "$want" "$(norm "$(pp $a read-file /proc/$IN/environ)")"
+    expect "$a: read /proc/PID/environ of an outside process (control)" allowed "$(pp $a read-file /proc/$OUT/environ)"
+    expect "$a: readlink-open /proc/PID/cwd of a capsule process (level $LEVEL)" "$want" "$(norm "$(pp $a list-dir /proc/$IN/cwd/)")"
+    [ "$a" = root-out ] && [ "$LEVEL" = 0 ] && wv=visible || wv=invisible
+    expect "$a: hidepid=invisible lists a capsule process (level $LEVEL)" "$wv" "$(listed $a "$IN")"
+    expect "$a: hidepid=invisible lists an outside process of the same user (control)" visible "$(listed $a "$OUT")"
+done
+# Entering namespaces through /proc/PID/ns: refused where seeing is (ptrace read access).
+expect "root-out: setns through /proc/PID/ns/uts of a capsule process (level $LEVEL)" "$SEE_ROOT" "$(norm "$(pp root-out setns-path /proc/$IN/ns/uts)")"
+expect "root-out: setns through /proc/PID/ns/uts of an outside process (control)" allowed "$(pp root-out setns-path /proc/$OUT/ns/uts)"
+
+# The capsule's cgroups: nobody outside joins or changes them, root included.
+for a in root-out user-out; do
+    expect "$a: join the capsule's cgroup (cgroup.procs)" refused "$(pp $a write-file $CG/cgroup.procs 0)"
+    expect "$a: join an outside cgroup (control)" allowed "$(pp $a write-file $OTHER/sub/cgroup.procs 0)"
+    expect "$a: clone3 into the capsule's cgroup" refused "$(pp $a clone-into-cgroup $CG)"
+    expect "$a: clone3 into an outside cgroup (control)" allowed "$(pp $a clone-into-cgroup $OTHER/sub)"
+done
+# Control files; each control writes the same value to the outside cgroup (cgroup.threads:
+# a thread of a process not in the target cgroup is EINVAL there, so its control is the
+# cgroup.procs join above; cgroup.subtree_control: EBUSY in any cgroup with processes).
+for fv in cgroup.threads:$$ cpu.max:max memory.max:max pids.max:max cpu.weight:100 cgroup.freeze:0 cgroup.kill:0 cgroup.subtree_control:+pids; do
+    f=${fv%%:*} v=${fv#*:}
+    expect "root-out: write the capsule's $f" refused "$(pp root-out write-file $CG/$f $v)"
+    case $f in cgroup.threads | cgroup.subtree_control | cgroup.kill) continue ;; esac
+    expect "root-out: write an outside cgroup's $f (control)" allowed "$(pp root-out write-file $OTHER/$f $v)"
+done
+expect "root-out: write the capsule's sub-cgroup cgroup.freeze" refused "$(pp root-out write-file $CG/sub/cgroup.freeze 1)"
+expect "root-out: write an outside sub-cgroup's cgroup.freeze (control)" allowed "$(pp root-out write-file $OTHER/sub/cgroup.freeze 0)"
+expect "root-out: mkdir in the capsule's cgroup" refused "$(mkdir $CG/x 2>>"$LOG" && echo allowed || echo refused)"
+expect "root-out: mkdir in an outside cgroup (control)" allowed "$(mkdir $OTHER/x 2>>"$LOG" && echo allowed || echo refused)"
+expect "root-out: rmdir the capsule's sub-cgroup" refused "$(rmdir $CG/sub 2>>"$LOG" && echo allowed || echo refused)"
+expect "root-out: rmdir an outside sub-cgroup (control)" allowed "$(rmdir $OTHER/x 2>>"$LOG" && echo allowed || echo refused)"
+expect "root-out: chmod the capsule's cgroup.procs" refused "$(chmod 0644 $CG/cgroup.procs 2>>"$LOG" && echo allowed || echo refused)"
+expect "root-out: the capsule's cgroup still holds its process" yes "$(grep -qx "$IN" $CG/cgroup.procs && echo yes)"
+out=$(sealtool run app -- true 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "sealtool run from outside a sealed capsule exits 2" "exit 2" "exit $rc"
+contains "sealtool run from outside says why" "$out" "sealed and this process is outside it"
+
+# Inside: everything works among members, including joining from inside.
+for op in "kill $IN 0" "setpriority $IN" "ptrace-attach $IN" "read-file /proc/$IN/environ" "vm-read $IN $IN_ADDR"; do
+    expect "root-in: $op" allowed "$(pp root-in $op)"
+done
+expect "user-in: kill -0 a process of the capsule" allowed "$(pp user-in kill "$IN" 0)"
+expect "user-in: ptrace-attach a process of the capsule" allowed "$(pp user-in ptrace-attach "$IN")"
+expect "root-in: sealtool run from inside the sealed capsule" ok "$(inside sealtool run app -- sh -c 'echo ok' 2>>"$LOG")"
+AFTER=$(workload)
+if [ "$BEFORE" = "$AFTER" ]; then
+    ok "the inside workload gives the same results before and after the seal"
+else
+    bad "the inside workload gives the same results before and after the seal"
+    echo "$BEFORE" | sed 's/^/  before: /'
+    echo "$AFTER" | sed 's/^/  after:  /'
+fi
+case "$AFTER" in *refused* | *error*) bad "the inside workload is all allowed: $(echo "$AFTER" | tr '\n' '|')" ;; *) ok "the inside workload is all allowed ($(echo "$AFTER" | wc -l) steps)" ;; esac
+
+# A capsule process asking an outside parent to trace it.
+touch "$W/go.traceme"
+wait $TRACEME_JOB
+expect "a capsule process can't make its outside parent its tracer (PTRACE_TRACEME)" refused "$(cat "$W/traceme.out")"
+
+# Enabling cpuset above the capsule would move its processes to new cpusets, which the
+# kernel checks with the task_setscheduler hook (cpuset_can_attach): refused.
+expect "root-out: enable the cpuset controller above the capsule" refused \
+    "$(echo +cpuset 2>>"$LOG" >/sys/fs/cgroup/cgroup.subtree_control && echo allowed || echo refused)"
+# Moving a capsule process out: no hook sees it (without cpuset); the member stays protected.
+echo "$IN" >"$OTHER/cgroup.procs" 2>>"$LOG"
+expect "root-out: a capsule process moved out of its cgroup" yes "$(grep -qx "$IN" $OTHER/cgroup.procs && echo yes)"
+expect "root-out: ptrace-attach the moved-out capsule process" refused "$(pp root-out ptrace-attach "$IN")"
+expect "root-out: setaffinity the moved-out capsule process" refused "$(pp root-out setaffinity "$IN")"
+expect "user-out: kill -0 the moved-out capsule process" refused "$(pp user-out kill "$IN" 0)"
+
+out=$(sealtool status 2>&1)
+refusals=$(printf '%s\n' "$out" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')
+[ "${refusals:-0}" -gt 0 ] && ok "sealtool status counts the refusals ($refusals)" || bad "sealtool status counts the refusals (got ${refusals:-nothing})"
+finish
