@@ -69,6 +69,25 @@ pub enum Error {
         pattern: String,
         reason: &'static str,
     },
+    #[error(
+        "capsule {capsule:?}: cannot watch {}: the inotify watch limit is reached; raise it \
+         (sysctl fs.inotify.max_user_watches, now {limit}) and start again: a tree is never \
+         watched in part",
+        shown(path)
+    )]
+    WatchLimit {
+        capsule: String,
+        path: PathBuf,
+        limit: String,
+    },
+    #[error("capsule {capsule:?}: cannot watch {}: {reason}", shown(path))]
+    Watch {
+        capsule: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot start watching: {reason} (is fs.inotify.max_user_instances reached?)")]
+    WatchStart { reason: String },
 }
 
 impl Error {
