@@ -538,6 +538,49 @@ impl Registry {
         Ok(rec)
     }
 
+    /// Every seal file in the registry, decoded and checked (its name, digest and checksum):
+    /// what boot enforcement trusts. Unlike the sled index they are never rewritten, and at
+    /// level 2 the guard keeps them so. Sorted by capsule name.
+    pub fn seals_on_disk(&self) -> Result<Vec<SealRecord>> {
+        let root = self.dir.join("manifests");
+        let dirs = match fs::read_dir(&root) {
+            Ok(d) => d,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(root, "read", e)),
+        };
+        let mut out = Vec::new();
+        for d in dirs {
+            let dir = d.map_err(|e| Error::io(&root, "read", e))?.path();
+            if !dir.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(&dir).map_err(|e| Error::io(&dir, "read", e))? {
+                let path = f.map_err(|e| Error::io(&dir, "read", e))?.path();
+                if path.extension().and_then(|x| x.to_str()) != Some("seal") {
+                    continue;
+                }
+                let bytes =
+                    fs::read(&path).map_err(|e| Error::io(&path, "read the seal record", e))?;
+                let corrupt = |reason: String| Error::ManifestCorrupt {
+                    path: path.clone(),
+                    reason,
+                };
+                let seal = SealRecord::decode(&bytes).map_err(corrupt)?;
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                if dir.file_name() != Some(std::ffi::OsStr::new(&seal.name))
+                    || Digest::from_hex(stem) != Some(seal.digest)
+                {
+                    return Err(corrupt(
+                        "its file name does not match the capsule and digest it seals".into(),
+                    ));
+                }
+                out.push(seal);
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     /// The seal of a sealed capsule, checked against its record.
     pub fn seal_record(&self, rec: &CapsuleRecord) -> Result<SealRecord> {
         let path = self.seal_path(&rec.name, &rec.digest);

@@ -97,6 +97,51 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } members SEC(".maps");
 
+/* Directories above sealed roots (and above the guard's pins) -> capsule slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_ANCESTORS);
+	__type(key, struct fsguard_inode_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ancestors SEC(".maps");
+
+/* Block devices (kernel dev_t) that hold sealed trees -> capsule slot. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_DEVICES);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} devices SEC(".maps");
+
+/* Userspace's way in from level 1 on (see FSGUARD_REQ_* in fsguard.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_REQUESTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, __u64);
+	__type(value, struct fsguard_request);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} requests SEC(".maps");
+
+/* What userspace reads: the level and request counters, and a copy of the capsule slots. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct fsguard_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} state SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FSGUARD_MAX_CAPSULES);
+	__type(key, __u32);
+	__type(value, struct fsguard_capsule);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} capsules_view SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -340,6 +385,8 @@ static __always_inline int decide(struct inode *inode, struct dentry *dentry, __
 		return 0;
 	capsule = v->capsule;
 	flags = v->flags;
+	if ((flags & FSGUARD_INODE_APPEND_ONLY) && (op == FSGUARD_OP_CREATE || op == FSGUARD_OP_LINK))
+		return 0;
 	c = bpf_map_lookup_elem(&capsules, &capsule);
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
 		return refuse(&key, dentry, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, current_level(),
@@ -380,6 +427,24 @@ static __always_inline bool is_protected(struct inode *inode)
 	return protected_inode(inode, &key) != NULL;
 }
 
+/*
+ * Removing `victim`'s name from `dir` (unlink, rmdir, rename away, replace): an append-only
+ * directory allows it only for entries that are not protected themselves (a temporary file
+ * renamed into place); any other protected directory is decided as usual.
+ */
+static __always_inline int decide_removal(struct inode *dir, struct inode *victim,
+					  struct dentry *dentry, __u32 op)
+{
+	struct fsguard_inode_key key = {};
+	struct fsguard_inode_value *dv = protected_inode(dir, &key);
+
+	if (!dv)
+		return 0;
+	if ((dv->flags & FSGUARD_INODE_APPEND_ONLY) && !is_protected(victim))
+		return 0;
+	return decide(dir, dentry, op);
+}
+
 /* Adds `inode` to the capsule that protects `dir`, with its flags (allowed operations only). */
 static __always_inline void inherit(struct inode *inode, struct inode *dir)
 {
@@ -388,7 +453,7 @@ static __always_inline void inherit(struct inode *inode, struct inode *dir)
 	struct fsguard_inode_value value;
 	struct fsguard_stats *st;
 
-	if (!dv || !inode_key(inode, &key))
+	if (!dv || (dv->flags & FSGUARD_INODE_APPEND_ONLY) || !inode_key(inode, &key))
 		return;
 	value.capsule = dv->capsule;
 	value.flags = dv->flags;
@@ -412,6 +477,52 @@ static __always_inline void release_if_last_link(struct inode *inode)
 		if (st)
 			__sync_fetch_and_add(&st->released, 1);
 	}
+}
+
+/*
+ * Lock down. `slot` protects something that is not part of a tree (a directory above a
+ * sealed root, a block device, a mount): refused from level 2 on, or from level 1 on when it
+ * belongs to the guard's own slot (its pins). 0 when allowed.
+ */
+static __always_inline int decide_locked(__u32 slot, struct fsguard_inode_key *key,
+					 struct dentry *dentry, __u32 op)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+	__u32 level = current_level();
+	bool guard = c && (c->flags & FSGUARD_CAPSULE_GUARD);
+
+	if (level >= FSGUARD_LEVEL_LOCKED || (guard && level >= FSGUARD_LEVEL_SEALED))
+		return refuse(key, dentry, slot, op, guard ? FSGUARD_RULE_GUARD : FSGUARD_RULE_LOCKED,
+			      level, current_fsuid());
+	return 0;
+}
+
+/* A directory above a sealed root (or the guard's pins): renaming, removing, mounting over
+ * or unmounting it would swap what the path leads to. */
+static __always_inline int decide_ancestor(struct inode *inode, struct dentry *dentry, __u32 op)
+{
+	struct fsguard_inode_key key = {};
+	__u32 *slot;
+
+	if (!inode_key(inode, &key))
+		return 0;
+	slot = bpf_map_lookup_elem(&ancestors, &key);
+	if (!slot)
+		return 0;
+	return decide_locked(*slot, &key, dentry, op);
+}
+
+/* Mounting over, moving or unmounting at `dentry`: refused over a sealed tree's entries and
+ * over directories above sealed roots. */
+static __always_inline int decide_mountpoint(struct dentry *dentry, __u32 op)
+{
+	struct inode *inode = dentry_inode(dentry);
+	struct fsguard_inode_key key = {};
+	struct fsguard_inode_value *v = protected_inode(inode, &key);
+
+	if (v)
+		return decide_locked(v->capsule, &key, dentry, op);
+	return decide_ancestor(inode, dentry, op);
 }
 
 /*
@@ -506,6 +617,16 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 			return r;
 		inherit(inode, dentry_inode(parent));
 		return 0;
+	}
+	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK && (file->f_mode & FMODE_WRITE)) {
+		__u64 rdev = inode->i_rdev;
+		__u32 *slot = bpf_map_lookup_elem(&devices, &rdev);
+		struct fsguard_inode_key key = {};
+
+		if (!slot)
+			return 0;
+		inode_key(inode, &key);
+		return decide_locked(*slot, &key, file->f_path.dentry, FSGUARD_OP_BLOCKDEV_WRITE);
 	}
 	if (!is_regular(inode))
 		return 0;
@@ -669,7 +790,7 @@ int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int
 
 	if (ret)
 		return ret;
-	r = decide(dir, dentry, FSGUARD_OP_UNLINK);
+	r = decide_removal(dir, victim, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
 	r = decide(victim, dentry, FSGUARD_OP_UNLINK);
@@ -687,13 +808,16 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 
 	if (ret)
 		return ret;
-	r = decide(dir, dentry, FSGUARD_OP_RMDIR);
+	r = decide_removal(dir, victim, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
 	r = decide(victim, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
 	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
+	if (r)
+		return r;
+	r = decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
 	release_if_last_link(victim);
@@ -715,10 +839,10 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 
 	if (ret)
 		return ret;
-	r = decide(old_dir, old_dentry, FSGUARD_OP_RENAME);
+	r = decide_removal(old_dir, moved, old_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
-	r = decide(new_dir, new_dentry, FSGUARD_OP_RENAME);
+	r = decide_removal(new_dir, replaced, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
 	r = decide(moved, old_dentry, FSGUARD_OP_RENAME);
@@ -728,6 +852,12 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	if (r)
 		return r;
 	r = decide_cgroup(moved, old_dentry, FSGUARD_OP_CGROUP);
+	if (r)
+		return r;
+	r = decide_ancestor(moved, old_dentry, FSGUARD_OP_RENAME);
+	if (r)
+		return r;
+	r = decide_ancestor(replaced, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
 	/*
@@ -941,6 +1071,212 @@ int BPF_PROG(fsguard_capable, const struct cred *cred, struct user_namespace *ns
 	return refuse_event(NULL, NULL, BPF_CORE_READ(target, tgid), slot, FSGUARD_OP_SETNS,
 			    FSGUARD_RULE_ATTACH,
 			    current_level(), current_euid());
+}
+
+/* ---------------------------------------------------------------- mounts */
+
+SEC("lsm/sb_mount")
+int BPF_PROG(fsguard_sb_mount, const char *dev_name, const struct path *path, const char *type,
+	     unsigned long flags, void *data, int ret)
+{
+	if (ret)
+		return ret;
+	/*
+	 * mount(2) with MS_MOVE names the mount to move by a string the hook can't resolve: at
+	 * level 2 it is refused everywhere (move_mount(2) is checked precisely below).
+	 */
+	if ((flags & MS_MOVE) && current_level() >= FSGUARD_LEVEL_LOCKED)
+		return refuse(NULL, path->dentry, 0, FSGUARD_OP_MOVE_MOUNT, FSGUARD_RULE_LOCKED,
+			      current_level(), current_fsuid());
+	/* New mounts, binds, remounts: over (or of) a sealed tree or a directory above one. */
+	return decide_mountpoint(path->dentry, FSGUARD_OP_MOUNT);
+}
+
+SEC("lsm/move_mount")
+int BPF_PROG(fsguard_move_mount, const struct path *from_path, const struct path *to_path, int ret)
+{
+	int r;
+
+	if (ret)
+		return ret;
+	r = decide_mountpoint(from_path->dentry, FSGUARD_OP_MOVE_MOUNT);
+	return r ? r : decide_mountpoint(to_path->dentry, FSGUARD_OP_MOVE_MOUNT);
+}
+
+/* Unmounting a filesystem whose root is a sealed entry or above a sealed root (for the
+ * guard's pins: the bpffs mount, whose end would release the pinned links). */
+SEC("lsm/sb_umount")
+int BPF_PROG(fsguard_sb_umount, struct vfsmount *mnt, int flags, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_mountpoint(mnt->mnt_root, FSGUARD_OP_UMOUNT);
+}
+
+/* ---------------------------------------------------------------- the guard itself */
+
+/* The maps nobody may open from level 1 on: what they hold is what is enforced. A program
+ * given any descriptor of a map (even read-only) may write it, so none is handed out. */
+static __always_inline bool is_guarded_map(struct bpf_map *map)
+{
+	return map == (void *)&config || map == (void *)&inodes || map == (void *)&capsules ||
+	       map == (void *)&cgroup_capsules || map == (void *)&members ||
+	       map == (void *)&ancestors || map == (void *)&devices;
+}
+
+SEC("lsm/bpf_map")
+int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
+{
+	__u32 level;
+
+	if (ret)
+		return ret;
+	if (!is_guarded_map(map))
+		return 0;
+	level = current_level();
+	if (level < FSGUARD_LEVEL_SEALED)
+		return 0;
+	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_MAP, FSGUARD_RULE_GUARD, level,
+		      current_fsuid());
+}
+
+static __always_inline bool same_name(const char *a, const char *b)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < FSGUARD_NAME_LEN; i++) {
+		if (a[i] != b[i])
+			return false;
+		if (!a[i])
+			return true;
+	}
+	return true;
+}
+
+static __always_inline bool apply_capsule(__u32 slot, struct fsguard_capsule *want)
+{
+	struct fsguard_capsule *have = bpf_map_lookup_elem(&capsules, &slot);
+
+	if (!have || slot == 0 || !(want->flags & FSGUARD_CAPSULE_ACTIVE))
+		return false;
+	if (have->flags & FSGUARD_CAPSULE_ACTIVE)
+		/* Taken: fine only if it is the same capsule (an idempotent `enforce`). */
+		return have->cgroup_id == want->cgroup_id && have->flags == want->flags &&
+		       same_name(have->name, want->name);
+	if (bpf_map_update_elem(&capsules, &slot, want, BPF_ANY))
+		return false;
+	bpf_map_update_elem(&capsules_view, &slot, want, BPF_ANY);
+	return true;
+}
+
+static __always_inline bool apply_inode(struct fsguard_request *r)
+{
+	struct fsguard_inode_key key = { .dev = r->a, .ino = r->b };
+	struct fsguard_inode_value value = { .capsule = r->slot, .flags = r->flags };
+	struct fsguard_inode_value *have;
+
+	if (!bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST))
+		return true;
+	have = bpf_map_lookup_elem(&inodes, &key);
+	if (!have)
+		return false;
+	value.capsule = have->capsule;
+	value.flags = have->flags | r->flags;
+	/* Another capsule's inode (a hard link shared by two trees): it stays that capsule's
+	 * and becomes frozen, so neither inside can modify the other's file. */
+	if (have->capsule != r->slot)
+		value.flags |= FSGUARD_INODE_FROZEN;
+	return bpf_map_update_elem(&inodes, &key, &value, BPF_EXIST) == 0;
+}
+
+static __always_inline bool apply_slot_key(void *map, void *key, __u32 slot)
+{
+	__u32 *have;
+
+	if (!bpf_map_update_elem(map, key, &slot, BPF_NOEXIST))
+		return true;
+	have = bpf_map_lookup_elem(map, key);
+	return have && *have == slot;
+}
+
+static __always_inline bool apply_level(__u32 level, struct fsguard_state *st)
+{
+	__u32 zero = 0;
+	struct fsguard_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	if (!cfg || level > FSGUARD_LEVEL_LOCKED || level < current_level())
+		return false;
+	cfg->level = level;
+	cfg->magic = FSGUARD_MAGIC;
+	cfg->version = FSGUARD_ABI_VERSION;
+	st->level = level;
+	return true;
+}
+
+static __always_inline bool apply_request(struct fsguard_request *r, struct fsguard_state *st)
+{
+	struct fsguard_inode_key ikey = { .dev = r->a, .ino = r->b };
+	__u64 id = r->a;
+
+	switch (r->kind) {
+	case FSGUARD_REQ_INODE:
+		return apply_inode(r);
+	case FSGUARD_REQ_CAPSULE:
+		return apply_capsule(r->slot, &r->capsule);
+	case FSGUARD_REQ_CGROUP:
+		return apply_slot_key(&cgroup_capsules, &id, r->slot);
+	case FSGUARD_REQ_LEVEL:
+		return apply_level(r->level, st);
+	/* Directories and devices shared by several capsules keep the first one's slot: they
+	 * are protected either way (a different slot takes nothing away). */
+	case FSGUARD_REQ_ANCESTOR:
+		return apply_slot_key(&ancestors, &ikey, r->slot) ||
+		       bpf_map_lookup_elem(&ancestors, &ikey);
+	case FSGUARD_REQ_DEVICE:
+		return apply_slot_key(&devices, &id, r->slot) || bpf_map_lookup_elem(&devices, &id);
+	}
+	return false;
+}
+
+/*
+ * Every bpf(2) call applies the pending requests, in sequence order, up to
+ * FSGUARD_REQUESTS_PER_CALL of them (an empty map costs one lookup): sealtool writes its
+ * requests, then makes bpf(2) calls until none is left, and reads `state` to see what was
+ * applied or rejected.
+ */
+SEC("lsm/bpf")
+int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int ret)
+{
+	struct fsguard_request req, *r;
+	struct fsguard_state *st;
+	__u32 zero = 0;
+	__u64 seq;
+	int i;
+
+	if (ret)
+		return ret;
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (!st)
+		return 0;
+	for (i = 0; i < FSGUARD_REQUESTS_PER_CALL; i++) {
+		seq = st->next;
+		r = bpf_map_lookup_elem(&requests, &seq);
+		if (!r)
+			break;
+		req = *r;
+		/* Whoever deletes a request applies it and moves `next` on, so two bpf(2) calls
+		 * at once neither apply a request twice nor skip one. */
+		if (bpf_map_delete_elem(&requests, &seq))
+			break;
+		if (apply_request(&req, st))
+			__sync_fetch_and_add(&st->applied, 1);
+		else
+			__sync_fetch_and_add(&st->rejected, 1);
+		st->next = seq + 1;
+	}
+	st->magic = FSGUARD_MAGIC;
+	return 0;
 }
 
 /* GPL-compatible, as BTF-attached (LSM) programs require; matches the project's BSD-2. */

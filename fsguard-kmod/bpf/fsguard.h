@@ -33,16 +33,41 @@
 
 /* Bits of struct fsguard_inode_value.flags. */
 #define FSGUARD_INODE_FROZEN (1u << 0) /* nobody may modify it, inside processes included */
+/* A directory anyone may add entries to, but whose protected entries nobody may remove or
+ * replace (the registry's manifest directories at level 2). What is created in it is not
+ * protected until userspace protects it. */
+#define FSGUARD_INODE_APPEND_ONLY (1u << 1)
 /* The smoke program's deny bit. */
 #define FSGUARD_DENY_WRITE (1u << 0)
 
 /* Bits of struct fsguard_capsule.flags. */
 #define FSGUARD_CAPSULE_ACTIVE (1u << 0)     /* the slot holds a sealed capsule */
 #define FSGUARD_CAPSULE_HAS_CGROUP (1u << 1) /* processes in cgroup_id's subtree are inside */
+#define FSGUARD_CAPSULE_GUARD (1u << 2)      /* the guard's own pins: protected from level 1 */
+
+/*
+ * Requests (the `requests` map, keyed by sequence number): from level 1 on nobody may open
+ * the guard's maps, so userspace adds to them by leaving requests at fsguard_state.next,
+ * next + 1, ...; on every bpf(2) call the guard's `bpf` hook applies up to
+ * FSGUARD_REQUESTS_PER_CALL of them in order, deletes them and advances `next`. Every
+ * request can only add: an inode, ancestor, device or cgroup not yet known; a capsule in a
+ * free slot; flags on an inode; a higher level. Anything else is rejected and counted
+ * (fsguard_state.rejected).
+ */
+#define FSGUARD_REQ_INODE 1u    /* a=dev, b=ino; request.flags; key.slot */
+#define FSGUARD_REQ_CAPSULE 2u  /* key.slot; request.capsule */
+#define FSGUARD_REQ_CGROUP 3u   /* a=cgroup id; key.slot */
+#define FSGUARD_REQ_LEVEL 4u    /* request.level */
+#define FSGUARD_REQ_ANCESTOR 5u /* a=dev, b=ino of a directory above a sealed root; key.slot */
+#define FSGUARD_REQ_DEVICE 6u   /* a=kernel dev_t of a block device holding a sealed tree */
+#define FSGUARD_MAX_REQUESTS (1u << 16)
+#define FSGUARD_REQUESTS_PER_CALL 128u
 
 /* Capacities. The inode map allocates on demand (BPF_F_NO_PREALLOC). */
 #define FSGUARD_MAX_INODES (1u << 22)
 #define FSGUARD_MAX_CAPSULES 256u
+#define FSGUARD_MAX_ANCESTORS 4096u
+#define FSGUARD_MAX_DEVICES 256u
 /* A capsule's cgroup must be at most this deep below the cgroup2 root (root = 0), so that the
  * kernel finds it among a process's ancestors with a bounded loop. */
 #define FSGUARD_MAX_CGROUP_DEPTH 32u
@@ -173,6 +198,28 @@ struct fsguard_ratelimit {
 	__u64 sent;
 };
 
+struct fsguard_request {
+	__u32 kind;  /* FSGUARD_REQ_* */
+	__u32 slot;  /* capsule slot */
+	__u64 a;
+	__u64 b;
+	__u32 flags; /* FSGUARD_REQ_INODE: FSGUARD_INODE_* to set */
+	__u32 level; /* FSGUARD_REQ_LEVEL */
+	struct fsguard_capsule capsule; /* FSGUARD_REQ_CAPSULE */
+};
+
+/*
+ * What userspace may read of the guard once its maps are closed (level 1 on): the `state`
+ * array map (index 0), a copy the programs keep of the level, plus request counters.
+ */
+struct fsguard_state {
+	__u32 magic;   /* FSGUARD_MAGIC once the guard has applied a request */
+	__u32 level;
+	__u64 next;     /* sequence number of the next request to apply */
+	__u64 applied;  /* requests applied */
+	__u64 rejected; /* requests rejected (they would have taken something away) */
+};
+
 /* Counters, one copy per CPU in the per-CPU array map `stats` (index 0). */
 struct fsguard_stats {
 	__u64 denied;             /* refusals (every rule, every operation) */
@@ -190,5 +237,7 @@ _Static_assert(sizeof(struct fsguard_event) == 592, "fsguard_event layout change
 _Static_assert(sizeof(struct fsguard_stats) == 40, "fsguard_stats layout changed");
 
 _Static_assert(sizeof(struct fsguard_ratelimit) == 16, "fsguard_ratelimit layout changed");
+_Static_assert(sizeof(struct fsguard_request) == 112, "fsguard_request layout changed");
+_Static_assert(sizeof(struct fsguard_state) == 32, "fsguard_state layout changed");
 
 #endif /* __FSGUARD_H__ */

@@ -55,6 +55,7 @@ enum bpf_map_type {
 #define BPF_F_NO_PREALLOC (1U << 0)
 #define BPF_ANY 0
 #define BPF_NOEXIST 1
+#define BPF_EXIST 2
 #define BPF_LOCAL_STORAGE_GET_F_CREATE 1
 
 /* include/linux/fs.h: struct file::f_mode bits (set before security_file_open runs). */
@@ -72,6 +73,7 @@ enum bpf_map_type {
 /* include/uapi/linux/stat.h */
 #define S_IFMT 00170000
 #define S_IFREG 0100000
+#define S_IFBLK 0060000
 
 /* include/uapi/asm-generic/mman-common.h, mman.h; include/linux/mm.h */
 #define PROT_WRITE 0x2
@@ -82,6 +84,11 @@ enum bpf_map_type {
 #define FS_IOC_SETFLAGS 0x40086602
 #define FS_IOC32_SETFLAGS 0x40046602
 #define FS_IOC_FSSETXATTR 0x401c5820
+
+/* include/uapi/linux/mount.h */
+#define MS_REMOUNT 32
+#define MS_BIND 4096
+#define MS_MOVE 8192
 
 /* include/uapi/linux/magic.h */
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -107,6 +114,7 @@ struct super_block {
 
 struct inode {
 	void *i_private;
+	dev_t i_rdev;
 	umode_t i_mode;
 	unsigned long i_ino;
 	struct super_block *i_sb;
@@ -126,7 +134,9 @@ struct dentry {
 	struct inode *d_inode;
 };
 
-struct vfsmount;
+struct vfsmount {
+	struct dentry *mnt_root;
+};
 
 struct path {
 	struct vfsmount *mnt;
@@ -209,6 +219,8 @@ struct task_struct {
 };
 
 struct iattr;
+struct bpf_map;
+union bpf_attr;
 struct kernel_siginfo;
 struct user_namespace;
 

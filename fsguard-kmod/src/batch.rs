@@ -10,6 +10,7 @@ use crate::{Error, Result};
 
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 /// Elements per batch call: bounded so one call never holds the map's locks for long.
 const CHUNK: usize = 8192;
 
@@ -108,4 +109,37 @@ pub fn update<K: Copy, V: Copy>(
         }
     }
     Ok(())
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct NextKeyAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    next_key: u64,
+}
+
+/// Whether the map behind `fd` holds any element (BPF_MAP_GET_NEXT_KEY from the start).
+/// `K` is the map's key type.
+pub fn is_empty<K: Copy + Default>(fd: &OwnedFd, map: &'static str) -> Result<bool> {
+    let mut first = K::default();
+    let mut attr = NextKeyAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: 0,
+        next_key: &mut first as *mut K as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
+        Err(e) => Err(Error::Map {
+            op: "read the keys of",
+            map,
+            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
+                call: "bpf_map_get_next_key",
+                io_error: e,
+            }),
+        }),
+    }
 }

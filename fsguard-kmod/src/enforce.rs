@@ -48,8 +48,10 @@ pub struct Plan {
     /// The capsule's cgroup directory, whose present processes are made members.
     pub cgroup: Option<PathBuf>,
     pub inodes: Vec<Protected>,
-    /// Per inode: it has hard links outside the tree, so another capsule may hold it too.
-    pub maybe_shared: Vec<bool>,
+    /// The directories above the root, up to `/` (level 2 keeps them in place).
+    pub ancestors: Vec<fsguard_inode_key>,
+    /// The block devices (kernel dev_t) under the tree's filesystem (level 2 refuses writes).
+    pub devices: Vec<u64>,
     pub frozen: usize,
 }
 
@@ -59,7 +61,6 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
     let rules = FrozenRules::new(GlobSet::new(&seal.frozen)?);
     let marks = rules.mark(&tree.entries);
     let mut inodes = Vec::with_capacity(tree.entries.len());
-    let mut maybe_shared = Vec::with_capacity(tree.entries.len());
     let mut frozen = 0;
     for (e, &is_frozen) in tree.entries.iter().zip(&marks) {
         // Another filesystem mounted inside the tree is not part of it.
@@ -71,7 +72,6 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
             st_dev: e.dev,
         })?;
         frozen += usize::from(is_frozen);
-        maybe_shared.push(e.links_outside());
         inodes.push(Protected {
             key: fsguard_inode_key {
                 dev: u64::from(dev),
@@ -89,7 +89,11 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
         inside,
         cgroup: seal.cgroup.clone(),
         inodes,
-        maybe_shared,
+        ancestors: ancestors_of(root).map_err(|e| PlanError::Io {
+            path: root.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?,
+        devices: block_devices_of(root)?,
         frozen,
     })
 }
@@ -97,11 +101,137 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
 /// Hands a plan to the guard; returns the capsule's slot.
 pub fn apply(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
     let slot = guard.ensure_capsule(&plan.name, plan.inside)?;
-    guard.protect(slot, &plan.inodes, &plan.maybe_shared)?;
+    guard.protect(slot, &plan.inodes)?;
+    guard.protect_ancestors(slot, &plan.ancestors)?;
+    guard.protect_devices(slot, &plan.devices)?;
     if let Some(cgroup) = &plan.cgroup {
         remember_members(cgroup)?;
     }
     Ok(slot)
+}
+
+/// The capsule slot that protects the registry from level 2 on.
+pub const REGISTRY_SLOT_NAME: &str = ".registry";
+
+/// Level 2's protection of the registry at `dir`, so root can't rewrite what the next boot
+/// enforces: every manifest and seal file is frozen (they are content-addressed and never
+/// rewritten), as is the configured level; `manifests/` and each capsule's directory in it
+/// are append-only (new capsules and seals can still be added; nothing can be removed or
+/// replaced); the registry directory and those above it can't be renamed, removed or mounted
+/// over. The sled index (`db/`) is not protected: it is derived data, rebuilt from these
+/// files, and boot enforcement reads the seal files themselves. Idempotent: run again after
+/// each registration at level 2 to freeze the new files.
+pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| crate::Error::Stat { path, source }
+    };
+    let append_only = crate::shared::FSGUARD_INODE_APPEND_ONLY;
+    let mut inodes = Vec::new();
+    let mut add = |path: &Path, flags: u32| -> crate::Result<()> {
+        inodes.push(Protected {
+            key: fsguard_inode_key::of_path(path)?,
+            flags,
+        });
+        Ok(())
+    };
+    let manifests = dir.join("manifests");
+    if manifests.is_dir() {
+        add(&manifests, append_only)?;
+        for capsule in std::fs::read_dir(&manifests).map_err(io(&manifests))? {
+            let capsule = capsule.map_err(io(&manifests))?.path();
+            if !capsule.is_dir() {
+                continue;
+            }
+            add(&capsule, append_only)?;
+            for f in std::fs::read_dir(&capsule).map_err(io(&capsule))? {
+                let f = f.map_err(io(&capsule))?.path();
+                let ext = f.extension().and_then(|e| e.to_str());
+                if matches!(ext, Some("manifest") | Some("seal")) && f.is_file() {
+                    add(&f, FSGUARD_INODE_FROZEN)?;
+                }
+            }
+        }
+    }
+    let level = dir.join("level");
+    if level.is_file() {
+        add(&level, FSGUARD_INODE_FROZEN)?;
+    }
+    let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
+    guard.protect(slot, &inodes)?;
+    let mut above = vec![fsguard_inode_key::of_path(dir)?];
+    above.extend(ancestors_of(dir)?);
+    guard.protect_ancestors(slot, &above)?;
+    Ok(inodes.len())
+}
+
+/// The kernel identities of the directories strictly above `path`, up to `/`, as the path
+/// resolves now (through mounts: a mount point's identity is the mounted root's).
+pub fn ancestors_of(path: &Path) -> crate::Result<Vec<fsguard_inode_key>> {
+    let real = std::fs::canonicalize(path).map_err(|source| crate::Error::Stat {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    real.ancestors()
+        .skip(1)
+        .map(fsguard_inode_key::of_path)
+        .collect()
+}
+
+/// The block devices whose writes would change the filesystem holding `root`: its own
+/// device, the whole disk of a partition, and what a device-mapper or md device is built on
+/// (sysfs `slaves`), as kernel dev_t values. Empty for filesystems without a block device
+/// (tmpfs, ...).
+pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
+    let meta = std::fs::metadata(root).map_err(|source| PlanError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    let mut todo = vec![format!(
+        "{}:{}",
+        libc::major(meta.dev()),
+        libc::minor(meta.dev())
+    )];
+    while let Some(majmin) = todo.pop() {
+        let sys = PathBuf::from(format!("/sys/dev/block/{majmin}"));
+        let Ok(dir) = std::fs::canonicalize(&sys) else {
+            continue; // not a block device
+        };
+        let Some((maj, min)) = majmin
+            .split_once(':')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
+        else {
+            continue;
+        };
+        let kdev = (maj << 20) | min;
+        if out.contains(&kdev) {
+            continue;
+        }
+        out.push(kdev);
+        let read_dev = |d: &Path| {
+            std::fs::read_to_string(d.join("dev"))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        if dir.join("partition").exists() {
+            if let Some(disk) = dir.parent().and_then(read_dev) {
+                todo.push(disk);
+            }
+        }
+        if let Ok(slaves) = std::fs::read_dir(dir.join("slaves")) {
+            for s in slaves.flatten() {
+                if let Some(d) = std::fs::canonicalize(s.path())
+                    .ok()
+                    .as_deref()
+                    .and_then(read_dev)
+                {
+                    todo.push(d);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Has the kernel remember every thread now in `cgroup`'s subtree as a member of its capsule,

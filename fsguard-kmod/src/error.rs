@@ -153,6 +153,26 @@ pub enum Error {
         /// Capacity.
         max: u32,
     },
+    /// The guard refused requests: each would have taken something away.
+    #[error("the guard rejected {count} of {of} requests: each would have taken protection away (a slot, cgroup, level or inode it already holds otherwise)")]
+    Rejected {
+        /// Requests rejected.
+        count: u64,
+        /// Requests submitted.
+        of: usize,
+    },
+    /// The guard did not apply the requests (its `bpf` hook is not attached?).
+    #[error("{dir}: the guard left requests unapplied; is its bpf hook attached?")]
+    RequestsPending {
+        /// The pin directory.
+        dir: std::path::PathBuf,
+    },
+    /// The kernel already enforces this capsule with another inside.
+    #[error("capsule {name:?} is already enforced with a different inside (cgroup); an inside never changes once sealed")]
+    InsideMismatch {
+        /// The capsule.
+        name: String,
+    },
     /// Two capsules can't share a cgroup.
     #[error("cgroup {cgroup_id} is already the inside of capsule slot {slot}")]
     CgroupTaken {

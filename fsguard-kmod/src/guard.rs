@@ -3,19 +3,28 @@
 //! feeds the maps (capsule slots, protected inodes, the level).
 //!
 //! Layout of the pin directory: one pinned link per program (`link_<program>`) and the maps
-//! `config`, `inodes`, `capsules`, `stats`, `events`, pinned by name at load time.
+//! of [`MAPS`], pinned by name at load time.
+//!
+//! From level 1 on the guard lets nobody open the maps that hold what it enforces (a BPF
+//! program given any descriptor of a map may write it). Userspace then adds to them only
+//! through the `requests` map, which the guard's `bpf` hook applies on the next bpf(2) call,
+//! accepting only additions; and reads the level and the capsule slots from the copies the
+//! programs keep (`state`, `capsules_view`). This module always goes that way, at every
+//! level, so there is one path to test.
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, Map, MapData, PerCpuArray};
 use aya::programs::links::FdLink;
 use aya::programs::Lsm;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::shared::{
-    fsguard_capsule, fsguard_config, fsguard_inode_key, fsguard_inode_value, fsguard_stats,
-    FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_HAS_CGROUP, FSGUARD_INODE_FROZEN, FSGUARD_LEVEL_LOCKED,
-    FSGUARD_MAX_CAPSULES, FSGUARD_NAME_LEN,
+    fsguard_capsule, fsguard_config, fsguard_inode_key, fsguard_request, fsguard_state,
+    fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD, FSGUARD_CAPSULE_HAS_CGROUP,
+    FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES, FSGUARD_MAX_REQUESTS,
+    FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP,
+    FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL,
 };
 use crate::{objects, Error, Result};
 
@@ -53,6 +62,11 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_task_getscheduler", "task_getscheduler"),
     ("fsguard_task_alloc", "task_alloc"),
     ("fsguard_capable", "capable"),
+    ("fsguard_sb_mount", "sb_mount"),
+    ("fsguard_move_mount", "move_mount"),
+    ("fsguard_sb_umount", "sb_umount"),
+    ("fsguard_bpf_map", "bpf_map"),
+    ("fsguard_bpf", "bpf"),
 ];
 
 /// The maps `bpf/fsguard.bpf.c` pins by name.
@@ -62,6 +76,11 @@ pub const MAPS: &[&str] = &[
     "capsules",
     "cgroup_capsules",
     "members",
+    "ancestors",
+    "devices",
+    "requests",
+    "state",
+    "capsules_view",
     "stats",
     "events",
 ];
@@ -91,13 +110,12 @@ pub struct CapsuleSlot {
     pub inside: Option<Inside>,
 }
 
-/// Handles on the pinned maps of a loaded guard.
+/// Handles on the pinned maps a loaded guard lets userspace open at every level.
 pub struct Guard {
     dir: PathBuf,
-    config: Array<MapData, fsguard_config>,
-    inodes: HashMap<MapData, fsguard_inode_key, fsguard_inode_value>,
-    capsules: Array<MapData, fsguard_capsule>,
-    cgroup_capsules: HashMap<MapData, u64, u32>,
+    requests: std::os::fd::OwnedFd,
+    state: Array<MapData, fsguard_state>,
+    capsules_view: Array<MapData, fsguard_capsule>,
     stats: PerCpuArray<MapData, fsguard_stats>,
 }
 
@@ -166,10 +184,9 @@ impl Guard {
     fn open_maps(dir: &Path) -> Result<Guard> {
         Ok(Guard {
             dir: dir.to_path_buf(),
-            config: open_pinned(dir, "config", Map::Array)?,
-            inodes: open_pinned(dir, "inodes", Map::HashMap)?,
-            capsules: open_pinned(dir, "capsules", Map::Array)?,
-            cgroup_capsules: open_pinned(dir, "cgroup_capsules", Map::HashMap)?,
+            requests: crate::batch::open_pinned_map(&dir.join("requests"))?,
+            state: open_pinned(dir, "state", Map::Array)?,
+            capsules_view: open_pinned(dir, "capsules_view", Map::Array)?,
             stats: open_pinned(dir, "stats", Map::PerCpuArray)?,
         })
     }
@@ -205,11 +222,24 @@ impl Guard {
                 })?)
                 .map_err(map_err("type-check", "config"))?;
             let current = config.get(&0, 0).map_err(map_err("read", "config"))?;
-            if !current.is_valid() {
+            let level = if current.is_valid() {
+                current.level
+            } else {
                 config
                     .set(0, fsguard_config::with_level(initial_level), 0)
                     .map_err(map_err("write", "config"))?;
-            }
+                initial_level
+            };
+            let mut state: Array<&mut MapData, fsguard_state> =
+                Array::try_from(ebpf.map_mut("state").ok_or(Error::MissingMap {
+                    object: "fsguard",
+                    map: "state",
+                })?)
+                .map_err(map_err("type-check", "state"))?;
+            let mut st = state.get(&0, 0).map_err(map_err("read", "state"))?;
+            st.magic = FSGUARD_MAGIC;
+            st.level = level;
+            state.set(0, st, 0).map_err(map_err("write", "state"))?;
         }
         let mut links = Vec::new();
         for (program, hook) in PROGRAMS {
@@ -277,11 +307,12 @@ impl Guard {
 
     /// Puts the guard's own pins (the directory, every link and map pin) under its
     /// protection, in a capsule slot of its own with no inside: from level 1 on nobody can
-    /// remove or replace them (removing a link pin would detach its program); at level 0
-    /// root still can, for maintenance. The slot's name starts with '.', which no capsule
-    /// name may.
+    /// remove or replace them (removing a link pin would detach its program), nor unmount,
+    /// rename or mount over the directories above them (unmounting the bpffs would release
+    /// every pin); at level 0 root still can, for maintenance. The slot's name starts with
+    /// '.', which no capsule name may.
     pub fn protect_pins(&mut self) -> Result<()> {
-        let slot = self.ensure_capsule(GUARD_SLOT_NAME, None)?;
+        let slot = self.ensure_slot(GUARD_SLOT_NAME, None, FSGUARD_CAPSULE_GUARD)?;
         let mut paths = vec![self.dir.clone()];
         paths.extend(PROGRAMS.iter().map(|(p, _)| link_path(&self.dir, p)));
         paths.extend(MAPS.iter().map(|m| self.dir.join(m)));
@@ -290,25 +321,30 @@ impl Guard {
             let key = fsguard_inode_key::of_path(&path)?;
             pins.push(Protected { key, flags: 0 });
         }
-        let shared = vec![false; pins.len()];
-        self.protect(slot, &pins, &shared)
+        self.protect(slot, &pins)?;
+        let above = crate::enforce::ancestors_of(&self.dir)?;
+        self.protect_ancestors(slot, &above)
     }
 
     pub fn pin_dir(&self) -> &Path {
         &self.dir
     }
 
-    /// The level in force (1 when the config is missing or invalid, as the programs read it).
+    fn state(&self) -> Result<fsguard_state> {
+        self.state.get(&0, 0).map_err(map_err("read", "state"))
+    }
+
+    /// The level in force (1 when the guard holds no valid level, as the programs read it).
     pub fn level(&self) -> Result<u32> {
-        let cfg = self.config.get(&0, 0).map_err(map_err("read", "config"))?;
-        Ok(if cfg.is_valid() {
-            cfg.level
+        let st = self.state()?;
+        Ok(if st.magic == FSGUARD_MAGIC {
+            st.level
         } else {
             crate::shared::FSGUARD_LEVEL_SEALED
         })
     }
 
-    /// Raises the level; lowering is refused.
+    /// Raises the level; lowering is refused (here, and by the guard itself).
     pub fn raise_level(&mut self, level: u32) -> Result<()> {
         if level > FSGUARD_LEVEL_LOCKED {
             return Err(Error::NoSuchLevel { requested: level });
@@ -320,9 +356,11 @@ impl Guard {
                 requested: level,
             });
         }
-        self.config
-            .set(0, fsguard_config::with_level(level), 0)
-            .map_err(map_err("write", "config"))
+        self.submit(&[fsguard_request {
+            kind: FSGUARD_REQ_LEVEL,
+            level,
+            ..Default::default()
+        }])
     }
 
     /// The active capsule slots.
@@ -330,9 +368,9 @@ impl Guard {
         let mut out = Vec::new();
         for id in 1..FSGUARD_MAX_CAPSULES {
             let c = self
-                .capsules
+                .capsules_view
                 .get(&id, 0)
-                .map_err(map_err("read", "capsules"))?;
+                .map_err(map_err("read", "capsules_view"))?;
             if c.flags & FSGUARD_CAPSULE_ACTIVE != 0 {
                 out.push(CapsuleSlot {
                     id,
@@ -350,8 +388,19 @@ impl Guard {
     /// The slot of capsule `name`, activating a free one if it has none. An existing slot is
     /// kept as it is (a capsule's inside never changes once sealed).
     pub fn ensure_capsule(&mut self, name: &str, inside: Option<Inside>) -> Result<u32> {
+        self.ensure_slot(name, inside, 0)
+    }
+
+    fn ensure_slot(&mut self, name: &str, inside: Option<Inside>, flags: u32) -> Result<u32> {
         let slots = self.capsules()?;
         if let Some(s) = slots.iter().find(|s| s.name == name) {
+            // A capsule's inside never changes: a second seal record naming another cgroup
+            // (planted, or stale) must not make that cgroup inside too.
+            if s.inside.map(|i| i.cgroup_id) != inside.map(|i| i.cgroup_id) {
+                return Err(Error::InsideMismatch {
+                    name: name.to_string(),
+                });
+            }
             if let Some(i) = s.inside {
                 self.map_cgroup(i.cgroup_id, s.id)?;
             }
@@ -363,7 +412,7 @@ impl Guard {
                 max: FSGUARD_MAX_CAPSULES - 1,
             })?;
         let mut c = fsguard_capsule {
-            flags: FSGUARD_CAPSULE_ACTIVE,
+            flags: FSGUARD_CAPSULE_ACTIVE | flags,
             ..Default::default()
         };
         if let Some(i) = inside {
@@ -378,9 +427,12 @@ impl Guard {
         {
             *dst = src as _;
         }
-        self.capsules
-            .set(id, c, 0)
-            .map_err(map_err("write", "capsules"))?;
+        self.submit(&[fsguard_request {
+            kind: FSGUARD_REQ_CAPSULE,
+            slot: id,
+            capsule: c,
+            ..Default::default()
+        }])?;
         if let Some(i) = inside {
             self.map_cgroup(i.cgroup_id, id)?;
         }
@@ -389,72 +441,112 @@ impl Guard {
 
     /// Lets the process rules find capsule `slot` from its cgroup's id.
     fn map_cgroup(&mut self, cgroup_id: u64, slot: u32) -> Result<()> {
-        match self.cgroup_capsules.get(&cgroup_id, 0) {
-            Ok(s) if s == slot => Ok(()),
-            Ok(other) => Err(Error::CgroupTaken {
-                cgroup_id,
-                slot: other,
-            }),
-            Err(aya::maps::MapError::KeyNotFound) => self
-                .cgroup_capsules
-                .insert(cgroup_id, slot, 0)
-                .map_err(map_err("insert into", "cgroup_capsules")),
-            Err(e) => Err(map_err("read", "cgroup_capsules")(e)),
-        }
+        self.submit(&[fsguard_request {
+            kind: FSGUARD_REQ_CGROUP,
+            slot,
+            a: cgroup_id,
+            ..Default::default()
+        }])
+        .map_err(|e| match e {
+            Error::Rejected { .. } => Error::CgroupTaken { cgroup_id, slot },
+            other => other,
+        })
     }
 
-    /// Protects `inodes` as members of capsule slot `capsule`. Idempotent.
-    ///
-    /// Inodes that may also belong to another capsule (`maybe_shared`: hard links leaving the
-    /// tree) are merged one by one: an inode already in another capsule keeps that capsule
-    /// and becomes frozen, so neither capsule's inside can modify the other's file. All other
-    /// inodes are written in batches (BPF_MAP_UPDATE_BATCH), which keeps sealing a million
-    /// entries to seconds.
-    pub fn protect(
-        &mut self,
-        capsule: u32,
-        inodes: &[Protected],
-        maybe_shared: &[bool],
-    ) -> Result<()> {
-        let mut batch_keys = Vec::with_capacity(inodes.len());
-        let mut batch_values = Vec::with_capacity(inodes.len());
-        for (i, p) in inodes.iter().enumerate() {
-            let value = fsguard_inode_value {
-                capsule,
+    /// Protects `inodes` as members of capsule slot `capsule`. Idempotent. An inode that
+    /// already belongs to another capsule (a hard link shared by two trees) keeps that
+    /// capsule and becomes frozen, so neither inside can modify the other's file; the guard
+    /// decides that itself when it applies the request.
+    pub fn protect(&mut self, capsule: u32, inodes: &[Protected]) -> Result<()> {
+        let reqs: Vec<_> = inodes
+            .iter()
+            .map(|p| fsguard_request {
+                kind: FSGUARD_REQ_INODE,
+                slot: capsule,
+                a: p.key.dev,
+                b: p.key.ino,
                 flags: p.flags,
-            };
-            if !maybe_shared.get(i).copied().unwrap_or(true) {
-                batch_keys.push(p.key);
-                batch_values.push(value);
-                continue;
-            }
-            let value = match self.inodes.get(&p.key, 0) {
-                Ok(v) if v.capsule == capsule => fsguard_inode_value {
-                    capsule,
-                    flags: v.flags | p.flags,
-                },
-                Ok(v) => fsguard_inode_value {
-                    capsule: v.capsule,
-                    flags: v.flags | p.flags | FSGUARD_INODE_FROZEN,
-                },
-                Err(aya::maps::MapError::KeyNotFound) => value,
-                Err(e) => return Err(map_err("read", "inodes")(e)),
-            };
-            self.inodes
-                .insert(p.key, value, 0)
-                .map_err(map_err("insert into", "inodes"))?;
-        }
-        let fd = crate::batch::open_pinned_map(&self.dir.join("inodes"))?;
-        crate::batch::update(&fd, "inodes", &batch_keys, &batch_values)
+                ..Default::default()
+            })
+            .collect();
+        self.submit(&reqs)
     }
 
-    /// Whether the inode is protected, and how.
-    pub fn lookup(&self, key: &fsguard_inode_key) -> Result<Option<fsguard_inode_value>> {
-        match self.inodes.get(key, 0) {
-            Ok(v) => Ok(Some(v)),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(map_err("read", "inodes")(e)),
+    /// Protects the directories above a sealed root (renaming, removing, mounting over or
+    /// unmounting them is refused: from level 2 on, or from level 1 on for the guard's slot).
+    pub fn protect_ancestors(&mut self, capsule: u32, dirs: &[fsguard_inode_key]) -> Result<()> {
+        let reqs: Vec<_> = dirs
+            .iter()
+            .map(|k| fsguard_request {
+                kind: FSGUARD_REQ_ANCESTOR,
+                slot: capsule,
+                a: k.dev,
+                b: k.ino,
+                ..Default::default()
+            })
+            .collect();
+        self.submit(&reqs)
+    }
+
+    /// Protects block devices (kernel dev_t) holding a sealed tree from writes (level 2).
+    pub fn protect_devices(&mut self, capsule: u32, devices: &[u64]) -> Result<()> {
+        let reqs: Vec<_> = devices
+            .iter()
+            .map(|&d| fsguard_request {
+                kind: FSGUARD_REQ_DEVICE,
+                slot: capsule,
+                a: d,
+                ..Default::default()
+            })
+            .collect();
+        self.submit(&reqs)
+    }
+
+    /// Hands requests to the guard and waits until it has applied them all; an error if it
+    /// rejected any (it would have taken something away). The caller holds the registry's
+    /// write lock, so no other sealtool numbers requests at the same time.
+    fn submit(&mut self, reqs: &[fsguard_request]) -> Result<()> {
+        let before = self.state()?;
+        let mut next = before.next;
+        // A chunk never exceeds the requests map; it is drained before the next one.
+        for chunk in reqs.chunks(FSGUARD_MAX_REQUESTS as usize) {
+            let seqs: Vec<u64> = (next..next + chunk.len() as u64).collect();
+            crate::batch::update(&self.requests, "requests", &seqs, chunk)?;
+            next += chunk.len() as u64;
+            self.drain(next)?;
         }
+        let after = self.state()?;
+        let rejected = after.rejected.saturating_sub(before.rejected);
+        if rejected > 0 {
+            return Err(Error::Rejected {
+                count: rejected,
+                of: reqs.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Makes bpf(2) calls (each one lets the guard apply up to FSGUARD_REQUESTS_PER_CALL
+    /// requests) until it has applied every request before sequence number `until`.
+    fn drain(&self, until: u64) -> Result<()> {
+        let mut stalled = 0;
+        let mut last = self.state()?.next;
+        while last < until {
+            crate::batch::is_empty::<u64>(&self.requests, "requests")?;
+            let now = self.state()?.next;
+            if now == last {
+                stalled += 1;
+                if stalled > 16 {
+                    return Err(Error::RequestsPending {
+                        dir: self.dir.clone(),
+                    });
+                }
+            } else {
+                stalled = 0;
+            }
+            last = now;
+        }
+        Ok(())
     }
 
     /// The counters, summed over CPUs.

@@ -34,6 +34,13 @@ unsafe impl aya::Pod for fsguard_event {}
 // SAFETY: `fsguard_ratelimit` is `#[repr(C)]` with two `u64` (16 bytes, no padding); any bit
 // pattern is valid.
 unsafe impl aya::Pod for fsguard_ratelimit {}
+// SAFETY: `fsguard_request` is `#[repr(C)]`: two u32, two u64, two u32 and an
+// `fsguard_capsule` (112 bytes, no padding, pinned by the header's _Static_assert); any bit
+// pattern is valid.
+unsafe impl aya::Pod for fsguard_request {}
+// SAFETY: `fsguard_state` is `#[repr(C)]`: two u32 and three u64 (32 bytes, no padding);
+// any bit pattern is valid.
+unsafe impl aya::Pod for fsguard_state {}
 
 // The BPF side reads these as real values: a zero would silently disable everything.
 const _: () = assert!(FSGUARD_ABI_VERSION >= 1 && FSGUARD_MAX_INODES > 0);

@@ -131,3 +131,64 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Where the lockdown LSM shows and takes its mode.
+pub const LOCKDOWN_FILE: &str = "/sys/kernel/security/lockdown";
+
+/// What raising the kernel's lockdown did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lockdown {
+    /// Raised from `none` to `integrity` now.
+    Raised,
+    /// Already `integrity` or `confidentiality` (it can't be lowered until reboot).
+    Already(String),
+    /// The kernel has no lockdown LSM (no `/sys/kernel/security/lockdown`).
+    Unavailable,
+}
+
+/// The mode in brackets in the lockdown file's text (`none [integrity] confidentiality`).
+pub fn lockdown_mode(text: &str) -> Option<&str> {
+    let start = text.find('[')? + 1;
+    let end = start + text[start..].find(']')?;
+    Some(&text[start..end])
+}
+
+/// Raises the kernel lockdown to `integrity` (no unsigned modules, no /dev/mem writes, no
+/// unsigned kexec), so the guard can't be removed by loading kernel code. Lockdown can only
+/// be raised; it lasts until reboot.
+pub fn raise_lockdown() -> std::io::Result<Lockdown> {
+    let path = Path::new(LOCKDOWN_FILE);
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lockdown::Unavailable),
+        Err(e) => return Err(e),
+    };
+    match lockdown_mode(&text) {
+        Some("none") => {
+            std::fs::write(path, "integrity")?;
+            Ok(Lockdown::Raised)
+        }
+        Some(mode) => Ok(Lockdown::Already(mode.to_string())),
+        None => Err(std::io::Error::other(format!(
+            "{LOCKDOWN_FILE}: unexpected content {text:?}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod lockdown_tests {
+    use super::lockdown_mode;
+
+    #[test]
+    fn the_bracketed_mode_is_the_current_one() {
+        assert_eq!(
+            lockdown_mode("[none] integrity confidentiality\n"),
+            Some("none")
+        );
+        assert_eq!(
+            lockdown_mode("none [integrity] confidentiality"),
+            Some("integrity")
+        );
+        assert_eq!(lockdown_mode("none integrity"), None);
+    }
+}

@@ -32,9 +32,8 @@ fn main() -> ExitCode {
                 flags: 0,
             })
             .collect();
-        let shared = vec![false; inodes.len()];
         let start = Instant::now();
-        guard.protect(slot, &inodes, &shared)?;
+        guard.protect(slot, &inodes)?;
         Ok(start.elapsed().as_secs_f64())
     })();
     match result {

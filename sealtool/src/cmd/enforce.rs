@@ -40,8 +40,11 @@ impl std::fmt::Display for Summary {
     }
 }
 
-/// Hands every sealed capsule to `guard`. Each tree is re-walked for its live identities;
-/// with `loud`, drift is printed entry by entry on stderr.
+/// Hands every sealed capsule to `guard`. The seal files are the source of truth (the sled
+/// index is derived data, which root could rewrite at level 2); where the index disagrees,
+/// that is reported. Each tree is re-walked for its live identities; with `loud`, drift is
+/// printed entry by entry on stderr. A capsule that can't be enforced is reported and the
+/// others are enforced all the same; the error comes at the end.
 pub fn enforce_all(
     ctx: &Context,
     reg: &Registry,
@@ -54,39 +57,91 @@ pub fn enforce_all(
         inodes: 0,
         drifted: Vec::new(),
     };
+    let seals = reg.seals_on_disk()?;
     for rec in reg
         .list()?
-        .into_iter()
+        .iter()
         .filter(|r| r.state == CapsuleState::Sealed)
     {
-        let manifest = reg.load_manifest(&rec)?;
-        let seal = reg.seal_record(&rec)?;
-        let (report, drift) = check::against_manifest(&manifest, &Progress::default())?;
-        if !drift.is_empty() {
-            summary.drifted.push(rec.name.clone());
-            if loud {
-                eprintln!(
-                    "sealtool: DRIFT: sealed capsule {} at {} differs from its manifest in {} places (enforcing anyway):",
-                    rec.name,
-                    display::path(&rec.root),
-                    drift.len()
-                );
-                for d in &drift {
-                    eprintln!(
-                        "sealtool: DRIFT:   {} {}: {}",
-                        d.kind.name(),
-                        display::rel_path(&d.path),
-                        d.detail
-                    );
+        if !seals
+            .iter()
+            .any(|s| s.name == rec.name && s.digest == rec.digest)
+        {
+            eprintln!(
+                "sealtool: WARNING: the registry index says {} is sealed, but no seal file matches it; it is NOT enforced (run `sealtool registry rebuild`)",
+                rec.name
+            );
+        }
+    }
+    let mut failed = Vec::new();
+    for seal in &seals {
+        let indexed = reg.get(&seal.name)?;
+        if !indexed
+            .as_ref()
+            .is_some_and(|r| r.state == CapsuleState::Sealed && r.digest == seal.digest)
+        {
+            eprintln!(
+                "sealtool: WARNING: seal file of {} ({}) is not in the registry index as sealed; enforcing the seal file (run `sealtool registry rebuild`)",
+                seal.name, seal.digest
+            );
+        }
+        match enforce_one(reg, guard, seal, loud) {
+            Ok((inodes, drifted)) => {
+                summary.capsules += 1;
+                summary.inodes += inodes;
+                if drifted {
+                    summary.drifted.push(seal.name.clone());
                 }
             }
+            Err(e) => {
+                eprintln!(
+                    "sealtool: ERROR: capsule {} is NOT enforced: {e:#}",
+                    seal.name
+                );
+                failed.push(seal.name.clone());
+            }
         }
-        let plan = enforce::plan(&report.tree, &report.root, &seal)?;
-        enforce::apply(guard, &plan)?;
-        summary.capsules += 1;
-        summary.inodes += plan.inodes.len();
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "{} of {} sealed capsules could not be enforced: {} ({summary})",
+            failed.len(),
+            seals.len(),
+            failed.join(", ")
+        );
     }
     Ok(summary)
+}
+
+/// Enforces one sealed capsule; returns its inode count and whether its tree drifted.
+fn enforce_one(
+    reg: &Registry,
+    guard: &mut Guard,
+    seal: &capsule_core::policy::SealRecord,
+    loud: bool,
+) -> Result<(usize, bool)> {
+    let (manifest, _) =
+        capsule_core::registry::read_manifest_file(&reg.manifest_path(&seal.name, &seal.digest))?;
+    let (report, drift) = check::against_manifest(&manifest, &Progress::default())?;
+    if !drift.is_empty() && loud {
+        eprintln!(
+            "sealtool: DRIFT: sealed capsule {} at {} differs from its manifest in {} places (enforcing anyway):",
+            seal.name,
+            display::path(&manifest.root),
+            drift.len()
+        );
+        for d in &drift {
+            eprintln!(
+                "sealtool: DRIFT:   {} {}: {}",
+                d.kind.name(),
+                display::rel_path(&d.path),
+                d.detail
+            );
+        }
+    }
+    let plan = enforce::plan(&report.tree, &report.root, seal)?;
+    enforce::apply(guard, &plan)?;
+    Ok((plan.inodes.len(), !drift.is_empty()))
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
@@ -103,6 +158,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         if let Some(level) = configured {
             if guard.level()? < level {
                 guard.raise_level(level)?;
+            }
+            if level >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
+                crate::cmd::level::lock_registry(&reg, &mut guard)?;
+                crate::cmd::level::lock_kernel()?;
             }
         }
     }

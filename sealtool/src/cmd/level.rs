@@ -41,7 +41,49 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     } else {
         println!("level {requested}");
     }
+    if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
+        lock_registry(&reg, &mut guard)?;
+        lock_kernel()?;
+    }
     Ok(0)
+}
+
+/// Level 2's registry part (see fsguard::enforce::protect_registry).
+pub fn lock_registry(reg: &Registry, guard: &mut Guard) -> Result<()> {
+    let n = fsguard::enforce::protect_registry(guard, reg.dir())?;
+    println!(
+        "registry {} locked: {n} manifests, seals and directories protected",
+        capsule_core::display::path(reg.dir())
+    );
+    Ok(())
+}
+
+/// After a registration or seal: at level 2 the registry's new files are frozen at once.
+pub fn relock_registry_if_locked(reg: &Registry) -> Result<()> {
+    if let Some(mut guard) = Guard::open()? {
+        if guard.level()? >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
+            fsguard::enforce::protect_registry(&mut guard, reg.dir())?;
+        }
+    }
+    Ok(())
+}
+
+/// Level 2's kernel part: lockdown raised to integrity where the kernel has the LSM.
+pub fn lock_kernel() -> Result<()> {
+    use fsguard::support::Lockdown;
+    match fsguard::support::raise_lockdown() {
+        Ok(Lockdown::Raised) => println!("kernel lockdown raised to integrity"),
+        Ok(Lockdown::Already(mode)) => println!("kernel lockdown already {mode}"),
+        Ok(Lockdown::Unavailable) => println!(
+            "kernel lockdown NOT available (no {}): kernel code could still be loaded to remove the guard",
+            fsguard::support::LOCKDOWN_FILE
+        ),
+        Err(e) => anyhow::bail!(
+            "{}: cannot raise the kernel lockdown to integrity: {e}",
+            fsguard::support::LOCKDOWN_FILE
+        ),
+    }
+    Ok(())
 }
 
 fn show(ctx: &Context) -> Result<u8> {

@@ -93,5 +93,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         // Same registry lock: nothing can come between the registration and the seal.
         return crate::cmd::seal::seal(ctx, &reg, &rec.name, &args.seal_options);
     }
+    crate::cmd::level::relock_registry_if_locked(&reg)?;
     Ok(0)
 }

@@ -1,0 +1,269 @@
+//! bpf-probe: tries ONE way around the fsguard guard through the bpf(2) system call and says
+//! whether the kernel let it happen. Used by the lock-down suite in the test guest
+//! (tests/vm/guest/lockdown-suite.sh), as root.
+//!
+//! ```text
+//! bpf-probe OP ARGS...
+//! ```
+//!
+//! On stdout one line: `allowed` (exit 0), `refused` (EPERM, exit 1), `error: <errno>` (exit
+//! 2, the operation failed otherwise), or for the counting operations the line described
+//! below (exit 0). Usage errors: `error: usage`, exit 64.
+//!
+//! Operations:
+//!   obj-get PATH [ro]     BPF_OBJ_GET of a pin (read-write, or BPF_F_RDONLY)
+//!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
+//!                         `opened N refused M` (M: EPERM)
+//!   link-detach PATH      BPF_OBJ_GET the link pin (setup), BPF_LINK_DETACH (judged)
+//!   request-level PIN_DIR N
+//!                         leaves a request to set the level to N in PIN_DIR/requests, makes a
+//!                         bpf(2) call so the guard applies it, and prints
+//!                         `level L rejected R`: the level now and the guard's count of
+//!                         rejected requests (from PIN_DIR/state)
+//!   request-capsule PIN_DIR SLOT NAME
+//!                         the same with a request to put capsule NAME (no inside) in SLOT
+
+use std::ffi::CString;
+use std::process::ExitCode;
+
+const BPF_MAP_LOOKUP_ELEM: i64 = 1;
+const BPF_MAP_UPDATE_ELEM: i64 = 2;
+const BPF_MAP_GET_NEXT_KEY: i64 = 4;
+const BPF_OBJ_GET: i64 = 7;
+const BPF_MAP_GET_NEXT_ID: i64 = 12;
+const BPF_MAP_GET_FD_BY_ID: i64 = 14;
+const BPF_LINK_DETACH: i64 = 34;
+const BPF_F_RDONLY: u32 = 1 << 3;
+
+/// Request kinds and the `state` layout, as in fsguard-kmod/bpf/fsguard.h.
+const FSGUARD_REQ_CAPSULE: u32 = 2;
+const FSGUARD_REQ_LEVEL: u32 = 4;
+const FSGUARD_CAPSULE_ACTIVE: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Request {
+    kind: u32,
+    slot: u32,
+    a: u64,
+    b: u64,
+    flags: u32,
+    level: u32,
+    cgroup_id: u64,
+    cgroup_level: u32,
+    capsule_flags: u32,
+    name: [u8; 64],
+}
+
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct State {
+    magic: u32,
+    level: u32,
+    next: u64,
+    applied: u64,
+    rejected: u64,
+}
+
+/// bpf(2) with a zeroed 128-byte attribute block starting with `words`.
+fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
+    let mut attr = [0u64; 16];
+    attr[..words.len()].copy_from_slice(words);
+    // SAFETY: `attr` is a zero-padded, 128-byte image of `union bpf_attr` for `cmd`, valid for
+    // the call; pointers inside it point to live buffers of the caller.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    }
+}
+
+fn obj_get(path: &str, flags: u32) -> Result<i64, i32> {
+    let c = CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
+    // pathname (u64), then bpf_fd (u32) and file_flags (u32) share the second word.
+    bpf(BPF_OBJ_GET, &[c.as_ptr() as u64, u64::from(flags) << 32])
+}
+
+fn errno_name(e: i32) -> String {
+    match e {
+        libc::EPERM => "EPERM".into(),
+        libc::EACCES => "EACCES".into(),
+        libc::EINVAL => "EINVAL".into(),
+        libc::ENOENT => "ENOENT".into(),
+        libc::EOPNOTSUPP => "EOPNOTSUPP".into(),
+        libc::EBADF => "EBADF".into(),
+        other => format!("errno {other}"),
+    }
+}
+
+fn judged(r: Result<i64, i32>) -> ExitCode {
+    match r {
+        Ok(_) => {
+            println!("allowed");
+            ExitCode::SUCCESS
+        }
+        Err(libc::EPERM) => {
+            println!("refused");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            println!("error: {}", errno_name(e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn open_all_maps() -> ExitCode {
+    let (mut id, mut opened, mut refused) = (0u32, 0u32, 0u32);
+    loop {
+        // start_id (u32) then next_id (u32), which the kernel fills in.
+        let mut attr = [0u64; 16];
+        attr[0] = u64::from(id);
+        // SAFETY: a zero-padded, 128-byte image of `union bpf_attr`, live for the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_GET_NEXT_ID,
+                attr.as_mut_ptr(),
+                128u32,
+            )
+        };
+        if rc < 0 {
+            break;
+        }
+        id = (attr[0] >> 32) as u32;
+        match bpf(BPF_MAP_GET_FD_BY_ID, &[u64::from(id)]) {
+            Ok(fd) => {
+                opened += 1;
+                // SAFETY: closing the descriptor this process just received.
+                unsafe { libc::close(fd as i32) };
+            }
+            Err(libc::EPERM) => refused += 1,
+            Err(_) => {}
+        }
+    }
+    println!("opened {opened} refused {refused}");
+    ExitCode::SUCCESS
+}
+
+fn read_state(state: i64) -> Result<State, i32> {
+    let zero = 0u32;
+    let mut st = State::default();
+    bpf(
+        BPF_MAP_LOOKUP_ELEM,
+        &[
+            state as u64,
+            &zero as *const u32 as u64,
+            &mut st as *mut State as u64,
+        ],
+    )?;
+    Ok(st)
+}
+
+fn submit(pin_dir: &str, req: Request) -> ExitCode {
+    let fds = obj_get(&format!("{pin_dir}/requests"), 0).and_then(|requests| {
+        obj_get(&format!("{pin_dir}/state"), BPF_F_RDONLY).map(|state| (requests, state))
+    });
+    let (requests, state) = match fds {
+        Ok(fds) => fds,
+        Err(e) => {
+            println!("error: setup obj-get: {}", errno_name(e));
+            return ExitCode::from(2);
+        }
+    };
+    let seq = match read_state(state) {
+        Ok(st) => st.next,
+        Err(e) => {
+            println!("error: setup read state: {}", errno_name(e));
+            return ExitCode::from(2);
+        }
+    };
+    let seq_ptr = &seq as *const u64 as u64;
+    let req_ptr = &req as *const Request as u64;
+    if let Err(e) = bpf(BPF_MAP_UPDATE_ELEM, &[requests as u64, seq_ptr, req_ptr, 0]) {
+        println!("error: setup request: {}", errno_name(e));
+        return ExitCode::from(2);
+    }
+    // Any bpf(2) call lets the guard apply pending requests.
+    let mut next = 0u64;
+    let _ = bpf(
+        BPF_MAP_GET_NEXT_KEY,
+        &[requests as u64, 0, &mut next as *mut u64 as u64],
+    );
+    match read_state(state) {
+        Ok(st) => {
+            println!("level {} rejected {}", st.level, st.rejected);
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: read state: {}", errno_name(e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn usage() -> ExitCode {
+    println!("error: usage");
+    ExitCode::from(64)
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    match a.as_slice() {
+        ["obj-get", path] => judged(obj_get(path, 0)),
+        ["obj-get", path, "ro"] => judged(obj_get(path, BPF_F_RDONLY)),
+        ["open-all-maps"] => open_all_maps(),
+        ["link-detach", path] => match obj_get(path, 0) {
+            Ok(fd) => judged(bpf(BPF_LINK_DETACH, &[fd as u64])),
+            Err(e) => {
+                println!("error: setup obj-get: {}", errno_name(e));
+                ExitCode::from(2)
+            }
+        },
+        ["request-level", dir, n] => match n.parse::<u32>() {
+            Ok(level) => submit(
+                dir,
+                Request {
+                    kind: FSGUARD_REQ_LEVEL,
+                    slot: 0,
+                    a: 0,
+                    b: 0,
+                    flags: 0,
+                    level,
+                    cgroup_id: 0,
+                    cgroup_level: 0,
+                    capsule_flags: 0,
+                    name: [0; 64],
+                },
+            ),
+            Err(_) => usage(),
+        },
+        ["request-capsule", dir, slot, name] => match slot.parse::<u32>() {
+            Ok(slot) => {
+                let mut n = [0u8; 64];
+                for (d, s) in n.iter_mut().zip(name.bytes().take(63)) {
+                    *d = s;
+                }
+                submit(
+                    dir,
+                    Request {
+                        kind: FSGUARD_REQ_CAPSULE,
+                        slot,
+                        a: 0,
+                        b: 0,
+                        flags: 0,
+                        level: 0,
+                        cgroup_id: 0,
+                        cgroup_level: 0,
+                        capsule_flags: FSGUARD_CAPSULE_ACTIVE,
+                        name: n,
+                    },
+                )
+            }
+            Err(_) => usage(),
+        },
+        _ => usage(),
+    }
+}

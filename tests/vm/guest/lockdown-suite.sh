@@ -1,0 +1,156 @@
+#!/bin/sh
+# lockdown-suite.sh BOOT: the "lock it down" checks (level 1 guard self-protection, level 2)
+# across two boots of the test guest on one ext4 disk (tests/vm/run --disk; busybox sh).
+#
+#   boot1  on /disk: register and seal a capsule (its registry on /disk too); at level 1 the
+#          guard can't be opened, detached, unpinned or lowered through bpf(2); then
+#          `sealtool level 2` and its refusals: mounts over the tree and above it, moving
+#          and unmounting them, renaming a directory above the root, writing the block
+#          device, rewriting the registry; lockdown raised to integrity; a new capsule can
+#          still be added.
+#   boot2  a fresh kernel: `sealtool enforce --boot` the way init would, then the same
+#          refusals, every outside write refused, verify clean.
+#
+# Each refusal has a control that must succeed: the same operation at level 1 (for the
+# level-2 rules) or on an unrelated path. Output: `PASS:`/`FAIL:` lines, then
+# `lockdown-suite: N passed, M failed`; exit 0 when M is 0.
+set -u
+BOOT=${1:-}
+case "$BOOT" in boot1 | boot2) ;; *) echo "usage: lockdown-suite.sh boot1|boot2" >&2; exit 2 ;; esac
+export CAPSULE_REGISTRY=/disk/registry
+LOG=/tmp/lockdown-suite.log
+: >"$LOG"
+PINS=/sys/fs/bpf/fsguard
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "PASS: $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
+expect() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected $2, got ${3:-nothing})"; fi; }
+contains() {
+    case "$2" in *"$3"*) ok "$1" ;; *) bad "$1 (expected '$3' in: $(printf '%s' "$2" | tr '\n' '|'))" ;; esac
+}
+res() { "$@" >>"$LOG" 2>&1 && echo allowed || echo refused; }
+finish() {
+    if [ "$fail" -gt 0 ]; then echo "--- $LOG (last 60 lines):"; tail -n 60 "$LOG"; fi
+    echo "lockdown-suite: $pass passed, $fail failed"
+    [ "$fail" -eq 0 ]
+    exit $?
+}
+grep -q ' /disk ext4 ' /proc/mounts || { bad "setup: /disk is not mounted (run with --disk)"; finish; }
+DEV=/dev/vda
+
+# Refusals that hold from level 1 on: the guard itself.
+guard_checks() { # LABEL
+    for m in config inodes capsules cgroup_capsules members ancestors devices; do
+        expect "$1: open the guard's map $m (bpf obj_get)" refused "$(bpf-probe obj-get $PINS/$m ro 2>>"$LOG")"
+    done
+    expect "$1: open the guard's statistics read-only (control)" allowed "$(bpf-probe obj-get $PINS/stats ro 2>>"$LOG")"
+    out=$(bpf-probe open-all-maps 2>>"$LOG")
+    refused=$(echo "$out" | sed -n 's/.*refused \([0-9]*\).*/\1/p')
+    [ "${refused:-0}" -ge 7 ] && ok "$1: every map id of the guard refuses a descriptor ($out)" ||
+        bad "$1: every map id of the guard refuses a descriptor ($out)"
+    r=$(bpf-probe link-detach $PINS/link_fsguard_file_open 2>>"$LOG")
+    [ "$r" != allowed ] && ok "$1: detaching a guard program's link fails ($r)" || bad "$1: detaching a guard program's link fails ($r)"
+    before=$(sealtool level 2>>"$LOG")
+    out=$(bpf-probe request-level $PINS 0 2>>"$LOG")
+    expect "$1: a raw request to lower the level is rejected (level stays $before)" "level $before" "$(echo "$out" | cut -d' ' -f1,2)"
+    expect "$1: remove a link pin" refused "$(res rm $PINS/link_fsguard_file_open)"
+    expect "$1: unmount the bpffs holding the pins" refused "$(res umount /sys/fs/bpf)"
+    expect "$1: the guard still enforces (outside write)" refused "$(res sh -c 'echo x >> /disk/jails/app/etc/app.conf')"
+}
+
+# Refusals of level 2. At level 1 (WANT=allowed) they are the controls: each allowed step is
+# undone at once (unmounted, renamed back), so the tree stays as it was.
+mount_check() { # LABEL WANT TARGET MOUNT-ARGS...
+    label=$1 want=$2 target=$3
+    shift 3
+    got=$(res mount "$@" "$target")
+    [ "$got" = allowed ] && umount "$target" 2>>"$LOG"
+    expect "$label" "$want" "$got"
+}
+locked_checks() { # LABEL WANT(refused|allowed)
+    w=$2
+    mount_check "$1: mount over the sealed tree" "$w" /disk/jails/app -t tmpfs t
+    mount_check "$1: mount over a directory inside the tree" "$w" /disk/jails/app/etc -t tmpfs t
+    mount_check "$1: bind-mount over the tree's root" "$w" /disk/jails/app --bind /tmp
+    mount_check "$1: mount over a directory above the root" "$w" /disk/jails -t tmpfs t
+    expect "$1: rename a directory above the root" "$w" "$(res mv /disk/jails /disk/jails.moved)"
+    [ -d /disk/jails.moved ] && mv /disk/jails.moved /disk/jails
+    mkdir -p /tmp/m1 /tmp/m2 && mount -t tmpfs t /tmp/m1
+    got=$(res mount --move /tmp/m1 /tmp/m2)
+    umount /tmp/m2 /tmp/m1 2>/dev/null
+    expect "$1: mount(2) --move anywhere (the hook can't tell what moves)" "$w" "$got"
+    mount_check "$1: mount over an unrelated directory (control)" allowed /tmp/m1 -t tmpfs t
+    expect "$1: open the tree's block device for writing" "$w" "$(res sh -c "exec 3>>$DEV")"
+    expect "$1: open the tree's block device for reading (control)" allowed "$(res sh -c "exec 3<$DEV")"
+    [ "$w" = refused ] || return 0
+    # The registry (level 2 only: at level 1 these would really happen).
+    expect "$1: unmount the filesystem holding the tree" refused "$(res umount /disk)"
+    for f in /disk/registry/manifests/app/*.seal /disk/registry/manifests/app/*.manifest /disk/registry/level; do
+        [ -f "$f" ] || { bad "$1: registry file $f missing"; continue; }
+        n=${f##*/}
+        expect "$1: rewrite the registry's $n" refused "$(res sh -c "echo x >> $f")"
+        expect "$1: remove the registry's $n" refused "$(res rm -f "$f")"
+        expect "$1: replace the registry's $n by a rename" refused "$(res sh -c "echo x > /disk/registry/manifests/app/.fake && mv /disk/registry/manifests/app/.fake $f")"
+        rm -f /disk/registry/manifests/app/.fake
+    done
+    expect "$1: remove the registry's capsule directory" refused "$(res rm -rf /disk/registry/manifests/app)"
+    expect "$1: rename the registry directory" refused "$(res mv /disk/registry /disk/registry.moved)"
+    [ -d /disk/registry.moved ] && mv /disk/registry.moved /disk/registry
+    expect "$1: write the registry's lock file (not protected; control)" allowed "$(res sh -c 'echo >> /disk/registry/lock')"
+}
+
+if [ "$BOOT" = boot1 ]; then
+    rm -rf /disk/jails /disk/registry
+    mkdir -p /disk/jails/app/etc /disk/jails/app/bin
+    echo "listen = 80" >/disk/jails/app/etc/app.conf
+    printf '#!/bin/sh\necho hi\n' >/disk/jails/app/bin/server
+    out=$(sealtool register /disk/jails/app --name app --seal 2>&1)
+    echo "$out" >>"$LOG"
+    contains "boot1: seal app" "$out" "enforced by fsguard"
+    expect "boot1: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
+    guard_checks "level 1"
+    locked_checks "level 1" allowed
+    out=$(sealtool level 2 2>&1)
+    echo "$out" >>"$LOG"
+    contains "boot1: sealtool level 2" "$out" "level 2"
+    contains "boot1: level 2 locks the registry" "$out" "registry /disk/registry locked"
+    expect "boot1: lockdown is integrity" integrity "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/security/lockdown)"
+    expect "boot1: lowering the level is refused" "exit 2" "$(sealtool level 1 >>"$LOG" 2>&1; echo "exit $?")"
+    guard_checks "level 2"
+    locked_checks "level 2" refused
+    # Adding a capsule is still possible; its registry files are frozen at once.
+    mkdir -p /disk/jails/b && echo b >/disk/jails/b/f
+    out=$(sealtool register /disk/jails/b --name b --seal 2>&1)
+    echo "$out" >>"$LOG"
+    contains "level 2: a new capsule can still be sealed" "$out" "enforced by fsguard"
+    expect "level 2: the new capsule's seal file is frozen at once" refused "$(res rm -f /disk/registry/manifests/b/*.seal)"
+    expect "level 2: outside write to the new capsule" refused "$(res sh -c 'echo x >> /disk/jails/b/f')"
+    out=$(sealtool verify 2>&1)
+    expect "boot1: verify is clean" "exit 0" "$(sealtool verify >>"$LOG" 2>&1; echo "exit $?")"
+    sync
+else
+    [ -d /disk/registry ] || { bad "boot2: no registry on /disk (boot1 did not run?)"; finish; }
+    expect "boot2: nothing enforced before enforce --boot" "exit 3" "$(sealtool status >>"$LOG" 2>&1; echo "exit $?")"
+    out=$(sealtool enforce --boot 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    expect "boot2: sealtool enforce --boot exits 0" "exit 0" "exit $rc"
+    contains "boot2: enforce --boot enforces both capsules" "$out" "2 sealed capsules enforced"
+    contains "boot2: enforce --boot raises to level 2" "$out" "at level 2"
+    contains "boot2: enforce --boot locks the registry" "$out" "registry /disk/registry locked"
+    expect "boot2: lockdown is integrity" integrity "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/security/lockdown)"
+    for f in etc/app.conf bin/server; do
+        expect "boot2: outside write to $f" refused "$(res sh -c "echo x >> /disk/jails/app/$f")"
+        expect "boot2: outside removal of $f" refused "$(res rm -f /disk/jails/app/$f)"
+        expect "boot2: outside chmod of $f" refused "$(res chmod 0777 /disk/jails/app/$f)"
+    done
+    expect "boot2: outside create in the tree" refused "$(res touch /disk/jails/app/new)"
+    expect "boot2: outside rename in the tree" refused "$(res mv /disk/jails/app/etc /disk/jails/app/etc2)"
+    expect "boot2: outside write to capsule b" refused "$(res sh -c 'echo x >> /disk/jails/b/f')"
+    expect "boot2: write to an unrelated file on the same disk (control)" allowed "$(res sh -c 'echo x >> /disk/unrelated')"
+    guard_checks "boot2"
+    locked_checks "boot2" refused
+    expect "boot2: verify is clean" "exit 0" "$(sealtool verify >>"$LOG" 2>&1; echo "exit $?")"
+fi
+finish
