@@ -308,8 +308,8 @@ impl Guard {
     /// Puts the guard's own pins (the directory, every link and map pin) under its
     /// protection, in a capsule slot of its own with no inside: from level 1 on nobody can
     /// remove or replace them (removing a link pin would detach its program), nor unmount,
-    /// rename or mount over the directories above them (unmounting the bpffs would release
-    /// every pin); at level 0 root still can, for maintenance. The slot's name starts with
+    /// rename or mount over the bpffs directories above them (unmounting the bpffs would
+    /// release every pin); at level 0 root still can, for maintenance. The slot's name starts with
     /// '.', which no capsule name may.
     pub fn protect_pins(&mut self) -> Result<()> {
         let slot = self.ensure_slot(GUARD_SLOT_NAME, None, FSGUARD_CAPSULE_GUARD)?;
@@ -321,8 +321,15 @@ impl Guard {
             let key = fsguard_inode_key::of_path(&path)?;
             pins.push(Protected { key, flags: 0 });
         }
+        let pin_dev = pins.first().map(|p| p.key.dev);
         self.protect(slot, &pins)?;
-        let above = crate::enforce::ancestors_of(&self.dir)?;
+        // Only the directories above the pins on the bpffs itself, whose root is its mount:
+        // unmounting it would release every pin. The directories further up (/sys, /) are
+        // not the guard's business at level 1 (unmounting a bind of them must keep working).
+        let above: Vec<_> = crate::enforce::ancestors_of(&self.dir)?
+            .into_iter()
+            .filter(|k| Some(k.dev) == pin_dev)
+            .collect();
         self.protect_ancestors(slot, &above)
     }
 

@@ -31,7 +31,9 @@ fn summary(stdout: &str) -> Option<(usize, usize)> {
     Some((passed, failed))
 }
 
-fn run(level: &str, min_passed: usize) {
+/// Runs the suite at `level` (with the hooks in `detach` detached after the seal); returns
+/// its stdout and exit status.
+fn boot(level: &str, detach: &str) -> (String, Option<i32>, String) {
     let _guard = VM_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().expect("tempdir");
     let console_log = dir.path().join("console.log");
@@ -46,18 +48,24 @@ fn run(level: &str, min_passed: usize) {
         .arg(format!("{}:/inside.sh", guest.join("inside.sh").display()))
         .args(["--", "sh", "/process-suite.sh", level])
         .env("VM_CONSOLE_LOG", &console_log)
+        .env("VM_ENV_PROCESS_SUITE_DETACH", detach)
         .output()
         .expect("cannot start tests/vm/run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     println!("--- process-suite {level} ({})\n{stdout}", out.status);
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !stderr.is_empty() {
         println!("--- stderr:\n{stderr}");
     }
-    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
     let console = std::fs::read_to_string(&console_log).unwrap_or_default();
+    (stdout, out.status.code(), console)
+}
+
+fn run(level: &str, min_passed: usize) {
+    let (stdout, code, console) = boot(level, "");
+    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
     assert_eq!(
-        out.status.code(),
+        code,
         Some(0),
         "level {level}: the suite failed:\n{}\n--- console:\n{console}",
         fails.join("\n")
@@ -87,4 +95,56 @@ fn level0_root_may_see_and_signal_but_never_attach() {
 #[test]
 fn level1_nobody_outside_sees_signals_or_attaches() {
     run("1", 110);
+}
+
+/// Each process hook is load-bearing: with it detached (level 0 allows that), the checks
+/// that rely on it fail, while the rest of the suite still runs.
+#[test]
+fn level0_without_each_hook_its_checks_fail() {
+    let hooks = [
+        (
+            "ptrace_access_check",
+            "root-out: ptrace-attach on a capsule process",
+        ),
+        (
+            "ptrace_access_check",
+            "user-out: proc-mem on a capsule process",
+        ),
+        (
+            "ptrace_access_check",
+            "root-out: process_vm_writev into a capsule process",
+        ),
+        (
+            "ptrace_traceme",
+            "a capsule process can't make its outside parent its tracer",
+        ),
+        ("task_kill", "user-out: kill -0 a capsule process"),
+        (
+            "task_setscheduler",
+            "root-out: setaffinity on a capsule process",
+        ),
+        ("task_setnice", "root-out: setpriority on a capsule process"),
+        ("task_setioprio", "root-out: ioprio on a capsule process"),
+        ("capable", "root-out: setns-pidfd on a capsule process"),
+        (
+            "inode_permission",
+            "root-out: clone3 into the capsule's cgroup",
+        ),
+    ];
+    let mut detach: Vec<&str> = hooks.iter().map(|(h, _)| *h).collect();
+    detach.dedup();
+    let (stdout, code, _) = boot("0", &detach.join(" "));
+    assert_ne!(code, Some(0), "the suite passed with hooks detached");
+    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
+    for (hook, check) in hooks {
+        assert!(
+            fails
+                .iter()
+                .any(|f| f.starts_with(&format!("FAIL: {check}"))),
+            "with {hook} detached, `{check}` did not fail"
+        );
+    }
+    // Controls and inside checks don't depend on the detached hooks: they still pass.
+    assert!(stdout.contains("PASS: root-out: ptrace-attach on an outside process (control)"));
+    assert!(stdout.contains("PASS: the inside workload is all allowed"));
 }

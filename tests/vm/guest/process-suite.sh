@@ -22,6 +22,8 @@
 # capsule is refused and says why; the same workload run inside gives the same results
 # before and after the seal.
 #
+# Mutation testing: see PROCESS_SUITE_DETACH below.
+#
 # Output: `PASS: <what>` / `FAIL: <what> (expected X, got Y)` lines, then
 # `process-suite: N passed, M failed`; exit 0 when M is 0.
 set -u
@@ -176,6 +178,16 @@ expect "sealtool run --seal exits 0" "exit 0" "exit $rc"
 contains "sealtool run --seal seals and enforces" "$out" "enforced by fsguard"
 contains "sealtool run --seal runs the command inside" "$out" "0::/app"
 expect "the level is $LEVEL" "$LEVEL" "$(sealtool level 2>>"$LOG")"
+# Mutation testing: PROCESS_SUITE_DETACH="task_kill capable ..." detaches those hooks of the
+# guard right after the seal (level 0 only: from level 1 on the guard protects its pins); the
+# checks that depend on them must then fail.
+for h in ${PROCESS_SUITE_DETACH:-}; do
+    if rm "/sys/fs/bpf/fsguard/link_fsguard_$h" 2>>"$LOG"; then
+        echo "NOTE: mutation: hook $h detached"
+    else
+        bad "mutation: hook $h could not be detached (use level 0)"
+    fi
+done
 
 # ------------------------------------------------------------------------------ checks
 IN=$IN_PID OUT=$OUT_PID
