@@ -498,8 +498,10 @@ fn stop_requested(sfd: &SignalFd) -> bool {
 
 /// `sealtool audit --collect`.
 pub fn run(ctx: &Context) -> Result<u8> {
-    // Signals arrive through a descriptor polled with the ring buffer: blocked first, before
-    // any thread starts (threads inherit the mask).
+    // A standby waiting for the lock holds nothing: signals still end it the default way.
+    let _lock = InstanceLock::acquire(&ctx.registry_dir, ctx.quiet)?;
+    // From here on, signals arrive through a descriptor polled with the ring buffer: blocked
+    // before any thread starts (threads inherit the mask).
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGTERM);
     mask.add(Signal::SIGINT);
@@ -507,8 +509,6 @@ pub fn run(ctx: &Context) -> Result<u8> {
     mask.thread_block().context("cannot block signals")?;
     let sfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .context("cannot create a signalfd")?;
-
-    let _lock = InstanceLock::acquire(&ctx.registry_dir, ctx.quiet)?;
     let pins = Path::new(PIN_DIR);
     let mut said = false;
     while !EventReader::is_pinned(pins) {
