@@ -631,6 +631,30 @@ impl AuditLog {
     }
 }
 
+/// Copies the audit tree of the database at `old_db`, byte for byte (chain, head and cursor
+/// kept), into `new_db`: for `Registry::rebuild`, which replaces the database with one made
+/// from the manifest files and would otherwise leave the log behind in the old one. Returns
+/// how many keys were copied (0 when the old database has no log).
+pub fn carry_over(old_db: &Path, new_db: &sled::Db, new_path: &Path) -> Result<u64> {
+    let old = open_db(old_db, DEFAULT_WAIT)?;
+    let db_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Database { path, source }
+    };
+    let from = old.open_tree(TREE).map_err(db_err(old_db))?;
+    let to = new_db.open_tree(TREE).map_err(db_err(new_path))?;
+    let mut batch = sled::Batch::default();
+    let mut n = 0;
+    for item in from.iter() {
+        let (k, v) = item.map_err(db_err(old_db))?;
+        batch.insert(k, v);
+        n += 1;
+    }
+    to.apply_batch(batch).map_err(db_err(new_path))?;
+    new_db.flush().map_err(db_err(new_path))?;
+    Ok(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,6 +898,25 @@ mod tests {
             Check::Intact { records: 2, .. }
         ));
         assert_ne!(log.head().unwrap(), head_before);
+    }
+
+    #[test]
+    fn carry_over_keeps_the_chain() {
+        let (d, log) = log_with(4);
+        let head = log.head().unwrap();
+        drop(log);
+        let fresh_path = d.path().join("fresh");
+        let fresh = sled::open(&fresh_path).unwrap();
+        assert_eq!(
+            carry_over(&d.path().join("db"), &fresh, &fresh_path).unwrap(),
+            5
+        );
+        let moved = AuditLog::in_db(&fresh, &fresh_path).unwrap();
+        assert_eq!(moved.head().unwrap(), head);
+        assert!(matches!(
+            moved.check().unwrap(),
+            Check::Intact { records: 4, .. }
+        ));
     }
 
     #[test]

@@ -60,6 +60,11 @@ fn refusals_are_recorded_checked_and_a_flood_is_accounted_for() {
         .args(["--", "sh", "/audit-suite.sh"])
         .env("VM_CONSOLE_LOG", &console_log)
         .env("VM_ENV_AUDIT_FLOOD_N", &flood)
+        // The registry lives in the guest's RAM: room for the log of a million refusals.
+        .env(
+            "VM_MEM",
+            std::env::var("VM_MEM").unwrap_or_else(|_| "2048".into()),
+        )
         .output()
         .expect("cannot start tests/vm/run");
     let stdout = String::from_utf8_lossy(&stdout);

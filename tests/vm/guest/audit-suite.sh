@@ -259,6 +259,7 @@ rc=$?
 echo "$out" >>"$LOG"
 expect "sealtool audit --check exits 0 after the flood" 0 "$rc"
 note "$out"
+note "registry database size after the flood: $(du -sk "$REG/db" | cut -f1) KiB"
 
 # ----------------------------------------------------------------------------- stop, tamper
 kill -TERM "$COLL"
