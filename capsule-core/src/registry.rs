@@ -303,16 +303,20 @@ pub struct RebuildReport {
     pub damaged: Vec<(PathBuf, String)>,
     /// Where the previous database was moved, if there was one.
     pub old_db: Option<PathBuf>,
+    /// Why the previous database's audit log could not be carried over (it stays in
+    /// `old_db`), when it could not.
+    pub audit_not_carried: Option<String>,
 }
 
 fn ensure_dir(path: &Path) -> Result<()> {
     fs::create_dir_all(path).map_err(|e| Error::io(path, "create the directory", e))
 }
 
-/// How long to wait for sled's own file lock. Our registry lock already keeps other
-/// sealtool processes out, so a busy sled lock can only be a handle this process is still
-/// closing (sled releases its file from background threads after a `Db` is dropped).
-const SLED_LOCK_WAIT: Duration = Duration::from_secs(5);
+/// How long to wait for sled's own file lock. Besides a handle this process is still closing
+/// (sled releases its file from background threads after a `Db` is dropped), the audit
+/// collector and `sealtool audit` hold it briefly while they append or read records, which
+/// for a large log can take seconds.
+const SLED_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 fn sled_lock_busy(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
@@ -745,6 +749,12 @@ impl Registry {
                 }
                 tree.put(&rec)?;
                 report.recovered.push(rec);
+            }
+            // The audit log is not derived from the manifests: it moves over as it is.
+            if db_path.exists() {
+                if let Err(e) = crate::audit::carry_over(&db_path, &db, &fresh) {
+                    report.audit_not_carried = Some(e.to_string());
+                }
             }
             db.flush().map_err(|e| Error::Database {
                 path: fresh.clone(),

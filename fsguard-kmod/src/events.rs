@@ -5,7 +5,7 @@
 //! counted in `fsguard_stats.events_ratelimited`, a full buffer in `events_dropped`). This
 //! module:
 //!
-//! - opens the pinned `events`, `stats` and `capsules` maps without needing the programs
+//! - opens the pinned `events`, `stats` and `capsules_view` maps (which the guard lets anyone open; `capsules` itself it keeps closed from level 1 on) without needing the programs
 //!   ([`EventReader`]), waits for events (`poll`) and drains them;
 //! - decodes an event's bytes into a [`Refusal`], never trusting its length or its strings;
 //! - names operations and rules ([`op_name`], [`rule_name`]);
@@ -72,7 +72,7 @@ pub struct Refusal {
     pub pid: u32,
     /// Its fsuid.
     pub uid: u32,
-    /// Capsule slot (index into the `capsules` map).
+    /// Capsule slot (index into the `capsules` map, mirrored in `capsules_view`).
     pub capsule: u32,
     /// `FSGUARD_OP_*`.
     pub op: u32,
@@ -475,7 +475,7 @@ fn type_err(dir: &Path, name: &str) -> impl FnOnce(MapError) -> EventError {
 impl EventReader {
     /// Whether the maps are pinned in `dir` (the guard has been loaded this boot).
     pub fn is_pinned(dir: &Path) -> bool {
-        ["events", "stats", "capsules"]
+        ["events", "stats", "capsules_view"]
             .iter()
             .all(|m| dir.join(m).exists())
     }
@@ -486,8 +486,8 @@ impl EventReader {
             .map_err(type_err(dir, "events"))?;
         let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map(dir, "stats")?))
             .map_err(type_err(dir, "stats"))?;
-        let capsules = Array::try_from(Map::Array(open_map(dir, "capsules")?))
-            .map_err(type_err(dir, "capsules"))?;
+        let capsules = Array::try_from(Map::Array(open_map(dir, "capsules_view")?))
+            .map_err(type_err(dir, "capsules_view"))?;
         Ok(EventReader {
             ring,
             stats,

@@ -18,9 +18,14 @@ use serde_json::json;
 
 use crate::{Context, EXIT_DRIFT};
 
-// Called by `sealtool enforce` and `sealtool seal`; the allow goes once they are wired.
-#[allow(unused_imports)]
 pub use collect::ensure_collector_running;
+
+/// Starts the collector once the guard runs; a failure is a warning, not the command's.
+pub fn start_collector(ctx: &Context) {
+    if let Err(e) = ensure_collector_running(ctx) {
+        eprintln!("sealtool: warning: the audit collector is not running: {e:#}");
+    }
+}
 
 #[derive(clap::Args)]
 pub struct Args {

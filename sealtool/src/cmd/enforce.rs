@@ -153,6 +153,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     let configured = reg.configured_level()?;
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
+    crate::cmd::audit::start_collector(ctx);
     let summary = enforce_all(ctx, &reg, &mut guard, args.boot)?;
     if args.boot {
         if let Some(level) = configured {

@@ -28,6 +28,11 @@ pub fn run(ctx: &Context, action: Action) -> Result<u8> {
             if let Some(old) = &report.old_db {
                 println!("previous database kept at {}", display::path(old));
             }
+            if let Some(why) = &report.audit_not_carried {
+                eprintln!(
+                    "sealtool: warning: the audit log was not carried over (it stays in the previous database): {why}"
+                );
+            }
             println!(
                 "{} capsules recovered, {} damaged manifest files",
                 report.recovered.len(),

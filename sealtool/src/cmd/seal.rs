@@ -126,6 +126,7 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         started.elapsed().as_secs_f64()
     );
     crate::cmd::level::relock_registry_if_locked(reg)?;
+    crate::cmd::audit::start_collector(ctx);
     // Whatever changed between the check above and the kernel taking over is reported now.
     let (_, late) = check::against_manifest(&manifest, &capsule_core::walk::Progress::default())?;
     if !late.is_empty() {

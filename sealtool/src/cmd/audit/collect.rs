@@ -128,7 +128,6 @@ impl InstanceLock {
 /// Starts a detached background collector (`sealtool --registry DIR audit --collect`) unless
 /// one already runs for this registry. Its messages go to `<registry>/audit-collector.log`
 /// and to syslog. Meant for `sealtool enforce` and `sealtool seal`.
-#[allow(dead_code)] // until `sealtool enforce` and `seal` call it
 pub fn ensure_collector_running(ctx: &Context) -> Result<()> {
     let file = open_lock(&ctx.registry_dir)?;
     if !flock(&file, false).context("cannot lock the collector lock file")? {
