@@ -1022,6 +1022,20 @@ int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_f
 	return 0;
 }
 
+/* The capsule of the process behind a pid (0: none), by its cgroup. */
+static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
+{
+	struct hlist_node *node = BPF_CORE_READ(pid, tasks[0].first);
+	struct task_struct *task;
+
+	if (!node)
+		return 0;
+	task = (struct task_struct *)((void *)node -
+				      bpf_core_field_offset(struct task_struct, pid_links));
+	*tgid = BPF_CORE_READ(task, tgid);
+	return cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
+}
+
 /*
  * setns(2) through a pidfd of a member. The kernel has no setns hook; every namespace's
  * install step asks for CAP_SYS_ADMIN, so this refuses that capability while the current
@@ -1032,9 +1046,9 @@ SEC("lsm/capable")
 int BPF_PROG(fsguard_capable, const struct cred *cred, struct user_namespace *ns, int cap,
 	     unsigned int opts, int ret)
 {
-	struct task_struct *current, *target;
+	struct task_struct *current;
 	struct file *file = NULL, **fds;
-	struct hlist_node *node;
+	__u32 tgid = 0;
 	struct pt_regs *regs;
 	struct pid *pid;
 	char name[8] = {};
@@ -1060,16 +1074,40 @@ int BPF_PROG(fsguard_capable, const struct cred *cred, struct user_namespace *ns
 	if (__builtin_memcmp(name, "[pidfd]", 8) != 0)
 		return 0;
 	pid = (struct pid *)BPF_CORE_READ(file, private_data);
-	node = BPF_CORE_READ(pid, tasks[0].first);
-	if (!node)
-		return 0;
-	target = (struct task_struct *)((void *)node -
-					bpf_core_field_offset(struct task_struct, pid_links));
-	slot = cgroup_capsule(BPF_CORE_READ(target, cgroups, dfl_cgrp));
+	slot = pid_capsule(pid, &tgid);
 	if (!slot || current_capsule() == slot)
 		return 0;
-	return refuse_event(NULL, NULL, BPF_CORE_READ(target, tgid), slot, FSGUARD_OP_SETNS,
-			    FSGUARD_RULE_ATTACH,
+	return refuse_event(NULL, NULL, tgid, slot, FSGUARD_OP_SETNS, FSGUARD_RULE_ATTACH,
+			    current_level(), current_euid());
+}
+
+/*
+ * /proc/PID/ns/\* (and /proc/PID/task/TID/ns/\*) of a capsule process: following one of
+ * these links is how a process gets a namespace descriptor to setns(2) into, so it is
+ * refused to outside processes at every level (reading the link, which only names the
+ * namespace, stays a "see" operation). The check runs on every symlink followed, so it
+ * leaves at the first test for anything but procfs.
+ */
+SEC("lsm/inode_follow_link")
+int BPF_PROG(fsguard_inode_follow_link, struct dentry *dentry, struct inode *inode, bool rcu,
+	     int ret)
+{
+	struct proc_inode *pi;
+	char parent[4] = {};
+	__u32 slot, tgid = 0;
+
+	if (ret)
+		return ret;
+	if (!inode || inode->i_sb->s_magic != PROC_SUPER_MAGIC)
+		return 0;
+	bpf_probe_read_kernel_str(parent, sizeof(parent), BPF_CORE_READ(dentry, d_parent, d_name.name));
+	if (parent[0] != 'n' || parent[1] != 's' || parent[2] != 0)
+		return 0;
+	pi = (struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
+	slot = pid_capsule(BPF_CORE_READ(pi, pid), &tgid);
+	if (!slot || current_capsule() == slot)
+		return 0;
+	return refuse_event(NULL, dentry, tgid, slot, FSGUARD_OP_SETNS, FSGUARD_RULE_ATTACH,
 			    current_level(), current_euid());
 }
 

@@ -92,6 +92,7 @@ enum bpf_map_type {
 
 /* include/uapi/linux/magic.h */
 #define CGROUP2_SUPER_MAGIC 0x63677270
+#define PROC_SUPER_MAGIC 0x9fa0
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
 #define PTRACE_MODE_READ 0x01
@@ -190,6 +191,11 @@ struct hlist_head {
 
 struct pid {
 	struct hlist_head tasks[4];
+};
+
+struct proc_inode {
+	struct pid *pid;
+	struct inode vfs_inode;
 };
 
 struct kernfs_node {

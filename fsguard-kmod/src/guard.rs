@@ -62,6 +62,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_task_getscheduler", "task_getscheduler"),
     ("fsguard_task_alloc", "task_alloc"),
     ("fsguard_capable", "capable"),
+    ("fsguard_inode_follow_link", "inode_follow_link"),
     ("fsguard_sb_mount", "sb_mount"),
     ("fsguard_move_mount", "move_mount"),
     ("fsguard_sb_umount", "sb_umount"),

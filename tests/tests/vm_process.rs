@@ -127,6 +127,10 @@ fn level0_without_each_hook_its_checks_fail() {
         ("task_setioprio", "root-out: ioprio on a capsule process"),
         ("capable", "root-out: setns-pidfd on a capsule process"),
         (
+            "inode_follow_link",
+            "root-out: open /proc/PID/ns/uts of a capsule process to setns (level 0)",
+        ),
+        (
             "inode_permission",
             "root-out: clone3 into the capsule's cgroup",
         ),

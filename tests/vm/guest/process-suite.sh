@@ -230,9 +230,16 @@ for a in root-out user-out; do
     expect "$a: hidepid=invisible lists a capsule process (level $LEVEL)" "$wv" "$(listed $a "$IN")"
     expect "$a: hidepid=invisible lists an outside process of the same user (control)" visible "$(listed $a "$OUT")"
 done
-# Entering namespaces through /proc/PID/ns: refused where seeing is (ptrace read access).
-expect "root-out: setns through /proc/PID/ns/uts of a capsule process (level $LEVEL)" "$SEE_ROOT" "$(norm "$(pp root-out setns-path /proc/$IN/ns/uts)")"
+# Entering namespaces through /proc/PID/ns: following the link is refused at every level;
+# reading it (which only names the namespace) is seeing.
+for a in root-out user-out; do
+    expect "$a: open /proc/PID/ns/uts of a capsule process to setns (level $LEVEL)" refused "$(norm "$(pp $a setns-path /proc/$IN/ns/uts)")"
+    expect "$a: open /proc/PID/task/PID/ns/mnt of a capsule process (level $LEVEL)" refused "$(norm "$(pp $a read-file /proc/$IN/task/$IN/ns/mnt)")"
+    if [ "$a" = root-out ]; then want=$SEE_ROOT; else want=refused; fi
+    expect "$a: readlink /proc/PID/ns/uts of a capsule process (level $LEVEL)" "$want" "$(as $a readlink /proc/$IN/ns/uts >/dev/null && echo allowed || echo refused)"
+done
 expect "root-out: setns through /proc/PID/ns/uts of an outside process (control)" allowed "$(pp root-out setns-path /proc/$OUT/ns/uts)"
+expect "user-out: readlink /proc/PID/ns/uts of an outside process of the same user (control)" allowed "$(as user-out readlink /proc/$OUT/ns/uts >/dev/null && echo allowed || echo refused)"
 
 # The capsule's cgroups: nobody outside joins or changes them, root included.
 for a in root-out user-out; do
