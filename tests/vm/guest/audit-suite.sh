@@ -2,7 +2,8 @@
 # audit-suite.sh: end-to-end checks of the audit log (`sealtool audit`), run as root in the
 # test guest (tests/vm/run; busybox sh), the guard at level 1:
 #
-#   - a collector (`sealtool audit --collect`) runs; a second one waits as a standby;
+#   - `sealtool seal` starts a collector; a collector (`sealtool audit --collect`) runs; a
+#     second one waits as a standby;
 #   - known refused attempts (root and user writing a sealed file, an unlink) appear in
 #     `sealtool audit --json` and in the human output with the right capsule, operation, rule,
 #     level, path, pid, uid and command name, and in syslog;
@@ -96,6 +97,20 @@ expect "sealtool register --seal app exits 0" 0 "$rc"
 expect "the guard is at level 1" 1 "$(sealtool level 2>>"$LOG")"
 
 # ----------------------------------------------------------------------------- collector
+# The seal started a collector of its own (in the background, detached): found, then
+# stopped, so that this suite's own collector below is the one whose exit it can check.
+collectors() { # pids of running `sealtool ... audit --collect`
+    for d in /proc/[0-9]*; do
+        tr '\0' ' ' <"$d/cmdline" 2>/dev/null | grep -q 'audit --collec[t]' && echo "${d#/proc/}"
+    done
+}
+sleep 1
+AUTO=$(collectors)
+if [ -n "$AUTO" ]; then ok "sealtool seal started the collector (pid $AUTO)"; else bad "sealtool seal started the collector"; fi
+for p in $AUTO; do kill -TERM "$p"; done
+i=0
+while [ -n "$(collectors)" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -z "$(collectors)" ]; then ok "the collector seal started ends on SIGTERM"; else bad "the collector seal started ends on SIGTERM"; fi
 sealtool audit --collect >>"$LOG" 2>&1 &
 COLL=$!
 sleep 1
