@@ -542,49 +542,6 @@ impl Registry {
         Ok(rec)
     }
 
-    /// Every seal file in the registry, decoded and checked (its name, digest and checksum):
-    /// what boot enforcement trusts. Unlike the sled index they are never rewritten, and at
-    /// level 2 the guard keeps them so. Sorted by capsule name.
-    pub fn seals_on_disk(&self) -> Result<Vec<SealRecord>> {
-        let root = self.dir.join("manifests");
-        let dirs = match fs::read_dir(&root) {
-            Ok(d) => d,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(root, "read", e)),
-        };
-        let mut out = Vec::new();
-        for d in dirs {
-            let dir = d.map_err(|e| Error::io(&root, "read", e))?.path();
-            if !dir.is_dir() {
-                continue;
-            }
-            for f in fs::read_dir(&dir).map_err(|e| Error::io(&dir, "read", e))? {
-                let path = f.map_err(|e| Error::io(&dir, "read", e))?.path();
-                if path.extension().and_then(|x| x.to_str()) != Some("seal") {
-                    continue;
-                }
-                let bytes =
-                    fs::read(&path).map_err(|e| Error::io(&path, "read the seal record", e))?;
-                let corrupt = |reason: String| Error::ManifestCorrupt {
-                    path: path.clone(),
-                    reason,
-                };
-                let seal = SealRecord::decode(&bytes).map_err(corrupt)?;
-                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-                if dir.file_name() != Some(std::ffi::OsStr::new(&seal.name))
-                    || Digest::from_hex(stem) != Some(seal.digest)
-                {
-                    return Err(corrupt(
-                        "its file name does not match the capsule and digest it seals".into(),
-                    ));
-                }
-                out.push(seal);
-            }
-        }
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
-    }
-
     /// The seal of a sealed capsule, checked against its record.
     pub fn seal_record(&self, rec: &CapsuleRecord) -> Result<SealRecord> {
         let path = self.seal_path(&rec.name, &rec.digest);
@@ -627,19 +584,12 @@ impl Registry {
 
     /// The configured level (what boot enforcement raises the guard to), if any.
     pub fn configured_level(&self) -> Result<Option<u32>> {
-        let path = self.config_path();
-        match fs::read_to_string(&path) {
-            Ok(s) => s
-                .trim()
-                .parse()
-                .map(Some)
-                .map_err(|_| Error::RegistryCorrupt {
-                    path,
-                    reason: format!("{:?} is not a level", s.trim()),
-                }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, "read", e)),
-        }
+        configured_level_in(&self.dir)
+    }
+
+    /// Every seal file in the registry (see [`seals_in`]).
+    pub fn seals_on_disk(&self) -> SealFiles {
+        seals_in(&self.dir)
     }
 
     pub fn set_configured_level(&self, level: u32) -> Result<()> {
@@ -810,4 +760,101 @@ pub fn read_manifest_file(path: &Path) -> Result<(Manifest, Digest)> {
         )));
     }
     Ok((m, digest))
+}
+
+/// The level configured in the registry at `dir` (its `level` file), read without the index
+/// or the lock: what boot enforcement raises the guard to.
+pub fn configured_level_in(dir: &Path) -> Result<Option<u32>> {
+    let path = dir.join("level");
+    match fs::read_to_string(&path) {
+        Ok(s) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::RegistryCorrupt {
+                path,
+                reason: format!("{:?} is not a level", s.trim()),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, "read", e)),
+    }
+}
+
+/// The seal files of a registry: the readable ones, and those that could not be used, with
+/// the reason.
+#[derive(Debug, Default)]
+pub struct SealFiles {
+    pub seals: Vec<SealRecord>,
+    pub bad: Vec<(PathBuf, String)>,
+}
+
+/// Every seal file in the registry at `dir`, decoded and checked (its checksum, and that its
+/// file name matches the capsule and digest it seals), read without the sled index or the
+/// lock: what boot enforcement trusts. Unlike the index they are never rewritten, and at
+/// level 2 the guard keeps them so. A file that can't be used is listed in `bad`, not fatal:
+/// one planted or damaged file must not stop the others from being enforced. Sorted by
+/// capsule name.
+pub fn seals_in(dir: &Path) -> SealFiles {
+    let mut out = SealFiles::default();
+    let root = dir.join("manifests");
+    let dirs = match fs::read_dir(&root) {
+        Ok(d) => d,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            out.bad.push((root, e.to_string()));
+            return out;
+        }
+    };
+    for d in dirs {
+        let dir = match d {
+            Ok(d) => d.path(),
+            Err(e) => {
+                out.bad.push((root.clone(), e.to_string()));
+                continue;
+            }
+        };
+        if !dir.is_dir() {
+            continue;
+        }
+        let files = match fs::read_dir(&dir) {
+            Ok(f) => f,
+            Err(e) => {
+                out.bad.push((dir, e.to_string()));
+                continue;
+            }
+        };
+        for f in files {
+            let path = match f {
+                Ok(f) => f.path(),
+                Err(e) => {
+                    out.bad.push((dir.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            if path.extension().and_then(|x| x.to_str()) != Some("seal") {
+                continue;
+            }
+            let decoded = fs::read(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| SealRecord::decode(&b));
+            match decoded {
+                Ok(seal) => {
+                    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                    if dir.file_name() != Some(std::ffi::OsStr::new(&seal.name))
+                        || Digest::from_hex(stem) != Some(seal.digest)
+                    {
+                        out.bad.push((
+                            path,
+                            "its file name does not match the capsule and digest it seals".into(),
+                        ));
+                    } else {
+                        out.seals.push(seal);
+                    }
+                }
+                Err(reason) => out.bad.push((path, reason)),
+            }
+        }
+    }
+    out.seals.sort_by(|a, b| a.name.cmp(&b.name));
+    out
 }

@@ -106,6 +106,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ancestors SEC(".maps");
 
+/* Directories on the path to the guard's pins that sit on other filesystems (/, /sys,
+ * /sys/fs) -> the guard's slot: their lazy unmount would take the bpffs along. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct fsguard_inode_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} pin_path SEC(".maps");
+
 /* Block devices (kernel dev_t) that hold sealed trees -> capsule slot. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -170,6 +180,21 @@ static __always_inline __u32 current_level(void)
 	if (!cfg || cfg->magic != FSGUARD_MAGIC || cfg->version != FSGUARD_ABI_VERSION)
 		return FSGUARD_LEVEL_SEALED;
 	return cfg->level;
+}
+
+/* Whether the current process is in the initial mount namespace (the one whose mounts every
+ * service sees); 0 in the config (not known) counts as yes: fail closed. */
+static __always_inline bool in_init_mnt_ns(void)
+{
+	__u32 zero = 0;
+	struct fsguard_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	struct task_struct *task = bpf_get_current_task_btf();
+	unsigned int inum;
+
+	if (!cfg || !cfg->init_mnt_ns)
+		return true;
+	inum = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	return inum == cfg->init_mnt_ns;
 }
 
 static __always_inline __u32 current_fsuid(void)
@@ -464,20 +489,6 @@ static __always_inline void inherit(struct inode *inode, struct inode *dir)
 	}
 }
 
-/* Forgets `inode` when the operation being allowed removes its last link. */
-static __always_inline void release_if_last_link(struct inode *inode)
-{
-	struct fsguard_inode_key key = {};
-	struct fsguard_stats *st;
-
-	if (!inode || inode->i_nlink > 1 || !inode_key(inode, &key))
-		return;
-	if (bpf_map_delete_elem(&inodes, &key) == 0) {
-		st = stats_slot();
-		if (st)
-			__sync_fetch_and_add(&st->released, 1);
-	}
-}
 
 /*
  * Lock down. `slot` protects something that is not part of a tree (a directory above a
@@ -523,6 +534,23 @@ static __always_inline int decide_mountpoint(struct dentry *dentry, __u32 op)
 	if (v)
 		return decide_locked(v->capsule, &key, dentry, op);
 	return decide_ancestor(inode, dentry, op);
+}
+
+/* Writing to a block device that holds a sealed tree (level 2). 0 when allowed. */
+static __always_inline int decide_blockdev(struct inode *inode, struct dentry *dentry)
+{
+	struct fsguard_inode_key key = {};
+	__u64 rdev;
+	__u32 *slot;
+
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFBLK)
+		return 0;
+	rdev = inode->i_rdev;
+	slot = bpf_map_lookup_elem(&devices, &rdev);
+	if (!slot)
+		return 0;
+	inode_key(inode, &key);
+	return decide_locked(*slot, &key, dentry, FSGUARD_OP_BLOCKDEV_WRITE);
 }
 
 /*
@@ -618,16 +646,8 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 		inherit(inode, dentry_inode(parent));
 		return 0;
 	}
-	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK && (file->f_mode & FMODE_WRITE)) {
-		__u64 rdev = inode->i_rdev;
-		__u32 *slot = bpf_map_lookup_elem(&devices, &rdev);
-		struct fsguard_inode_key key = {};
-
-		if (!slot)
-			return 0;
-		inode_key(inode, &key);
-		return decide_locked(*slot, &key, file->f_path.dentry, FSGUARD_OP_BLOCKDEV_WRITE);
-	}
+	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
+		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
 	if (!is_regular(inode))
 		return 0;
 	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC)) {
@@ -651,7 +671,8 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 		return 0;
 	inode = file->f_inode;
 	if (!is_regular(inode))
-		return 0;
+		/* A block device opened for writing before level 2. */
+		return decide_blockdev(inode, file->f_path.dentry);
 	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
 	return r ? r : decide_cgroup(inode, file->f_path.dentry, FSGUARD_OP_CGROUP);
 }
@@ -664,6 +685,8 @@ int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsign
 		return ret;
 	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
 		return 0;
+	if (decide_blockdev(file->f_inode, file->f_path.dentry))
+		return -EPERM;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MMAP_SHARED_WRITE);
 }
 
@@ -793,11 +816,7 @@ int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int
 	r = decide_removal(dir, victim, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
-	r = decide(victim, dentry, FSGUARD_OP_UNLINK);
-	if (r)
-		return r;
-	release_if_last_link(victim);
-	return 0;
+	return decide(victim, dentry, FSGUARD_OP_UNLINK);
 }
 
 SEC("lsm/inode_rmdir")
@@ -817,11 +836,7 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
 	if (r)
 		return r;
-	r = decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
-	if (r)
-		return r;
-	release_if_last_link(victim);
-	return 0;
+	return decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
 }
 
 /*
@@ -878,9 +893,35 @@ int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 {
 	if (ret)
 		return ret;
+	/* SCSI commands (writes included) go through a read-only descriptor. */
+	if (cmd == SG_IO)
+		return decide_blockdev(file->f_inode, file->f_path.dentry);
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_IOCTL_SETFLAGS);
+}
+
+/*
+ * An inode being destroyed with no link left (its last unlink, rmdir or replacing rename
+ * took effect, and its last user closed it): it is forgotten, so that its number, which
+ * ext4 hands out again, never protects an unrelated file. Done here rather than in the
+ * unlink or rmdir hooks, which run before the operation and can't know whether it
+ * succeeds; an inode merely evicted from the cache (still linked) stays protected.
+ */
+SEC("lsm/inode_free_security")
+int BPF_PROG(fsguard_inode_free_security, struct inode *inode)
+{
+	struct fsguard_inode_key key = {};
+	struct fsguard_stats *st;
+
+	if (!inode || inode->i_nlink != 0 || !inode_key(inode, &key))
+		return 0;
+	if (bpf_map_delete_elem(&inodes, &key) == 0) {
+		st = stats_slot();
+		if (st)
+			__sync_fetch_and_add(&st->released, 1);
+	}
+	return 0;
 }
 
 /*
@@ -1061,9 +1102,18 @@ int BPF_PROG(fsguard_capable, const struct cred *cred, struct user_namespace *ns
 		return 0;
 	current = bpf_get_current_task_btf();
 	regs = (struct pt_regs *)bpf_task_pt_regs(current);
-	if (!regs || BPF_CORE_READ(regs, orig_ax) != NR_setns)
+	if (!regs)
 		return 0;
-	fd = BPF_CORE_READ(regs, di);
+	/* A 32-bit setns(2) has another number and takes its descriptor in ebx. */
+	if (current->thread_info.status & TS_COMPAT) {
+		if (BPF_CORE_READ(regs, orig_ax) != NR_ia32_setns)
+			return 0;
+		fd = (__u32)BPF_CORE_READ(regs, bx);
+	} else {
+		if (BPF_CORE_READ(regs, orig_ax) != NR_setns)
+			return 0;
+		fd = BPF_CORE_READ(regs, di);
+	}
 	if (fd >= BPF_CORE_READ(current, files, fdt, max_fds))
 		return 0;
 	fds = BPF_CORE_READ(current, files, fdt, fd);
@@ -1111,6 +1161,18 @@ int BPF_PROG(fsguard_inode_follow_link, struct dentry *dentry, struct inode *ino
 			    current_level(), current_euid());
 }
 
+/* Level 2: perf events can sample any process's user memory and stacks. */
+SEC("lsm/perf_event_open")
+int BPF_PROG(fsguard_perf_event_open, struct perf_event_attr *attr, int type, int ret)
+{
+	if (ret)
+		return ret;
+	if (current_level() >= FSGUARD_LEVEL_LOCKED)
+		return refuse(NULL, NULL, 0, FSGUARD_OP_PERF_EVENT, FSGUARD_RULE_LOCKED,
+			      current_level(), current_fsuid());
+	return 0;
+}
+
 /* ---------------------------------------------------------------- mounts */
 
 SEC("lsm/sb_mount")
@@ -1121,11 +1183,19 @@ int BPF_PROG(fsguard_sb_mount, const char *dev_name, const struct path *path, co
 		return ret;
 	/*
 	 * mount(2) with MS_MOVE names the mount to move by a string the hook can't resolve: at
-	 * level 2 it is refused everywhere (move_mount(2) is checked precisely below).
+	 * level 2 it is refused in the initial mount namespace (move_mount(2) is checked
+	 * precisely below; a private namespace's mounts are seen by nobody else).
 	 */
-	if ((flags & MS_MOVE) && current_level() >= FSGUARD_LEVEL_LOCKED)
+	if ((flags & MS_MOVE) && current_level() >= FSGUARD_LEVEL_LOCKED && in_init_mnt_ns())
 		return refuse(NULL, path->dentry, 0, FSGUARD_OP_MOVE_MOUNT, FSGUARD_RULE_LOCKED,
 			      current_level(), current_fsuid());
+	/*
+	 * A propagation change alone (--make-private, --make-rshared, ...) mounts nothing: a
+	 * mount that would later propagate over a sealed path meets this hook on that path.
+	 */
+	if ((flags & (MS_SHARED | MS_PRIVATE | MS_SLAVE | MS_UNBINDABLE)) &&
+	    !(flags & (MS_REMOUNT | MS_BIND | MS_MOVE)))
+		return 0;
 	/* New mounts, binds, remounts: over (or of) a sealed tree or a directory above one. */
 	return decide_mountpoint(path->dentry, FSGUARD_OP_MOUNT);
 }
@@ -1146,9 +1216,41 @@ int BPF_PROG(fsguard_move_mount, const struct path *from_path, const struct path
 SEC("lsm/sb_umount")
 int BPF_PROG(fsguard_sb_umount, struct vfsmount *mnt, int flags, int ret)
 {
+	struct fsguard_inode_key key = {};
+	struct dentry *root;
+	__u32 *slot;
+
 	if (ret)
 		return ret;
-	return decide_mountpoint(mnt->mnt_root, FSGUARD_OP_UMOUNT);
+	root = mnt->mnt_root;
+	/*
+	 * A lazy unmount (MNT_DETACH) takes every mount below along, the bpffs holding the
+	 * guard's pins included (its end would release them): refused from level 1 on for
+	 * the mounts above the pins, in the initial mount namespace (a private namespace's copy
+	 * going away leaves the real one mounted). An ordinary unmount of them fails with EBUSY
+	 * while the bpffs is mounted below.
+	 */
+	if ((flags & MNT_DETACH) && inode_key(dentry_inode(root), &key)) {
+		slot = bpf_map_lookup_elem(&pin_path, &key);
+		if (slot && in_init_mnt_ns() && current_level() >= FSGUARD_LEVEL_SEALED)
+			return refuse(&key, root, *slot, FSGUARD_OP_UMOUNT, FSGUARD_RULE_GUARD,
+				      current_level(), current_fsuid());
+	}
+	return decide_mountpoint(root, FSGUARD_OP_UMOUNT);
+}
+
+/* pivot_root(2) moves every process whose root is the old root onto the new one: at level 2
+ * it is refused in the initial mount namespace. */
+SEC("lsm/sb_pivotroot")
+int BPF_PROG(fsguard_sb_pivotroot, const struct path *old_path, const struct path *new_path,
+	     int ret)
+{
+	if (ret)
+		return ret;
+	if (current_level() >= FSGUARD_LEVEL_LOCKED && in_init_mnt_ns())
+		return refuse(NULL, new_path->dentry, 0, FSGUARD_OP_PIVOT_ROOT, FSGUARD_RULE_LOCKED,
+			      current_level(), current_fsuid());
+	return 0;
 }
 
 /* ---------------------------------------------------------------- the guard itself */
@@ -1159,7 +1261,7 @@ static __always_inline bool is_guarded_map(struct bpf_map *map)
 {
 	return map == (void *)&config || map == (void *)&inodes || map == (void *)&capsules ||
 	       map == (void *)&cgroup_capsules || map == (void *)&members ||
-	       map == (void *)&ancestors || map == (void *)&devices;
+	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path;
 }
 
 SEC("lsm/bpf_map")
@@ -1208,17 +1310,30 @@ static __always_inline bool apply_capsule(__u32 slot, struct fsguard_capsule *wa
 	return true;
 }
 
+static __always_inline bool slot_active(__u32 slot)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+
+	return c && (c->flags & FSGUARD_CAPSULE_ACTIVE);
+}
+
 static __always_inline bool apply_inode(struct fsguard_request *r)
 {
 	struct fsguard_inode_key key = { .dev = r->a, .ino = r->b };
 	struct fsguard_inode_value value = { .capsule = r->slot, .flags = r->flags };
 	struct fsguard_inode_value *have;
 
+	if (!slot_active(r->slot))
+		return false;
 	if (!bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST))
 		return true;
 	have = bpf_map_lookup_elem(&inodes, &key);
 	if (!have)
 		return false;
+	/* On an inode already protected, only "frozen" may be added: "append-only" would let
+	 * anybody create entries in a sealed directory. */
+	if (r->flags & ~FSGUARD_INODE_FROZEN)
+		return (have->flags & r->flags) == r->flags && have->capsule == r->slot;
 	value.capsule = have->capsule;
 	value.flags = have->flags | r->flags;
 	/* Another capsule's inode (a hard link shared by two trees): it stays that capsule's
@@ -1262,16 +1377,36 @@ static __always_inline bool apply_request(struct fsguard_request *r, struct fsgu
 		return apply_inode(r);
 	case FSGUARD_REQ_CAPSULE:
 		return apply_capsule(r->slot, &r->capsule);
-	case FSGUARD_REQ_CGROUP:
+	case FSGUARD_REQ_CGROUP: {
+		/* Only the capsule's own cgroup, named when its slot was filled: otherwise
+		 * anybody could make their cgroup the inside of someone else's capsule. */
+		struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &r->slot);
+
+		if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE) ||
+		    !(c->flags & FSGUARD_CAPSULE_HAS_CGROUP) || c->cgroup_id != id)
+			return false;
 		return apply_slot_key(&cgroup_capsules, &id, r->slot);
+	}
 	case FSGUARD_REQ_LEVEL:
 		return apply_level(r->level, st);
 	/* Directories and devices shared by several capsules keep the first one's slot: they
 	 * are protected either way (a different slot takes nothing away). */
 	case FSGUARD_REQ_ANCESTOR:
+		if (!slot_active(r->slot))
+			return false;
 		return apply_slot_key(&ancestors, &ikey, r->slot) ||
 		       bpf_map_lookup_elem(&ancestors, &ikey);
+	case FSGUARD_REQ_PIN_PATH: {
+		struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &r->slot);
+
+		if (!c || !(c->flags & FSGUARD_CAPSULE_GUARD))
+			return false;
+		return apply_slot_key(&pin_path, &ikey, r->slot) ||
+		       bpf_map_lookup_elem(&pin_path, &ikey);
+	}
 	case FSGUARD_REQ_DEVICE:
+		if (!slot_active(r->slot))
+			return false;
 		return apply_slot_key(&devices, &id, r->slot) || bpf_map_lookup_elem(&devices, &id);
 	}
 	return false;
@@ -1294,6 +1429,22 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 
 	if (ret)
 		return ret;
+	/*
+	 * Level 2: no new program that runs in other processes' context (kprobes, tracepoints,
+	 * perf events, fentry/fexit, LSM, extensions): such a program could read or write a
+	 * capsule process's memory or signal it, or undo the guard's decisions' effects.
+	 */
+	if (cmd == BPF_PROG_LOAD && current_level() >= FSGUARD_LEVEL_LOCKED) {
+		__u32 type = 0;
+
+		bpf_probe_read_kernel(&type, sizeof(type), attr);
+		if (type == BPF_PROG_TYPE_KPROBE || type == BPF_PROG_TYPE_TRACEPOINT ||
+		    type == BPF_PROG_TYPE_PERF_EVENT || type == BPF_PROG_TYPE_RAW_TRACEPOINT ||
+		    type == BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE || type == BPF_PROG_TYPE_TRACING ||
+		    type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM)
+			return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
+				      current_level(), current_fsuid());
+	}
 	st = bpf_map_lookup_elem(&state, &zero);
 	if (!st)
 		return 0;

@@ -60,6 +60,7 @@
 #define FSGUARD_REQ_LEVEL 4u    /* request.level */
 #define FSGUARD_REQ_ANCESTOR 5u /* a=dev, b=ino of a directory above a sealed root; key.slot */
 #define FSGUARD_REQ_DEVICE 6u   /* a=kernel dev_t of a block device holding a sealed tree */
+#define FSGUARD_REQ_PIN_PATH 7u /* a=dev, b=ino of a directory above the pins (guard slot) */
 #define FSGUARD_MAX_REQUESTS (1u << 16)
 #define FSGUARD_REQUESTS_PER_CALL 128u
 
@@ -120,6 +121,8 @@
 #define FSGUARD_OP_MOVE_MOUNT 45u
 #define FSGUARD_OP_PIVOT_ROOT 46u
 #define FSGUARD_OP_BLOCKDEV_WRITE 47u
+#define FSGUARD_OP_BPF_TRACING 48u    /* loading a program that runs in other processes' context */
+#define FSGUARD_OP_PERF_EVENT 49u
 
 /* Why it was refused (struct fsguard_event.rule). */
 #define FSGUARD_RULE_OUTSIDE 1u        /* a process outside the capsule, level >= 1 or not root */
@@ -137,7 +140,7 @@ struct fsguard_config {
 	__u32 magic;   /* FSGUARD_MAGIC */
 	__u32 version; /* FSGUARD_ABI_VERSION */
 	__u32 level;   /* FSGUARD_LEVEL_* */
-	__u32 flags;   /* reserved, must be 0 */
+	__u32 init_mnt_ns; /* the initial mount namespace's inode number (level-2 mount rules) */
 };
 
 /*

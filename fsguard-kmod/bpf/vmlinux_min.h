@@ -89,6 +89,31 @@ enum bpf_map_type {
 #define MS_REMOUNT 32
 #define MS_BIND 4096
 #define MS_MOVE 8192
+#define MS_REC 16384
+#define MS_UNBINDABLE (1 << 17)
+#define MS_PRIVATE (1 << 18)
+#define MS_SLAVE (1 << 19)
+#define MS_SHARED (1 << 20)
+#define MNT_DETACH 2
+
+/* arch/x86/include/asm/thread_info.h: a 32-bit system call in progress; its number. */
+#define TS_COMPAT 0x0002
+#define NR_ia32_setns 346
+
+/* include/uapi/scsi/sg.h: SCSI commands, writes included, on a read-only descriptor. */
+#define SG_IO 0x2285
+
+/* include/uapi/linux/bpf.h: bpf(2) commands and program types that run in the context of
+ * arbitrary processes (which could then read, write or signal a capsule's). */
+#define BPF_PROG_LOAD 5
+#define BPF_PROG_TYPE_KPROBE 2
+#define BPF_PROG_TYPE_TRACEPOINT 5
+#define BPF_PROG_TYPE_PERF_EVENT 7
+#define BPF_PROG_TYPE_RAW_TRACEPOINT 17
+#define BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE 24
+#define BPF_PROG_TYPE_TRACING 26
+#define BPF_PROG_TYPE_EXT 28
+#define BPF_PROG_TYPE_LSM 29
 
 /* include/uapi/linux/magic.h */
 #define CGROUP2_SUPER_MAGIC 0x63677270
@@ -139,6 +164,22 @@ struct vfsmount {
 	struct dentry *mnt_root;
 };
 
+struct ns_common {
+	unsigned int inum;
+};
+
+struct mnt_namespace {
+	struct ns_common ns;
+};
+
+struct nsproxy {
+	struct mnt_namespace *mnt_ns;
+};
+
+struct thread_info {
+	__u32 status;
+};
+
 struct path {
 	struct vfsmount *mnt;
 	struct dentry *dentry;
@@ -168,6 +209,7 @@ struct cred {
 };
 
 struct pt_regs {
+	unsigned long bx;
 	unsigned long di;
 	unsigned long orig_ax;
 };
@@ -215,6 +257,8 @@ struct css_set {
 };
 
 struct task_struct {
+	struct thread_info thread_info;
+	struct nsproxy *nsproxy;
 	int tgid;
 	struct task_struct *real_parent;
 	const struct cred *real_cred;
@@ -226,6 +270,9 @@ struct task_struct {
 
 struct iattr;
 struct bpf_map;
+struct perf_event_attr;
+
+/* UAPI: for BPF_PROG_LOAD its first __u32 is prog_type (read at offset 0). */
 union bpf_attr;
 struct kernel_siginfo;
 struct user_namespace;

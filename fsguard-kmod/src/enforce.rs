@@ -115,9 +115,9 @@ pub const REGISTRY_SLOT_NAME: &str = ".registry";
 
 /// Level 2's protection of the registry at `dir`, so root can't rewrite what the next boot
 /// enforces: every manifest and seal file is frozen (they are content-addressed and never
-/// rewritten), as is the configured level; `manifests/` and each capsule's directory in it
-/// are append-only (new capsules and seals can still be added; nothing can be removed or
-/// replaced); the registry directory and those above it can't be renamed, removed or mounted
+/// rewritten), as is the configured level and each sealed capsule's directory; `manifests/`
+/// and each unsealed capsule's directory are append-only (new capsules and seals can still
+/// be added; nothing can be removed or replaced); the registry directory and those above it can't be renamed, removed or mounted
 /// over. The sled index (`db/`) is not protected: it is derived data, rebuilt from these
 /// files, and boot enforcement reads the seal files themselves. Idempotent: run again after
 /// each registration at level 2 to freeze the new files.
@@ -143,14 +143,25 @@ pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {
             if !capsule.is_dir() {
                 continue;
             }
-            add(&capsule, append_only)?;
+            let mut sealed = false;
             for f in std::fs::read_dir(&capsule).map_err(io(&capsule))? {
                 let f = f.map_err(io(&capsule))?.path();
                 let ext = f.extension().and_then(|e| e.to_str());
                 if matches!(ext, Some("manifest") | Some("seal")) && f.is_file() {
+                    sealed |= ext == Some("seal");
                     add(&f, FSGUARD_INODE_FROZEN)?;
                 }
             }
+            // A sealed capsule's directory takes nothing more (a second seal, planted, would
+            // name another inside); an unsealed one may still get manifests and its seal.
+            add(
+                &capsule,
+                if sealed {
+                    FSGUARD_INODE_FROZEN
+                } else {
+                    append_only
+                },
+            )?;
         }
     }
     let level = dir.join("level");

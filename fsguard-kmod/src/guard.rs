@@ -24,7 +24,7 @@ use crate::shared::{
     fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD, FSGUARD_CAPSULE_HAS_CGROUP,
     FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES, FSGUARD_MAX_REQUESTS,
     FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP,
-    FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL,
+    FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
 };
 use crate::{objects, Error, Result};
 
@@ -63,6 +63,9 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_task_alloc", "task_alloc"),
     ("fsguard_capable", "capable"),
     ("fsguard_inode_follow_link", "inode_follow_link"),
+    ("fsguard_sb_pivotroot", "sb_pivotroot"),
+    ("fsguard_perf_event_open", "perf_event_open"),
+    ("fsguard_inode_free_security", "inode_free_security"),
     ("fsguard_sb_mount", "sb_mount"),
     ("fsguard_move_mount", "move_mount"),
     ("fsguard_sb_umount", "sb_umount"),
@@ -78,6 +81,7 @@ pub const MAPS: &[&str] = &[
     "cgroup_capsules",
     "members",
     "ancestors",
+    "pin_path",
     "devices",
     "requests",
     "state",
@@ -118,6 +122,16 @@ pub struct Guard {
     state: Array<MapData, fsguard_state>,
     capsules_view: Array<MapData, fsguard_capsule>,
     stats: PerCpuArray<MapData, fsguard_stats>,
+}
+
+/// The initial mount namespace's inode number (init's), for the guard's mount rules that
+/// apply only there; 0 (unknown) makes the guard apply them in every namespace.
+fn init_mnt_ns() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/1/ns/mnt")
+        .ok()
+        .and_then(|m| u32::try_from(m.ino()).ok())
+        .unwrap_or(0)
 }
 
 fn link_path(dir: &Path, program: &str) -> PathBuf {
@@ -226,9 +240,11 @@ impl Guard {
             let level = if current.is_valid() {
                 current.level
             } else {
-                config
-                    .set(0, fsguard_config::with_level(initial_level), 0)
-                    .map_err(map_err("write", "config"))?;
+                let cfg = fsguard_config {
+                    init_mnt_ns: init_mnt_ns(),
+                    ..fsguard_config::with_level(initial_level)
+                };
+                config.set(0, cfg, 0).map_err(map_err("write", "config"))?;
                 initial_level
             };
             let mut state: Array<&mut MapData, fsguard_state> =
@@ -324,14 +340,25 @@ impl Guard {
         }
         let pin_dev = pins.first().map(|p| p.key.dev);
         self.protect(slot, &pins)?;
-        // Only the directories above the pins on the bpffs itself, whose root is its mount:
-        // unmounting it would release every pin. The directories further up (/sys, /) are
-        // not the guard's business at level 1 (unmounting a bind of them must keep working).
-        let above: Vec<_> = crate::enforce::ancestors_of(&self.dir)?
+        // The directories above the pins on the bpffs itself, whose root is its mount:
+        // unmounting it would release every pin. Those further up (/sys/fs, /sys, /) only
+        // against a lazy unmount in the initial namespace, which would take the bpffs along
+        // (unmounting a bind of them elsewhere must keep working).
+        let (on_bpffs, further): (Vec<_>, Vec<_>) = crate::enforce::ancestors_of(&self.dir)?
             .into_iter()
-            .filter(|k| Some(k.dev) == pin_dev)
+            .partition(|k| Some(k.dev) == pin_dev);
+        self.protect_ancestors(slot, &on_bpffs)?;
+        let reqs: Vec<_> = further
+            .iter()
+            .map(|k| fsguard_request {
+                kind: FSGUARD_REQ_PIN_PATH,
+                slot,
+                a: k.dev,
+                b: k.ino,
+                ..Default::default()
+            })
             .collect();
-        self.protect_ancestors(slot, &above)
+        self.submit(&reqs)
     }
 
     pub fn pin_dir(&self) -> &Path {

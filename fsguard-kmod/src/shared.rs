@@ -52,7 +52,7 @@ impl fsguard_config {
             magic: FSGUARD_MAGIC,
             version: FSGUARD_ABI_VERSION,
             level,
-            flags: 0,
+            init_mnt_ns: 0,
         }
     }
 
@@ -96,7 +96,7 @@ mod tests {
         let cfg = fsguard_config::enforcing();
         assert!(cfg.is_valid());
         assert_eq!(cfg.level, FSGUARD_LEVEL_ENFORCE);
-        assert_eq!(cfg.flags, 0);
+        assert_eq!(cfg.init_mnt_ns, 0);
         assert_ne!(FSGUARD_LEVEL_OFF, FSGUARD_LEVEL_ENFORCE);
     }
 }

@@ -66,6 +66,6 @@ fn summary_line_is_parsed() {
 fn level2_holds_across_a_reboot_with_enforce_boot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = dir.path().join("disk.img");
-    boot(&disk, "boot1", 65);
-    boot(&disk, "boot2", 50);
+    boot(&disk, "boot1", 85);
+    boot(&disk, "boot2", 60);
 }

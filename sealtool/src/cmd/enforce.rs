@@ -41,51 +41,74 @@ impl std::fmt::Display for Summary {
 }
 
 /// Hands every sealed capsule to `guard`. The seal files are the source of truth (the sled
-/// index is derived data, which root could rewrite at level 2); where the index disagrees,
-/// that is reported. Each tree is re-walked for its live identities; with `loud`, drift is
-/// printed entry by entry on stderr. A capsule that can't be enforced is reported and the
-/// others are enforced all the same; the error comes at the end.
+/// index is derived data, which root could rewrite at level 2): they are read without the
+/// index, which is only compared with them when `reg` could be opened, and disagreement is
+/// reported. A seal file that can't be used, or a capsule that can't be enforced, is reported
+/// loudly and the others are enforced all the same; the error comes at the end. Two seals
+/// naming one capsule (a planted one) fail closed: the capsule is enforced with no inside.
+/// Each tree is re-walked for its live identities; with `loud`, drift is printed entry by
+/// entry on stderr.
 pub fn enforce_all(
-    ctx: &Context,
-    reg: &Registry,
+    dir: &std::path::Path,
+    reg: Option<&Registry>,
     guard: &mut Guard,
     loud: bool,
 ) -> Result<Summary> {
-    let _ = ctx;
     let mut summary = Summary {
         capsules: 0,
         inodes: 0,
         drifted: Vec::new(),
     };
-    let seals = reg.seals_on_disk()?;
-    for rec in reg
-        .list()?
-        .iter()
-        .filter(|r| r.state == CapsuleState::Sealed)
-    {
-        if !seals
+    let files = capsule_core::registry::seals_in(dir);
+    let mut failed = Vec::new();
+    for (path, why) in &files.bad {
+        eprintln!(
+            "sealtool: ERROR: seal file {} is unusable and NOT enforced: {why}",
+            display::path(path)
+        );
+        failed.push(display::path(path));
+    }
+    if let Some(reg) = reg {
+        for rec in reg
+            .list()?
             .iter()
-            .any(|s| s.name == rec.name && s.digest == rec.digest)
+            .filter(|r| r.state == CapsuleState::Sealed)
         {
-            eprintln!(
-                "sealtool: WARNING: the registry index says {} is sealed, but no seal file matches it; it is NOT enforced (run `sealtool registry rebuild`)",
-                rec.name
-            );
+            if !files
+                .seals
+                .iter()
+                .any(|s| s.name == rec.name && s.digest == rec.digest)
+            {
+                eprintln!(
+                    "sealtool: WARNING: the registry index says {} is sealed, but no seal file matches it; it is NOT enforced (run `sealtool registry rebuild`)",
+                    rec.name
+                );
+            }
         }
     }
-    let mut failed = Vec::new();
-    for seal in &seals {
-        let indexed = reg.get(&seal.name)?;
-        if !indexed
-            .as_ref()
-            .is_some_and(|r| r.state == CapsuleState::Sealed && r.digest == seal.digest)
-        {
+    for seal in &files.seals {
+        if let Some(reg) = reg {
+            let indexed = reg.get(&seal.name)?;
+            if !indexed
+                .as_ref()
+                .is_some_and(|r| r.state == CapsuleState::Sealed && r.digest == seal.digest)
+            {
+                eprintln!(
+                    "sealtool: WARNING: seal file of {} ({}) is not in the registry index as sealed; enforcing the seal file (run `sealtool registry rebuild`)",
+                    seal.name, seal.digest
+                );
+            }
+        }
+        let mut seal = seal.clone();
+        if files.seals.iter().filter(|s| s.name == seal.name).count() > 1 {
             eprintln!(
-                "sealtool: WARNING: seal file of {} ({}) is not in the registry index as sealed; enforcing the seal file (run `sealtool registry rebuild`)",
+                "sealtool: ERROR: capsule {} has more than one seal file; its tree ({}) is enforced with NO inside until this is resolved",
                 seal.name, seal.digest
             );
+            seal.cgroup = None;
+            failed.push(seal.name.clone());
         }
-        match enforce_one(reg, guard, seal, loud) {
+        match enforce_one(dir, guard, &seal, loud) {
             Ok((inodes, drifted)) => {
                 summary.capsules += 1;
                 summary.inodes += inodes;
@@ -103,10 +126,9 @@ pub fn enforce_all(
         }
     }
     if !failed.is_empty() {
+        failed.dedup();
         anyhow::bail!(
-            "{} of {} sealed capsules could not be enforced: {} ({summary})",
-            failed.len(),
-            seals.len(),
+            "sealed capsules not (fully) enforced: {} ({summary})",
             failed.join(", ")
         );
     }
@@ -115,13 +137,16 @@ pub fn enforce_all(
 
 /// Enforces one sealed capsule; returns its inode count and whether its tree drifted.
 fn enforce_one(
-    reg: &Registry,
+    dir: &std::path::Path,
     guard: &mut Guard,
     seal: &capsule_core::policy::SealRecord,
     loud: bool,
 ) -> Result<(usize, bool)> {
-    let (manifest, _) =
-        capsule_core::registry::read_manifest_file(&reg.manifest_path(&seal.name, &seal.digest))?;
+    let path = dir
+        .join("manifests")
+        .join(&seal.name)
+        .join(format!("{}.manifest", seal.digest));
+    let (manifest, _) = capsule_core::registry::read_manifest_file(&path)?;
     let (report, drift) = check::against_manifest(&manifest, &Progress::default())?;
     if !drift.is_empty() && loud {
         eprintln!(
@@ -145,27 +170,49 @@ fn enforce_one(
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
-    let reg = Registry::open(&ctx.registry_dir, Access::Write)?;
+    let dir = &ctx.registry_dir;
+    // At boot the seal files are what counts: an index that can't be opened (damaged, its
+    // lock file replaced) must not stop enforcement.
+    let reg = match Registry::open(dir, Access::Write) {
+        Ok(r) => Some(r),
+        Err(e) if args.boot => {
+            eprintln!(
+                "sealtool: WARNING: the registry index can't be used ({e}); enforcing from the seal files alone"
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Err(why) = fsguard::check_support() {
         println!("enforcement is NOT active: {why}");
         return Ok(EXIT_NOT_ENFORCED);
     }
-    let configured = reg.configured_level()?;
+    let configured = match capsule_core::registry::configured_level_in(dir) {
+        Ok(level) => level,
+        Err(e) if args.boot => {
+            // The level file is frozen at level 2: an unreadable one was tampered with.
+            eprintln!("sealtool: ERROR: {e}; raising to level 2 (fail closed)");
+            Some(fsguard::shared::FSGUARD_LEVEL_LOCKED)
+        }
+        Err(e) => return Err(e.into()),
+    };
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
     crate::cmd::audit::start_collector(ctx);
-    let summary = enforce_all(ctx, &reg, &mut guard, args.boot)?;
+    let enforced = enforce_all(dir, reg.as_ref(), &mut guard, args.boot);
+    // The level is raised and the registry locked even when a capsule failed.
     if args.boot {
         if let Some(level) = configured {
             if guard.level()? < level {
                 guard.raise_level(level)?;
             }
             if level >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-                crate::cmd::level::lock_registry(&reg, &mut guard)?;
+                crate::cmd::level::lock_registry(dir, &mut guard)?;
                 crate::cmd::level::lock_kernel()?;
             }
         }
     }
+    let summary = enforced?;
     println!(
         "fsguard {} at level {}; {summary}",
         if loaded_now {

@@ -36,32 +36,35 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     }
     if loaded_now {
         // The guard was not running: every sealed capsule is enforced from now on too.
-        let summary = enforce_all(ctx, &reg, &mut guard, false)?;
+        let summary = enforce_all(reg.dir(), Some(&reg), &mut guard, false)?;
         println!("fsguard loaded at level {requested}; {summary}");
     } else {
         println!("level {requested}");
     }
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-        lock_registry(&reg, &mut guard)?;
+        lock_registry(reg.dir(), &mut guard)?;
         lock_kernel()?;
     }
     Ok(0)
 }
 
 /// Level 2's registry part (see fsguard::enforce::protect_registry).
-pub fn lock_registry(reg: &Registry, guard: &mut Guard) -> Result<()> {
-    let n = fsguard::enforce::protect_registry(guard, reg.dir())?;
+pub fn lock_registry(dir: &std::path::Path, guard: &mut Guard) -> Result<()> {
+    let n = fsguard::enforce::protect_registry(guard, dir)?;
     println!(
         "registry {} locked: {n} manifests, seals and directories protected",
-        capsule_core::display::path(reg.dir())
+        capsule_core::display::path(dir)
     );
     Ok(())
 }
 
-/// After a registration or seal: at level 2 the registry's new files are frozen at once.
+/// After a registration or seal: at level 2 the registry's new files are frozen at once. The
+/// configured level counts too: it is frozen from level 2 on, while the guard's `state`
+/// copy, which others could write, is only a report.
 pub fn relock_registry_if_locked(reg: &Registry) -> Result<()> {
     if let Some(mut guard) = Guard::open()? {
-        if guard.level()? >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
+        let configured = reg.configured_level()?.unwrap_or(0);
+        if guard.level()?.max(configured) >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
             fsguard::enforce::protect_registry(&mut guard, reg.dir())?;
         }
     }

@@ -127,8 +127,23 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     );
     crate::cmd::level::relock_registry_if_locked(reg)?;
     crate::cmd::audit::start_collector(ctx);
-    // Whatever changed between the check above and the kernel taking over is reported now.
-    let (_, late) = check::against_manifest(&manifest, &capsule_core::walk::Progress::default())?;
+    // Whatever changed between the check above and the kernel taking over is reported now,
+    // and the tree as it now stands is handed over again: a file swapped for an identical
+    // copy before its directory was protected is a new inode, which must be protected too
+    // (from here on the directories are, so nothing can be swapped any more).
+    let (late_report, late) =
+        check::against_manifest(&manifest, &capsule_core::walk::Progress::default())?;
+    let again = enforce::plan(&late_report.tree, &late_report.root, &seal)
+        .map_err(anyhow::Error::from)
+        .and_then(|plan| {
+            let (mut guard, _) = Guard::open_or_load(fsguard::shared::FSGUARD_LEVEL_SEALED)?;
+            enforce::apply(&mut guard, &plan)?;
+            Ok(())
+        });
+    if let Err(e) = again {
+        println!("  WARNING: the tree could not be handed over again after the seal: {e:#}");
+        return Ok(EXIT_NOT_ENFORCED);
+    }
     if !late.is_empty() {
         println!("  WARNING: the tree changed while it was being sealed ({} differences); run `sealtool verify {name}`", late.len());
         return Ok(crate::EXIT_DRIFT);

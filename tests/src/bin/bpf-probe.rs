@@ -22,6 +22,14 @@
 //!                         rejected requests (from PIN_DIR/state)
 //!   request-capsule PIN_DIR SLOT NAME
 //!                         the same with a request to put capsule NAME (no inside) in SLOT
+//!   request-cgroup PIN_DIR SLOT CGROUP_ID
+//!                         the same with a request to make a cgroup the inside of SLOT
+//!   request-append-only PIN_DIR SLOT PATH
+//!                         the same with a request to mark PATH's inode append-only in SLOT
+//!   load-kprobe           BPF_PROG_LOAD of a two-instruction kprobe program (judged)
+//!   perf-open             perf_event_open of a software clock on this process (judged)
+//!   sg-io DEVICE          open DEVICE read-only (setup), ioctl SG_IO with an empty
+//!                         request (judged: `refused` only for EPERM)
 
 use std::ffi::CString;
 use std::process::ExitCode;
@@ -36,7 +44,12 @@ const BPF_LINK_DETACH: i64 = 34;
 const BPF_F_RDONLY: u32 = 1 << 3;
 
 /// Request kinds and the `state` layout, as in fsguard-kmod/bpf/fsguard.h.
+const FSGUARD_REQ_INODE: u32 = 1;
 const FSGUARD_REQ_CAPSULE: u32 = 2;
+const FSGUARD_REQ_CGROUP: u32 = 3;
+const FSGUARD_INODE_APPEND_ONLY: u32 = 1 << 1;
+const BPF_PROG_LOAD: i64 = 5;
+const BPF_PROG_TYPE_KPROBE: u64 = 2;
 const FSGUARD_REQ_LEVEL: u32 = 4;
 const FSGUARD_CAPSULE_ACTIVE: u32 = 1;
 
@@ -203,6 +216,92 @@ fn submit(pin_dir: &str, req: Request) -> ExitCode {
     }
 }
 
+fn request(kind: u32, slot: u32, a: u64, b: u64, flags: u32) -> Request {
+    Request {
+        kind,
+        slot,
+        a,
+        b,
+        flags,
+        level: 0,
+        cgroup_id: 0,
+        cgroup_level: 0,
+        capsule_flags: 0,
+        name: [0; 64],
+    }
+}
+
+/// The kernel's (dev, ino) of PATH, as fsguard keys it: dev is (major << 20) | minor.
+fn kernel_key(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    let dev = (u64::from(libc::major(m.dev())) << 20) | u64::from(libc::minor(m.dev()));
+    Some((dev, m.ino()))
+}
+
+fn load_kprobe() -> ExitCode {
+    // r0 = 0; exit
+    let insns: [u64; 2] = [0x0000_0000_0000_00b7, 0x0000_0000_0000_0095];
+    let license = c"GPL";
+    judged(bpf(
+        BPF_PROG_LOAD,
+        &[
+            BPF_PROG_TYPE_KPROBE | (2u64 << 32),
+            insns.as_ptr() as u64,
+            license.as_ptr() as u64,
+        ],
+    ))
+}
+
+fn perf_open() -> ExitCode {
+    // struct perf_event_attr: type (u32), size (u32), config (u64), ...: a software
+    // task-clock counter on this process.
+    let mut attr = [0u64; 16];
+    attr[0] = 1 | (128u64 << 32);
+    attr[1] = 1;
+    // SAFETY: a zeroed 128-byte perf_event_attr image, live for the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr.as_mut_ptr(),
+            0,
+            -1,
+            -1,
+            0u64,
+        )
+    };
+    judged(if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    })
+}
+
+fn sg_io(dev: &str) -> ExitCode {
+    let Ok(c) = CString::new(dev.as_bytes()) else {
+        return usage();
+    };
+    // SAFETY: opening a path from a NUL-terminated string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        println!("error: setup open: {}", errno_name(e));
+        return ExitCode::from(2);
+    }
+    let mut hdr = [0u8; 88];
+    hdr[0] = b'S'; // interface_id
+                   // SAFETY: SG_IO with a zeroed sg_io_hdr (no data, no command) on our descriptor.
+    let rc = unsafe { libc::ioctl(fd, 0x2285, hdr.as_mut_ptr()) };
+    let r = if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(i64::from(rc))
+    };
+    // SAFETY: closing our descriptor.
+    unsafe { libc::close(fd) };
+    judged(r)
+}
+
 fn usage() -> ExitCode {
     println!("error: usage");
     ExitCode::from(64)
@@ -264,6 +363,20 @@ fn main() -> ExitCode {
             }
             Err(_) => usage(),
         },
+        ["request-cgroup", dir, slot, id] => match (slot.parse::<u32>(), id.parse::<u64>()) {
+            (Ok(slot), Ok(id)) => submit(dir, request(FSGUARD_REQ_CGROUP, slot, id, 0, 0)),
+            _ => usage(),
+        },
+        ["request-append-only", dir, slot, path] => match (slot.parse::<u32>(), kernel_key(path)) {
+            (Ok(slot), Some((dev, ino))) => submit(
+                dir,
+                request(FSGUARD_REQ_INODE, slot, dev, ino, FSGUARD_INODE_APPEND_ONLY),
+            ),
+            _ => usage(),
+        },
+        ["load-kprobe"] => load_kprobe(),
+        ["perf-open"] => perf_open(),
+        ["sg-io", dev] => sg_io(dev),
         _ => usage(),
     }
 }

@@ -54,8 +54,18 @@ guard_checks() { # LABEL
     before=$(sealtool level 2>>"$LOG")
     out=$(bpf-probe request-level $PINS 0 2>>"$LOG")
     expect "$1: a raw request to lower the level is rejected (level stays $before)" "level $before" "$(echo "$out" | cut -d' ' -f1,2)"
+    # Requests that would take protection away are rejected (the count of rejections grows).
+    slot=$(sealtool status 2>>"$LOG" | sed -n 's/^capsule *app .*(slot \([0-9]*\)).*/\1/p')
+    r0=$(bpf-probe request-level $PINS "$before" 2>>"$LOG" | cut -d' ' -f4)
+    r1=$(bpf-probe request-cgroup $PINS "${slot:-0}" 1 2>>"$LOG" | cut -d' ' -f4)
+    expect "$1: a raw request making the root cgroup the inside of capsule app is rejected" "$((r0 + 1))" "$r1"
+    r2=$(bpf-probe request-append-only $PINS "${slot:-0}" /disk/jails/app 2>>"$LOG" | cut -d' ' -f4)
+    expect "$1: a raw request making the sealed root append-only is rejected" "$((r1 + 1))" "$r2"
+    expect "$1: create in the sealed root after that request" refused "$(res touch /disk/jails/app/appended)"
     expect "$1: remove a link pin" refused "$(res rm $PINS/link_fsguard_file_open)"
     expect "$1: unmount the bpffs holding the pins" refused "$(res umount /sys/fs/bpf)"
+    expect "$1: lazily unmount /sys, the bpffs below it included" refused "$(res umount -l /sys)"
+    [ -e $PINS/link_fsguard_file_open ] && ok "$1: the pins are still there" || bad "$1: the pins are still there"
     expect "$1: the guard still enforces (outside write)" refused "$(res sh -c 'echo x >> /disk/jails/app/etc/app.conf')"
 }
 
@@ -83,7 +93,25 @@ locked_checks() { # LABEL WANT(refused|allowed)
     mount_check "$1: mount over an unrelated directory (control)" allowed /tmp/m1 -t tmpfs t
     expect "$1: open the tree's block device for writing" "$w" "$(res sh -c "exec 3>>$DEV")"
     expect "$1: open the tree's block device for reading (control)" allowed "$(res sh -c "exec 3<$DEV")"
+    expect "$1: load a kprobe BPF program" "$w" "$(bpf-probe load-kprobe 2>>"$LOG")"
+    expect "$1: open a perf event" "$w" "$(bpf-probe perf-open 2>>"$LOG")"
+    r=$(bpf-probe sg-io $DEV 2>>"$LOG")
+    [ "$w" = refused ] && want_sg=refused || want_sg="not refused"
+    [ "$r" = refused ] && got_sg=refused || got_sg="not refused"
+    expect "$1: SG_IO on a read-only descriptor of the tree's block device ($r)" "$want_sg" "$got_sg"
+    # pivot_root: in the initial namespace (whose root is the initramfs, where it would fail
+    # with EINVAL anyway if allowed); in a private namespace it is not the guard's business.
+    mkdir -p /tmp/nr && { grep -q ' /tmp/nr ' /proc/mounts || mount -t tmpfs t /tmp/nr; } && mkdir -p /tmp/nr/old
+    out=$(pivot_root /tmp/nr /tmp/nr/old 2>&1)
+    case "$out" in *"not permitted"*) got=refused ;; *) got=allowed ;; esac
+    expect "$1: pivot_root in the initial mount namespace ($out)" "$w" "$got"
+    out=$(unshare -m sh -c 'pivot_root /tmp/nr /tmp/nr/old' 2>&1)
+    case "$out" in *"not permitted"*) got=refused ;; *) got=allowed ;; esac
+    expect "$1: pivot_root in a private mount namespace (control: $out)" allowed "$got"
     [ "$w" = refused ] || return 0
+    if [ -n "${HELD_FD:-}" ]; then
+        expect "$1: write through a block-device descriptor opened before level 2" refused "$(res sh -c 'printf x >&4')"
+    fi
     # The registry (level 2 only: at level 1 these would really happen).
     expect "$1: unmount the filesystem holding the tree" refused "$(res umount /disk)"
     for f in /disk/registry/manifests/app/*.seal /disk/registry/manifests/app/*.manifest /disk/registry/level; do
@@ -111,6 +139,7 @@ if [ "$BOOT" = boot1 ]; then
     expect "boot1: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
     guard_checks "level 1"
     locked_checks "level 1" allowed
+    exec 4<>$DEV && HELD_FD=1
     out=$(sealtool level 2 2>&1)
     echo "$out" >>"$LOG"
     contains "boot1: sealtool level 2" "$out" "level 2"
@@ -126,19 +155,33 @@ if [ "$BOOT" = boot1 ]; then
     contains "level 2: a new capsule can still be sealed" "$out" "enforced by fsguard"
     expect "level 2: the new capsule's seal file is frozen at once" refused "$(res rm -f /disk/registry/manifests/b/*.seal)"
     expect "level 2: outside write to the new capsule" refused "$(res sh -c 'echo x >> /disk/jails/b/f')"
-    out=$(sealtool verify 2>&1)
     expect "boot1: verify is clean" "exit 0" "$(sealtool verify >>"$LOG" 2>&1; echo "exit $?")"
+    # What root at level 2 can still do to the registry, to test that boot 2 copes: a new
+    # capsule directory with a junk seal (manifests/ is append-only), a damaged sled index.
+    # A second seal in a sealed capsule's directory is refused.
+    Z=0000000000000000000000000000000000000000000000000000000000000000
+    expect "level 2: plant a second seal in sealed capsule app's directory" refused \
+        "$(res sh -c "echo junk > /disk/registry/manifests/app/$Z.seal")"
+    expect "level 2: plant a junk seal for a new capsule (allowed: capsules can be added)" allowed \
+        "$(res sh -c "mkdir /disk/registry/manifests/junk && echo junk > /disk/registry/manifests/junk/$Z.seal")"
+    for f in /disk/registry/db/*; do [ -f "$f" ] && echo garbage >"$f"; done
+    expect "level 2: the sled index can be damaged (it is derived data)" "exit 2" "$(sealtool list >>"$LOG" 2>&1; echo "exit $?")"
     sync
 else
     [ -d /disk/registry ] || { bad "boot2: no registry on /disk (boot1 did not run?)"; finish; }
-    expect "boot2: nothing enforced before enforce --boot" "exit 3" "$(sealtool status >>"$LOG" 2>&1; echo "exit $?")"
+    expect "boot2: nothing enforced before enforce --boot" absent "$([ -e $PINS/link_fsguard_file_open ] && echo present || echo absent)"
+    exec 4<>$DEV && HELD_FD=1
     out=$(sealtool enforce --boot 2>&1)
     rc=$?
     echo "$out" >>"$LOG"
-    expect "boot2: sealtool enforce --boot exits 0" "exit 0" "exit $rc"
-    contains "boot2: enforce --boot enforces both capsules" "$out" "2 sealed capsules enforced"
-    contains "boot2: enforce --boot raises to level 2" "$out" "at level 2"
+    expect "boot2: sealtool enforce --boot exits 2 (a seal file is unusable)" "exit 2" "exit $rc"
+    contains "boot2: enforce --boot names the junk seal" "$out" "manifests/junk/"
+    contains "boot2: enforce --boot goes on without the damaged index" "$out" "enforcing from the seal files alone"
+    contains "boot2: enforce --boot enforces both real capsules" "$out" "2 sealed capsules enforced"
     contains "boot2: enforce --boot locks the registry" "$out" "registry /disk/registry locked"
+    expect "boot2: enforce --boot raised the level to 2" 2 "$(sealtool level 2>>"$LOG")"
+    expect "boot2: the registry index is rebuilt from the seal and manifest files" "exit 2" \
+        "$(sealtool registry rebuild >>"$LOG" 2>&1; echo "exit $?")"
     expect "boot2: lockdown is integrity" integrity "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/security/lockdown)"
     for f in etc/app.conf bin/server; do
         expect "boot2: outside write to $f" refused "$(res sh -c "echo x >> /disk/jails/app/$f")"
@@ -151,6 +194,6 @@ else
     expect "boot2: write to an unrelated file on the same disk (control)" allowed "$(res sh -c 'echo x >> /disk/unrelated')"
     guard_checks "boot2"
     locked_checks "boot2" refused
-    expect "boot2: verify is clean" "exit 0" "$(sealtool verify >>"$LOG" 2>&1; echo "exit $?")"
+    expect "boot2: verify is clean" "exit 0" "$(sealtool verify app b >>"$LOG" 2>&1; echo "exit $?")"
 fi
 finish
