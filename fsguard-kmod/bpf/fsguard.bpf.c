@@ -83,6 +83,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cgroup_capsules SEC(".maps");
 
+/* cgroup v2 ids of the cgroups above capsules' cgroups -> capsule slot: their cgroup.kill
+ * and cgroup.freeze act on the capsule's processes too. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_CAPSULES * FSGUARD_MAX_CGROUP_DEPTH);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cgroup_ancestors SEC(".maps");
+
 /*
  * The capsule slot a process belongs to, remembered for its lifetime: a process seen in a
  * capsule's cgroup, or forked by a member, stays a member even if root outside moves it to
@@ -619,6 +629,19 @@ static __always_inline int decide_cgroup(struct inode *inode, struct dentry *den
 		return 0;
 	cgrp = (struct cgroup *)BPF_CORE_READ(kn, priv);
 	slot = cgroup_capsule(cgrp);
+	if (!slot && dentry && !is_dir(inode)) {
+		/* Above a capsule: cgroup.kill and cgroup.freeze reach its processes. */
+		__u64 id = BPF_CORE_READ(kn, id);
+		__u32 *above = bpf_map_lookup_elem(&cgroup_ancestors, &id);
+		char name[16] = {};
+
+		if (above) {
+			bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+			if (__builtin_memcmp(name, "cgroup.kill", 12) == 0 ||
+			    __builtin_memcmp(name, "cgroup.freeze", 14) == 0)
+				slot = *above;
+		}
+	}
 	if (!slot || current_capsule() == slot)
 		return 0;
 	inode_key(inode, &key);
@@ -1261,7 +1284,8 @@ static __always_inline bool is_guarded_map(struct bpf_map *map)
 {
 	return map == (void *)&config || map == (void *)&inodes || map == (void *)&capsules ||
 	       map == (void *)&cgroup_capsules || map == (void *)&members ||
-	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path;
+	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path ||
+	       map == (void *)&cgroup_ancestors;
 }
 
 SEC("lsm/bpf_map")
@@ -1404,6 +1428,11 @@ static __always_inline bool apply_request(struct fsguard_request *r, struct fsgu
 		return apply_slot_key(&pin_path, &ikey, r->slot) ||
 		       bpf_map_lookup_elem(&pin_path, &ikey);
 	}
+	case FSGUARD_REQ_CGROUP_ANCESTOR:
+		if (!slot_active(r->slot))
+			return false;
+		return apply_slot_key(&cgroup_ancestors, &id, r->slot) ||
+		       bpf_map_lookup_elem(&cgroup_ancestors, &id);
 	case FSGUARD_REQ_DEVICE:
 		if (!slot_active(r->slot))
 			return false;

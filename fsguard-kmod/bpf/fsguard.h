@@ -61,6 +61,7 @@
 #define FSGUARD_REQ_ANCESTOR 5u /* a=dev, b=ino of a directory above a sealed root; key.slot */
 #define FSGUARD_REQ_DEVICE 6u   /* a=kernel dev_t of a block device holding a sealed tree */
 #define FSGUARD_REQ_PIN_PATH 7u /* a=dev, b=ino of a directory above the pins (guard slot) */
+#define FSGUARD_REQ_CGROUP_ANCESTOR 8u /* a=id of a cgroup above the capsule's cgroup */
 #define FSGUARD_MAX_REQUESTS (1u << 16)
 #define FSGUARD_REQUESTS_PER_CALL 128u
 

@@ -105,6 +105,8 @@ pub fn apply(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
     guard.protect_ancestors(slot, &plan.ancestors)?;
     guard.protect_devices(slot, &plan.devices)?;
     if let Some(cgroup) = &plan.cgroup {
+        let above = cgroups_above(cgroup)?;
+        guard.protect_cgroup_ancestors(slot, &above)?;
         remember_members(cgroup)?;
     }
     Ok(slot)
@@ -243,6 +245,28 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
         }
     }
     Ok(out)
+}
+
+/// The cgroup v2 ids (directory inode numbers) of the cgroups strictly above `cgroup`, below
+/// the hierarchy's root (whose cgroup.kill and cgroup.freeze don't exist).
+pub fn cgroups_above(cgroup: &Path) -> crate::Result<Vec<u64>> {
+    let real = std::fs::canonicalize(cgroup).map_err(|source| crate::Error::Cgroup {
+        path: cgroup.to_path_buf(),
+        source,
+    })?;
+    let mut ids = Vec::new();
+    for dir in real.ancestors().skip(1) {
+        // Stop at the hierarchy's root, the one cgroup without cgroup.kill.
+        if !dir.join("cgroup.procs").exists() || !dir.join("cgroup.kill").exists() {
+            break;
+        }
+        let meta = std::fs::metadata(dir).map_err(|source| crate::Error::Cgroup {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        ids.push(meta.ino());
+    }
+    Ok(ids)
 }
 
 /// Has the kernel remember every thread now in `cgroup`'s subtree as a member of its capsule,

@@ -24,7 +24,8 @@ use crate::shared::{
     fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD, FSGUARD_CAPSULE_HAS_CGROUP,
     FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES, FSGUARD_MAX_REQUESTS,
     FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP,
-    FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
+    FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL,
+    FSGUARD_REQ_PIN_PATH,
 };
 use crate::{objects, Error, Result};
 
@@ -79,6 +80,7 @@ pub const MAPS: &[&str] = &[
     "inodes",
     "capsules",
     "cgroup_capsules",
+    "cgroup_ancestors",
     "members",
     "ancestors",
     "pin_path",
@@ -517,6 +519,21 @@ impl Guard {
                 slot: capsule,
                 a: k.dev,
                 b: k.ino,
+                ..Default::default()
+            })
+            .collect();
+        self.submit(&reqs)
+    }
+
+    /// Refuses outsiders the cgroup.kill and cgroup.freeze files of the cgroups above a
+    /// capsule's (cgroup v2 ids), which act on its processes too.
+    pub fn protect_cgroup_ancestors(&mut self, capsule: u32, ids: &[u64]) -> Result<()> {
+        let reqs: Vec<_> = ids
+            .iter()
+            .map(|&id| fsguard_request {
+                kind: FSGUARD_REQ_CGROUP_ANCESTOR,
+                slot: capsule,
+                a: id,
                 ..Default::default()
             })
             .collect();

@@ -36,7 +36,7 @@ case "$LEVEL" in
         ;;
 esac
 . /inside.sh
-CG=/sys/fs/cgroup/app
+CG=/sys/fs/cgroup/capsules/app
 OTHER=/sys/fs/cgroup/other
 LOG=/tmp/process-suite.log
 W=/tmp/process-suite
@@ -129,7 +129,10 @@ mkdir -p /jails/app/etc && echo conf >/jails/app/etc/app.conf
 # The controllers systemd enables by default; cpuset is checked at the end.
 echo "+cpu +memory +pids" >/sys/fs/cgroup/cgroup.subtree_control 2>>"$LOG" ||
     die "cannot enable cgroup controllers"
-mkdir -p "$CG" "$OTHER" "$OTHER/sub" || die "cannot create cgroups"
+mkdir -p "${CG%/*}" "$OTHER" "$OTHER/sub" || die "cannot create cgroups"
+echo "+cpu +memory +pids" >"${CG%/*}/cgroup.subtree_control" 2>>"$LOG" ||
+    die "cannot enable controllers below ${CG%/*}"
+mkdir -p "$CG" || die "cannot create $CG"
 # gid=4242: nobody's group, so root too is subject to the hiding (the default gid 0 exempts it).
 mkdir -p /proc2 && mount -t proc -o hidepid=invisible,gid=4242 proc /proc2 ||
     die "cannot mount proc with hidepid=invisible"
@@ -176,7 +179,7 @@ rc=$?
 echo "$out" >>"$LOG"
 expect "sealtool run --seal exits 0" "exit 0" "exit $rc"
 contains "sealtool run --seal seals and enforces" "$out" "enforced by fsguard"
-contains "sealtool run --seal runs the command inside" "$out" "0::/app"
+contains "sealtool run --seal runs the command inside" "$out" "0::/capsules/app"
 expect "the level is $LEVEL" "$LEVEL" "$(sealtool level 2>>"$LOG")"
 # Mutation testing: PROCESS_SUITE_DETACH="task_kill capable ..." detaches those hooks of the
 # guard right after the seal (level 0 only: from level 1 on the guard protects its pins); the
@@ -257,6 +260,11 @@ for fv in cgroup.threads:$$ cpu.max:max memory.max:max pids.max:max cpu.weight:1
     case $f in cgroup.threads | cgroup.subtree_control | cgroup.kill) continue ;; esac
     expect "root-out: write an outside cgroup's $f (control)" allowed "$(pp root-out write-file $OTHER/$f $v)"
 done
+# The cgroup above the capsule's: its cgroup.kill and cgroup.freeze would reach the capsule.
+expect "root-out: write cgroup.freeze of the cgroup above the capsule's" refused "$(pp root-out write-file ${CG%/*}/cgroup.freeze 1)"
+expect "root-out: write cgroup.kill of the cgroup above the capsule's" refused "$(pp root-out write-file ${CG%/*}/cgroup.kill 1)"
+expect "root-out: write pids.max of the cgroup above the capsule's (a limit: root's)" allowed "$(pp root-out write-file ${CG%/*}/pids.max max)"
+expect "root-out: write cgroup.kill of an empty outside cgroup (control)" allowed "$(pp root-out write-file $OTHER/sub/cgroup.kill 1)"
 expect "root-out: write the capsule's sub-cgroup cgroup.freeze" refused "$(pp root-out write-file $CG/sub/cgroup.freeze 1)"
 expect "root-out: write an outside sub-cgroup's cgroup.freeze (control)" allowed "$(pp root-out write-file $OTHER/sub/cgroup.freeze 0)"
 expect "root-out: mkdir in the capsule's cgroup" refused "$(mkdir $CG/x 2>>"$LOG" && echo allowed || echo refused)"
