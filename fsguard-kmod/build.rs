@@ -51,6 +51,7 @@ fn run() -> Result<(), String> {
             .ok_or_else(|| format!("{}: not a UTF-8 *.bpf.c name", src.display()))?;
         let obj = out_dir.join(format!("{stem}.bpf.o"));
         compile_bpf(&clang, &bpf_dir, src, &obj)?;
+        check_no_undefined(&obj)?;
 
         let konst = stem.to_uppercase().replace(['-', '.'], "_");
         writeln!(
@@ -135,6 +136,68 @@ fn compile_bpf(clang: &str, include_dir: &Path, src: &Path, obj: &Path) -> Resul
 }
 
 /// Rust types and constants for everything named `fsguard_*` / `FSGUARD_*` in `header`.
+/// Fails on an undefined symbol in a compiled object: clang turns some builtins (a memcmp
+/// it can't inline, ...) into calls to functions that don't exist for BPF, which the loader
+/// only reports at load time, in the guest. Reads the ELF64 symbol table directly.
+fn check_no_undefined(obj: &Path) -> Result<(), String> {
+    let data = std::fs::read(obj).map_err(|e| format!("reading {}: {e}", obj.display()))?;
+    let bad = |what: &str| format!("{}: malformed ELF ({what})", obj.display());
+    let u16_at = |o: usize| -> Option<usize> {
+        Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?) as usize)
+    };
+    let u32_at = |o: usize| -> Option<usize> {
+        Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?) as usize)
+    };
+    let u64_at = |o: usize| -> Option<usize> {
+        Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?) as usize)
+    };
+    let shoff = u64_at(0x28).ok_or_else(|| bad("header"))?;
+    let shentsize = u16_at(0x3a).ok_or_else(|| bad("header"))?;
+    let shnum = u16_at(0x3c).ok_or_else(|| bad("header"))?;
+    let mut undefined = Vec::new();
+    for i in 0..shnum {
+        let sh = shoff + i * shentsize;
+        const SHT_SYMTAB: usize = 2;
+        if u32_at(sh + 4) != Some(SHT_SYMTAB) {
+            continue;
+        }
+        let (off, size, link, entsize) = (
+            u64_at(sh + 0x18).ok_or_else(|| bad("symtab"))?,
+            u64_at(sh + 0x20).ok_or_else(|| bad("symtab"))?,
+            u32_at(sh + 0x28).ok_or_else(|| bad("symtab"))?,
+            u64_at(sh + 0x38).ok_or_else(|| bad("symtab"))?.max(24),
+        );
+        let strtab = u64_at(shoff + link * shentsize + 0x18).ok_or_else(|| bad("strtab"))?;
+        for sym in (off + entsize..off + size).step_by(entsize) {
+            let name = u32_at(sym).ok_or_else(|| bad("symbol"))?;
+            let info = *data.get(sym + 4).ok_or_else(|| bad("symbol"))?;
+            let shndx = u16_at(sym + 6).ok_or_else(|| bad("symbol"))?;
+            // Undefined (section 0), global, not a section or file symbol.
+            if shndx == 0 && info >> 4 == 1 {
+                let start = strtab + name;
+                let end = data[start..]
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map(|n| start + n);
+                let text = end
+                    .map(|e| String::from_utf8_lossy(&data[start..e]).into_owned())
+                    .unwrap_or_default();
+                undefined.push(text);
+            }
+        }
+    }
+    if undefined.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{} calls functions that don't exist for BPF: {} (write the loop out instead of \
+             calling the builtin)",
+            obj.display(),
+            undefined.join(", ")
+        ))
+    }
+}
+
 fn generate_bindings(header: &Path, out: &Path) -> Result<(), String> {
     // fsguard.h includes nothing; give it the fixed-width types the BPF side gets from
     // vmlinux_min.h, so bindgen does not depend on the host's kernel headers.

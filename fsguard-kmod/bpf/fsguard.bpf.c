@@ -604,6 +604,22 @@ static __always_inline int decide_process(struct task_struct *target, __u32 op, 
 	return refuse_event(NULL, NULL, BPF_CORE_READ(target, tgid), slot, op, rule, level, uid);
 }
 
+/* Whether the first `n` bytes (NUL included) of `a` and `b` are equal; no memcmp call,
+ * which the BPF target has no library for. */
+static __always_inline bool same_cstr(const char *a, const char *b, int n)
+{
+	int i;
+
+#pragma unroll
+	for (i = 0; i < 16; i++) {
+		if (i >= n)
+			break;
+		if (a[i] != b[i])
+			return false;
+	}
+	return true;
+}
+
 /*
  * The capsule's cgroups, as files and directories of the cgroup2 filesystem: outside
  * processes may read them but never join (cgroup.procs, cgroup.threads, clone3 into them),
@@ -637,8 +653,7 @@ static __always_inline int decide_cgroup(struct inode *inode, struct dentry *den
 
 		if (above) {
 			bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
-			if (__builtin_memcmp(name, "cgroup.kill", 12) == 0 ||
-			    __builtin_memcmp(name, "cgroup.freeze", 14) == 0)
+			if (same_cstr(name, "cgroup.kill", 12) || same_cstr(name, "cgroup.freeze", 14))
 				slot = *above;
 		}
 	}
