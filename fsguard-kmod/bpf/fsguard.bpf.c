@@ -564,6 +564,27 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 }
 
 /*
+ * Forgets `inode` when the operation being allowed removes its last link. (It runs before
+ * the operation: should the operation then fail, the inode stays linked but unprotected
+ * until the next boot's enforcement. Releasing it on inode_free_security instead was
+ * tried; a guest run of that version hit soft lockups under ext4 load, cause not yet
+ * established, so this stays until it is.)
+ */
+static __always_inline void release_if_last_link(struct inode *inode)
+{
+	struct fsguard_inode_key key = {};
+	struct fsguard_stats *st;
+
+	if (!inode || inode->i_nlink > 1 || !inode_key(inode, &key))
+		return;
+	if (bpf_map_delete_elem(&inodes, &key) == 0) {
+		st = stats_slot();
+		if (st)
+			__sync_fetch_and_add(&st->released, 1);
+	}
+}
+
+/*
  * Process capsules. A process belongs to a capsule when it is (or was, see `members`) in the
  * capsule's cgroup subtree. To an outside process:
  *   attaching and debugging (ptrace attach, /proc/PID/mem, process_vm_*, scheduling, nice,
@@ -854,7 +875,11 @@ int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int
 	r = decide_removal(dir, victim, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
-	return decide(victim, dentry, FSGUARD_OP_UNLINK);
+	r = decide(victim, dentry, FSGUARD_OP_UNLINK);
+	if (r)
+		return r;
+	release_if_last_link(victim);
+	return 0;
 }
 
 SEC("lsm/inode_rmdir")
@@ -874,7 +899,11 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
 	if (r)
 		return r;
-	return decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
+	r = decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
+	if (r)
+		return r;
+	release_if_last_link(victim);
+	return 0;
 }
 
 /*
@@ -937,29 +966,6 @@ int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_IOCTL_SETFLAGS);
-}
-
-/*
- * An inode being destroyed with no link left (its last unlink, rmdir or replacing rename
- * took effect, and its last user closed it): it is forgotten, so that its number, which
- * ext4 hands out again, never protects an unrelated file. Done here rather than in the
- * unlink or rmdir hooks, which run before the operation and can't know whether it
- * succeeds; an inode merely evicted from the cache (still linked) stays protected.
- */
-SEC("lsm/inode_free_security")
-int BPF_PROG(fsguard_inode_free_security, struct inode *inode)
-{
-	struct fsguard_inode_key key = {};
-	struct fsguard_stats *st;
-
-	if (!inode || inode->i_nlink != 0 || !inode_key(inode, &key))
-		return 0;
-	if (bpf_map_delete_elem(&inodes, &key) == 0) {
-		st = stats_slot();
-		if (st)
-			__sync_fetch_and_add(&st->released, 1);
-	}
-	return 0;
 }
 
 /*

@@ -66,7 +66,6 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_inode_follow_link", "inode_follow_link"),
     ("fsguard_sb_pivotroot", "sb_pivotroot"),
     ("fsguard_perf_event_open", "perf_event_open"),
-    ("fsguard_inode_free_security", "inode_free_security"),
     ("fsguard_sb_mount", "sb_mount"),
     ("fsguard_move_mount", "move_mount"),
     ("fsguard_sb_umount", "sb_umount"),
