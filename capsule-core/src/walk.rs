@@ -186,7 +186,7 @@ struct Walker<'a> {
     packers: Vec<Mutex<Packer>>,
 }
 
-fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
+pub(crate) fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
     if !parent.is_empty() {
         p.extend_from_slice(parent);
@@ -196,7 +196,7 @@ fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-fn kind_of(st: &Stat) -> EntryKind {
+pub(crate) fn kind_of(st: &Stat) -> EntryKind {
     match st.file_type() {
         libc::S_IFDIR => EntryKind::Dir,
         libc::S_IFREG => EntryKind::File,
@@ -208,18 +208,18 @@ fn kind_of(st: &Stat) -> EntryKind {
     }
 }
 
-fn is_access_error(e: &io::Error) -> bool {
+pub(crate) fn is_access_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
 }
 
-fn vanished(e: &io::Error) -> bool {
+pub(crate) fn vanished(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
         Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
     )
 }
 
-fn base_entry(rel: &[u8], kind: EntryKind, st: &Stat) -> Entry {
+pub(crate) fn base_entry(rel: &[u8], kind: EntryKind, st: &Stat) -> Entry {
     Entry {
         mode: st.mode & 0o7777,
         uid: st.uid,
@@ -230,7 +230,7 @@ fn base_entry(rel: &[u8], kind: EntryKind, st: &Stat) -> Entry {
     }
 }
 
-fn collect_xattrs(src: &XattrSource<'_>) -> io::Result<Box<[Xattr]>> {
+pub(crate) fn collect_xattrs(src: &XattrSource<'_>) -> io::Result<Box<[Xattr]>> {
     Ok(sys::xattrs(src)?
         .into_iter()
         .map(|(name, value)| Xattr {

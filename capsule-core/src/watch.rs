@@ -13,6 +13,7 @@
 //! classes are those of `sealtool verify`. Hard-link groups are kept in an inode index so
 //! that an entry's links are judged as a whole walk would judge them.
 
+use crate::walk::{base_entry, collect_xattrs, is_access_error, join, kind_of, vanished};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::{CString, OsStr};
 use std::io;
@@ -28,9 +29,7 @@ use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use crate::diff::{self, Drift};
 use crate::error::{Error, Result};
 use crate::glob::GlobSet;
-use crate::manifest::{
-    Entry, EntryKind, Manifest, Tree, Xattr, FLAG_LINKS_OUTSIDE, FLAG_UNREADABLE,
-};
+use crate::manifest::{Entry, EntryKind, Manifest, Tree, FLAG_LINKS_OUTSIDE, FLAG_UNREADABLE};
 use crate::sys::{self, Stat, XattrSource};
 
 /// How long a path must be quiet before it is examined: a write comes as several events.
@@ -678,16 +677,6 @@ fn is_below(path: &[u8], dir: &[u8]) -> bool {
     path.len() > dir.len() + 1 && path.starts_with(dir) && path[dir.len()] == b'/'
 }
 
-fn join(parent: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = Vec::with_capacity(parent.len() + 1 + name.len());
-    if !parent.is_empty() {
-        p.extend_from_slice(parent);
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
-}
-
 fn notify_vanished(e: &notify::Error) -> bool {
     match &e.kind {
         notify::ErrorKind::PathNotFound => true,
@@ -716,17 +705,6 @@ fn watch_error(capsule: &str, path: &Path, e: notify::Error) -> Error {
             },
         }
     }
-}
-
-fn is_access_error(e: &io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM))
-}
-
-fn vanished(e: &io::Error) -> bool {
-    matches!(
-        e.raw_os_error(),
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)
-    )
 }
 
 fn open_root(root: &Path) -> Option<(OwnedFd, Stat)> {
@@ -925,29 +903,6 @@ fn look_once(
     Ok(Look::Present { entry, nlink })
 }
 
-fn kind_of(st: &Stat) -> EntryKind {
-    match st.file_type() {
-        libc::S_IFDIR => EntryKind::Dir,
-        libc::S_IFREG => EntryKind::File,
-        libc::S_IFLNK => EntryKind::Symlink,
-        libc::S_IFIFO => EntryKind::Fifo,
-        libc::S_IFSOCK => EntryKind::Socket,
-        libc::S_IFCHR => EntryKind::CharDevice,
-        _ => EntryKind::BlockDevice,
-    }
-}
-
-fn base_entry(rel: &[u8], kind: EntryKind, st: &Stat) -> Entry {
-    Entry {
-        mode: st.mode & 0o7777,
-        uid: st.uid,
-        gid: st.gid,
-        dev: st.dev,
-        ino: st.ino,
-        ..Entry::bare(rel, kind)
-    }
-}
-
 /// Whether two stats of the same entry may describe different content.
 fn changed(a: &Stat, b: &Stat) -> bool {
     (a.dev, a.ino) != (b.dev, b.ino)
@@ -955,16 +910,6 @@ fn changed(a: &Stat, b: &Stat) -> bool {
         || a.size != b.size
         || a.mtime != b.mtime
         || a.ctime != b.ctime
-}
-
-fn collect_xattrs(src: &XattrSource<'_>) -> io::Result<Box<[Xattr]>> {
-    Ok(sys::xattrs(src)?
-        .into_iter()
-        .map(|(name, value)| Xattr {
-            name: name.into(),
-            value_hash: *blake3::hash(&value).as_bytes(),
-        })
-        .collect())
 }
 
 fn hash_fd(fd: BorrowedFd<'_>) -> io::Result<([u8; 32], u64)> {
