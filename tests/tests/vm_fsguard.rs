@@ -100,14 +100,15 @@ fn run(s: Scenario<'_>) {
         stderr,
     } = cmd.output().expect("cannot start tests/vm/run");
     let elapsed = start.elapsed();
-    let stdout = String::from_utf8_lossy(&stdout).into_owned();
+    let all = String::from_utf8_lossy(&stdout).into_owned();
+    let stdout = capsule_tests::final_boot(&all).to_owned();
     let stderr = String::from_utf8_lossy(&stderr).into_owned();
     println!(
         "--- fsguard-suite {} ({:.1} s, {status})",
         s.name,
         elapsed.as_secs_f64()
     );
-    println!("{stdout}");
+    println!("{all}");
     if !stderr.is_empty() {
         println!("--- stderr:\n{stderr}");
     }

@@ -24,7 +24,10 @@ fn harness() -> PathBuf {
 
 struct Run {
     code: i32,
+    /// What the last boot printed (after any `vm-retry:` line).
     stdout: Vec<u8>,
+    /// Everything, earlier boots included.
+    all_stdout: Vec<u8>,
     stderr: String,
     elapsed: Duration,
     console: String,
@@ -39,7 +42,7 @@ impl Run {
             "exit {}, {:.1} s\n--- stdout:\n{}\n--- stderr:\n{}\n--- console:\n{}",
             self.code,
             self.elapsed.as_secs_f64(),
-            self.stdout(),
+            String::from_utf8_lossy(&self.all_stdout),
             self.stderr,
             self.console
         )
@@ -49,6 +52,11 @@ impl Run {
 /// Runs `tests/vm/run OPTIONS -- COMMAND...` and collects what it printed, its exit code and
 /// this run's guest console.
 fn vm(options: &[&str], command: &[&str]) -> Run {
+    vm_env(&[], options, command)
+}
+
+/// [`vm`] with more environment for the harness.
+fn vm_env(env: &[(&str, &str)], options: &[&str], command: &[&str]) -> Run {
     let _guard = VM_LOCK
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -64,6 +72,7 @@ fn vm(options: &[&str], command: &[&str]) -> Run {
         .arg("--")
         .args(command)
         .env("VM_CONSOLE_LOG", &console_log)
+        .envs(env.iter().copied())
         .output()
         .expect("cannot start tests/vm/run");
     let elapsed = start.elapsed();
@@ -72,7 +81,8 @@ fn vm(options: &[&str], command: &[&str]) -> Run {
         .unwrap_or_else(|| panic!("tests/vm/run killed by a signal: {status:?}"));
     Run {
         code,
-        stdout,
+        stdout: capsule_tests::final_boot_bytes(&stdout).to_vec(),
+        all_stdout: stdout,
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         elapsed,
         console: std::fs::read_to_string(&console_log).unwrap_or_default(),
@@ -362,12 +372,63 @@ fn kernel_panic_fails_fast_with_a_clear_message() {
         r.context()
     );
     assert!(!r.stdout().contains("after-panic"), "{}", r.context());
+    // A panic that is not a soft lockup is not retried.
+    assert!(!r.stderr.contains("GUEST SOFT LOCKUP"), "{}", r.context());
     assert!(
         r.elapsed < Duration::from_secs(60),
         "took {:?}\n{}",
         r.elapsed,
         r.context()
     );
+}
+
+#[test]
+fn soft_lockup_boots_again_once_and_restores_the_disk() {
+    // A soft lockup, as the harness sees one: the kernel's words on the console, then a
+    // panic before the command reports its status. Each boot appends to a file on the disk.
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("disk.img");
+    let image_s = image.to_str().unwrap();
+    let script = "echo boot-$(cat /disk/boots 2>/dev/null | wc -l); echo b >> /disk/boots; sync; \
+                  echo '<0>watchdog: BUG: soft lockup - CPU#0 stuck for 23s! [test]' > /dev/kmsg; \
+                  echo c > /proc/sysrq-trigger";
+    let r = vm(
+        &["--disk", image_s, "--disk-size", "64M", "--timeout", "110"],
+        &["sh", "-c", script],
+    );
+    // Booted twice (VM_LOCKUP_RETRIES defaults to 1), the second time on the disk as it was
+    // before the first, then reported as the panic it is.
+    assert_eq!(r.code, EXIT_HARNESS, "{}", r.context());
+    let all = String::from_utf8_lossy(&r.all_stdout).into_owned();
+    assert_eq!(
+        all.lines().filter(|l| l.starts_with("vm-retry:")).count(),
+        1,
+        "{}",
+        r.context()
+    );
+    assert_eq!(all.matches("boot-0").count(), 2, "{}", r.context());
+    assert_eq!(r.stdout(), "boot-0\n", "{}", r.context());
+    assert!(r.stderr.contains("GUEST SOFT LOCKUP"), "{}", r.context());
+    assert!(r.stderr.contains("retry 1 of 1"), "{}", r.context());
+    assert!(r.stderr.contains("KERNEL PANIC"), "{}", r.context());
+    // The last boot's write stays; the first one's was rolled back.
+    let r = vm(&["--disk", image_s], &["cat", "/disk/boots"]);
+    assert_eq!(r.code, 0, "{}", r.context());
+    assert_eq!(r.stdout(), "b\n", "{}", r.context());
+
+    // Retries off: one boot.
+    let r = vm_env(
+        &[("VM_LOCKUP_RETRIES", "0")],
+        &["--timeout", "110"],
+        &[
+            "sh",
+            "-c",
+            "echo '<0>soft lockup - test' > /dev/kmsg; echo c > /proc/sysrq-trigger",
+        ],
+    );
+    assert_eq!(r.code, EXIT_HARNESS, "{}", r.context());
+    assert!(!r.stderr.contains("GUEST SOFT LOCKUP"), "{}", r.context());
+    assert!(!String::from_utf8_lossy(&r.all_stdout).contains("vm-retry:"));
 }
 
 #[test]

@@ -38,8 +38,9 @@ fn boot(disk: &Path, which: &str, min_passed: usize) {
         .args(["--", "sh", "/lockdown-suite.sh", which])
         .output()
         .expect("cannot start tests/vm/run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    println!("--- lockdown-suite {which} ({})\n{stdout}", out.status);
+    let all = String::from_utf8_lossy(&out.stdout);
+    println!("--- lockdown-suite {which} ({})\n{all}", out.status);
+    let stdout = capsule_tests::final_boot(&all);
     let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
     assert_eq!(
         out.status.code(),
@@ -48,7 +49,7 @@ fn boot(disk: &Path, which: &str, min_passed: usize) {
         fails.join("\n"),
         String::from_utf8_lossy(&out.stderr)
     );
-    let (passed, failed) = summary(&stdout).expect("no summary line");
+    let (passed, failed) = summary(stdout).expect("no summary line");
     assert_eq!(failed, 0, "{}", fails.join("\n"));
     assert!(
         passed >= min_passed,

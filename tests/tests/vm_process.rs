@@ -51,8 +51,9 @@ fn boot(level: &str, detach: &str) -> (String, Option<i32>, String) {
         .env("VM_ENV_PROCESS_SUITE_DETACH", detach)
         .output()
         .expect("cannot start tests/vm/run");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    println!("--- process-suite {level} ({})\n{stdout}", out.status);
+    let all = String::from_utf8_lossy(&out.stdout);
+    println!("--- process-suite {level} ({})\n{all}", out.status);
+    let stdout = capsule_tests::final_boot(&all).to_owned();
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !stderr.is_empty() {
         println!("--- stderr:\n{stderr}");

@@ -15,7 +15,7 @@ fn run_smoke(extra: &[&str], guest: &[&str]) -> (i32, String) {
         .expect("cannot start tests/vm/run");
     let text = format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
+        capsule_tests::final_boot(&String::from_utf8_lossy(&out.stdout)),
         String::from_utf8_lossy(&out.stderr)
     );
     println!("{text}");
