@@ -30,6 +30,9 @@
 //!   perf-open             perf_event_open of a software clock on this process (judged)
 //!   sg-io DEVICE          open DEVICE read-only (setup), ioctl SG_IO with an empty
 //!                         request (judged: `refused` only for EPERM)
+//!   prog-stats            for every loaded program, a line `ID NAME RUN_CNT RUN_TIME_NS` (the
+//!                         kernel counts only while sysctl kernel.bpf_stats_enabled is 1);
+//!                         what scripts/bench-fsguard uses to say which hooks cost what
 
 use std::ffi::CString;
 use std::process::ExitCode;
@@ -302,6 +305,60 @@ fn sg_io(dev: &str) -> ExitCode {
     judged(r)
 }
 
+/// `prog-stats`: name, run count and run time of every loaded program.
+fn prog_stats() -> ExitCode {
+    const BPF_PROG_GET_NEXT_ID: i64 = 11;
+    const BPF_PROG_GET_FD_BY_ID: i64 = 13;
+    const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
+    let mut id = 0u32;
+    loop {
+        let mut attr = [0u64; 16];
+        attr[0] = u64::from(id);
+        // SAFETY: a zeroed 128-byte `union bpf_attr` for BPF_PROG_GET_NEXT_ID; the kernel
+        // writes next_id into it.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_PROG_GET_NEXT_ID,
+                attr.as_mut_ptr(),
+                128u32,
+            )
+        };
+        if rc < 0 {
+            break; // ENOENT: no more
+        }
+        id = (attr[0] >> 32) as u32;
+        let fd = match bpf(BPF_PROG_GET_FD_BY_ID, &[u64::from(id)]) {
+            Ok(fd) => fd,
+            Err(_) => continue,
+        };
+        let mut info = [0u64; 29]; // struct bpf_prog_info, 232 bytes
+        let len = std::mem::size_of_val(&info) as u64;
+        let r = bpf(
+            BPF_OBJ_GET_INFO_BY_FD,
+            &[(fd as u64) | (len << 32), info.as_mut_ptr() as u64],
+        );
+        // SAFETY: closing our descriptor.
+        unsafe { libc::close(fd as i32) };
+        if r.is_err() {
+            continue;
+        }
+        // name: bytes 64..80; run_time_ns: byte 192; run_cnt: byte 200.
+        let name: Vec<u8> = info[8..10]
+            .iter()
+            .flat_map(|w| w.to_ne_bytes())
+            .take_while(|b| *b != 0)
+            .collect();
+        println!(
+            "{id} {} {} {}",
+            String::from_utf8_lossy(&name),
+            info[25],
+            info[24]
+        );
+    }
+    ExitCode::SUCCESS
+}
+
 fn usage() -> ExitCode {
     println!("error: usage");
     ExitCode::from(64)
@@ -314,6 +371,7 @@ fn main() -> ExitCode {
         ["obj-get", path] => judged(obj_get(path, 0)),
         ["obj-get", path, "ro"] => judged(obj_get(path, BPF_F_RDONLY)),
         ["open-all-maps"] => open_all_maps(),
+        ["prog-stats"] => prog_stats(),
         ["link-detach", path] => match obj_get(path, 0) {
             Ok(fd) => judged(bpf(BPF_LINK_DETACH, &[fd as u64])),
             Err(e) => {

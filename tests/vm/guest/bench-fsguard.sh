@@ -46,12 +46,38 @@ phase() {
         'BEGIN { printf "  ratio outside %.3f, inside %.3f\n", a / b, c / d }'
 }
 
+# Where the guard's time goes: the kernel's run count and run time of each program (bpf_stats
+# on only here, since counting costs time too) over one workload, per file of the workload.
+profile() { # LABEL COMMAND...
+    label=$1
+    shift
+    echo 1 >/proc/sys/kernel/bpf_stats_enabled
+    bpf-probe prog-stats >/tmp/stats.0
+    secs=$("$@")
+    bpf-probe prog-stats >/tmp/stats.1
+    echo 0 >/proc/sys/kernel/bpf_stats_enabled
+    echo "  $label: best round ${secs}s for $N files; per file (all $ROUNDS rounds), the programs that ran:"
+    awk -v files=$((N * ROUNDS)) '
+        NR == FNR { cnt[$1] = $3; ns[$1] = $4; next }
+        { dc = $3 - cnt[$1]; dn = $4 - ns[$1]
+          if (dc > 0) printf "%s %.2f %.0f\n", $2, dc / files, dn / files }' \
+        /tmp/stats.0 /tmp/stats.1 >/tmp/stats.d
+    sort -k3 -n -r /tmp/stats.d | awk '{ printf "    %-16s %6.2f runs %8s ns\n", $1, $2, $3 }'
+    # secs: the best round of N files.
+    awk -v secs="$secs" -v n="$N" '{ t += $3 }
+        END { printf "    all programs: %.0f ns per file, %.1f%% of the best round'"'"'s time per file\n",
+              t, 100 * t / (secs * 1e9 / n) }' /tmp/stats.d
+}
+
 sealtool level 0 >/dev/null
 sealtool -q register /jails/app >/dev/null
 sealtool seal app --cgroup /sys/fs/cgroup/app | grep 'enforced by'
 echo "workload: $N files x (create, write 4 KiB, rename, unlink), best of $ROUNDS rounds, $CYCLES alternating cycles"
 echo "with $ENTRIES sealed entries:"
 phase
+echo "where the time goes (guard attached):"
+profile "outside" fsops-bench ops /work/outside "$N" "$ROUNDS"
+profile "inside" in_capsule ops /jails/app/scratch "$N" "$ROUNDS"
 fsguard-loadbench "$MORE"
 echo "with $MORE more entries:"
 phase
