@@ -658,8 +658,16 @@ fn prefd_ftruncate(fd: &Fd) -> Result<(), Errno> {
 }
 
 fn prefd_fallocate(fd: &Fd) -> Result<(), Errno> {
-    // SAFETY: plain syscall on our descriptor.
-    unit(unsafe { libc::fallocate(fd.0, 0, 0, PAGE as libc::off_t) })
+    // tmpfs answers EINTR whenever signal_pending(), which io_uring's task work (the step
+    // before) can leave set for a moment after its ring is gone: not a verdict, so try again.
+    let mut tries = 0;
+    loop {
+        // SAFETY: plain syscall on our descriptor.
+        match unit(unsafe { libc::fallocate(fd.0, 0, 0, PAGE as libc::off_t) }) {
+            Err(Errno(libc::EINTR)) if tries < 100 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 fn prefd_mmap(fd: &Fd) -> Result<(), Errno> {
