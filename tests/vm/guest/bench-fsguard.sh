@@ -3,13 +3,13 @@
 # (create, write 4 KiB, rename, unlink), inside and outside a capsule, in one boot.
 #
 # Under TCG a guest's speed drifts by tens of percent over a minute, so "without" and "with"
-# are measured alternately, several cycles, and the best of each is compared: the guard is
+# are measured in adjacent pairs, and the pairs' ratios are compared: the guard is
 # detached between measurements by removing its link pins (it runs at level 0, where that is
 # still possible) and attached again with its maps, and so its entries, intact.
 set -eu
 N=${BENCH_OPS:-2000}
-ROUNDS=${BENCH_ROUNDS:-5}
-CYCLES=${BENCH_CYCLES:-3}
+ROUNDS=${BENCH_ROUNDS:-2}
+PAIRS=${BENCH_PAIRS:-8}
 ENTRIES=${BENCH_ENTRIES:-100000}
 MORE=${BENCH_MORE:-1000000}
 export CAPSULE_REGISTRY=/var/lib/capsule
@@ -28,22 +28,33 @@ in_capsule() { inside fsops-bench "$@"; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 detach() { rm -f /sys/fs/bpf/fsguard/link_*; }
 attach() { fsguard-loadbench 0 >/dev/null; }
+# The guard less one program (a link pin's name without its `link_` prefix): what that one
+# program costs.
+attach_but() { attach && rm -f "/sys/fs/bpf/fsguard/link_$1"; }
+ATTACH=attach
 
-# One phase: CYCLES x (without, with); prints the best of each and the ratios.
+# One phase: PAIRS x (without, with), each measurement the best of ROUNDS rounds. A pair's two
+# halves run back to back, so the guest's drift mostly cancels in the pair's ratio; prints
+# the median pair ratio and the range of the pair ratios.
 phase() {
-    wo= wi= go= gi=
-    for _ in $(seq "$CYCLES"); do
+    : >/tmp/pairs
+    for _ in $(seq "$PAIRS"); do
         detach
-        wo=$(min "$(fsops-bench ops /work/outside "$N" "$ROUNDS")" "$wo")
-        wi=$(min "$(in_capsule ops /jails/app/scratch "$N" "$ROUNDS")" "$wi")
-        attach
-        go=$(min "$(fsops-bench ops /work/outside "$N" "$ROUNDS")" "$go")
-        gi=$(min "$(in_capsule ops /jails/app/scratch "$N" "$ROUNDS")" "$gi")
+        wo=$(fsops-bench ops /work/outside "$N" "$ROUNDS")
+        wi=$(in_capsule ops /jails/app/scratch "$N" "$ROUNDS")
+        $ATTACH
+        go=$(fsops-bench ops /work/outside "$N" "$ROUNDS")
+        gi=$(in_capsule ops /jails/app/scratch "$N" "$ROUNDS")
+        echo "$wo $wi $go $gi" >>/tmp/pairs
     done
-    echo "  without fsguard: outside ${wo}s, inside ${wi}s"
-    echo "  with fsguard:    outside ${go}s, inside ${gi}s"
-    awk -v a="$go" -v b="$wo" -v c="$gi" -v d="$wi" \
-        'BEGIN { printf "  ratio outside %.3f, inside %.3f\n", a / b, c / d }'
+    awk '{ print $3 / $1 }' /tmp/pairs | sort -n >/tmp/ratios.out
+    awk '{ print $4 / $2 }' /tmp/pairs | sort -n >/tmp/ratios.in
+    median() { awk '{ v[NR] = $1 } END { printf "%.3f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }' "$1"; }
+    range() { awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.3f-%.3f", lo, hi }' "$1"; }
+    awk '{ a += $1; b += $2; c += $3; d += $4 }
+        END { printf "  mean seconds: without fsguard outside %.4f, inside %.4f; with: outside %.4f, inside %.4f\n",
+              a / NR, b / NR, c / NR, d / NR }' /tmp/pairs
+    echo "  ratio outside $(median /tmp/ratios.out) (pairs $(range /tmp/ratios.out)), inside $(median /tmp/ratios.in) (pairs $(range /tmp/ratios.in))"
 }
 
 # Where the guard's time goes: the kernel's run count and run time of each program (bpf_stats
@@ -72,12 +83,20 @@ profile() { # LABEL COMMAND...
 sealtool level 0 >/dev/null
 sealtool -q register /jails/app >/dev/null
 sealtool seal app --cgroup /sys/fs/cgroup/app | grep 'enforced by'
-echo "workload: $N files x (create, write 4 KiB, rename, unlink), best of $ROUNDS rounds, $CYCLES alternating cycles"
+echo "workload: $N files x (create, write 4 KiB, rename, unlink); $PAIRS pairs of (without, with), each the best of $ROUNDS rounds"
 echo "with $ENTRIES sealed entries:"
 phase
 echo "where the time goes (guard attached):"
 profile "outside" fsops-bench ops /work/outside "$N" "$ROUNDS"
 profile "inside" in_capsule ops /jails/app/scratch "$N" "$ROUNDS"
+# inode_permission runs on every path component, and is the only place clone3's
+# CLONE_INTO_CGROUP can be refused: its share of the overhead.
+echo "with every program but inode_permission:"
+ATTACH="attach_but fsguard_inode_permission"
+phase
+ATTACH=attach
+detach
+attach
 fsguard-loadbench "$MORE"
 echo "with $MORE more entries:"
 phase
