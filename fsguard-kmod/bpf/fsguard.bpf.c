@@ -567,8 +567,9 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
  * Forgets `inode` when the operation being allowed removes its last link. (It runs before
  * the operation: should the operation then fail, the inode stays linked but unprotected
  * until the next boot's enforcement. Releasing it on inode_free_security instead was
- * tried; a guest run of that version hit soft lockups under ext4 load, cause not yet
- * established, so this stays until it is.)
+ * tried and reverted after a guest run of that version hit a soft lockup; the stacks of a
+ * later such lockup point at the emulator (README, "Known problem"), so that version
+ * deserves another try.)
  */
 static __always_inline void release_if_last_link(struct inode *inode)
 {
