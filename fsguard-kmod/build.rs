@@ -135,7 +135,6 @@ fn compile_bpf(clang: &str, include_dir: &Path, src: &Path, obj: &Path) -> Resul
     Ok(())
 }
 
-/// Rust types and constants for everything named `fsguard_*` / `FSGUARD_*` in `header`.
 /// Fails on an undefined symbol in a compiled object: clang turns some builtins (a memcmp
 /// it can't inline, ...) into calls to functions that don't exist for BPF, which the loader
 /// only reports at load time, in the guest. Reads the ELF64 symbol table directly.
@@ -198,6 +197,7 @@ fn check_no_undefined(obj: &Path) -> Result<(), String> {
     }
 }
 
+/// Rust types and constants for everything named `fsguard_*` / `FSGUARD_*` in `header`.
 fn generate_bindings(header: &Path, out: &Path) -> Result<(), String> {
     // fsguard.h includes nothing; give it the fixed-width types the BPF side gets from
     // vmlinux_min.h, so bindgen does not depend on the host's kernel headers.

@@ -403,7 +403,7 @@ impl Registry {
     }
 
     pub fn manifest_path(&self, name: &str, digest: &Digest) -> PathBuf {
-        self.manifest_dir(name).join(format!("{digest}.manifest"))
+        manifest_path_in(&self.dir, name, digest)
     }
 
     /// Reads and checks the manifest a record points at.
@@ -579,7 +579,7 @@ impl Registry {
 
     /// Where the level that `sealtool enforce --boot` raises to is kept.
     pub fn config_path(&self) -> PathBuf {
-        self.dir.join("level")
+        config_path_in(&self.dir)
     }
 
     /// The configured level (what boot enforcement raises the guard to), if any.
@@ -762,10 +762,22 @@ pub fn read_manifest_file(path: &Path) -> Result<(Manifest, Digest)> {
     Ok((m, digest))
 }
 
+/// Where the registry at `dir` keeps manifest `digest` of capsule `name`.
+pub fn manifest_path_in(dir: &Path, name: &str, digest: &Digest) -> PathBuf {
+    dir.join("manifests")
+        .join(name)
+        .join(format!("{digest}.manifest"))
+}
+
+/// The registry's configured-level file.
+fn config_path_in(dir: &Path) -> PathBuf {
+    dir.join("level")
+}
+
 /// The level configured in the registry at `dir` (its `level` file), read without the index
 /// or the lock: what boot enforcement raises the guard to.
 pub fn configured_level_in(dir: &Path) -> Result<Option<u32>> {
-    let path = dir.join("level");
+    let path = config_path_in(dir);
     match fs::read_to_string(&path) {
         Ok(s) => s
             .trim()
@@ -797,40 +809,15 @@ pub struct SealFiles {
 pub fn seals_in(dir: &Path) -> SealFiles {
     let mut out = SealFiles::default();
     let root = dir.join("manifests");
-    let dirs = match fs::read_dir(&root) {
-        Ok(d) => d,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
-        Err(e) => {
-            out.bad.push((root, e.to_string()));
-            return out;
-        }
-    };
-    for d in dirs {
-        let dir = match d {
-            Ok(d) => d.path(),
-            Err(e) => {
-                out.bad.push((root.clone(), e.to_string()));
-                continue;
-            }
-        };
+    // No manifests directory: nothing sealed. Any other failure to look is reported.
+    if matches!(root.try_exists(), Ok(false)) {
+        return out;
+    }
+    for dir in entries_noting(&root, &mut out.bad) {
         if !dir.is_dir() {
             continue;
         }
-        let files = match fs::read_dir(&dir) {
-            Ok(f) => f,
-            Err(e) => {
-                out.bad.push((dir, e.to_string()));
-                continue;
-            }
-        };
-        for f in files {
-            let path = match f {
-                Ok(f) => f.path(),
-                Err(e) => {
-                    out.bad.push((dir.clone(), e.to_string()));
-                    continue;
-                }
-            };
+        for path in entries_noting(&dir, &mut out.bad) {
             if path.extension().and_then(|x| x.to_str()) != Some("seal") {
                 continue;
             }
@@ -857,4 +844,24 @@ pub fn seals_in(dir: &Path) -> SealFiles {
     }
     out.seals.sort_by(|a, b| a.name.cmp(&b.name));
     out
+}
+
+/// The paths in directory `dir`; what can't be read is added to `bad` with the reason.
+fn entries_noting(dir: &Path, bad: &mut Vec<(PathBuf, String)>) -> Vec<PathBuf> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            bad.push((dir.to_path_buf(), e.to_string()));
+            return Vec::new();
+        }
+    };
+    entries
+        .filter_map(|e| match e {
+            Ok(e) => Some(e.path()),
+            Err(e) => {
+                bad.push((dir.to_path_buf(), e.to_string()));
+                None
+            }
+        })
+        .collect()
 }

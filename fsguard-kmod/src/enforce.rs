@@ -119,8 +119,8 @@ pub const REGISTRY_SLOT_NAME: &str = ".registry";
 /// enforces: every manifest and seal file is frozen (they are content-addressed and never
 /// rewritten), as is the configured level and each sealed capsule's directory; `manifests/`
 /// and each unsealed capsule's directory are append-only (new capsules and seals can still
-/// be added; nothing can be removed or replaced); the registry directory and those above it can't be renamed, removed or mounted
-/// over. The sled index (`db/`) is not protected: it is derived data, rebuilt from these
+/// be added; nothing can be removed or replaced); the registry directory and those above it
+/// can't be renamed, removed or mounted over. The sled index (`db/`) is not protected: it is derived data, rebuilt from these
 /// files, and boot enforcement reads the seal files themselves. Idempotent: run again after
 /// each registration at level 2 to freeze the new files.
 pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {

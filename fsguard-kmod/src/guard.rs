@@ -349,17 +349,11 @@ impl Guard {
             .into_iter()
             .partition(|k| Some(k.dev) == pin_dev);
         self.protect_ancestors(slot, &on_bpffs)?;
-        let reqs: Vec<_> = further
-            .iter()
-            .map(|k| fsguard_request {
-                kind: FSGUARD_REQ_PIN_PATH,
-                slot,
-                a: k.dev,
-                b: k.ino,
-                ..Default::default()
-            })
-            .collect();
-        self.submit(&reqs)
+        self.submit_each(
+            FSGUARD_REQ_PIN_PATH,
+            slot,
+            further.iter().map(|k| (k.dev, k.ino)),
+        )
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -511,42 +505,41 @@ impl Guard {
     /// Protects the directories above a sealed root (renaming, removing, mounting over or
     /// unmounting them is refused: from level 2 on, or from level 1 on for the guard's slot).
     pub fn protect_ancestors(&mut self, capsule: u32, dirs: &[fsguard_inode_key]) -> Result<()> {
-        let reqs: Vec<_> = dirs
-            .iter()
-            .map(|k| fsguard_request {
-                kind: FSGUARD_REQ_ANCESTOR,
-                slot: capsule,
-                a: k.dev,
-                b: k.ino,
-                ..Default::default()
-            })
-            .collect();
-        self.submit(&reqs)
+        self.submit_each(
+            FSGUARD_REQ_ANCESTOR,
+            capsule,
+            dirs.iter().map(|k| (k.dev, k.ino)),
+        )
     }
 
     /// Refuses outsiders the cgroup.kill and cgroup.freeze files of the cgroups above a
     /// capsule's (cgroup v2 ids), which act on its processes too.
     pub fn protect_cgroup_ancestors(&mut self, capsule: u32, ids: &[u64]) -> Result<()> {
-        let reqs: Vec<_> = ids
-            .iter()
-            .map(|&id| fsguard_request {
-                kind: FSGUARD_REQ_CGROUP_ANCESTOR,
-                slot: capsule,
-                a: id,
-                ..Default::default()
-            })
-            .collect();
-        self.submit(&reqs)
+        self.submit_each(
+            FSGUARD_REQ_CGROUP_ANCESTOR,
+            capsule,
+            ids.iter().map(|&id| (id, 0)),
+        )
     }
 
     /// Protects block devices (kernel dev_t) holding a sealed tree from writes (level 2).
     pub fn protect_devices(&mut self, capsule: u32, devices: &[u64]) -> Result<()> {
-        let reqs: Vec<_> = devices
-            .iter()
-            .map(|&d| fsguard_request {
-                kind: FSGUARD_REQ_DEVICE,
-                slot: capsule,
-                a: d,
+        self.submit_each(FSGUARD_REQ_DEVICE, capsule, devices.iter().map(|&d| (d, 0)))
+    }
+
+    /// Submits one request of `kind` for capsule `slot` per (a, b) operand pair.
+    fn submit_each(
+        &mut self,
+        kind: u32,
+        slot: u32,
+        operands: impl Iterator<Item = (u64, u64)>,
+    ) -> Result<()> {
+        let reqs: Vec<_> = operands
+            .map(|(a, b)| fsguard_request {
+                kind,
+                slot,
+                a,
+                b,
                 ..Default::default()
             })
             .collect();

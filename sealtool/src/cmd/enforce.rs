@@ -142,10 +142,7 @@ fn enforce_one(
     seal: &capsule_core::policy::SealRecord,
     loud: bool,
 ) -> Result<(usize, bool)> {
-    let path = dir
-        .join("manifests")
-        .join(&seal.name)
-        .join(format!("{}.manifest", seal.digest));
+    let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
     let (manifest, _) = capsule_core::registry::read_manifest_file(&path)?;
     let (report, drift) = check::against_manifest(&manifest, &Progress::default())?;
     if !drift.is_empty() && loud {

@@ -130,25 +130,20 @@ fn judged(r: Result<i64, i32>) -> ExitCode {
     }
 }
 
+/// The id after `id` for a BPF_*_GET_NEXT_ID command; None when there is none.
+fn next_id(cmd: i64, id: u32) -> Option<u32> {
+    // start_id (u32) then next_id (u32), which the kernel fills in.
+    let mut attr = [0u64; 16];
+    attr[0] = u64::from(id);
+    // SAFETY: a zero-padded, 128-byte image of `union bpf_attr`, live for the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) };
+    (rc >= 0).then_some((attr[0] >> 32) as u32)
+}
+
 fn open_all_maps() -> ExitCode {
     let (mut id, mut opened, mut refused) = (0u32, 0u32, 0u32);
-    loop {
-        // start_id (u32) then next_id (u32), which the kernel fills in.
-        let mut attr = [0u64; 16];
-        attr[0] = u64::from(id);
-        // SAFETY: a zero-padded, 128-byte image of `union bpf_attr`, live for the call.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_MAP_GET_NEXT_ID,
-                attr.as_mut_ptr(),
-                128u32,
-            )
-        };
-        if rc < 0 {
-            break;
-        }
-        id = (attr[0] >> 32) as u32;
+    while let Some(next) = next_id(BPF_MAP_GET_NEXT_ID, id) {
+        id = next;
         match bpf(BPF_MAP_GET_FD_BY_ID, &[u64::from(id)]) {
             Ok(fd) => {
                 opened += 1;
@@ -311,23 +306,8 @@ fn prog_stats() -> ExitCode {
     const BPF_PROG_GET_FD_BY_ID: i64 = 13;
     const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
     let mut id = 0u32;
-    loop {
-        let mut attr = [0u64; 16];
-        attr[0] = u64::from(id);
-        // SAFETY: a zeroed 128-byte `union bpf_attr` for BPF_PROG_GET_NEXT_ID; the kernel
-        // writes next_id into it.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_GET_NEXT_ID,
-                attr.as_mut_ptr(),
-                128u32,
-            )
-        };
-        if rc < 0 {
-            break; // ENOENT: no more
-        }
-        id = (attr[0] >> 32) as u32;
+    while let Some(next) = next_id(BPF_PROG_GET_NEXT_ID, id) {
+        id = next;
         let fd = match bpf(BPF_PROG_GET_FD_BY_ID, &[u64::from(id)]) {
             Ok(fd) => fd,
             Err(_) => continue,
