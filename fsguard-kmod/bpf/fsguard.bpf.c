@@ -405,14 +405,24 @@ static __always_inline __u32 current_euid(void)
 	return task->cred->euid.val;
 }
 
-/*
- * The decision for operation `op` on `inode`: 0 to allow, -EPERM to refuse. Inodes outside
- * every capsule cost one hash lookup.
- */
-static __always_inline int decide(struct inode *inode, struct dentry *dentry, __u32 op)
+/* An inode's key and what the `inodes` map holds for it: looked up once per hook and
+ * passed along, since inside a capsule every one of a rename's four inodes is a hit. */
+struct entry {
+	struct fsguard_inode_key key;
+	struct fsguard_inode_value *v; /* NULL: no capsule's */
+	bool valid;                    /* there is an inode (key is set) */
+};
+
+static __always_inline void look_up(struct inode *inode, struct entry *e)
 {
-	struct fsguard_inode_key key = {};
-	struct fsguard_inode_value *v = protected_inode(inode, &key);
+	e->valid = inode_key(inode, &e->key);
+	e->v = e->valid ? bpf_map_lookup_elem(&inodes, &e->key) : NULL;
+}
+
+/* The decision for operation `op` on a looked-up inode: 0 to allow, -EPERM to refuse. */
+static __always_inline int decide_entry(struct entry *e, struct dentry *dentry, __u32 op)
+{
+	struct fsguard_inode_value *v = e->v;
 	struct fsguard_capsule *c;
 	__u32 capsule, flags, level;
 
@@ -424,11 +434,11 @@ static __always_inline int decide(struct inode *inode, struct dentry *dentry, __
 		return 0;
 	c = bpf_map_lookup_elem(&capsules, &capsule);
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
-		return refuse(&key, dentry, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE, current_level(),
-			      current_fsuid());
+		return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE,
+			      current_level(), current_fsuid());
 	/* Frozen means nobody: checked before the inside and the level-0 root allowances. */
 	if (flags & FSGUARD_INODE_FROZEN)
-		return refuse(&key, dentry, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
+		return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
 			      current_fsuid());
 	/* The inside's own operations (the common case) need neither the level nor the uid. A
 	 * member moved out of the cgroup by root outside is still inside. */
@@ -437,7 +447,19 @@ static __always_inline int decide(struct inode *inode, struct dentry *dentry, __
 	level = current_level();
 	if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
 		return 0;
-	return refuse(&key, dentry, capsule, op, FSGUARD_RULE_OUTSIDE, level, current_fsuid());
+	return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_OUTSIDE, level, current_fsuid());
+}
+
+/*
+ * The decision for operation `op` on `inode`: 0 to allow, -EPERM to refuse. Inodes outside
+ * every capsule cost one hash lookup.
+ */
+static __always_inline int decide(struct inode *inode, struct dentry *dentry, __u32 op)
+{
+	struct entry e = {};
+
+	look_up(inode, &e);
+	return decide_entry(&e, dentry, op);
 }
 
 static __always_inline struct inode *dentry_inode(struct dentry *dentry)
@@ -455,50 +477,50 @@ static __always_inline bool is_dir(struct inode *inode)
 	return inode && (inode->i_mode & S_IFMT) == S_IFDIR;
 }
 
-static __always_inline bool is_protected(struct inode *inode)
-{
-	struct fsguard_inode_key key = {};
-
-	return protected_inode(inode, &key) != NULL;
-}
-
 /*
  * Removing `victim`'s name from `dir` (unlink, rmdir, rename away, replace): an append-only
  * directory allows it only for entries that are not protected themselves (a temporary file
  * renamed into place); any other protected directory is decided as usual.
  */
-static __always_inline int decide_removal(struct inode *dir, struct inode *victim,
+static __always_inline int decide_removal(struct entry *dir, struct entry *victim,
 					  struct dentry *dentry, __u32 op)
 {
-	struct fsguard_inode_key key = {};
-	struct fsguard_inode_value *dv = protected_inode(dir, &key);
-
-	if (!dv)
+	if (!dir->v)
 		return 0;
-	if ((dv->flags & FSGUARD_INODE_APPEND_ONLY) && !is_protected(victim))
+	if ((dir->v->flags & FSGUARD_INODE_APPEND_ONLY) && !victim->v)
 		return 0;
-	return decide(dir, dentry, op);
+	return decide_entry(dir, dentry, op);
 }
 
-/* Adds `inode` to the capsule that protects `dir`, with its flags (allowed operations only). */
-static __always_inline void inherit(struct inode *inode, struct inode *dir)
+/* Adds `e`'s inode to the capsule that protects directory `dir`, with its flags (allowed
+ * operations only); an inode some capsule already has stays as it is. */
+static __always_inline void inherit_entry(struct entry *e, struct entry *dir)
 {
-	struct fsguard_inode_key dir_key = {}, key = {};
-	struct fsguard_inode_value *dv = protected_inode(dir, &dir_key);
 	struct fsguard_inode_value value;
 	struct fsguard_stats *st;
 
-	if (!dv || (dv->flags & FSGUARD_INODE_APPEND_ONLY) || !inode_key(inode, &key))
+	if (!dir->v || (dir->v->flags & FSGUARD_INODE_APPEND_ONLY) || !e->valid)
 		return;
-	value.capsule = dv->capsule;
-	value.flags = dv->flags;
-	if (bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST) == 0) {
+	value.capsule = dir->v->capsule;
+	value.flags = dir->v->flags;
+	if (bpf_map_update_elem(&inodes, &e->key, &value, BPF_NOEXIST) == 0) {
 		st = stats_slot();
 		if (st)
 			__sync_fetch_and_add(&st->inherited, 1);
 	}
 }
 
+/* inherit_entry for an inode not looked up yet. */
+static __always_inline void inherit(struct inode *inode, struct inode *dir)
+{
+	struct entry d = {}, e = {};
+
+	look_up(dir, &d);
+	if (!d.v)
+		return;
+	e.valid = inode_key(inode, &e.key);
+	inherit_entry(&e, &d);
+}
 
 /*
  * Lock down. `slot` protects something that is not part of a tree (a directory above a
@@ -564,21 +586,20 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 }
 
 /*
- * Forgets `inode` when the operation being allowed removes its last link. (It runs before
+ * Forgets `e`'s inode when the operation being allowed removes its last link. (It runs before
  * the operation: should the operation then fail, the inode stays linked but unprotected
  * until the next boot's enforcement. Releasing it on inode_free_security instead was
  * tried and reverted after a guest run of that version hit a soft lockup; the stacks of a
  * later such lockup point at the emulator (README, "Known problem"), so that version
  * deserves another try.)
  */
-static __always_inline void release_if_last_link(struct inode *inode)
+static __always_inline void release_if_last_link(struct inode *inode, struct entry *e)
 {
-	struct fsguard_inode_key key = {};
 	struct fsguard_stats *st;
 
-	if (!inode || inode->i_nlink > 1 || !inode_key(inode, &key))
+	if (!e->v || !inode || inode->i_nlink > 1)
 		return;
-	if (bpf_map_delete_elem(&inodes, &key) == 0) {
+	if (bpf_map_delete_elem(&inodes, &e->key) == 0) {
 		st = stats_slot();
 		if (st)
 			__sync_fetch_and_add(&st->released, 1);
@@ -869,17 +890,20 @@ SEC("lsm/inode_unlink")
 int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int ret)
 {
 	struct inode *victim = dentry_inode(dentry);
+	struct entry d = {}, v = {};
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide_removal(dir, victim, dentry, FSGUARD_OP_UNLINK);
+	look_up(dir, &d);
+	look_up(victim, &v);
+	r = decide_removal(&d, &v, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
-	r = decide(victim, dentry, FSGUARD_OP_UNLINK);
+	r = decide_entry(&v, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
-	release_if_last_link(victim);
+	release_if_last_link(victim, &v);
 	return 0;
 }
 
@@ -887,14 +911,17 @@ SEC("lsm/inode_rmdir")
 int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int ret)
 {
 	struct inode *victim = dentry_inode(dentry);
+	struct entry d = {}, v = {};
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide_removal(dir, victim, dentry, FSGUARD_OP_RMDIR);
+	look_up(dir, &d);
+	look_up(victim, &v);
+	r = decide_removal(&d, &v, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
-	r = decide(victim, dentry, FSGUARD_OP_RMDIR);
+	r = decide_entry(&v, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
 	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
@@ -903,14 +930,31 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 	r = decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
-	release_if_last_link(victim);
+	release_if_last_link(victim, &v);
 	return 0;
+}
+
+/* Removing the name of `victim` from `dir` in a rename, and the victim itself; sets
+ * *protected to whether the victim belongs to a capsule. */
+static __always_inline int decide_rename_side(struct inode *dir, struct inode *victim,
+					      struct dentry *dentry, bool *protected)
+{
+	struct entry d = {}, v = {};
+	int r;
+
+	look_up(dir, &d);
+	look_up(victim, &v);
+	*protected = v.v != NULL;
+	r = decide_removal(&d, &v, dentry, FSGUARD_OP_RENAME);
+	return r ? r : decide_entry(&v, dentry, FSGUARD_OP_RENAME);
 }
 
 /*
  * Rename within, out of, into (replacing) and exchange: both directories, the moved inode
  * and a replaced one must all be modifiable. RENAME_EXCHANGE calls this hook twice, once
- * each way.
+ * each way. Each inode is looked up once (the new directory twice when it is protected);
+ * only booleans are carried from one side to the next, which keeps the verifier's states
+ * few.
  */
 SEC("lsm/inode_rename")
 int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
@@ -918,20 +962,16 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 {
 	struct inode *moved = dentry_inode(old_dentry);
 	struct inode *replaced = dentry_inode(new_dentry);
+	bool moved_protected, replaced_protected;
+	struct entry nd = {}, m = {};
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide_removal(old_dir, moved, old_dentry, FSGUARD_OP_RENAME);
+	r = decide_rename_side(old_dir, moved, old_dentry, &moved_protected);
 	if (r)
 		return r;
-	r = decide_removal(new_dir, replaced, new_dentry, FSGUARD_OP_RENAME);
-	if (r)
-		return r;
-	r = decide(moved, old_dentry, FSGUARD_OP_RENAME);
-	if (r)
-		return r;
-	r = decide(replaced, new_dentry, FSGUARD_OP_RENAME);
+	r = decide_rename_side(new_dir, replaced, new_dentry, &replaced_protected);
 	if (r)
 		return r;
 	r = decide_cgroup(moved, old_dentry, FSGUARD_OP_CGROUP);
@@ -943,15 +983,22 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	r = decide_ancestor(replaced, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
+	/* Already some capsule's: it stays that capsule's. */
+	if (moved_protected)
+		return 0;
+	look_up(new_dir, &nd);
+	if (!nd.v)
+		return 0;
 	/*
-	 * A directory from outside every capsule moving in: inherit() would adopt the directory
+	 * A directory from outside every capsule moving in: inheriting would adopt the directory
 	 * but nothing below it, which outside processes could then still modify. Refuse it as a
 	 * move across filesystems, so that mv(1) and the like copy it instead (the copies are
 	 * created inside, so they join the capsule).
 	 */
-	if (is_dir(moved) && !is_protected(moved) && is_protected(new_dir))
+	if (is_dir(moved))
 		return -EXDEV;
-	inherit(moved, new_dir);
+	m.valid = inode_key(moved, &m.key);
+	inherit_entry(&m, &nd);
 	return 0;
 }
 
@@ -996,17 +1043,6 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 		bpf_map_delete_elem(&inodes, &key);
 	inherit(inode, dir);
 	return 0;
-}
-
-/* Every permission check that asks for write access: the cgroup2 files and directories. */
-SEC("lsm/inode_permission")
-int BPF_PROG(fsguard_inode_permission, struct inode *inode, int mask, int ret)
-{
-	if (ret)
-		return ret;
-	if (!(mask & MAY_WRITE))
-		return 0;
-	return decide_cgroup(inode, NULL, FSGUARD_OP_CGROUP);
 }
 
 SEC("lsm/ptrace_access_check")
@@ -1091,14 +1127,117 @@ int BPF_PROG(fsguard_task_getscheduler, struct task_struct *p, int ret)
 	return 0;
 }
 
-/* A child of a member is a member, wherever clone3(CLONE_INTO_CGROUP) puts it. */
+/* The capsule whose cgroup `file` is a cgroup2 directory of, or a directory below; 0: none. */
+static __always_inline __u32 cgroup_dir_capsule(struct file *file)
+{
+	struct inode *inode = BPF_CORE_READ(file, f_inode);
+	struct kernfs_node *kn;
+
+	if (!inode || BPF_CORE_READ(inode, i_sb, s_magic) != CGROUP2_SUPER_MAGIC ||
+	    (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFDIR)
+		return 0;
+	kn = (struct kernfs_node *)BPF_CORE_READ(inode, i_private);
+	if (!kn)
+		return 0;
+	return cgroup_capsule((struct cgroup *)BPF_CORE_READ(kn, priv));
+}
+
+struct fd_scan {
+	__u64 fds;   /* the caller's struct file *[] */
+	__u32 own;   /* the caller's capsule (0: none) */
+	__u32 found; /* a capsule, not `own`, one of the descriptors is a cgroup directory of */
+};
+
+static int scan_fd(__u32 i, void *ctx)
+{
+	struct fd_scan *scan = ctx;
+	struct file *file = NULL;
+	__u32 slot;
+
+	if (bpf_probe_read_kernel(&file, sizeof(file), (struct file **)scan->fds + i) || !file)
+		return 0;
+	slot = cgroup_dir_capsule(file);
+	if (!slot || slot == scan->own)
+		return 0;
+	scan->found = slot;
+	return 1;
+}
+
+struct capsule_scan {
+	__u32 own;
+	__u32 found; /* an active capsule with a cgroup, not `own` */
+};
+
+static int scan_capsule(__u32 i, void *ctx)
+{
+	struct capsule_scan *scan = ctx;
+	struct fsguard_capsule *c;
+	__u32 slot = i;
+
+	if (slot == scan->own)
+		return 0;
+	c = bpf_map_lookup_elem(&capsules, &slot);
+	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE) || !(c->flags & FSGUARD_CAPSULE_HAS_CGROUP))
+		return 0;
+	scan->found = slot;
+	return 1;
+}
+
+/*
+ * clone3(CLONE_INTO_CGROUP) into a capsule's cgroup by a process that is not a member: the
+ * kernel asks nothing of the LSMs but inode_permission(MAY_WRITE) on the target's
+ * cgroup.procs, a hook that runs for every path component of every lookup on the machine,
+ * so it is judged here instead, once per such clone3. task_alloc runs in copy_process
+ * before the kernel looks up the cgroup descriptor and does not say which descriptor that
+ * is, so every descriptor of the caller is looked at: when one is a directory of a capsule's
+ * cgroup (or of one below it) that the caller is not a member of, the clone is refused. That
+ * is exact while nobody but the caller can change its descriptor table, that is, while the
+ * table is not shared (count 1: the caller is in this system call until the lookup). A shared
+ * table (threads, CLONE_FILES, io_uring workers) could gain such a descriptor between this
+ * check and the lookup, so then, and for a table too large to scan, the clone is refused
+ * whenever some other capsule has a cgroup (the UNCHECKABLE rule): fail closed.
+ */
+static __always_inline int decide_clone_into_cgroup(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct capsule_scan others = {};
+	struct fd_scan scan = {};
+	unsigned int max_fds;
+
+	scan.own = current_capsule();
+	max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
+	if (BPF_CORE_READ(task, files, count.counter) == 1 && max_fds <= FSGUARD_MAX_SCAN_FDS) {
+		scan.fds = (__u64)BPF_CORE_READ(task, files, fdt, fd);
+		if (scan.fds)
+			bpf_loop(max_fds, scan_fd, &scan, 0);
+		if (!scan.found)
+			return 0;
+		return refuse_event(NULL, NULL, 0, scan.found, FSGUARD_OP_CGROUP, FSGUARD_RULE_ATTACH,
+				    current_level(), current_euid());
+	}
+	others.own = scan.own;
+	bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0);
+	if (!others.found)
+		return 0;
+	return refuse_event(NULL, NULL, 0, others.found, FSGUARD_OP_CGROUP,
+			    FSGUARD_RULE_UNCHECKABLE, current_level(), current_euid());
+}
+
+/* A child of a member is a member, wherever clone3(CLONE_INTO_CGROUP) puts it; a child of
+ * anybody else is refused a place in a capsule's cgroup. */
 SEC("lsm/task_alloc")
 int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_flags, int ret)
 {
 	__u32 slot, *mark;
+	int r;
 
 	if (ret)
 		return ret;
+	if (clone_flags & CLONE_INTO_CGROUP) {
+		r = decide_clone_into_cgroup();
+		if (r)
+			return r;
+	}
 	slot = current_capsule();
 	if (!slot)
 		return 0;

@@ -133,6 +133,13 @@
 #define FSGUARD_RULE_SEE 5u     /* seeing or signalling a capsule: root outside at level 0 only */
 #define FSGUARD_RULE_GUARD 6u   /* the guard protects itself from level 1 on */
 #define FSGUARD_RULE_LOCKED 7u  /* level 2: mounts and raw writes that would go around it */
+/* clone3(CLONE_INTO_CGROUP) by a process whose descriptors can't be checked race-free (a
+ * shared descriptor table, or more than FSGUARD_MAX_SCAN_FDS of them) while a capsule has a
+ * cgroup it is not a member of */
+#define FSGUARD_RULE_UNCHECKABLE 8u
+
+/* The most descriptor slots the clone3(CLONE_INTO_CGROUP) check scans (the default nr_open). */
+#define FSGUARD_MAX_SCAN_FDS (1u << 20)
 
 /*
  * Runtime configuration, stored at index 0 of the one-entry array map `config`.

@@ -117,6 +117,7 @@ enum bpf_map_type {
 
 /* include/uapi/linux/magic.h */
 #define CGROUP2_SUPER_MAGIC 0x63677270
+#define CLONE_INTO_CGROUP 0x200000000ULL /* clone3(2): kernel_clone_args.flags, 64 bits */
 #define PROC_SUPER_MAGIC 0x9fa0
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
@@ -219,7 +220,12 @@ struct fdtable {
 	struct file **fd;
 };
 
+typedef struct {
+	int counter;
+} atomic_t;
+
 struct files_struct {
+	atomic_t count;
 	struct fdtable *fdt;
 };
 

@@ -227,6 +227,8 @@ pub fn op_name(op: u32) -> String {
         45 => "move-mount",
         46 => "pivot-root",
         47 => "blockdev-write",
+        48 => "bpf-tracing",
+        49 => "perf-event",
         n => return format!("op-{n}"),
     };
     name.to_string()
@@ -247,6 +249,7 @@ pub fn rule_name(rule: u32) -> String {
         5 => "see",
         6 => "guard",
         7 => "locked",
+        8 => "uncheckable",
         n => return format!("rule-{n}"),
     };
     name.to_string()
@@ -257,8 +260,8 @@ const _: () = {
     use crate::shared::*;
     assert!(FSGUARD_OP_OPEN_WRITE == 1 && FSGUARD_OP_IOCTL_SETFLAGS == 14);
     assert!(FSGUARD_OP_PTRACE_ATTACH == 20 && FSGUARD_OP_CGROUP == 29);
-    assert!(FSGUARD_OP_BPF_MAP == 40 && FSGUARD_OP_BLOCKDEV_WRITE == 47);
-    assert!(FSGUARD_RULE_OUTSIDE == 1 && FSGUARD_RULE_LOCKED == 7);
+    assert!(FSGUARD_OP_BPF_MAP == 40 && FSGUARD_OP_PERF_EVENT == 49);
+    assert!(FSGUARD_RULE_OUTSIDE == 1 && FSGUARD_RULE_UNCHECKABLE == 8);
 };
 
 /// Reads a clock; `None` if the kernel refuses (it does not for these clocks).

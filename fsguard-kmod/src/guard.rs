@@ -52,7 +52,6 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_inode_rename", "inode_rename"),
     ("fsguard_file_ioctl", "file_ioctl"),
     ("fsguard_inode_init_security", "inode_init_security"),
-    ("fsguard_inode_permission", "inode_permission"),
     ("fsguard_ptrace_access_check", "ptrace_access_check"),
     ("fsguard_ptrace_traceme", "ptrace_traceme"),
     ("fsguard_task_kill", "task_kill"),

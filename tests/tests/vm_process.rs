@@ -131,9 +131,10 @@ fn level0_without_each_hook_its_checks_fail() {
             "inode_follow_link",
             "root-out: open /proc/PID/ns/uts of a capsule process to setns (level 0)",
         ),
+        ("task_alloc", "root-out: clone3 into the capsule's cgroup"),
         (
-            "inode_permission",
-            "root-out: clone3 into the capsule's cgroup",
+            "task_alloc",
+            "user-out: clone3 into the capsule's cgroup from two threads",
         ),
     ];
     let mut detach: Vec<&str> = hooks.iter().map(|(h, _)| *h).collect();

@@ -49,6 +49,11 @@
 //!                          of TEXT as given (no newline added)
 //!   clone-into-cgroup DIR  setup: open DIR (O_RDONLY|O_DIRECTORY); judged: clone3 with
 //!                          CLONE_INTO_CGROUP; the child _exit(0)s at once; cleanup: waitpid
+//!   clone-into-cgroup-holding DIR HELD
+//!                          the same, with a descriptor of directory HELD open meanwhile
+//!   clone-into-cgroup-threaded DIR
+//!                          the same from a process of two threads (its descriptor table
+//!                          shared), the second one parked until the clone is done
 //!   traceme                judged: PTRACE_TRACEME in this process, which then exits (the
 //!                          suite arranges who the parent, so the tracer, is)
 //!   sleeper [READY]        the target, see below (not in batch)
@@ -510,8 +515,24 @@ fn write_file(path: &CString, text: &[u8]) -> Result<(), Step> {
 /// linux/sched.h's CLONE_INTO_CGROUP (libc's constant is a c_int that cannot hold it).
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 
-fn clone_into_cgroup(dir: &CString) -> Result<(), Step> {
+fn clone_into_cgroup(dir: &CString, held: Option<&CString>, threaded: bool) -> Result<(), Step> {
+    let _held = match held {
+        Some(h) => Some(setup("open", open(h, libc::O_RDONLY | libc::O_DIRECTORY))?),
+        None => None,
+    };
     let cgroup = setup("open", open(dir, libc::O_RDONLY | libc::O_DIRECTORY))?;
+    // The second thread waits for the sender to go away; it shares this descriptor table.
+    let parked = if threaded {
+        let (release, wait_for_release) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .spawn(move || {
+                let _ = wait_for_release.recv();
+            })
+            .map_err(|_| Step::Setup("thread", Errno(libc::EAGAIN)))?;
+        Some((release, thread))
+    } else {
+        None
+    };
     // SAFETY: clone_args is plain integers, for which all-zero means "unused".
     let mut args: libc::clone_args = unsafe { std::mem::zeroed() };
     args.flags = CLONE_INTO_CGROUP;
@@ -519,12 +540,16 @@ fn clone_into_cgroup(dir: &CString) -> Result<(), Step> {
     args.cgroup = cgroup.0 as u64;
     let size = std::mem::size_of::<libc::clone_args>();
     // SAFETY: clone3 reads `args` (of `size` bytes). Without CLONE_VM and with no stack given,
-    // the child runs on a copy of this address space and stack, like after fork, and does
-    // nothing but _exit.
+    // the child runs on a copy of this address space and stack (with only this thread), like
+    // after fork, and does nothing but _exit.
     let child = unsafe { libc::syscall(libc::SYS_clone3, &args as *const libc::clone_args, size) };
     if child == 0 {
         // SAFETY: in the child: leave at once, running none of the parent's exit code.
         unsafe { libc::_exit(0) };
+    }
+    if let Some((release, thread)) = parked {
+        drop(release);
+        let _ = thread.join();
     }
     let child = check(child)?;
     cleanup("waitpid", wait(child as libc::pid_t))?;
@@ -552,7 +577,11 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         ("read-file", [f]) => read_file(&arg_path(f)?),
         ("list-dir", [f]) => list_dir(f),
         ("write-file", [f, t]) => write_file(&arg_path(f)?, t.as_bytes()),
-        ("clone-into-cgroup", [d]) => clone_into_cgroup(&arg_path(d)?),
+        ("clone-into-cgroup", [d]) => clone_into_cgroup(&arg_path(d)?, None, false),
+        ("clone-into-cgroup-holding", [d, h]) => {
+            clone_into_cgroup(&arg_path(d)?, Some(&arg_path(h)?), false)
+        }
+        ("clone-into-cgroup-threaded", [d]) => clone_into_cgroup(&arg_path(d)?, None, true),
         ("traceme", []) => traceme(),
         _ => return None,
     };

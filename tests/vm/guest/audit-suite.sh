@@ -218,6 +218,23 @@ echo "$out" >>"$LOG"
 expect "sealtool audit --check exits 0" 0 "$rc"
 contains "sealtool audit --check says intact" "$out" "audit log intact: "
 
+# A clone3(CLONE_INTO_CGROUP) that can't be checked race-free (two threads share the
+# descriptor table) is refused while a capsule has a cgroup, and the record says so.
+expect "clone3 into the root cgroup from two threads: refused" refused \
+    "$(proc-probe clone-into-cgroup-threaded /sys/fs/cgroup 2>>"$LOG")"
+i=0
+while [ "$i" -lt 40 ]; do
+    line=$(sealtool audit --json 2>>"$LOG" | grep '"op":"cgroup"' | head -n 1)
+    [ -n "$line" ] && break
+    sleep 0.5
+    i=$((i + 1))
+done
+echo "$line" >>"$LOG"
+expect "the clone3 refusal: capsule" app "$(jfield "$line" capsule)"
+expect "the clone3 refusal: rule" uncheckable "$(jfield "$line" rule)"
+contains "sealtool audit: the clone3 refusal's line" "$(sealtool audit 2>>"$LOG")" \
+    "app cgroup refused (uncheckable, level 1)"
+
 # ----------------------------------------------------------------------------- flood
 # Quiet first: everything counted so far is in the log.
 settle() { # TARGET: wait (up to 180 s) until the log accounts for TARGET refusals

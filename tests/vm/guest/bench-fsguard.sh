@@ -28,10 +28,6 @@ in_capsule() { inside fsops-bench "$@"; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 detach() { rm -f /sys/fs/bpf/fsguard/link_*; }
 attach() { fsguard-loadbench 0 >/dev/null; }
-# The guard less one program (a link pin's name without its `link_` prefix): what that one
-# program costs.
-attach_but() { attach && rm -f "/sys/fs/bpf/fsguard/link_$1"; }
-ATTACH=attach
 
 # One phase: PAIRS x (without, with), each measurement the best of ROUNDS rounds. A pair's two
 # halves run back to back, so the guest's drift mostly cancels in the pair's ratio; prints
@@ -42,7 +38,7 @@ phase() {
         detach
         wo=$(fsops-bench ops /work/outside "$N" "$ROUNDS")
         wi=$(in_capsule ops /jails/app/scratch "$N" "$ROUNDS")
-        $ATTACH
+        attach
         go=$(fsops-bench ops /work/outside "$N" "$ROUNDS")
         gi=$(in_capsule ops /jails/app/scratch "$N" "$ROUNDS")
         echo "$wo $wi $go $gi" >>/tmp/pairs
@@ -89,14 +85,6 @@ phase
 echo "where the time goes (guard attached):"
 profile "outside" fsops-bench ops /work/outside "$N" "$ROUNDS"
 profile "inside" in_capsule ops /jails/app/scratch "$N" "$ROUNDS"
-# inode_permission runs on every path component, and is the only place clone3's
-# CLONE_INTO_CGROUP can be refused: its share of the overhead.
-echo "with every program but inode_permission:"
-ATTACH="attach_but fsguard_inode_permission"
-phase
-ATTACH=attach
-detach
-attach
 fsguard-loadbench "$MORE"
 echo "with $MORE more entries:"
 phase

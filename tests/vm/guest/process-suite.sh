@@ -250,6 +250,13 @@ for a in root-out user-out; do
     expect "$a: join an outside cgroup (control)" allowed "$(pp $a write-file $OTHER/sub/cgroup.procs 0)"
     expect "$a: clone3 into the capsule's cgroup" refused "$(pp $a clone-into-cgroup $CG)"
     expect "$a: clone3 into an outside cgroup (control)" allowed "$(pp $a clone-into-cgroup $OTHER/sub)"
+    # fsguard judges clone3 by every descriptor of the caller (the kernel does not say which
+    # one is the target): holding one of the capsule's cgroup is enough to be refused, and a
+    # shared descriptor table can't be checked race-free, so it is refused while a capsule
+    # has a cgroup.
+    expect "$a: clone3 into an outside cgroup holding a descriptor of the capsule's cgroup" refused "$(pp $a clone-into-cgroup-holding $OTHER/sub $CG)"
+    expect "$a: clone3 into the capsule's cgroup from two threads" refused "$(pp $a clone-into-cgroup-threaded $CG)"
+    expect "$a: clone3 into an outside cgroup from two threads (uncheckable)" refused "$(pp $a clone-into-cgroup-threaded $OTHER/sub)"
 done
 # Control files; each control writes the same value to the outside cgroup (cgroup.threads:
 # a thread of a process not in the target cgroup is EINVAL there, so its control is the
@@ -260,6 +267,7 @@ for fv in cgroup.threads:$$ cpu.max:max memory.max:max pids.max:max cpu.weight:1
     case $f in cgroup.threads | cgroup.subtree_control | cgroup.kill) continue ;; esac
     expect "root-out: write an outside cgroup's $f (control)" allowed "$(pp root-out write-file $OTHER/$f $v)"
 done
+expect "root-out: clone3 into the capsule's sub-cgroup" refused "$(pp root-out clone-into-cgroup $CG/sub)"
 # The cgroup above the capsule's: its cgroup.kill and cgroup.freeze would reach the capsule.
 expect "root-out: write cgroup.freeze of the cgroup above the capsule's" refused "$(pp root-out write-file ${CG%/*}/cgroup.freeze 1)"
 expect "root-out: write cgroup.kill of the cgroup above the capsule's" refused "$(pp root-out write-file ${CG%/*}/cgroup.kill 1)"
@@ -283,6 +291,8 @@ contains "sealtool run from outside says why" "$out" "sealed and this process is
 for op in "kill $IN 0" "setpriority $IN" "ptrace-attach $IN" "read-file /proc/$IN/environ" "vm-read $IN $IN_ADDR"; do
     expect "root-in: $op" allowed "$(pp root-in $op)"
 done
+expect "root-in: clone3 into the capsule's sub-cgroup from two threads" allowed "$(pp root-in clone-into-cgroup-threaded $CG/sub)"
+expect "root-in: clone3 into the capsule's sub-cgroup holding a descriptor of its cgroup" allowed "$(pp root-in clone-into-cgroup-holding $CG/sub $CG)"
 expect "user-in: kill -0 a process of the capsule" allowed "$(pp user-in kill "$IN" 0)"
 expect "user-in: ptrace-attach a process of the capsule" allowed "$(pp user-in ptrace-attach "$IN")"
 expect "root-in: sealtool run from inside the sealed capsule" ok "$(inside sealtool run app -- sh -c 'echo ok' 2>>"$LOG")"
