@@ -1143,9 +1143,10 @@ static __always_inline __u32 cgroup_dir_capsule(struct file *file)
 }
 
 struct fd_scan {
-	__u64 fds;   /* the caller's struct file *[] */
-	__u32 own;   /* the caller's capsule (0: none) */
-	__u32 found; /* a capsule, not `own`, one of the descriptors is a cgroup directory of */
+	__u64 fds;        /* the caller's struct file *[] */
+	__u32 own;        /* the caller's capsule (0: none) */
+	__u32 found;      /* a capsule, not `own`, one of the descriptors is a cgroup directory of */
+	__u32 unreadable; /* a slot could not be read: the scan proves nothing */
 };
 
 static int scan_fd(__u32 i, void *ctx)
@@ -1154,7 +1155,11 @@ static int scan_fd(__u32 i, void *ctx)
 	struct file *file = NULL;
 	__u32 slot;
 
-	if (bpf_probe_read_kernel(&file, sizeof(file), (struct file **)scan->fds + i) || !file)
+	if (bpf_probe_read_kernel(&file, sizeof(file), (struct file **)scan->fds + i)) {
+		scan->unreadable = 1;
+		return 1;
+	}
+	if (!file)
 		return 0;
 	slot = cgroup_dir_capsule(file);
 	if (!slot || slot == scan->own)
@@ -1194,8 +1199,9 @@ static int scan_capsule(__u32 i, void *ctx)
  * is exact while nobody but the caller can change its descriptor table, that is, while the
  * table is not shared (count 1: the caller is in this system call until the lookup). A shared
  * table (threads, CLONE_FILES, io_uring workers) could gain such a descriptor between this
- * check and the lookup, so then, and for a table too large to scan, the clone is refused
- * whenever some other capsule has a cgroup (the UNCHECKABLE rule): fail closed.
+ * check and the lookup, so then, and for a table too large to scan (or one that could not be
+ * read), the clone is refused whenever some other capsule has a cgroup (the UNCHECKABLE
+ * rule): fail closed.
  */
 static __always_inline int decide_clone_into_cgroup(void)
 {
@@ -1208,15 +1214,19 @@ static __always_inline int decide_clone_into_cgroup(void)
 	max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
 	if (BPF_CORE_READ(task, files, count.counter) == 1 && max_fds <= FSGUARD_MAX_SCAN_FDS) {
 		scan.fds = (__u64)BPF_CORE_READ(task, files, fdt, fd);
-		if (scan.fds)
-			bpf_loop(max_fds, scan_fd, &scan, 0);
-		if (!scan.found)
-			return 0;
-		return refuse_event(NULL, NULL, 0, scan.found, FSGUARD_OP_CGROUP, FSGUARD_RULE_ATTACH,
-				    current_level(), current_euid());
+		/* A scan that did not run or could not read a slot proves nothing: judged as a
+		 * shared table below. */
+		if (scan.fds && bpf_loop(max_fds, scan_fd, &scan, 0) >= 0 && !scan.unreadable) {
+			if (!scan.found)
+				return 0;
+			return refuse_event(NULL, NULL, 0, scan.found, FSGUARD_OP_CGROUP,
+					    FSGUARD_RULE_ATTACH, current_level(), current_euid());
+		}
 	}
 	others.own = scan.own;
-	bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0);
+	if (bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) < 0)
+		return refuse_event(NULL, NULL, 0, 0, FSGUARD_OP_CGROUP, FSGUARD_RULE_UNCHECKABLE,
+				    current_level(), current_euid());
 	if (!others.found)
 		return 0;
 	return refuse_event(NULL, NULL, 0, others.found, FSGUARD_OP_CGROUP,
