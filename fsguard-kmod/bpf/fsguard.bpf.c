@@ -935,7 +935,7 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 }
 
 /* Removing the name of `victim` from `dir` in a rename, and the victim itself; sets
- * *protected to whether the victim belongs to a capsule. */
+ * *protected, when given, to whether the victim belongs to a capsule. */
 static __always_inline int decide_rename_side(struct inode *dir, struct inode *victim,
 					      struct dentry *dentry, bool *protected)
 {
@@ -944,7 +944,8 @@ static __always_inline int decide_rename_side(struct inode *dir, struct inode *v
 
 	look_up(dir, &d);
 	look_up(victim, &v);
-	*protected = v.v != NULL;
+	if (protected)
+		*protected = v.v != NULL;
 	r = decide_removal(&d, &v, dentry, FSGUARD_OP_RENAME);
 	return r ? r : decide_entry(&v, dentry, FSGUARD_OP_RENAME);
 }
@@ -952,9 +953,9 @@ static __always_inline int decide_rename_side(struct inode *dir, struct inode *v
 /*
  * Rename within, out of, into (replacing) and exchange: both directories, the moved inode
  * and a replaced one must all be modifiable. RENAME_EXCHANGE calls this hook twice, once
- * each way. Each inode is looked up once (the new directory twice when it is protected);
- * only booleans are carried from one side to the next, which keeps the verifier's states
- * few.
+ * each way. Each inode is looked up once (the new directory again when an unprotected
+ * inode moves); only a boolean is carried from one side to the next, which keeps the
+ * verifier's states few.
  */
 SEC("lsm/inode_rename")
 int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
@@ -962,8 +963,8 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 {
 	struct inode *moved = dentry_inode(old_dentry);
 	struct inode *replaced = dentry_inode(new_dentry);
-	bool moved_protected, replaced_protected;
-	struct entry nd = {}, m = {};
+	bool moved_protected;
+	struct entry nd = {};
 	int r;
 
 	if (ret)
@@ -971,7 +972,7 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	r = decide_rename_side(old_dir, moved, old_dentry, &moved_protected);
 	if (r)
 		return r;
-	r = decide_rename_side(new_dir, replaced, new_dentry, &replaced_protected);
+	r = decide_rename_side(new_dir, replaced, new_dentry, NULL);
 	if (r)
 		return r;
 	r = decide_cgroup(moved, old_dentry, FSGUARD_OP_CGROUP);
@@ -986,19 +987,17 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	/* Already some capsule's: it stays that capsule's. */
 	if (moved_protected)
 		return 0;
-	look_up(new_dir, &nd);
-	if (!nd.v)
-		return 0;
 	/*
 	 * A directory from outside every capsule moving in: inheriting would adopt the directory
 	 * but nothing below it, which outside processes could then still modify. Refuse it as a
 	 * move across filesystems, so that mv(1) and the like copy it instead (the copies are
 	 * created inside, so they join the capsule).
 	 */
-	if (is_dir(moved))
-		return -EXDEV;
-	m.valid = inode_key(moved, &m.key);
-	inherit_entry(&m, &nd);
+	if (is_dir(moved)) {
+		look_up(new_dir, &nd);
+		return nd.v ? -EXDEV : 0;
+	}
+	inherit(moved, new_dir);
 	return 0;
 }
 
@@ -1203,14 +1202,14 @@ static int scan_capsule(__u32 i, void *ctx)
  * read), the clone is refused whenever some other capsule has a cgroup (the UNCHECKABLE
  * rule): fail closed.
  */
-static __always_inline int decide_clone_into_cgroup(void)
+static __always_inline int decide_clone_into_cgroup(__u32 own)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct capsule_scan others = {};
 	struct fd_scan scan = {};
 	unsigned int max_fds;
 
-	scan.own = current_capsule();
+	scan.own = own;
 	max_fds = BPF_CORE_READ(task, files, fdt, max_fds);
 	if (BPF_CORE_READ(task, files, count.counter) == 1 && max_fds <= FSGUARD_MAX_SCAN_FDS) {
 		scan.fds = (__u64)BPF_CORE_READ(task, files, fdt, fd);
@@ -1243,12 +1242,12 @@ int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_f
 
 	if (ret)
 		return ret;
+	slot = current_capsule();
 	if (clone_flags & CLONE_INTO_CGROUP) {
-		r = decide_clone_into_cgroup();
+		r = decide_clone_into_cgroup(slot);
 		if (r)
 			return r;
 	}
-	slot = current_capsule();
 	if (!slot)
 		return 0;
 	mark = bpf_task_storage_get(&members, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);

@@ -528,7 +528,7 @@ fn clone_into_cgroup(dir: &CString, held: Option<&CString>, threaded: bool) -> R
             .spawn(move || {
                 let _ = wait_for_release.recv();
             })
-            .map_err(|_| Step::Setup("thread", Errno(libc::EAGAIN)))?;
+            .map_err(|e| Step::Setup("thread", Errno(e.raw_os_error().unwrap_or(libc::EAGAIN))))?;
         Some((release, thread))
     } else {
         None
