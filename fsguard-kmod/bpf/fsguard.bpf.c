@@ -37,8 +37,17 @@
 #ifndef S_IFDIR
 #define S_IFDIR 0040000
 #endif
+#ifndef ENOMEM
+#define ENOMEM 12
+#endif
+#ifndef EEXIST
+#define EEXIST 17
+#endif
 #ifndef EXDEV
 #define EXDEV 18
+#endif
+#ifndef ENOSPC
+#define ENOSPC 28
 #endif
 
 struct {
@@ -467,6 +476,16 @@ static __always_inline struct inode *dentry_inode(struct dentry *dentry)
 	return dentry ? dentry->d_inode : NULL;
 }
 
+/* A directory's dentry (directories have one alias), for naming it in a refusal. */
+static __always_inline struct dentry *inode_alias(struct inode *inode)
+{
+	struct hlist_node *first = BPF_CORE_READ(inode, i_dentry.first);
+
+	if (!first)
+		return NULL;
+	return (struct dentry *)((void *)first - bpf_core_field_offset(struct dentry, d_u));
+}
+
 static __always_inline bool is_regular(struct inode *inode)
 {
 	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
@@ -492,34 +511,55 @@ static __always_inline int decide_removal(struct entry *dir, struct entry *victi
 	return decide_entry(dir, dentry, op);
 }
 
-/* Adds `e`'s inode to the capsule that protects directory `dir`, with its flags (allowed
- * operations only); an inode some capsule already has stays as it is. */
-static __always_inline void inherit_entry(struct entry *e, struct entry *dir)
+/*
+ * Adds `inode` to the capsule of directory `d` (looked up, protected), with its flags (allowed
+ * operations only). `how`: BPF_NOEXIST keeps an inode some capsule already has as it is;
+ * BPF_ANY, for a new inode, replaces a stale entry. 0, or -ENOSPC when the inode could not be
+ * added (the inodes map is full or out of memory): the caller refuses the operation, since
+ * the entry would otherwise join the tree unprotected from outside. The refusal names
+ * `dentry` (the new name), or the directory `dir` when NULL.
+ */
+static __always_inline int adopt(struct entry *d, struct inode *inode, struct inode *dir,
+				 struct dentry *dentry, __u32 op, __u64 how)
 {
+	struct fsguard_inode_key key = {};
 	struct fsguard_inode_value value;
 	struct fsguard_stats *st;
+	int err;
 
-	if (!dir->v || (dir->v->flags & FSGUARD_INODE_APPEND_ONLY) || !e->valid)
-		return;
-	value.capsule = dir->v->capsule;
-	value.flags = dir->v->flags;
-	if (bpf_map_update_elem(&inodes, &e->key, &value, BPF_NOEXIST) == 0) {
-		st = stats_slot();
-		if (st)
-			__sync_fetch_and_add(&st->inherited, 1);
+	if (!d->v)
+		return 0;
+	value.capsule = d->v->capsule;
+	value.flags = d->v->flags;
+	if (inode_key(inode, &key)) {
+		/* As an int: the JIT calls the map's own update, whose int result leaves the
+		 * register's upper half zero (-EEXIST reads as 4294967279 in 64 bits). */
+		err = (int)bpf_map_update_elem(&inodes, &key, &value, how);
+		if (err == -EEXIST)
+			return 0;
+		if (!err) {
+			st = stats_slot();
+			if (st)
+				__sync_fetch_and_add(&st->inherited, 1);
+			return 0;
+		}
 	}
+	refuse(&d->key, dentry ? dentry : inode_alias(dir), value.capsule, op, FSGUARD_RULE_FULL,
+	       current_level(), current_fsuid());
+	return -ENOSPC;
 }
 
-/* inherit_entry for an inode not looked up yet. */
-static __always_inline void inherit(struct inode *inode, struct inode *dir)
+/* An existing inode given a name in `dir` (rename, link): adopted when `dir` is a capsule's,
+ * except in an append-only directory. */
+static __always_inline int inherit(struct inode *inode, struct inode *dir, struct dentry *dentry,
+				   __u32 op)
 {
-	struct entry d = {}, e = {};
+	struct entry d = {};
 
 	look_up(dir, &d);
-	if (!d.v)
-		return;
-	e.valid = inode_key(inode, &e.key);
-	inherit_entry(&e, &d);
+	if (!d.v || (d.v->flags & FSGUARD_INODE_APPEND_ONLY))
+		return 0;
+	return adopt(&d, inode, dir, dentry, op, BPF_NOEXIST);
 }
 
 /*
@@ -540,14 +580,15 @@ static __always_inline int decide_locked(__u32 slot, struct fsguard_inode_key *k
 	return 0;
 }
 
-/* A directory above a sealed root (or the guard's pins): renaming, removing, mounting over
- * or unmounting it would swap what the path leads to. */
+/* A directory above a sealed root (or above the guard's pins): renaming, removing, mounting
+ * over or unmounting it would swap what the path leads to. */
 static __always_inline int decide_ancestor(struct inode *inode, struct dentry *dentry, __u32 op)
 {
 	struct fsguard_inode_key key = {};
 	__u32 *slot;
 
-	if (!inode_key(inode, &key))
+	/* Only directories are ancestors: a file's rename or unlink needs no lookup. */
+	if (!is_dir(inode) || !inode_key(inode, &key))
 		return 0;
 	slot = bpf_map_lookup_elem(&ancestors, &key);
 	if (!slot)
@@ -724,12 +765,18 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 
 		if (r)
 			return r;
-		inherit(inode, dentry_inode(parent));
-		return 0;
+		return inherit(inode, dentry_inode(parent), parent, FSGUARD_OP_CREATE);
 	}
 	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
 		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
 	if (!is_regular(inode))
+		return 0;
+	/*
+	 * Made by this very open(O_CREAT): inode_create has judged it (an outsider can't create
+	 * in a capsule's directory) and inode_init_security has added it to the directory's
+	 * capsule. Its creator may write it, so no lookup; every write is judged again anyway.
+	 */
+	if (file->f_mode & FMODE_CREATED)
 		return 0;
 	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC)) {
 		int r = decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
@@ -882,8 +929,7 @@ int BPF_PROG(fsguard_inode_link, struct dentry *old_dentry, struct inode *dir,
 	if (r)
 		return r;
 	/* An inside process linking an outside file into its tree: it is now part of it. */
-	inherit(dentry_inode(old_dentry), dir);
-	return 0;
+	return inherit(dentry_inode(old_dentry), dir, new_dentry, FSGUARD_OP_LINK);
 }
 
 SEC("lsm/inode_unlink")
@@ -935,17 +981,20 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 }
 
 /* Removing the name of `victim` from `dir` in a rename, and the victim itself; sets
- * *protected, when given, to whether the victim belongs to a capsule. */
+ * *victim_protected and *dir_protected, when given, to whether they belong to a capsule. */
 static __always_inline int decide_rename_side(struct inode *dir, struct inode *victim,
-					      struct dentry *dentry, bool *protected)
+					      struct dentry *dentry, bool *victim_protected,
+					      bool *dir_protected)
 {
 	struct entry d = {}, v = {};
 	int r;
 
 	look_up(dir, &d);
 	look_up(victim, &v);
-	if (protected)
-		*protected = v.v != NULL;
+	if (victim_protected)
+		*victim_protected = v.v != NULL;
+	if (dir_protected)
+		*dir_protected = d.v != NULL;
 	r = decide_removal(&d, &v, dentry, FSGUARD_OP_RENAME);
 	return r ? r : decide_entry(&v, dentry, FSGUARD_OP_RENAME);
 }
@@ -954,8 +1003,8 @@ static __always_inline int decide_rename_side(struct inode *dir, struct inode *v
  * Rename within, out of, into (replacing) and exchange: both directories, the moved inode
  * and a replaced one must all be modifiable. RENAME_EXCHANGE calls this hook twice, once
  * each way. Each inode is looked up once (the new directory again when an unprotected
- * inode moves); only a boolean is carried from one side to the next, which keeps the
- * verifier's states few.
+ * inode moves into a capsule's); only booleans are carried from one side to the next, which
+ * keeps the verifier's states few.
  */
 SEC("lsm/inode_rename")
 int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
@@ -963,16 +1012,15 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 {
 	struct inode *moved = dentry_inode(old_dentry);
 	struct inode *replaced = dentry_inode(new_dentry);
-	bool moved_protected;
-	struct entry nd = {};
+	bool moved_protected, new_dir_protected;
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide_rename_side(old_dir, moved, old_dentry, &moved_protected);
+	r = decide_rename_side(old_dir, moved, old_dentry, &moved_protected, NULL);
 	if (r)
 		return r;
-	r = decide_rename_side(new_dir, replaced, new_dentry, NULL);
+	r = decide_rename_side(new_dir, replaced, new_dentry, NULL, &new_dir_protected);
 	if (r)
 		return r;
 	r = decide_cgroup(moved, old_dentry, FSGUARD_OP_CGROUP);
@@ -984,8 +1032,8 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	r = decide_ancestor(replaced, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
-	/* Already some capsule's: it stays that capsule's. */
-	if (moved_protected)
+	/* Already some capsule's: it stays that capsule's. Into no capsule's: nothing to do. */
+	if (moved_protected || !new_dir_protected)
 		return 0;
 	/*
 	 * A directory from outside every capsule moving in: inheriting would adopt the directory
@@ -993,12 +1041,9 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	 * move across filesystems, so that mv(1) and the like copy it instead (the copies are
 	 * created inside, so they join the capsule).
 	 */
-	if (is_dir(moved)) {
-		look_up(new_dir, &nd);
-		return nd.v ? -EXDEV : 0;
-	}
-	inherit(moved, new_dir);
-	return 0;
+	if (is_dir(moved))
+		return -EXDEV;
+	return inherit(moved, new_dir, new_dentry, FSGUARD_OP_RENAME);
 }
 
 /* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
@@ -1025,6 +1070,7 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	     const struct qstr *qstr, const char **name, void **value, size_t *len, int ret)
 {
 	struct fsguard_inode_key key = {};
+	struct entry d = {};
 
 	if (ret)
 		return ret;
@@ -1035,24 +1081,53 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	 * This relies on inode numbers being unique among live inodes of a filesystem; a tmpfs
 	 * mounted without inode64 wraps them after 2^32 creations, after which a new inode could
 	 * drop the entry of a live protected one (the kernel warns "inode number overflow").
+	 * In a capsule's directory the new entry replaces a stale one; elsewhere a stale one is
+	 * deleted.
 	 */
+	look_up(dir, &d);
+	if (d.v && !(d.v->flags & FSGUARD_INODE_APPEND_ONLY))
+		/* No dentry here: a refusal names the directory. */
+		return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
 	/* Looked up first: a lookup is lock-free, a delete takes the bucket lock, and this
 	 * runs for every inode created anywhere. */
 	if (inode_key(inode, &key) && bpf_map_lookup_elem(&inodes, &key))
 		bpf_map_delete_elem(&inodes, &key);
-	inherit(inode, dir);
 	return 0;
 }
 
+/* Whether the current system call is setns(2) (a 32-bit one has another number). */
+static __always_inline bool in_setns(void)
+{
+	struct task_struct *current = bpf_get_current_task_btf();
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(current);
+
+	if (!regs)
+		return false;
+	if (current->thread_info.status & TS_COMPAT)
+		return BPF_CORE_READ(regs, orig_ax) == NR_ia32_setns;
+	return BPF_CORE_READ(regs, orig_ax) == NR_setns;
+}
+
+/*
+ * ptrace, /proc/PID/mem and the like; and setns(2) through a pidfd, for which the kernel asks
+ * for read access to the pidfd's process (validate_nsset) before it installs any namespace.
+ * Entering a capsule's namespaces is attaching to it: refused at every level. `child` is
+ * the process the kernel resolved from its own reference to the pidfd, so another thread
+ * swapping the descriptor number meanwhile can't change what is judged.
+ */
 SEC("lsm/ptrace_access_check")
 int BPF_PROG(fsguard_ptrace_access_check, struct task_struct *child, unsigned int mode, int ret)
 {
 	bool attach = mode & PTRACE_MODE_ATTACH;
+	__u32 op = attach ? FSGUARD_OP_PTRACE_ATTACH : FSGUARD_OP_PTRACE_READ;
 
 	if (ret)
 		return ret;
-	return decide_process(child, attach ? FSGUARD_OP_PTRACE_ATTACH : FSGUARD_OP_PTRACE_READ,
-			      attach, !(mode & PTRACE_MODE_NOAUDIT));
+	if (!attach && in_setns()) {
+		attach = true;
+		op = FSGUARD_OP_SETNS;
+	}
+	return decide_process(child, op, attach, !(mode & PTRACE_MODE_NOAUDIT));
 }
 
 /* A member asking to be traced by its parent: only a parent inside the same capsule. */
@@ -1215,7 +1290,7 @@ static __always_inline int decide_clone_into_cgroup(__u32 own)
 		scan.fds = (__u64)BPF_CORE_READ(task, files, fdt, fd);
 		/* A scan that did not run or could not read a slot proves nothing: judged as a
 		 * shared table below. */
-		if (scan.fds && bpf_loop(max_fds, scan_fd, &scan, 0) >= 0 && !scan.unreadable) {
+		if (scan.fds && (int)bpf_loop(max_fds, scan_fd, &scan, 0) >= 0 && !scan.unreadable) {
 			if (!scan.found)
 				return 0;
 			return refuse_event(NULL, NULL, 0, scan.found, FSGUARD_OP_CGROUP,
@@ -1223,7 +1298,8 @@ static __always_inline int decide_clone_into_cgroup(__u32 own)
 		}
 	}
 	others.own = scan.own;
-	if (bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) < 0)
+	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+	if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) < 0)
 		return refuse_event(NULL, NULL, 0, 0, FSGUARD_OP_CGROUP, FSGUARD_RULE_UNCHECKABLE,
 				    current_level(), current_euid());
 	if (!others.found)
@@ -1268,60 +1344,6 @@ static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
 				      bpf_core_field_offset(struct task_struct, pid_links));
 	*tgid = BPF_CORE_READ(task, tgid);
 	return cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
-}
-
-/*
- * setns(2) through a pidfd of a member. The kernel has no setns hook; every namespace's
- * install step asks for CAP_SYS_ADMIN, so this refuses that capability while the current
- * system call is setns and its descriptor is a pidfd of a capsule's process. (Entering
- * through /proc/PID/ns/\* needs ptrace read access first, refused in ptrace_access_check.)
- */
-SEC("lsm/capable")
-int BPF_PROG(fsguard_capable, const struct cred *cred, struct user_namespace *ns, int cap,
-	     unsigned int opts, int ret)
-{
-	struct task_struct *current;
-	struct file *file = NULL, **fds;
-	__u32 tgid = 0;
-	struct pt_regs *regs;
-	struct pid *pid;
-	char name[8] = {};
-	unsigned long fd;
-	__u32 slot;
-
-	if (ret)
-		return ret;
-	if (cap != CAP_SYS_ADMIN)
-		return 0;
-	current = bpf_get_current_task_btf();
-	regs = (struct pt_regs *)bpf_task_pt_regs(current);
-	if (!regs)
-		return 0;
-	/* A 32-bit setns(2) has another number and takes its descriptor in ebx. */
-	if (current->thread_info.status & TS_COMPAT) {
-		if (BPF_CORE_READ(regs, orig_ax) != NR_ia32_setns)
-			return 0;
-		fd = (__u32)BPF_CORE_READ(regs, bx);
-	} else {
-		if (BPF_CORE_READ(regs, orig_ax) != NR_setns)
-			return 0;
-		fd = BPF_CORE_READ(regs, di);
-	}
-	if (fd >= BPF_CORE_READ(current, files, fdt, max_fds))
-		return 0;
-	fds = BPF_CORE_READ(current, files, fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
-		return 0;
-	/* anon_inode_getfile("[pidfd]", ...) names every pidfd's dentry so. */
-	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
-	if (__builtin_memcmp(name, "[pidfd]", 8) != 0)
-		return 0;
-	pid = (struct pid *)BPF_CORE_READ(file, private_data);
-	slot = pid_capsule(pid, &tgid);
-	if (!slot || current_capsule() == slot)
-		return 0;
-	return refuse_event(NULL, NULL, tgid, slot, FSGUARD_OP_SETNS, FSGUARD_RULE_ATTACH,
-			    current_level(), current_euid());
 }
 
 /*
@@ -1511,30 +1533,45 @@ static __always_inline bool slot_active(__u32 slot)
 	return c && (c->flags & FSGUARD_CAPSULE_ACTIVE);
 }
 
-static __always_inline bool apply_inode(struct fsguard_request *r)
+/* What applying a request came to. */
+#define APPLIED 1
+#define REJECTED 0
+/* The `inodes` map's allocator had no element at hand (its per-CPU cache is refilled by an
+ * irq_work once this program returns): the request is to be tried again. */
+#define RETRY -1
+
+static __always_inline int apply_inode(struct fsguard_request *r)
 {
 	struct fsguard_inode_key key = { .dev = r->a, .ino = r->b };
 	struct fsguard_inode_value value = { .capsule = r->slot, .flags = r->flags };
 	struct fsguard_inode_value *have;
+	int err;
 
 	if (!slot_active(r->slot))
-		return false;
-	if (!bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST))
-		return true;
+		return REJECTED;
+	/* (int): see adopt(). */
+	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST);
+	if (!err)
+		return APPLIED;
+	if (err == -ENOMEM)
+		return RETRY;
 	have = bpf_map_lookup_elem(&inodes, &key);
 	if (!have)
-		return false;
+		return REJECTED; /* full (-E2BIG) */
 	/* On an inode already protected, only "frozen" may be added: "append-only" would let
 	 * anybody create entries in a sealed directory. */
 	if (r->flags & ~FSGUARD_INODE_FROZEN)
-		return (have->flags & r->flags) == r->flags && have->capsule == r->slot;
+		return (have->flags & r->flags) == r->flags && have->capsule == r->slot ? APPLIED
+											    : REJECTED;
 	value.capsule = have->capsule;
 	value.flags = have->flags | r->flags;
 	/* Another capsule's inode (a hard link shared by two trees): it stays that capsule's
 	 * and becomes frozen, so neither inside can modify the other's file. */
 	if (have->capsule != r->slot)
 		value.flags |= FSGUARD_INODE_FROZEN;
-	return bpf_map_update_elem(&inodes, &key, &value, BPF_EXIST) == 0;
+	/* A no-prealloc map replaces an element with a newly allocated one. */
+	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_EXIST);
+	return err == -ENOMEM ? RETRY : err == 0 ? APPLIED : REJECTED;
 }
 
 static __always_inline bool apply_slot_key(void *map, void *key, __u32 slot)
@@ -1561,7 +1598,8 @@ static __always_inline bool apply_level(__u32 level, struct fsguard_state *st)
 	return true;
 }
 
-static __always_inline bool apply_request(struct fsguard_request *r, struct fsguard_state *st)
+/* APPLIED, REJECTED or RETRY (inode requests only). */
+static __always_inline int apply_request(struct fsguard_request *r, struct fsguard_state *st)
 {
 	struct fsguard_inode_key ikey = { .dev = r->a, .ino = r->b };
 	__u64 id = r->a;
@@ -1624,7 +1662,7 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 	struct fsguard_state *st;
 	__u32 zero = 0;
 	__u64 seq;
-	int i;
+	int i, res;
 
 	if (ret)
 		return ret;
@@ -1657,7 +1695,15 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 		 * at once neither apply a request twice nor skip one. */
 		if (bpf_map_delete_elem(&requests, &seq))
 			break;
-		if (apply_request(&req, st))
+		res = apply_request(&req, st);
+		/* Put back for the next bpf(2) call (the element just freed makes room); a request
+		 * that can't be put back is rejected, so that its sender hears of it. */
+		if (res == RETRY) {
+			if (!bpf_map_update_elem(&requests, &seq, &req, BPF_NOEXIST))
+				break;
+			res = REJECTED;
+		}
+		if (res == APPLIED)
 			__sync_fetch_and_add(&st->applied, 1);
 		else
 			__sync_fetch_and_add(&st->rejected, 1);

@@ -137,6 +137,10 @@
  * shared descriptor table, or more than FSGUARD_MAX_SCAN_FDS of them) while a capsule has a
  * cgroup it is not a member of */
 #define FSGUARD_RULE_UNCHECKABLE 8u
+/* an entry created in (or moved, linked into) a capsule's tree could not be added to the
+ * guard's inode map (full: FSGUARD_MAX_INODES): refused, with ENOSPC, rather than made
+ * unprotected */
+#define FSGUARD_RULE_FULL 9u
 
 /* The most descriptor slots the clone3(CLONE_INTO_CGROUP) check scans (the default nr_open). */
 #define FSGUARD_MAX_SCAN_FDS (1u << 20)

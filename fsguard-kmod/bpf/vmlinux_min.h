@@ -61,6 +61,7 @@ enum bpf_map_type {
 /* include/linux/fs.h: struct file::f_mode bits (set before security_file_open runs). */
 #define FMODE_READ ((fmode_t)0x1)
 #define FMODE_WRITE ((fmode_t)0x2)
+#define FMODE_CREATED ((fmode_t)0x100000)
 
 /* include/linux/fs.h: the mask of security_file_permission(). */
 #define MAY_WRITE 0x00000002
@@ -126,7 +127,6 @@ enum bpf_map_type {
 #define PTRACE_MODE_NOAUDIT 0x04
 
 /* include/uapi/linux/capability.h; arch/x86/entry/syscalls/syscall_64.tbl */
-#define CAP_SYS_ADMIN 21
 #define NR_setns 308
 
 /* include/uapi/asm-generic/errno-base.h */
@@ -139,6 +139,14 @@ struct super_block {
 	unsigned long s_magic;
 };
 
+struct hlist_node {
+	struct hlist_node *next;
+};
+
+struct hlist_head {
+	struct hlist_node *first;
+};
+
 struct inode {
 	void *i_private;
 	dev_t i_rdev;
@@ -149,6 +157,7 @@ struct inode {
 		const unsigned int i_nlink;
 		unsigned int __i_nlink;
 	};
+	struct hlist_head i_dentry;
 };
 
 struct qstr {
@@ -159,6 +168,9 @@ struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;
+	union {
+		struct hlist_node d_alias; /* in the inode's i_dentry */
+	} d_u;
 };
 
 struct vfsmount {
@@ -227,14 +239,6 @@ typedef struct {
 struct files_struct {
 	atomic_t count;
 	struct fdtable *fdt;
-};
-
-struct hlist_node {
-	struct hlist_node *next;
-};
-
-struct hlist_head {
-	struct hlist_node *first;
 };
 
 struct pid {

@@ -35,6 +35,20 @@ pub enum Error {
         #[source]
         source: aya::EbpfError,
     },
+    /// The environment asks for an inode capacity the guard can't have.
+    #[error(
+        "{var}={value:?}: the guard's inode capacity must be a whole number from {min} to {max}"
+    )]
+    BadCapacity {
+        /// The variable.
+        var: &'static str,
+        /// What it holds.
+        value: String,
+        /// Smallest allowed.
+        min: u32,
+        /// Largest allowed.
+        max: u32,
+    },
     /// A program the loader expects is not in the object.
     #[error("BPF object `{object}` has no program `{program}`")]
     MissingProgram {
@@ -153,8 +167,8 @@ pub enum Error {
         /// Capacity.
         max: u32,
     },
-    /// The guard refused requests: each would have taken something away.
-    #[error("the guard rejected {count} of {of} requests: each would have taken protection away (a slot, cgroup, level or inode it already holds otherwise)")]
+    /// The guard refused requests: each would have taken something away, or found no room.
+    #[error("the guard rejected {count} of {of} requests: each would have taken protection away (a slot, cgroup, level or inode it already holds otherwise), or its inode map was full")]
     Rejected {
         /// Requests rejected.
         count: u64,

@@ -250,6 +250,7 @@ pub fn rule_name(rule: u32) -> String {
         6 => "guard",
         7 => "locked",
         8 => "uncheckable",
+        9 => "full",
         n => return format!("rule-{n}"),
     };
     name.to_string()
@@ -261,7 +262,7 @@ const _: () = {
     assert!(FSGUARD_OP_OPEN_WRITE == 1 && FSGUARD_OP_IOCTL_SETFLAGS == 14);
     assert!(FSGUARD_OP_PTRACE_ATTACH == 20 && FSGUARD_OP_CGROUP == 29);
     assert!(FSGUARD_OP_BPF_MAP == 40 && FSGUARD_OP_PERF_EVENT == 49);
-    assert!(FSGUARD_RULE_OUTSIDE == 1 && FSGUARD_RULE_UNCHECKABLE == 8);
+    assert!(FSGUARD_RULE_OUTSIDE == 1 && FSGUARD_RULE_UNCHECKABLE == 8 && FSGUARD_RULE_FULL == 9);
 };
 
 /// Reads a clock; `None` if the kernel refuses (it does not for these clocks).

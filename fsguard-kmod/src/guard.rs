@@ -61,7 +61,6 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_task_movememory", "task_movememory"),
     ("fsguard_task_getscheduler", "task_getscheduler"),
     ("fsguard_task_alloc", "task_alloc"),
-    ("fsguard_capable", "capable"),
     ("fsguard_inode_follow_link", "inode_follow_link"),
     ("fsguard_sb_pivotroot", "sb_pivotroot"),
     ("fsguard_perf_event_open", "perf_event_open"),
@@ -71,6 +70,36 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_bpf_map", "bpf_map"),
     ("fsguard_bpf", "bpf"),
 ];
+
+/// Overrides the capacity of the `inodes` map when the guard is first loaded.
+pub const INODES_ENV: &str = "CAPSULE_FSGUARD_INODES";
+/// The smallest capacity [`INODES_ENV`] may set.
+pub const MIN_INODES: u32 = 1024;
+/// The largest: 2^26 inodes, 4 GiB of kernel memory when full (the bucket array alone is a
+/// sixteenth of that, taken at load).
+pub const MAX_INODES: u32 = 1 << 26;
+
+/// How many inodes the guard can hold, all capsules together: FSGUARD_MAX_INODES, or
+/// [`INODES_ENV`] (read when the guard is loaded; a loaded guard keeps its map).
+pub fn inode_capacity() -> Result<u32> {
+    parse_inode_capacity(std::env::var_os(INODES_ENV))
+}
+
+fn parse_inode_capacity(raw: Option<std::ffi::OsString>) -> Result<u32> {
+    let Some(raw) = raw else {
+        return Ok(crate::shared::FSGUARD_MAX_INODES);
+    };
+    let text = raw.to_string_lossy();
+    match text.trim().parse::<u32>() {
+        Ok(n) if (MIN_INODES..=MAX_INODES).contains(&n) => Ok(n),
+        _ => Err(Error::BadCapacity {
+            var: INODES_ENV,
+            value: text.into_owned(),
+            min: MIN_INODES,
+            max: MAX_INODES,
+        }),
+    }
+}
 
 /// The maps `bpf/fsguard.bpf.c` pins by name.
 pub const MAPS: &[&str] = &[
@@ -222,6 +251,7 @@ impl Guard {
             .btf(Some(btf))
             .allow_unsupported_maps()
             .map_pin_path(dir)
+            .set_max_entries("inodes", inode_capacity()?)
             .load(objects::FSGUARD)
             .map_err(|source| Error::LoadObject {
                 object: "fsguard",
@@ -604,5 +634,25 @@ impl Guard {
             total.released += s.released;
         }
         Ok(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_capacity_defaults_and_bounds() {
+        let parse = |v: Option<&str>| parse_inode_capacity(v.map(Into::into));
+        assert_eq!(parse(None).unwrap(), crate::shared::FSGUARD_MAX_INODES);
+        assert_eq!(parse(Some("65536")).unwrap(), 65536);
+        assert_eq!(parse(Some(" 1024\n")).unwrap(), MIN_INODES);
+        assert_eq!(parse(Some(&MAX_INODES.to_string())).unwrap(), MAX_INODES);
+        for bad in ["", "1023", "67108865", "lots", "-5", "4096k"] {
+            let e = parse(Some(bad)).unwrap_err();
+            let text = e.to_string();
+            assert!(matches!(e, Error::BadCapacity { .. }), "{bad}: {text}");
+            assert!(text.contains(INODES_ENV) && text.contains("1024"), "{text}");
+        }
     }
 }

@@ -152,6 +152,10 @@ fn run(s: Scenario<'_>) {
     }
 }
 
+/// The full-map checks fill the guard's inode map: a capacity of 65,536 (instead of 2^22)
+/// holds the suite's trees and fills in a second.
+const FULL_MAP_CAPACITY: (&str, &str) = ("VM_ENV_CAPSULE_FSGUARD_INODES", "65536");
+
 #[test]
 fn summary_line_is_parsed() {
     assert_eq!(
@@ -167,7 +171,7 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
     run(Scenario {
         name: "level1",
         options: vec![],
-        env: vec![],
+        env: vec![FULL_MAP_CAPACITY],
         min_passed: 950,
         required: &[
             "sealtool seal app exits 0",
@@ -181,6 +185,10 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
             "sealtool level 0 (lowering) is refused",
             "root inside: rename a directory from outside into the tree answers EXDEV",
             "root outside: open-wronly /jails/app/ri/c.dirmv/child",
+            "root inside, inode map full: create /jails/app/ri/n.full answers ENOSPC",
+            "root inside, inode map full: rename",
+            "root inside, one entry freed: create in the tree",
+            "inode map full: the refusal is recorded for capsule app",
         ],
     });
 }
@@ -208,7 +216,7 @@ fn ext4_block_device_identity() {
     run(Scenario {
         name: "ext4",
         options: vec!["--disk".into(), "{tmp}/disk.img".into()],
-        env: vec![],
+        env: vec![FULL_MAP_CAPACITY],
         min_passed: 950,
         required: &[
             "ext4: /disk/base is on a block device",
@@ -217,6 +225,8 @@ fn ext4_block_device_identity() {
             // A freed inode number handed out again by ext4 protects nothing.
             "root outside: write a new unrelated file that got the inode number of a dir",
             "root outside: write a new unrelated file that got the inode number of a renamed",
+            "root inside, inode map full: mkdir",
+            "inode map full: the record names the directory",
         ],
     });
 }

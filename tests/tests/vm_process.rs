@@ -126,7 +126,10 @@ fn level0_without_each_hook_its_checks_fail() {
         ),
         ("task_setnice", "root-out: setpriority on a capsule process"),
         ("task_setioprio", "root-out: ioprio on a capsule process"),
-        ("capable", "root-out: setns-pidfd on a capsule process"),
+        (
+            "ptrace_access_check",
+            "root-out: setns-pidfd on a capsule process",
+        ),
         (
             "inode_follow_link",
             "root-out: open /proc/PID/ns/uts of a capsule process to setns (level 0)",

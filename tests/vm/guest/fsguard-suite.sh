@@ -546,6 +546,70 @@ level_checks() { # LEVEL
     contains "sealtool status: capsule app enforced" "$out" "enforced (slot"
 }
 
+# ----------------------------------------------------------------------------- full map
+# The guard's inode map full: what inside processes create in, move or link into their tree
+# could not be protected, so it is refused (ENOSPC, rule "full") instead of being made open
+# to outside processes. Controls: the same operations in the unrelated tree, and after one
+# entry is freed.
+full_map() { # BASE
+    T=$1/app/ri O=$1/out/ri F=$1/free/ri
+    for f in o.full.mv o.full.ln; do echo data >"$O/$f" && chmod 0666 "$O/$f"; done
+    # The scenario's guard was loaded with CAPSULE_FSGUARD_INODES=65536 (vm_fsguard.rs).
+    out=$(fsguard-loadbench 65536 2>&1)
+    echo "$out" >>"$LOG"
+    contains "fsguard-loadbench fills the inodes map (the guard rejects what does not fit)" \
+        "$out" "or its inode map was full"
+    sleep 1 # a new second of refusal records (they are rate-limited per CPU)
+    a=root-in
+    for step in "create $T/n.full" "mkdir $T/n.full.dir" "mkfifo $T/n.full.fifo" \
+        "symlink f.read $T/n.full.sym" "rename $O/o.full.mv $T/n.full.mv" \
+        "link $O/o.full.ln $T/n.full.ln"; do
+        # shellcheck disable=SC2086 # word splitting of the step is wanted
+        expect "root inside, inode map full: $step answers ENOSPC" "error: ENOSPC" \
+            "$(probe root-in $step)"
+    done
+    expect "root inside, inode map full: O_TMPFILE in the tree answers ENOSPC" \
+        "error: setup O_TMPFILE: ENOSPC" "$(probe root-in tmpfile-link "$T" "$T/n.full.tmp")"
+    for f in n.full n.full.dir n.full.fifo n.full.sym n.full.tmp n.full.mv n.full.ln; do
+        if [ -e "$T/$f" ] || [ -L "$T/$f" ]; then bad "inode map full: $T/$f was made"; else ok "inode map full: $T/$f was not made"; fi
+    done
+    [ -e "$O/o.full.mv" ] && ok "inode map full: the refused rename left $O/o.full.mv in place" ||
+        bad "inode map full: the refused rename moved $O/o.full.mv"
+    expect "user inside, inode map full: create in the tree answers ENOSPC" "error: ENOSPC" \
+        "$(probe user-in create "$1/app/ui/n.full")"
+    expect "root inside, inode map full: create in the unrelated tree" allowed \
+        "$(probe root-in create "$F/n.full")"
+    expect "root inside, inode map full: rename into the unrelated tree" allowed \
+        "$(probe root-in rename "$O/o.full.mv" "$F/n.full.mv")"
+    expect "root outside, inode map full: create in the unrelated tree" allowed \
+        "$(probe root-out create "$F/n.full.out")"
+    expect "root inside, inode map full: write a file it made" allowed \
+        "$(probe root-in open-wronly "$T/c.dir/f")"
+    expect "root outside, inode map full: write still refused" refused \
+        "$(probe root-out open-wronly "$T/c.dir/f")"
+    # Unlinking a protected file frees its entry: there is room for one again.
+    expect "root inside, inode map full: unlink a file it made" allowed \
+        "$(probe root-in unlink "$T/c.file")"
+    expect "root inside, one entry freed: create in the tree" allowed \
+        "$(probe root-in create "$T/n.room")"
+    expect "root outside: write the file made in the freed room" refused \
+        "$(probe root-out open-wronly "$T/n.room")"
+    expect "root inside, map full again: create in the tree answers ENOSPC" "error: ENOSPC" \
+        "$(probe root-in create "$T/n.full2")"
+    # The refusal's record (the collector that the seal started writes it).
+    i=0 line=
+    while [ "$i" -lt 40 ]; do
+        line=$(sealtool audit --json 2>>"$LOG" | grep '"rule":"full"' | head -n 1)
+        [ -n "$line" ] && break
+        sleep 0.5
+        i=$((i + 1))
+    done
+    echo "$line" >>"$LOG"
+    contains "inode map full: the refusal is recorded for capsule app" "$line" '"capsule":"app"'
+    contains "inode map full: the record names the operation" "$line" '"op":"create"'
+    contains "inode map full: the record names the directory" "$line" "\"path\":\"$T\""
+}
+
 # ----------------------------------------------------------------------------- scenarios
 setup_fs() {
     case "$scenario" in
@@ -717,6 +781,8 @@ scenario_enforced() {
     else
         bad "sealtool status counts the refusals (expected > 0, got ${refusals:-nothing})"
     fi
+    # 6. Last (it fills the guard's map for good): a full inode map fails closed.
+    case "$scenario" in level1 | ext4) full_map "$base" ;; esac
 }
 
 scenario_nolsm() {

@@ -181,7 +181,7 @@ expect "sealtool run --seal exits 0" "exit 0" "exit $rc"
 contains "sealtool run --seal seals and enforces" "$out" "enforced by fsguard"
 contains "sealtool run --seal runs the command inside" "$out" "0::/capsules/app"
 expect "the level is $LEVEL" "$LEVEL" "$(sealtool level 2>>"$LOG")"
-# Mutation testing: PROCESS_SUITE_DETACH="task_kill capable ..." detaches those hooks of the
+# Mutation testing: PROCESS_SUITE_DETACH="task_kill task_setnice ..." detaches those hooks of the
 # guard right after the seal (level 0 only: from level 1 on the guard protects its pins); the
 # checks that depend on them must then fail.
 for h in ${PROCESS_SUITE_DETACH:-}; do
