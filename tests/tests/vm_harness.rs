@@ -448,6 +448,40 @@ fn lost_status_is_a_failure() {
     assert!(r.stderr.contains("LOST STATUS"), "{}", r.context());
 }
 
+/// VM_ICOUNT: the guest's clocks count instructions, so the same work measures the same in
+/// the guest run after run (with the host's clock, TCG drifts by tens of percent); the
+/// benchmark of fsguard's overhead relies on that.
+#[test]
+fn icount_clock_counts_instructions() {
+    let r = vm_env(
+        &[("VM_ICOUNT", "0"), ("VM_SMP", "1")],
+        &[],
+        &[
+            "sh",
+            "-c",
+            "mount -t tmpfs tmpfs /mnt && for i in 1 2 3 4; do fsops-bench ops /mnt 500 2; done",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.context());
+    let secs: Vec<f64> = r
+        .stdout()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert_eq!(secs.len(), 4, "{}", r.context());
+    let lo = secs.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = secs.iter().copied().fold(0.0, f64::max);
+    assert!(
+        lo > 0.0 && hi / lo < 1.02,
+        "guest times {secs:?}\n{}",
+        r.context()
+    );
+
+    let r = vm_env(&[("VM_ICOUNT", "fast")], &[], &["true"]);
+    assert_eq!(r.code, EXIT_HARNESS, "{}", r.context());
+    assert!(r.stderr.contains("VM_ICOUNT wants"), "{}", r.context());
+}
+
 #[test]
 fn usage_errors_fail_without_booting() {
     let out = Command::new(harness()).output().unwrap();

@@ -2,8 +2,10 @@
 # Guest side of scripts/bench-fsguard: fsguard's hook overhead on a file-operation workload
 # (create, write 4 KiB, rename, unlink), inside and outside a capsule, in one boot.
 #
-# Under TCG a guest's speed drifts by tens of percent over a minute, so "without" and "with"
-# are measured in adjacent pairs, and the pairs' ratios are compared: the guard is
+# Under TCG with the host's clock a guest's speed drifts by tens of percent over a minute
+# (with instruction counting, scripts/bench-fsguard's default, pairs agree to a few tenths of
+# a percent), so "without" and "with" are measured in adjacent pairs, and the pairs' ratios
+# are compared: the guard is
 # detached between measurements by removing its link pins (it runs at level 0, where that is
 # still possible) and attached again with its maps, and so its entries, intact.
 set -eu
