@@ -532,8 +532,9 @@ static __always_inline int adopt(struct entry *d, struct inode *inode, struct in
 	value.capsule = d->v->capsule;
 	value.flags = d->v->flags;
 	if (inode_key(inode, &key)) {
-		/* As an int: the JIT calls the map's own update, whose int result leaves the
-		 * register's upper half zero (-EEXIST reads as 4294967279 in 64 bits). */
+		/* As an int: the verifier turns the helper into a direct call of the hash map's
+		 * update, whose int result leaves the register's upper half zero (-EEXIST reads
+		 * as 4294967279 in 64 bits). */
 		err = (int)bpf_map_update_elem(&inodes, &key, &value, how);
 		if (err == -EEXIST)
 			return 0;
@@ -748,6 +749,14 @@ static __always_inline int decide_cgroup(struct inode *inode, struct dentry *den
 		      current_fsuid());
 }
 
+/* Whether `file`'s directory is on a filesystem that creates and opens in one step. */
+static __always_inline bool created_by_atomic_open(struct file *file)
+{
+	struct inode *dir = dentry_inode(file->f_path.dentry->d_parent);
+
+	return !dir || BPF_CORE_READ(dir, i_op, atomic_open);
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
@@ -773,10 +782,12 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 		return 0;
 	/*
 	 * Made by this very open(O_CREAT): inode_create has judged it (an outsider can't create
-	 * in a capsule's directory) and inode_init_security has added it to the directory's
-	 * capsule. Its creator may write it, so no lookup; every write is judged again anyway.
+	 * in a capsule's directory) and inode_init_security, where the filesystem calls it, has
+	 * added it to the directory's capsule. Its creator may write it, so no lookup; every
+	 * write is judged again anyway. Not on filesystems with atomic_open (NFS, FUSE), which
+	 * set FMODE_CREATED themselves, also for a file that existed.
 	 */
-	if (file->f_mode & FMODE_CREATED)
+	if ((file->f_mode & FMODE_CREATED) && !created_by_atomic_open(file))
 		return 0;
 	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC)) {
 		int r = decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
@@ -1085,9 +1096,21 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	 * deleted.
 	 */
 	look_up(dir, &d);
-	if (d.v && !(d.v->flags & FSGUARD_INODE_APPEND_ONLY))
+	if (d.v && !(d.v->flags & FSGUARD_INODE_APPEND_ONLY)) {
+		/*
+		 * O_TMPFILE (no name): no hook judged the creation before this one (vfs_tmpfile
+		 * has none; file_open's check comes after), so judge it here: a refused outsider's
+		 * inode must not be adopted (on tmpfs each attempt would leave an entry behind).
+		 */
+		if (!qstr) {
+			int r = decide_entry(&d, inode_alias(dir), FSGUARD_OP_CREATE);
+
+			if (r)
+				return r;
+		}
 		/* No dentry here: a refusal names the directory. */
 		return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
+	}
 	/* Looked up first: a lookup is lock-free, a delete takes the bucket lock, and this
 	 * runs for every inode created anywhere. */
 	if (inode_key(inode, &key) && bpf_map_lookup_elem(&inodes, &key))
@@ -1537,7 +1560,8 @@ static __always_inline bool slot_active(__u32 slot)
 #define APPLIED 1
 #define REJECTED 0
 /* The `inodes` map's allocator had no element at hand (its per-CPU cache is refilled by an
- * irq_work once this program returns): the request is to be tried again. */
+ * irq_work, which may not have run yet or may have failed to allocate): the request is to
+ * be tried again. */
 #define RETRY -1
 
 static __always_inline int apply_inode(struct fsguard_request *r)

@@ -147,12 +147,17 @@ struct hlist_head {
 	struct hlist_node *first;
 };
 
+struct inode_operations {
+	void *atomic_open; /* a function; only whether there is one is read */
+};
+
 struct inode {
 	void *i_private;
 	dev_t i_rdev;
 	umode_t i_mode;
 	unsigned long i_ino;
 	struct super_block *i_sb;
+	const struct inode_operations *i_op;
 	union {
 		const unsigned int i_nlink;
 		unsigned int __i_nlink;

@@ -75,8 +75,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
 pub const INODES_ENV: &str = "CAPSULE_FSGUARD_INODES";
 /// The smallest capacity [`INODES_ENV`] may set.
 pub const MIN_INODES: u32 = 1024;
-/// The largest: 2^26 inodes, 4 GiB of kernel memory when full (the bucket array alone is a
-/// sixteenth of that, taken at load).
+/// The largest: 2^26 inodes, about 7 GiB of kernel memory when full (1 GiB of it the bucket
+/// array, taken at load).
 pub const MAX_INODES: u32 = 1 << 26;
 
 /// How many inodes the guard can hold, all capsules together: FSGUARD_MAX_INODES, or

@@ -185,6 +185,8 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
             "sealtool level 0 (lowering) is refused",
             "root inside: rename a directory from outside into the tree answers EXDEV",
             "root outside: open-wronly /jails/app/ri/c.dirmv/child",
+            "root outside: refused O_TMPFILEs add no inode to the guard",
+            "root inside: its O_TMPFILE adds an inode to the guard",
             "root inside, inode map full: create /jails/app/ri/n.full answers ENOSPC",
             "root inside, inode map full: rename",
             "root inside, one entry freed: create in the tree",

@@ -546,6 +546,11 @@ level_checks() { # LEVEL
     contains "sealtool status: capsule app enforced" "$out" "enforced (slot"
 }
 
+# The guard's count of inodes added by inside creation (sealtool status).
+inherited() {
+    sealtool status 2>>"$LOG" | sed -n 's/.*inodes added by inside creation \([0-9]*\).*/\1/p'
+}
+
 # ----------------------------------------------------------------------------- full map
 # The guard's inode map full: what inside processes create in, move or link into their tree
 # could not be protected, so it is refused (ENOSPC, rule "full") instead of being made open
@@ -745,6 +750,19 @@ scenario_enforced() {
     created_inside "$base" free freeout free
     created_inside "$base" app out sealed
     [ "$scenario" = ext4 ] && inode_reuse "$base"
+
+    # A refused O_TMPFILE leaves no entry in the guard's map (the new inode is judged before
+    # it would be added to the capsule): the count of inodes added by inside creation stays.
+    if [ "$LEVEL" = 1 ]; then
+        before=$(inherited)
+        for i in 1 2 3; do
+            expect "root outside: O_TMPFILE in a sealed directory, try $i" refused \
+                "$(probe root-out tmpfile "$base/app/ro")"
+        done
+        expect "root outside: refused O_TMPFILEs add no inode to the guard" "$before" "$(inherited)"
+        expect "root inside: O_TMPFILE in its tree" allowed "$(probe root-in tmpfile "$base/app/ri")"
+        expect "root inside: its O_TMPFILE adds an inode to the guard" $((before + 1)) "$(inherited)"
+    fi
 
     # 4. Levels: lowering is refused; in level0, raising to 1 takes root's allowance away.
     if [ "$LEVEL" = 0 ]; then
