@@ -527,8 +527,6 @@ static __always_inline int adopt(struct entry *d, struct inode *inode, struct in
 	struct fsguard_stats *st;
 	int err;
 
-	if (!d->v)
-		return 0;
 	value.capsule = d->v->capsule;
 	value.flags = d->v->flags;
 	if (inode_key(inode, &key)) {
@@ -1585,9 +1583,11 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 		return REJECTED; /* full (-E2BIG) */
 	/* On an inode already protected, only "frozen" may be added: "append-only" would let
 	 * anybody create entries in a sealed directory. */
-	if (r->flags & ~FSGUARD_INODE_FROZEN)
-		return (have->flags & r->flags) == r->flags && have->capsule == r->slot ? APPLIED
-											    : REJECTED;
+	if (r->flags & ~FSGUARD_INODE_FROZEN) {
+		if ((have->flags & r->flags) == r->flags && have->capsule == r->slot)
+			return APPLIED;
+		return REJECTED;
+	}
 	value.capsule = have->capsule;
 	value.flags = have->flags | r->flags;
 	/* Another capsule's inode (a hard link shared by two trees): it stays that capsule's

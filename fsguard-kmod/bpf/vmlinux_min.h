@@ -204,7 +204,6 @@ struct path {
 };
 
 struct file {
-	void *private_data;
 	struct path f_path;
 	struct inode *f_inode;
 	unsigned int f_flags;
@@ -227,8 +226,6 @@ struct cred {
 };
 
 struct pt_regs {
-	unsigned long bx;
-	unsigned long di;
 	unsigned long orig_ax;
 };
 
