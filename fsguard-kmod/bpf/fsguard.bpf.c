@@ -232,6 +232,16 @@ static __always_inline bool inode_key(struct inode *inode, struct fsguard_inode_
 	return true;
 }
 
+static __always_inline bool is_regular(struct inode *inode)
+{
+	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
+}
+
+static __always_inline bool is_dir(struct inode *inode)
+{
+	return inode && (inode->i_mode & S_IFMT) == S_IFDIR;
+}
+
 static __always_inline struct fsguard_inode_value *protected_inode(struct inode *inode,
 								    struct fsguard_inode_key *key)
 {
@@ -418,27 +428,175 @@ static __always_inline __u32 current_euid(void)
  * passed along, since inside a capsule every one of a rename's four inodes is a hit. */
 struct entry {
 	struct fsguard_inode_key key;
-	struct fsguard_inode_value *v; /* NULL: no capsule's */
-	bool valid;                    /* there is an inode (key is set) */
+	struct fsguard_inode_value v; /* when hit */
+	bool hit;                     /* some capsule's */
+	bool valid;                   /* there is an inode (key is set) */
+	bool fs_clean;                /* no inode of its filesystem is any capsule's */
 };
+
+/* Filesystems (superblock dev_t, as in the keys) with entries in `inodes`. Entries of a new
+ * filesystem come only from requests (an inode the programs add has a protected directory
+ * on the same filesystem), and none is ever removed from here. An inode request on one more
+ * filesystem than it holds is rejected (sealtool reports it). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_DEVICES);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} entry_filesystems SEC(".maps");
+
+/*
+ * The directory cache: what the `inodes` map says about a directory, kept in the directory's
+ * inode storage, since every creation, removal and rename in a directory looks it up. The
+ * storage answers in about 150 instructions where a hash hit takes about 200; the larger
+ * gain is the bit saying that the directory's filesystem has no entry at all
+ * (`entry_filesystems`), which spares an unlink, a rename or a creation there the lookup of
+ * the other inode (on the same filesystem, so no capsule's). One u64, written and read in
+ * one access: valid bit, protected bit, that bit, the entry's flags and capsule, and the
+ * epoch (the low DIR_CACHE_EPOCH_BITS of `dir_cache_epoch`) it was read in.
+ *
+ * Why it stays true: the storage lives and dies with the struct inode, so it never outlives
+ * the inode it describes (an inode number reused by the filesystem comes with a new struct).
+ * The `inodes` entry of a live directory changes only by
+ *   - a request from userspace (apply_request: an entry added, flags added, a filesystem
+ *     added to `entry_filesystems`), after which the request loop bumps the epoch,
+ *     invalidating every cached answer;
+ *   - a raised level, which bumps it too, so nothing written directly into the maps at
+ *     level 0 is hidden by an older answer once level 1 begins;
+ *   - release_if_last_link (a directory whose filesystem counts one link), which clears it
+ *     (a reader that looked the entry up just before may store it again: the directory then
+ *     stays protected until the next bump, which fails closed).
+ * Every other entry added by the programs is a non-directory's (rename and link move no
+ * directory into a capsule) or a new inode's (inode_init_security: no storage yet); every
+ * other entry deleted belongs to a freed inode. A reader takes the epoch before the hash
+ * lookup, so an answer older than a bump is never stored as current (x86's loads are not
+ * reordered with each other).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_INODE_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dir_cache SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dir_cache_epoch SEC(".maps");
+
+#define DIR_CACHE_VALID (1ull << 63)
+#define DIR_CACHE_PROTECTED (1ull << 62)
+#define DIR_CACHE_FS_CLEAN (1ull << 61)
+#define DIR_CACHE_FLAGS_SHIFT 48
+#define DIR_CACHE_CAPSULE_SHIFT 40
+#define DIR_CACHE_EPOCH_BITS 40
+#define DIR_CACHE_EPOCH_MASK ((1ull << DIR_CACHE_EPOCH_BITS) - 1)
+_Static_assert(FSGUARD_MAX_CAPSULES <= 256, "a capsule slot must fit the cache's 8 bits");
+
+static __always_inline void bump_dir_cache_epoch(void)
+{
+	__u32 zero = 0;
+	__u64 *epoch = bpf_map_lookup_elem(&dir_cache_epoch, &zero);
+
+	if (epoch)
+		__sync_fetch_and_add(epoch, 1);
+}
+
+static __always_inline void look_up_hash(struct entry *e)
+{
+	struct fsguard_inode_value *v = bpf_map_lookup_elem(&inodes, &e->key);
+
+	e->hit = v != NULL;
+	if (v)
+		e->v = *v;
+}
+
+/* A directory's entry, through the directory cache. Without storage (no memory), or for
+ * an entry the cache can't encode, the hash map answers alone. */
+static __always_inline void look_up_dir(struct inode *dir, struct entry *e)
+{
+	__u32 zero = 0;
+	__u64 *epoch_slot = bpf_map_lookup_elem(&dir_cache_epoch, &zero);
+	__u64 *cache, cached, epoch;
+
+	if (!epoch_slot) {
+		look_up_hash(e);
+		return;
+	}
+	epoch = *(volatile __u64 *)epoch_slot & DIR_CACHE_EPOCH_MASK;
+	cache = bpf_inode_storage_get(&dir_cache, dir, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (cache) {
+		cached = *(volatile __u64 *)cache;
+		if ((cached & DIR_CACHE_VALID) && (cached & DIR_CACHE_EPOCH_MASK) == epoch) {
+			e->hit = cached & DIR_CACHE_PROTECTED;
+			e->fs_clean = cached & DIR_CACHE_FS_CLEAN;
+			e->v.capsule = (cached >> DIR_CACHE_CAPSULE_SHIFT) & 0xff;
+			e->v.flags = (cached >> DIR_CACHE_FLAGS_SHIFT) & 0xff;
+			return;
+		}
+	}
+	look_up_hash(e);
+	if (!cache)
+		return;
+	if (!e->hit) {
+		__u64 dev = e->key.dev;
+
+		e->fs_clean = !bpf_map_lookup_elem(&entry_filesystems, &dev);
+		cached = DIR_CACHE_VALID | (e->fs_clean ? DIR_CACHE_FS_CLEAN : 0) | epoch;
+	} else if (e->v.capsule <= 0xff && e->v.flags <= 0xff) {
+		cached = DIR_CACHE_VALID | DIR_CACHE_PROTECTED |
+			 ((__u64)e->v.flags << DIR_CACHE_FLAGS_SHIFT) |
+			 ((__u64)e->v.capsule << DIR_CACHE_CAPSULE_SHIFT) | epoch;
+	} else {
+		cached = 0;
+	}
+	*(volatile __u64 *)cache = cached;
+}
+
+/* Forgets what the directory cache holds for `dir` (its entry was just deleted). */
+static __always_inline void forget_dir(struct inode *dir)
+{
+	__u64 *cache = bpf_inode_storage_get(&dir_cache, dir, 0, 0);
+
+	if (cache)
+		*(volatile __u64 *)cache = 0;
+}
 
 static __always_inline void look_up(struct inode *inode, struct entry *e)
 {
+	e->hit = false;
+	e->fs_clean = false;
 	e->valid = inode_key(inode, &e->key);
-	e->v = e->valid ? bpf_map_lookup_elem(&inodes, &e->key) : NULL;
+	if (!e->valid)
+		return;
+	if (is_dir(inode))
+		look_up_dir(inode, e);
+	else
+		look_up_hash(e);
 }
 
+/* What a program run learnt about its caller: a capsule it is inside (0: none found yet),
+ * so that a hook deciding on several entries of one capsule asks once. */
+struct caller {
+	__u32 inside;
+};
+
 /* The decision for operation `op` on a looked-up inode: 0 to allow, -EPERM to refuse. */
-static __always_inline int decide_entry(struct entry *e, struct dentry *dentry, __u32 op)
+static __always_inline int decide_entry(struct caller *me, struct entry *e, struct dentry *dentry,
+					__u32 op)
 {
-	struct fsguard_inode_value *v = e->v;
 	struct fsguard_capsule *c;
 	__u32 capsule, flags, level;
 
-	if (!v)
+	if (!e->hit)
 		return 0;
-	capsule = v->capsule;
-	flags = v->flags;
+	capsule = e->v.capsule;
+	flags = e->v.flags;
 	if ((flags & FSGUARD_INODE_APPEND_ONLY) && (op == FSGUARD_OP_CREATE || op == FSGUARD_OP_LINK))
 		return 0;
 	c = bpf_map_lookup_elem(&capsules, &capsule);
@@ -451,8 +609,12 @@ static __always_inline int decide_entry(struct entry *e, struct dentry *dentry, 
 			      current_fsuid());
 	/* The inside's own operations (the common case) need neither the level nor the uid. A
 	 * member moved out of the cgroup by root outside is still inside. */
-	if (is_inside(c) || current_capsule() == capsule)
+	if (me->inside == capsule)
 		return 0;
+	if (is_inside(c) || current_capsule() == capsule) {
+		me->inside = capsule;
+		return 0;
+	}
 	level = current_level();
 	if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
 		return 0;
@@ -465,10 +627,11 @@ static __always_inline int decide_entry(struct entry *e, struct dentry *dentry, 
  */
 static __always_inline int decide(struct inode *inode, struct dentry *dentry, __u32 op)
 {
+	struct caller me = {};
 	struct entry e = {};
 
 	look_up(inode, &e);
-	return decide_entry(&e, dentry, op);
+	return decide_entry(&me, &e, dentry, op);
 }
 
 static __always_inline struct inode *dentry_inode(struct dentry *dentry)
@@ -486,29 +649,19 @@ static __always_inline struct dentry *inode_alias(struct inode *inode)
 	return (struct dentry *)((void *)first - bpf_core_field_offset(struct dentry, d_u));
 }
 
-static __always_inline bool is_regular(struct inode *inode)
-{
-	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
-}
-
-static __always_inline bool is_dir(struct inode *inode)
-{
-	return inode && (inode->i_mode & S_IFMT) == S_IFDIR;
-}
-
 /*
  * Removing `victim`'s name from `dir` (unlink, rmdir, rename away, replace): an append-only
  * directory allows it only for entries that are not protected themselves (a temporary file
  * renamed into place); any other protected directory is decided as usual.
  */
-static __always_inline int decide_removal(struct entry *dir, struct entry *victim,
-					  struct dentry *dentry, __u32 op)
+static __always_inline int decide_removal(struct caller *me, struct entry *dir,
+					  struct entry *victim, struct dentry *dentry, __u32 op)
 {
-	if (!dir->v)
+	if (!dir->hit)
 		return 0;
-	if ((dir->v->flags & FSGUARD_INODE_APPEND_ONLY) && !victim->v)
+	if ((dir->v.flags & FSGUARD_INODE_APPEND_ONLY) && !victim->hit)
 		return 0;
-	return decide_entry(dir, dentry, op);
+	return decide_entry(me, dir, dentry, op);
 }
 
 /*
@@ -527,8 +680,8 @@ static __always_inline int adopt(struct entry *d, struct inode *inode, struct in
 	struct fsguard_stats *st;
 	int err;
 
-	value.capsule = d->v->capsule;
-	value.flags = d->v->flags;
+	value.capsule = d->v.capsule;
+	value.flags = d->v.flags;
 	if (inode_key(inode, &key)) {
 		/* As an int: the verifier turns the helper into a direct call of the hash map's
 		 * update, whose int result leaves the register's upper half zero (-EEXIST reads
@@ -556,7 +709,7 @@ static __always_inline int inherit(struct inode *inode, struct inode *dir, struc
 	struct entry d = {};
 
 	look_up(dir, &d);
-	if (!d.v || (d.v->flags & FSGUARD_INODE_APPEND_ONLY))
+	if (!d.hit || (d.v.flags & FSGUARD_INODE_APPEND_ONLY))
 		return 0;
 	return adopt(&d, inode, dir, dentry, op, BPF_NOEXIST);
 }
@@ -637,9 +790,11 @@ static __always_inline void release_if_last_link(struct inode *inode, struct ent
 {
 	struct fsguard_stats *st;
 
-	if (!e->v || !inode || inode->i_nlink > 1)
+	if (!e->hit || !inode || inode->i_nlink > 1)
 		return;
 	if (bpf_map_delete_elem(&inodes, &e->key) == 0) {
+		if (is_dir(inode))
+			forget_dir(inode);
 		st = stats_slot();
 		if (st)
 			__sync_fetch_and_add(&st->released, 1);
@@ -947,16 +1102,18 @@ int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int
 {
 	struct inode *victim = dentry_inode(dentry);
 	struct entry d = {}, v = {};
+	struct caller me = {};
 	int r;
 
 	if (ret)
 		return ret;
 	look_up(dir, &d);
-	look_up(victim, &v);
-	r = decide_removal(&d, &v, dentry, FSGUARD_OP_UNLINK);
+	if (!d.fs_clean)
+		look_up(victim, &v);
+	r = decide_removal(&me, &d, &v, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
-	r = decide_entry(&v, dentry, FSGUARD_OP_UNLINK);
+	r = decide_entry(&me, &v, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
 	release_if_last_link(victim, &v);
@@ -968,16 +1125,17 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 {
 	struct inode *victim = dentry_inode(dentry);
 	struct entry d = {}, v = {};
+	struct caller me = {};
 	int r;
 
 	if (ret)
 		return ret;
 	look_up(dir, &d);
 	look_up(victim, &v);
-	r = decide_removal(&d, &v, dentry, FSGUARD_OP_RMDIR);
+	r = decide_removal(&me, &d, &v, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
-	r = decide_entry(&v, dentry, FSGUARD_OP_RMDIR);
+	r = decide_entry(&me, &v, dentry, FSGUARD_OP_RMDIR);
 	if (r)
 		return r;
 	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
@@ -990,31 +1148,34 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 	return 0;
 }
 
-/* Removing the name of `victim` from `dir` in a rename, and the victim itself; sets
- * *victim_protected and *dir_protected, when given, to whether they belong to a capsule. */
-static __always_inline int decide_rename_side(struct inode *dir, struct inode *victim,
-					      struct dentry *dentry, bool *victim_protected,
-					      bool *dir_protected)
+/*
+ * Removing the name of `victim` from `dir` in a rename, and the victim itself; sets
+ * *victim_protected to whether the victim belongs to a capsule. `d` holds the directory's
+ * entry: looked up here unless `known` (the other side's directory, the same inode).
+ */
+static __always_inline int decide_rename_side(struct caller *me, struct inode *dir,
+					      struct entry *d, bool known, struct inode *victim,
+					      struct dentry *dentry, bool *victim_protected)
 {
-	struct entry d = {}, v = {};
+	struct entry v = {};
 	int r;
 
-	look_up(dir, &d);
-	look_up(victim, &v);
+	if (!known)
+		look_up(dir, d);
+	if (!d->fs_clean)
+		look_up(victim, &v);
 	if (victim_protected)
-		*victim_protected = v.v != NULL;
-	if (dir_protected)
-		*dir_protected = d.v != NULL;
-	r = decide_removal(&d, &v, dentry, FSGUARD_OP_RENAME);
-	return r ? r : decide_entry(&v, dentry, FSGUARD_OP_RENAME);
+		*victim_protected = v.hit;
+	r = decide_removal(me, d, &v, dentry, FSGUARD_OP_RENAME);
+	return r ? r : decide_entry(me, &v, dentry, FSGUARD_OP_RENAME);
 }
 
 /*
  * Rename within, out of, into (replacing) and exchange: both directories, the moved inode
  * and a replaced one must all be modifiable. RENAME_EXCHANGE calls this hook twice, once
  * each way. Each inode is looked up once (the new directory again when an unprotected
- * inode moves into a capsule's); only booleans are carried from one side to the next, which
- * keeps the verifier's states few.
+ * inode moves into a capsule's); only copies (the directory's entry, booleans), no map value
+ * pointers, are carried from one side to the next, which keeps the verifier's states few.
  */
 SEC("lsm/inode_rename")
 int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_dentry,
@@ -1022,17 +1183,22 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 {
 	struct inode *moved = dentry_inode(old_dentry);
 	struct inode *replaced = dentry_inode(new_dentry);
+	struct entry dir = {};
+	struct caller me = {};
 	bool moved_protected, new_dir_protected;
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide_rename_side(old_dir, moved, old_dentry, &moved_protected, NULL);
+	r = decide_rename_side(&me, old_dir, &dir, false, moved, old_dentry, &moved_protected);
 	if (r)
 		return r;
-	r = decide_rename_side(new_dir, replaced, new_dentry, NULL, &new_dir_protected);
+	/* Within one directory (the common case: a temporary file renamed into place) its entry
+	 * is looked up once, and its decision taken once (the caller's memo). */
+	r = decide_rename_side(&me, new_dir, &dir, new_dir == old_dir, replaced, new_dentry, NULL);
 	if (r)
 		return r;
+	new_dir_protected = dir.hit;
 	r = decide_cgroup(moved, old_dentry, FSGUARD_OP_CGROUP);
 	if (r)
 		return r;
@@ -1095,14 +1261,15 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	 * deleted.
 	 */
 	look_up(dir, &d);
-	if (d.v && !(d.v->flags & FSGUARD_INODE_APPEND_ONLY)) {
+	if (d.hit && !(d.v.flags & FSGUARD_INODE_APPEND_ONLY)) {
 		/*
 		 * O_TMPFILE (no name): no hook judged the creation before this one (vfs_tmpfile
 		 * has none; file_open's check comes after), so judge it here: a refused outsider's
 		 * inode must not be adopted (on tmpfs each attempt would leave an entry behind).
 		 */
 		if (!qstr) {
-			int r = decide_entry(&d, inode_alias(dir), FSGUARD_OP_CREATE);
+			struct caller me = {};
+			int r = decide_entry(&me, &d, inode_alias(dir), FSGUARD_OP_CREATE);
 
 			if (r)
 				return r;
@@ -1112,7 +1279,7 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	}
 	/* Looked up first: a lookup is lock-free, a delete takes the bucket lock, and this
 	 * runs for every inode created anywhere. */
-	if (inode_key(inode, &key) && bpf_map_lookup_elem(&inodes, &key))
+	if (!d.fs_clean && inode_key(inode, &key) && bpf_map_lookup_elem(&inodes, &key))
 		bpf_map_delete_elem(&inodes, &key);
 	return 0;
 }
@@ -1499,7 +1666,8 @@ static __always_inline bool is_guarded_map(struct bpf_map *map)
 	return map == (void *)&config || map == (void *)&inodes || map == (void *)&capsules ||
 	       map == (void *)&cgroup_capsules || map == (void *)&members ||
 	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path ||
-	       map == (void *)&cgroup_ancestors;
+	       map == (void *)&cgroup_ancestors || map == (void *)&dir_cache ||
+	       map == (void *)&dir_cache_epoch || map == (void *)&entry_filesystems;
 }
 
 SEC("lsm/bpf_map")
@@ -1571,6 +1739,12 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 	int err;
 
 	if (!slot_active(r->slot))
+		return REJECTED;
+	/* The filesystem first: without it, the directory cache could tell that nothing on it
+	 * is protected. */
+	if (!bpf_map_lookup_elem(&entry_filesystems, &r->a) &&
+	    bpf_map_update_elem(&entry_filesystems, &r->a, &r->slot, BPF_NOEXIST) &&
+	    !bpf_map_lookup_elem(&entry_filesystems, &r->a))
 		return REJECTED;
 	/* (int): see adopt(). */
 	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST);
@@ -1721,6 +1895,9 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 		if (bpf_map_delete_elem(&requests, &seq))
 			break;
 		res = apply_request(&req, st);
+		/* Whatever it changed, cached answers from before it are stale. */
+		if (res == APPLIED)
+			bump_dir_cache_epoch();
 		/* Put back for the next bpf(2) call (the element just freed makes room); a request
 		 * that can't be put back is rejected, so that its sender hears of it. */
 		if (res == RETRY) {

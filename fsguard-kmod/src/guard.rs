@@ -109,6 +109,9 @@ pub const MAPS: &[&str] = &[
     "cgroup_capsules",
     "cgroup_ancestors",
     "members",
+    "dir_cache",
+    "dir_cache_epoch",
+    "entry_filesystems",
     "ancestors",
     "pin_path",
     "devices",
@@ -245,8 +248,8 @@ impl Guard {
             path: dir.to_path_buf(),
             source,
         })?;
-        // `members` is a task storage map, which aya creates but has no typed API for (the
-        // guard never touches it from userspace).
+        // `members` (task storage) and `dir_cache` (inode storage) are maps aya creates but
+        // has no typed API for (the guard never touches them from userspace).
         let mut ebpf: Ebpf = EbpfLoader::new()
             .btf(Some(btf))
             .allow_unsupported_maps()

@@ -220,10 +220,11 @@ build() { # BASE TREE OUTDIR
     echo conf >"$base/$tree/etc/app.conf"
     mkid "$base/$tree/ro"
     mkid "$base/$tree/uo"
-    # A hard link OUTSIDE the tree to a file in it, made before the seal.
+    # A hard link OUTSIDE the tree to a file in it, made before the seal (in a directory
+    # anybody may write, so that removing and renaming it are judged by the guard alone).
     for s in ro uo; do
-        rm -f "$base/$outdir/hl-$s"
-        ln "$base/$tree/$s/id/hl" "$base/$outdir/hl-$s"
+        rm -f "$base/$outdir/$s/hl"
+        ln "$base/$tree/$s/id/hl" "$base/$outdir/$s/hl"
     done
 }
 
@@ -402,8 +403,17 @@ identity() { # DIR OUTDIR SUB
         "$(in_long "$dir" as "$a" capsule-probe open-wronly leaf)"
     expect "$who: create below a path longer than PATH_MAX ($phase)" "$w" \
         "$(in_long "$dir" as "$a" capsule-probe create n.long)"
+    hl=$outdir/$sub/hl
     expect "$who: write through a hard link made outside the tree before the seal ($phase)" \
-        "$w" "$(probe "$a" open-wronly "$outdir/hl-$sub")"
+        "$w" "$(probe "$a" open-wronly "$hl")"
+    # Its other name is in a directory of no capsule, on the tree's filesystem: renaming or
+    # removing it changes the protected inode (its link count) all the same.
+    expect "$who: rename the hard link made outside the tree, within its directory ($phase)" \
+        "$w" "$(probe "$a" rename "$hl" "$hl.mv")"
+    [ -e "$hl.mv" ] && mv "$hl.mv" "$hl"
+    expect "$who: unlink the hard link made outside the tree ($phase)" \
+        "$w" "$(probe "$a" unlink "$hl")"
+    [ -e "$hl" ] || ln "$id/hl" "$hl"
 }
 
 run_identity() { # BASE TREE OUTDIR
