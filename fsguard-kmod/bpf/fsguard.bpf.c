@@ -434,13 +434,18 @@ struct entry {
 	bool fs_clean;                /* no inode of its filesystem is any capsule's */
 };
 
-/* Filesystems (superblock dev_t, as in the keys) with entries in `inodes`. Entries of a new
+/*
+ * Filesystems (superblock dev_t, as in the keys) with entries in `inodes`. Entries of a new
  * filesystem come only from requests (an inode the programs add has a protected directory
- * on the same filesystem), and none is ever removed from here. An inode request on one more
- * filesystem than it holds is rejected (sealtool reports it). */
+ * on the same filesystem), and none is ever removed from here. It is trusted only while it
+ * holds FSGUARD_ENTRY_FILESYSTEMS_COMPLETE: the loader adds that key when it creates
+ * `inodes` as well (a guard upgraded in place keeps an `inodes` map this one never saw
+ * filled), and a request that finds the map full deletes it. Without it, no filesystem
+ * counts as free of entries (slower, never wrong).
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, FSGUARD_MAX_DEVICES);
+	__uint(max_entries, FSGUARD_MAX_ENTRY_FILESYSTEMS + 1);
 	__type(key, __u64);
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -465,13 +470,14 @@ struct {
  *   - a raised level, which bumps it too, so nothing written directly into the maps at
  *     level 0 is hidden by an older answer once level 1 begins;
  *   - release_if_last_link (a directory whose filesystem counts one link), which clears it
- *     (a reader that looked the entry up just before may store it again: the directory then
- *     stays protected until the next bump, which fails closed).
+ *     and bumps the epoch (a reader that looked the entry up just before the delete but
+ *     stores its answer after the clear stored it with the old epoch).
  * Every other entry added by the programs is a non-directory's (rename and link move no
  * directory into a capsule) or a new inode's (inode_init_security: no storage yet); every
  * other entry deleted belongs to a freed inode. A reader takes the epoch before the hash
  * lookup, so an answer older than a bump is never stored as current (x86's loads are not
- * reordered with each other).
+ * reordered with each other). The epoch never wraps: past DIR_CACHE_EPOCH_MASK bumps
+ * (anybody may send requests that change nothing) the cache is no longer used.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_INODE_STORAGE);
@@ -528,7 +534,11 @@ static __always_inline void look_up_dir(struct inode *dir, struct entry *e)
 		look_up_hash(e);
 		return;
 	}
-	epoch = *(volatile __u64 *)epoch_slot & DIR_CACHE_EPOCH_MASK;
+	epoch = *(volatile __u64 *)epoch_slot;
+	if (epoch > DIR_CACHE_EPOCH_MASK) {
+		look_up_hash(e);
+		return;
+	}
 	cache = bpf_inode_storage_get(&dir_cache, dir, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (cache) {
 		cached = *(volatile __u64 *)cache;
@@ -544,9 +554,10 @@ static __always_inline void look_up_dir(struct inode *dir, struct entry *e)
 	if (!cache)
 		return;
 	if (!e->hit) {
-		__u64 dev = e->key.dev;
+		__u64 dev = e->key.dev, complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE;
 
-		e->fs_clean = !bpf_map_lookup_elem(&entry_filesystems, &dev);
+		e->fs_clean = bpf_map_lookup_elem(&entry_filesystems, &complete) &&
+			      !bpf_map_lookup_elem(&entry_filesystems, &dev);
 		cached = DIR_CACHE_VALID | (e->fs_clean ? DIR_CACHE_FS_CLEAN : 0) | epoch;
 	} else if (e->v.capsule <= 0xff && e->v.flags <= 0xff) {
 		cached = DIR_CACHE_VALID | DIR_CACHE_PROTECTED |
@@ -793,8 +804,10 @@ static __always_inline void release_if_last_link(struct inode *inode, struct ent
 	if (!e->hit || !inode || inode->i_nlink > 1)
 		return;
 	if (bpf_map_delete_elem(&inodes, &e->key) == 0) {
-		if (is_dir(inode))
+		if (is_dir(inode)) {
 			forget_dir(inode);
+			bump_dir_cache_epoch();
+		}
 		st = stats_slot();
 		if (st)
 			__sync_fetch_and_add(&st->released, 1);
@@ -1738,14 +1751,18 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 	struct fsguard_inode_value *have;
 	int err;
 
-	if (!slot_active(r->slot))
+	/* Not a kernel dev_t (32 bits), and never the map's completeness key. */
+	if (!slot_active(r->slot) || r->a > 0xffffffffull)
 		return REJECTED;
 	/* The filesystem first: without it, the directory cache could tell that nothing on it
-	 * is protected. */
+	 * is protected. No room: the map stops being trusted. */
 	if (!bpf_map_lookup_elem(&entry_filesystems, &r->a) &&
 	    bpf_map_update_elem(&entry_filesystems, &r->a, &r->slot, BPF_NOEXIST) &&
-	    !bpf_map_lookup_elem(&entry_filesystems, &r->a))
-		return REJECTED;
+	    !bpf_map_lookup_elem(&entry_filesystems, &r->a)) {
+		__u64 complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE;
+
+		bpf_map_delete_elem(&entry_filesystems, &complete);
+	}
 	/* (int): see adopt(). */
 	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST);
 	if (!err)

@@ -70,6 +70,11 @@
 #define FSGUARD_MAX_CAPSULES 256u
 #define FSGUARD_MAX_ANCESTORS 4096u
 #define FSGUARD_MAX_DEVICES 256u
+/* The `entry_filesystems` map (filesystems with protected inodes), and its key that says the
+ * map is complete: the loader writes it when it creates the `inodes` map too, and the guard
+ * deletes it when the map is full. Without it no filesystem counts as free of entries. */
+#define FSGUARD_MAX_ENTRY_FILESYSTEMS 4096u
+#define FSGUARD_ENTRY_FILESYSTEMS_COMPLETE 0xffffffffffffffffull
 /* A capsule's cgroup must be at most this deep below the cgroup2 root (root = 0), so that the
  * kernel finds it among a process's ancestors with a bounded loop. */
 #define FSGUARD_MAX_CGROUP_DEPTH 32u

@@ -14,7 +14,7 @@
 
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use aya::programs::links::FdLink;
 use aya::programs::Lsm;
 use aya::{Btf, Ebpf, EbpfLoader};
@@ -22,10 +22,10 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use crate::shared::{
     fsguard_capsule, fsguard_config, fsguard_inode_key, fsguard_request, fsguard_state,
     fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD, FSGUARD_CAPSULE_HAS_CGROUP,
-    FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES, FSGUARD_MAX_REQUESTS,
-    FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP,
-    FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL,
-    FSGUARD_REQ_PIN_PATH,
+    FSGUARD_ENTRY_FILESYSTEMS_COMPLETE, FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES,
+    FSGUARD_MAX_REQUESTS, FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE,
+    FSGUARD_REQ_CGROUP, FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE,
+    FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
 };
 use crate::{objects, Error, Result};
 
@@ -248,6 +248,9 @@ impl Guard {
             path: dir.to_path_buf(),
             source,
         })?;
+        // Whether `inodes` is created now (not reused from an earlier load): only then is
+        // `entry_filesystems` known to hold every filesystem with entries.
+        let fresh_inodes = !dir.join("inodes").exists();
         // `members` (task storage) and `dir_cache` (inode storage) are maps aya creates but
         // has no typed API for (the guard never touches them from userspace).
         let mut ebpf: Ebpf = EbpfLoader::new()
@@ -290,6 +293,21 @@ impl Guard {
             st.magic = FSGUARD_MAGIC;
             st.level = level;
             state.set(0, st, 0).map_err(map_err("write", "state"))?;
+            if fresh_inodes {
+                let mut filesystems: HashMap<&mut MapData, u64, u32> = HashMap::try_from(
+                    ebpf.map_mut("entry_filesystems").ok_or(Error::MissingMap {
+                        object: "fsguard",
+                        map: "entry_filesystems",
+                    })?,
+                )
+                .map_err(map_err("type-check", "entry_filesystems"))?;
+                // bindgen types the header's all-ones constant as -1i32; the key is all ones.
+                let complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE as u64;
+                debug_assert_eq!(complete, u64::MAX);
+                filesystems
+                    .insert(complete, 0, 0)
+                    .map_err(map_err("write", "entry_filesystems"))?;
+            }
         }
         let mut links = Vec::new();
         for (program, hook) in PROGRAMS {

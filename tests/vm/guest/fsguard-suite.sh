@@ -776,9 +776,21 @@ scenario_enforced() {
 
     # 4. Levels: lowering is refused; in level0, raising to 1 takes root's allowance away.
     if [ "$LEVEL" = 0 ]; then
+        # An in-place upgrade at level 0 from a guard that had no `entry_filesystems`: the
+        # links go, the maps stay, and the new guard loads over them. Its new map never saw
+        # the entries in `inodes`, so it must not count the tree's filesystem as free of
+        # them (the outside hard link's unlink below would then go unexamined).
+        # fsguard-loadbench loads it without enforcing the registry's capsules again (which
+        # would fill the map), as for capsules an upgrade's enforce skips or has not reached.
+        rm -f /sys/fs/bpf/fsguard/link_* /sys/fs/bpf/fsguard/entry_filesystems
+        expect_rc "the guard loads again over its pinned maps" 0 fsguard-loadbench 0
         expect "root outside at level 0: create after the seal" allowed \
             "$(probe root-out create "$base/app/ro/n.level0")"
         expect_rc "sealtool level 1 raises the level" 0 sealtool level 1
+        expect "root outside at level 1, after the in-place upgrade: unlink the hard link made outside the tree" \
+            refused "$(probe root-out unlink "$base/out/ro/hl")"
+        expect "user outside at level 1, after the in-place upgrade: rename the hard link made outside the tree" \
+            refused "$(probe user-out rename "$base/out/uo/hl" "$base/out/uo/hl.mv")"
         expect "sealtool level prints 1 after raising" 1 "$(sealtool level 2>>"$LOG")"
         expect "root outside at level 1: write" refused \
             "$(probe root-out open-wronly "$base/app/ro/f.wronly")"
