@@ -242,14 +242,6 @@ static __always_inline bool is_dir(struct inode *inode)
 	return inode && (inode->i_mode & S_IFMT) == S_IFDIR;
 }
 
-static __always_inline struct fsguard_inode_value *protected_inode(struct inode *inode,
-								    struct fsguard_inode_key *key)
-{
-	if (!inode_key(inode, key))
-		return NULL;
-	return bpf_map_lookup_elem(&inodes, key);
-}
-
 static __always_inline bool is_inside(struct fsguard_capsule *c)
 {
 	if (!(c->flags & FSGUARD_CAPSULE_HAS_CGROUP))
@@ -412,9 +404,20 @@ static __always_inline __u32 task_capsule(struct task_struct *task)
 	return slot;
 }
 
-static __always_inline __u32 current_capsule(void)
+/*
+ * The capsule the current process is a member of. A global function: the verifier checks it
+ * once, on its own, instead of at each call site with that site's state (the rename program
+ * decides on up to four entries, and inlining this cgroup walk into each decision took it
+ * past the verifier's budget of a million instructions).
+ */
+__attribute__((noinline)) __u32 fsguard_current_capsule(void)
 {
 	return task_capsule(bpf_get_current_task_btf());
+}
+
+static __always_inline __u32 current_capsule(void)
+{
+	return fsguard_current_capsule();
 }
 
 static __always_inline __u32 current_euid(void)
@@ -432,6 +435,8 @@ struct entry {
 	bool hit;                     /* some capsule's */
 	bool valid;                   /* there is an inode (key is set) */
 	bool fs_clean;                /* no inode of its filesystem is any capsule's */
+	bool implicit;                /* hit through its directory, no entry of its own (named_in) */
+	bool unknown_dir;             /* hit: reached without its directory (look_up_named) */
 };
 
 /*
@@ -513,6 +518,15 @@ static __always_inline void bump_dir_cache_epoch(void)
 		__sync_fetch_and_add(epoch, 1);
 }
 
+/* Whether filesystem `dev` holds no entry of any capsule (see entry_filesystems). */
+static __always_inline bool fs_without_entries(__u64 dev)
+{
+	__u64 complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE;
+
+	return bpf_map_lookup_elem(&entry_filesystems, &complete) &&
+	       !bpf_map_lookup_elem(&entry_filesystems, &dev);
+}
+
 static __always_inline void look_up_hash(struct entry *e)
 {
 	struct fsguard_inode_value *v = bpf_map_lookup_elem(&inodes, &e->key);
@@ -554,10 +568,7 @@ static __always_inline void look_up_dir(struct inode *dir, struct entry *e)
 	if (!cache)
 		return;
 	if (!e->hit) {
-		__u64 dev = e->key.dev, complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE;
-
-		e->fs_clean = bpf_map_lookup_elem(&entry_filesystems, &complete) &&
-			      !bpf_map_lookup_elem(&entry_filesystems, &dev);
+		e->fs_clean = fs_without_entries(e->key.dev);
 		cached = DIR_CACHE_VALID | (e->fs_clean ? DIR_CACHE_FS_CLEAN : 0) | epoch;
 	} else if (e->v.capsule <= 0xff && e->v.flags <= 0xff) {
 		cached = DIR_CACHE_VALID | DIR_CACHE_PROTECTED |
@@ -591,6 +602,128 @@ static __always_inline void look_up(struct inode *inode, struct entry *e)
 		look_up_hash(e);
 }
 
+/*
+ * A non-directory without an entry of its own, named in a directory of a capsule, is that
+ * capsule's, with the directory's flags, unless the directory is append-only (what is made
+ * there stays out of the capsule until protected on its own). Files made inside after the
+ * seal on tmpfs rely on it: inode_init_security adds no entry for them, which spares each a
+ * map insert and delete (elsewhere they get one, see there). What keeps this exact: such a
+ * file has one name, in that directory. Whatever would give it another name or move it
+ * elsewhere gets it an entry first (inode_link; inode_rename to another directory). The name
+ * is the dentry's, which the kernel keeps with its directory (d_parent) for as long as it
+ * exists, through bind mounts, /proc/PID/root and /proc/PID/fd alike; an unlinked file keeps
+ * its last directory. A dentry without its directory is the exception: see look_up_named.
+ * The file takes the directory's flags as they are now: flags a later request adds to the
+ * directory (frozen) reach it too, as they would not reach a file with an entry of its own.
+ */
+static __always_inline void named_in(struct entry *e, struct entry *dir)
+{
+	if (!e->hit && dir->hit && !(dir->v.flags & FSGUARD_INODE_APPEND_ONLY)) {
+		e->hit = true;
+		e->implicit = true;
+		e->v = dir->v;
+	}
+}
+
+static __always_inline struct inode *dentry_inode(struct dentry *dentry)
+{
+	return dentry ? dentry->d_inode : NULL;
+}
+
+/* An inode's first dentry (a directory's only one): to name it in a refusal, or to find the
+ * directory of a file without an entry of its own. */
+static __always_inline struct dentry *inode_alias(struct inode *inode)
+{
+	struct hlist_node *first = BPF_CORE_READ(inode, i_dentry.first);
+
+	if (!first)
+		return NULL;
+	return (struct dentry *)((void *)first - bpf_core_field_offset(struct dentry, d_u));
+}
+
+/*
+ * A non-directory reached through a dentry that is not its own: its own entry, or else
+ * named_in through the directory of the inode's first alias (a file without an entry of its
+ * own has one name). Read with probe reads (the alias is found by pointer arithmetic), and
+ * the directory looked up in the hash map only: a rare path. Without an alias, or with one
+ * without a directory, on a tmpfs with entries, its capsule can't be told (unknown_dir).
+ */
+static __always_inline void look_up_by_alias(struct inode *inode, struct entry *e)
+{
+	struct dentry *alias = inode_alias(inode), *parent = NULL;
+	struct inode *dir = NULL;
+	struct entry d = {};
+
+	look_up(inode, e);
+	if (e->hit || !e->valid)
+		return;
+	if (alias)
+		parent = BPF_CORE_READ(alias, d_parent);
+	if (parent && parent != alias)
+		dir = BPF_CORE_READ(parent, d_inode);
+	if (dir) {
+		d.key.dev = BPF_CORE_READ(dir, i_sb, s_dev);
+		d.key.ino = BPF_CORE_READ(dir, i_ino);
+		if (d.key.dev != e->key.dev)
+			return;
+		look_up_hash(&d);
+		named_in(e, &d);
+		return;
+	}
+	if (inode->i_sb->s_magic == TMPFS_MAGIC && !fs_without_entries(e->key.dev)) {
+		e->hit = true;
+		e->unknown_dir = true;
+	}
+}
+
+/*
+ * `inode` reached through `dentry`, one of its names: its own entry, or else, for a
+ * non-directory, its directory's (named_in). The directory is looked up first, since most
+ * files are no capsule's and their directory's cache often answers that their filesystem
+ * has no entry at all. A dentry without a directory is a pseudo file's (a pipe, a socket, a
+ * memfd: no capsule's) or one the kernel made from a file handle without finding the name
+ * (DCACHE_DISCONNECTED: open_by_handle_at, nfsd). tmpfs never makes the latter (its handles
+ * resolve to a live name or to ESTALE), and elsewhere files made inside have entries of their
+ * own; should a tmpfs file without an entry come this way all the same, on a filesystem with
+ * entries, its capsule can't be told: a hit with unknown_dir, which decide_entry refuses
+ * (fail closed).
+ */
+static __always_inline void look_up_named(struct inode *inode, struct dentry *dentry,
+					  struct entry *e)
+{
+	struct dentry *parent;
+	struct entry d = {};
+
+	if (!inode || is_dir(inode)) {
+		look_up(inode, e);
+		return;
+	}
+	/* Not the inode's own dentry: overlayfs opens the real file behind an overlay path
+	 * (open_with_fake_path), whose directory is the overlay's, on another filesystem. */
+	if (dentry && dentry->d_inode != inode) {
+		look_up_by_alias(inode, e);
+		return;
+	}
+	parent = dentry ? dentry->d_parent : NULL;
+	if (!parent || parent == dentry) {
+		look_up(inode, e);
+		if (!e->hit && (!dentry || (dentry->d_flags & DCACHE_DISCONNECTED)) &&
+		    inode->i_sb->s_magic == TMPFS_MAGIC && !fs_without_entries(e->key.dev)) {
+			e->hit = true;
+			e->unknown_dir = true;
+		}
+		return;
+	}
+	look_up(parent->d_inode, &d);
+	e->hit = false;
+	e->valid = inode_key(inode, &e->key);
+	e->fs_clean = d.fs_clean;
+	if (d.fs_clean)
+		return;
+	look_up_hash(e);
+	named_in(e, &d);
+}
+
 /* What a program run learnt about its caller: a capsule it is inside (0: none found yet),
  * so that a hook deciding on several entries of one capsule asks once. */
 struct caller {
@@ -606,6 +739,13 @@ static __always_inline int decide_entry(struct caller *me, struct entry *e, stru
 
 	if (!e->hit)
 		return 0;
+	if (e->unknown_dir) {
+		level = current_level();
+		if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
+			return 0;
+		return refuse(&e->key, dentry, 0, op, FSGUARD_RULE_DISCONNECTED, level,
+			      current_fsuid());
+	}
 	capsule = e->v.capsule;
 	flags = e->v.flags;
 	if ((flags & FSGUARD_INODE_APPEND_ONLY) && (op == FSGUARD_OP_CREATE || op == FSGUARD_OP_LINK))
@@ -632,32 +772,26 @@ static __always_inline int decide_entry(struct caller *me, struct entry *e, stru
 	return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_OUTSIDE, level, current_fsuid());
 }
 
-/*
- * The decision for operation `op` on `inode`: 0 to allow, -EPERM to refuse. Inodes outside
- * every capsule cost one hash lookup.
- */
+/* The decision for operation `op` on `inode`, reached through its name `dentry`: 0 to allow,
+ * -EPERM to refuse. */
 static __always_inline int decide(struct inode *inode, struct dentry *dentry, __u32 op)
 {
 	struct caller me = {};
 	struct entry e = {};
 
-	look_up(inode, &e);
+	look_up_named(inode, dentry, &e);
 	return decide_entry(&me, &e, dentry, op);
 }
 
-static __always_inline struct inode *dentry_inode(struct dentry *dentry)
+/* The decision for operation `op` (a creation, a link) in directory `dir`, whose new name is
+ * `dentry`. */
+static __always_inline int decide_dir(struct inode *dir, struct dentry *dentry, __u32 op)
 {
-	return dentry ? dentry->d_inode : NULL;
-}
+	struct caller me = {};
+	struct entry e = {};
 
-/* A directory's dentry (directories have one alias), for naming it in a refusal. */
-static __always_inline struct dentry *inode_alias(struct inode *inode)
-{
-	struct hlist_node *first = BPF_CORE_READ(inode, i_dentry.first);
-
-	if (!first)
-		return NULL;
-	return (struct dentry *)((void *)first - bpf_core_field_offset(struct dentry, d_u));
+	look_up(dir, &e);
+	return decide_entry(&me, &e, dentry, op);
 }
 
 /*
@@ -764,11 +898,11 @@ static __always_inline int decide_ancestor(struct inode *inode, struct dentry *d
 static __always_inline int decide_mountpoint(struct dentry *dentry, __u32 op)
 {
 	struct inode *inode = dentry_inode(dentry);
-	struct fsguard_inode_key key = {};
-	struct fsguard_inode_value *v = protected_inode(inode, &key);
+	struct entry e = {};
 
-	if (v)
-		return decide_locked(v->capsule, &key, dentry, op);
+	look_up_named(inode, dentry, &e);
+	if (e.hit && !e.unknown_dir)
+		return decide_locked(e.v.capsule, &e.key, dentry, op);
 	return decide_ancestor(inode, dentry, op);
 }
 
@@ -801,7 +935,7 @@ static __always_inline void release_if_last_link(struct inode *inode, struct ent
 {
 	struct fsguard_stats *st;
 
-	if (!e->hit || !inode || inode->i_nlink > 1)
+	if (!e->hit || e->implicit || !inode || inode->i_nlink > 1)
 		return;
 	if (bpf_map_delete_elem(&inodes, &e->key) == 0) {
 		if (is_dir(inode)) {
@@ -937,7 +1071,7 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	/* O_TMPFILE: the new inode is linked nowhere yet; its directory is what is modified. */
 	if (f_flags & __O_TMPFILE) {
 		struct dentry *parent = file->f_path.dentry->d_parent;
-		int r = decide(dentry_inode(parent), parent, FSGUARD_OP_CREATE);
+		int r = decide_dir(dentry_inode(parent), parent, FSGUARD_OP_CREATE);
 
 		if (r)
 			return r;
@@ -1059,7 +1193,7 @@ int BPF_PROG(fsguard_inode_create, struct inode *dir, struct dentry *dentry, umo
 {
 	if (ret)
 		return ret;
-	return decide(dir, dentry, FSGUARD_OP_CREATE);
+	return decide_dir(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 SEC("lsm/inode_mkdir")
@@ -1069,7 +1203,7 @@ int BPF_PROG(fsguard_inode_mkdir, struct inode *dir, struct dentry *dentry, umod
 
 	if (ret)
 		return ret;
-	r = decide(dir, dentry, FSGUARD_OP_CREATE);
+	r = decide_dir(dir, dentry, FSGUARD_OP_CREATE);
 	return r ? r : decide_cgroup(dir, dentry, FSGUARD_OP_CGROUP);
 }
 
@@ -1079,7 +1213,7 @@ int BPF_PROG(fsguard_inode_mknod, struct inode *dir, struct dentry *dentry, umod
 {
 	if (ret)
 		return ret;
-	return decide(dir, dentry, FSGUARD_OP_CREATE);
+	return decide_dir(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 SEC("lsm/inode_symlink")
@@ -1088,7 +1222,7 @@ int BPF_PROG(fsguard_inode_symlink, struct inode *dir, struct dentry *dentry,
 {
 	if (ret)
 		return ret;
-	return decide(dir, dentry, FSGUARD_OP_CREATE);
+	return decide_dir(dir, dentry, FSGUARD_OP_CREATE);
 }
 
 /* A new name for an inode: refused when the directory or the inode is protected. */
@@ -1096,18 +1230,28 @@ SEC("lsm/inode_link")
 int BPF_PROG(fsguard_inode_link, struct dentry *old_dentry, struct inode *dir,
 	     struct dentry *new_dentry, int ret)
 {
+	struct inode *inode = dentry_inode(old_dentry);
+	struct caller me = {};
+	struct entry e = {};
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide(dir, new_dentry, FSGUARD_OP_LINK);
+	r = decide_dir(dir, new_dentry, FSGUARD_OP_LINK);
 	if (r)
 		return r;
-	r = decide(dentry_inode(old_dentry), old_dentry, FSGUARD_OP_LINK);
+	look_up_named(inode, old_dentry, &e);
+	r = decide_entry(&me, &e, old_dentry, FSGUARD_OP_LINK);
 	if (r)
 		return r;
+	/* A file protected through its one name gets a second: it needs its own entry now, since
+	 * the new name's directory may be another capsule's, or none. */
+	if (e.implicit)
+		return adopt(&e, inode, dir, new_dentry, FSGUARD_OP_LINK, BPF_NOEXIST);
+	if (e.hit && !e.unknown_dir)
+		return 0;
 	/* An inside process linking an outside file into its tree: it is now part of it. */
-	return inherit(dentry_inode(old_dentry), dir, new_dentry, FSGUARD_OP_LINK);
+	return inherit(inode, dir, new_dentry, FSGUARD_OP_LINK);
 }
 
 SEC("lsm/inode_unlink")
@@ -1121,8 +1265,10 @@ int BPF_PROG(fsguard_inode_unlink, struct inode *dir, struct dentry *dentry, int
 	if (ret)
 		return ret;
 	look_up(dir, &d);
-	if (!d.fs_clean)
+	if (!d.fs_clean) {
 		look_up(victim, &v);
+		named_in(&v, &d);
+	}
 	r = decide_removal(&me, &d, &v, dentry, FSGUARD_OP_UNLINK);
 	if (r)
 		return r;
@@ -1162,25 +1308,25 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 }
 
 /*
- * Removing the name of `victim` from `dir` in a rename, and the victim itself; sets
- * *victim_protected to whether the victim belongs to a capsule. `d` holds the directory's
- * entry: looked up here unless `known` (the other side's directory, the same inode).
+ * Removing the name of `victim` from `dir` in a rename, and the victim itself, looked up into
+ * `v` (zeroed by the caller). `d` holds the directory's entry: looked up here unless `known`
+ * (the other side's directory, the same inode).
  */
 static __always_inline int decide_rename_side(struct caller *me, struct inode *dir,
 					      struct entry *d, bool known, struct inode *victim,
-					      struct dentry *dentry, bool *victim_protected)
+					      struct dentry *dentry, struct entry *v)
 {
-	struct entry v = {};
 	int r;
 
 	if (!known)
 		look_up(dir, d);
-	if (!d->fs_clean)
-		look_up(victim, &v);
-	if (victim_protected)
-		*victim_protected = v.hit;
-	r = decide_removal(me, d, &v, dentry, FSGUARD_OP_RENAME);
-	return r ? r : decide_entry(me, &v, dentry, FSGUARD_OP_RENAME);
+	if (!d->fs_clean) {
+		look_up(victim, v);
+		if (victim && !is_dir(victim))
+			named_in(v, d);
+	}
+	r = decide_removal(me, d, v, dentry, FSGUARD_OP_RENAME);
+	return r ? r : decide_entry(me, v, dentry, FSGUARD_OP_RENAME);
 }
 
 /*
@@ -1196,19 +1342,19 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 {
 	struct inode *moved = dentry_inode(old_dentry);
 	struct inode *replaced = dentry_inode(new_dentry);
-	struct entry dir = {};
+	struct entry dir = {}, m = {}, rep = {};
 	struct caller me = {};
-	bool moved_protected, new_dir_protected;
+	bool new_dir_protected;
 	int r;
 
 	if (ret)
 		return ret;
-	r = decide_rename_side(&me, old_dir, &dir, false, moved, old_dentry, &moved_protected);
+	r = decide_rename_side(&me, old_dir, &dir, false, moved, old_dentry, &m);
 	if (r)
 		return r;
 	/* Within one directory (the common case: a temporary file renamed into place) its entry
 	 * is looked up once, and its decision taken once (the caller's memo). */
-	r = decide_rename_side(&me, new_dir, &dir, new_dir == old_dir, replaced, new_dentry, NULL);
+	r = decide_rename_side(&me, new_dir, &dir, new_dir == old_dir, replaced, new_dentry, &rep);
 	if (r)
 		return r;
 	new_dir_protected = dir.hit;
@@ -1221,8 +1367,13 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	r = decide_ancestor(replaced, new_dentry, FSGUARD_OP_RENAME);
 	if (r)
 		return r;
+	/* A file protected through its directory, moving to another: it needs its own entry now,
+	 * or it would take the new directory's protection (or none) along. */
+	if (m.implicit)
+		return new_dir == old_dir ? 0 :
+			adopt(&m, moved, new_dir, new_dentry, FSGUARD_OP_RENAME, BPF_NOEXIST);
 	/* Already some capsule's: it stays that capsule's. Into no capsule's: nothing to do. */
-	if (moved_protected || !new_dir_protected)
+	if (m.hit || !new_dir_protected)
 		return 0;
 	/*
 	 * A directory from outside every capsule moving in: inheriting would adopt the directory
@@ -1267,11 +1418,13 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	 * A new inode has no past: an entry for its (dev, ino) belongs to a freed inode whose
 	 * number was recycled (ext4 hands freed numbers out again at once). rmdir (a directory
 	 * has two links), a rename that replaces and an O_TMPFILE never linked leave such entries.
-	 * This relies on inode numbers being unique among live inodes of a filesystem; a tmpfs
-	 * mounted without inode64 wraps them after 2^32 creations, after which a new inode could
-	 * drop the entry of a live protected one (the kernel warns "inode number overflow").
-	 * In a capsule's directory the new entry replaces a stale one; elsewhere a stale one is
-	 * deleted.
+	 * So does an unmounted tmpfs, whose device number the next one gets, with inode numbers
+	 * counted from 1 again. This relies on inode numbers being unique among live inodes of a
+	 * filesystem; a tmpfs mounted without inode64 wraps them after 2^32 creations, after
+	 * which a new inode could drop the entry of a live protected one (the kernel warns
+	 * "inode number overflow"). A new directory's (or O_TMPFILE's) entry in a capsule's
+	 * directory replaces a stale one; otherwise (a named file in a capsule's directory on
+	 * tmpfs included, which named_in then covers) a stale one is deleted.
 	 */
 	look_up(dir, &d);
 	if (d.hit && !(d.v.flags & FSGUARD_INODE_APPEND_ONLY)) {
@@ -1286,9 +1439,19 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 
 			if (r)
 				return r;
+			return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
 		}
-		/* No dentry here: a refusal names the directory. */
-		return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
+		/*
+		 * A named non-directory on tmpfs is the capsule's through its name (named_in) and
+		 * gets no entry. Elsewhere it gets one: a disk filesystem drops names from its
+		 * caches, and a file handle (open_by_handle_at, nfsd) can then bring the inode back
+		 * without its directory, where only an entry of its own protects it. So does a
+		 * directory (and an inode of a type not set yet: fail closed). No dentry here: a
+		 * refusal names the directory.
+		 */
+		if (is_dir(inode) || !(inode->i_mode & S_IFMT) ||
+		    inode->i_sb->s_magic != TMPFS_MAGIC)
+			return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
 	}
 	/* Looked up first: a lookup is lock-free, a delete takes the bucket lock, and this
 	 * runs for every inode created anywhere. */

@@ -146,6 +146,12 @@
  * guard's inode map (full: FSGUARD_MAX_INODES): refused, with ENOSPC, rather than made
  * unprotected */
 #define FSGUARD_RULE_FULL 9u
+/* a modification of a tmpfs file without an entry of its own that the kernel reached from
+ * a file handle without its directory, on a filesystem holding a capsule's entries: such a
+ * file is protected by the directory it is named in (files made inside after the seal),
+ * which that dentry doesn't say, so it is refused (root at level 0 excepted). tmpfs does not
+ * make such dentries; this is the guard's answer should one appear */
+#define FSGUARD_RULE_DISCONNECTED 10u
 
 /* The most descriptor slots the clone3(CLONE_INTO_CGROUP) check scans (the default nr_open). */
 #define FSGUARD_MAX_SCAN_FDS (1u << 20)

@@ -73,6 +73,9 @@ enum bpf_map_type {
 #define __O_TMPFILE 020000000
 
 /* include/uapi/linux/stat.h */
+/* include/linux/dcache.h: a dentry the kernel made from a file handle (exportfs), without
+ * knowing its directory. */
+#define DCACHE_DISCONNECTED 0x00000020
 #define S_IFMT 00170000
 #define S_IFREG 0100000
 #define S_IFBLK 0060000
@@ -121,6 +124,7 @@ enum bpf_map_type {
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #define CLONE_INTO_CGROUP 0x200000000ULL /* clone3(2): kernel_clone_args.flags, 64 bits */
 #define PROC_SUPER_MAGIC 0x9fa0
+#define TMPFS_MAGIC 0x01021994
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
 #define PTRACE_MODE_READ 0x01
@@ -171,6 +175,7 @@ struct qstr {
 };
 
 struct dentry {
+	unsigned int d_flags;
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;

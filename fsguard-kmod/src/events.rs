@@ -251,6 +251,7 @@ pub fn rule_name(rule: u32) -> String {
         7 => "locked",
         8 => "uncheckable",
         9 => "full",
+        10 => "disconnected",
         n => return format!("rule-{n}"),
     };
     name.to_string()
@@ -263,6 +264,7 @@ const _: () = {
     assert!(FSGUARD_OP_PTRACE_ATTACH == 20 && FSGUARD_OP_CGROUP == 29);
     assert!(FSGUARD_OP_BPF_MAP == 40 && FSGUARD_OP_PERF_EVENT == 49);
     assert!(FSGUARD_RULE_OUTSIDE == 1 && FSGUARD_RULE_UNCHECKABLE == 8 && FSGUARD_RULE_FULL == 9);
+    assert!(FSGUARD_RULE_DISCONNECTED == 10);
 };
 
 /// Reads a clock; `None` if the kernel refuses (it does not for these clocks).
@@ -562,8 +564,13 @@ impl EventReader {
     }
 
     /// The name of capsule slot `slot` (re-read from the map when not known yet, so a capsule
-    /// sealed after the reader opened is named too); `slot N` when the slot is not active.
+    /// sealed after the reader opened is named too); `slot N` when the slot is not active, and
+    /// `unknown` for slot 0, which no capsule has (a refusal that could not tell the capsule,
+    /// rule `disconnected`).
     pub fn capsule_name(&mut self, slot: u32) -> String {
+        if slot == 0 {
+            return "unknown".to_string();
+        }
         if let Some(n) = self.names.get(&slot) {
             return n.clone();
         }

@@ -187,9 +187,25 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
             "root outside: open-wronly /jails/app/ri/c.dirmv/child",
             "root outside: refused O_TMPFILEs add no inode to the guard",
             "root inside: its O_TMPFILE adds an inode to the guard",
-            "root inside, inode map full: create /jails/app/ri/n.full answers ENOSPC",
-            "root inside, inode map full: rename",
-            "root inside, one entry freed: create in the tree",
+            // A file made inside has no entry of its own: its directory protects it, and it
+            // gets an entry when it leaves the directory or gets a second name.
+            "root outside: open-wronly /jails/app/ri/c.within2, created or brought in by an inside process (sealed)",
+            "root outside: open-wronly /jails/app/ri/c.dir/c.across, created",
+            "root outside: open-wronly /jails/out/ri/c.mvout, created",
+            "root outside: open-wronly /jails/out/ri/c.lnout, created",
+            "root outside: link /jails/app/ri/c.file /jails/out/ri/n.lnout, created",
+            "root outside: open_by_handle_at(O_WRONLY) of a file made inside",
+            "the move gives the file an entry of its own (level1: 1)",
+            // overlayfs opens the real file behind the overlay's path.
+            "root outside: open-wronly f.wronly through an overlay whose upper layer is the tree",
+            "root outside: open-wronly c.within2 through an overlay whose upper layer is the tree",
+            "root inside, inode map full: create /jails/app/ri/n.nf.file (level1)",
+            "root outside, inode map full: write a file made inside meanwhile",
+            "root inside, inode map full: mkdir /jails/app/ri/n.full.dir answers ENOSPC",
+            "root inside, inode map full: rename /jails/app/ri/n.nf.file /jails/app/ri/c.dir/n.full.across answers ENOSPC",
+            "root inside, inode map full: link /jails/app/ri/n.nf.file /jails/app/ri/n.full.ln2 answers ENOSPC",
+            "root inside, inode map full: rename /jails/out/ri/o.full.mv",
+            "root inside, one entry freed: mkdir in the tree",
             "inode map full: the refusal is recorded for capsule app",
         ],
     });
@@ -229,6 +245,13 @@ fn ext4_block_device_identity() {
             "root outside: write a new unrelated file that got the inode number of a renamed",
             "root inside, inode map full: mkdir",
             "inode map full: the record names the directory",
+            // A file handle resolved without the file's directory (ext4 after the caches were
+            // dropped): a file made inside has an entry of its own there.
+            "ext4: a file handle comes back without the file's directory",
+            "root outside: open_by_handle_at(O_WRONLY) of a file made inside",
+            "the move gives the file an entry of its own (ext4: 0)",
+            "root outside: open-wronly c.within2 through an overlay whose upper layer is the tree",
+            "root outside: open_by_handle_at(O_WRONLY) of an unrelated file on the capsule's filesystem",
         ],
     });
 }

@@ -41,6 +41,12 @@
 //!                                judged: FS_IOC_SETFLAGS (flags | FS_NODUMP_FL)
 //!   fssetxattr F                 setup: open O_RDONLY, FS_IOC_FSGETXATTR;
 //!                                judged: FS_IOC_FSSETXATTR with the same values
+//!   handle-open-wronly F         setup: name_to_handle_at(F), drop the kernel's unused
+//!                                dentries and inodes (vm.drop_caches=2); judged:
+//!                                open_by_handle_at(O_WRONLY) (needs CAP_DAC_READ_SEARCH)
+//!   handle-readlink F            the same open with O_RDONLY; prints (instead of the one
+//!                                result line) the kernel's name for the opened file:
+//!                                `/` when it came back without its directory
 //!   prefd F READY GO             see below
 //!   batch                        reads operations from stdin, one per line (OP ARGS...,
 //!                                separated by blanks), and prints one result line for each,
@@ -369,6 +375,96 @@ fn tmpfile_link(dir: &CString, new: &CString) -> Result<(), Step> {
     Ok(())
 }
 
+/// struct file_handle with room for the largest handle (MAX_HANDLE_SZ).
+#[repr(C)]
+struct FileHandle {
+    handle_bytes: libc::c_uint,
+    handle_type: libc::c_int,
+    f_handle: [u8; 128],
+}
+
+/// open_by_handle_at(`flags`) of F's handle, taken after the kernel was asked to drop its
+/// unused dentries and inodes (so, on a disk filesystem, the handle is resolved without F's
+/// directory: a dentry the kernel marks DCACHE_DISCONNECTED). Only the open is judged.
+fn open_by_handle(path: &CString, flags: libc::c_int) -> Result<Fd, Step> {
+    let mut handle = FileHandle {
+        handle_bytes: 128,
+        handle_type: 0,
+        f_handle: [0; 128],
+    };
+    let mut mount_id: libc::c_int = 0;
+    // SAFETY: `path` is NUL-terminated; `handle` has room for handle_bytes bytes of handle;
+    // `mount_id` is a live local.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_name_to_handle_at,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &mut handle as *mut FileHandle,
+            &mut mount_id as *mut libc::c_int,
+            0,
+        )
+    };
+    setup("name_to_handle_at", check(rc))?;
+    let bytes = path.as_bytes();
+    let dir = match bytes.iter().rposition(|&b| b == b'/') {
+        Some(0) => CString::new("/").expect("no NUL"),
+        Some(i) => CString::new(&bytes[..i]).expect("no NUL in a prefix"),
+        None => CString::new(".").expect("no NUL"),
+    };
+    let mount_fd = setup(
+        "open the directory",
+        open(&dir, libc::O_RDONLY | libc::O_DIRECTORY, 0),
+    )?;
+    setup(
+        "drop_caches",
+        std::fs::write("/proc/sys/vm/drop_caches", "2")
+            .map_err(|e| Errno(e.raw_os_error().unwrap_or(libc::EIO))),
+    )?;
+    // SAFETY: `handle` was filled by name_to_handle_at and outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            mount_fd.0,
+            &mut handle as *mut FileHandle,
+            flags | libc::O_CLOEXEC,
+        )
+    };
+    Ok(Fd(check(fd)? as libc::c_int))
+}
+
+/// `handle-readlink F`: what the kernel names the file that open_by_handle_at (O_RDONLY)
+/// returns, after dropping the caches: F itself when the handle came back with its
+/// directory, `/` when it came back without it (a disconnected dentry).
+fn handle_readlink(args: &[OsString]) -> ExitCode {
+    let [path] = args else {
+        println!("error: usage");
+        return ExitCode::from(64);
+    };
+    let Ok(path) = cstr(path) else {
+        println!("error: usage");
+        return ExitCode::from(64);
+    };
+    let fd = match open_by_handle(&path, libc::O_RDONLY) {
+        Ok(fd) => fd,
+        Err(step) => {
+            let o = outcome(Err(step));
+            println!("{o}");
+            return ExitCode::from(o.exit_code());
+        }
+    };
+    match std::fs::read_link(format!("/proc/self/fd/{}", fd.0)) {
+        Ok(target) => {
+            println!("{}", target.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: readlink: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// Runs one operation; `None` for a usage error.
 fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
     let c = |i: usize| args.get(i).map(cstr);
@@ -510,6 +606,7 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         }
         "setflags" => setflags(&one()?),
         "fssetxattr" => fssetxattr(&one()?),
+        "handle-open-wronly" => open_by_handle(&one()?, libc::O_WRONLY).map(drop),
         _ => return None,
     };
     Some(outcome(r))
@@ -804,6 +901,9 @@ fn main() -> ExitCode {
     let op = String::from_utf8_lossy(&op.into_vec()).into_owned();
     if op == "prefd" {
         return prefd(&rest);
+    }
+    if op == "handle-readlink" {
+        return handle_readlink(&rest);
     }
     if op == "batch" {
         if !rest.is_empty() {

@@ -490,7 +490,12 @@ created_inside() { # BASE TREE OUTDIR MODE(free|sealed)
         echo data >"$O/o.lnin" && chmod 0666 "$O/o.dirmv/child" "$O/o.mvin" "$O/o.lnin"
     for step in "create $T/c.file" "mkdir $T/c.dir" "create $T/c.dir/f" "mkdir $T/c.dir/sub" \
         "mkfifo $T/c.fifo" "symlink f.read $T/c.sym" "tmpfile-link $T $T/c.tmp" \
-        "rename $O/o.mvin $T/c.mvin" "link $O/o.lnin $T/c.lnin"; do
+        "rename $O/o.mvin $T/c.mvin" "link $O/o.lnin $T/c.lnin" \
+        "create $T/c.within" "rename $T/c.within $T/c.within2" \
+        "create $T/c.across" "rename $T/c.across $T/c.dir/c.across" \
+        "create $T/c.mvsrc" "rename $T/c.mvsrc $O/c.mvout" \
+        "create $T/c.lnsrc" "link $T/c.lnsrc $O/c.lnout" \
+        "create $T/c.xa" "create $O/c.xb" "exchange $T/c.xa $O/c.xb"; do
         # shellcheck disable=SC2086 # word splitting of the step is wanted
         expect "root inside: $step after the seal ($mode)" allowed "$(probe root-in $step)"
     done
@@ -518,7 +523,15 @@ created_inside() { # BASE TREE OUTDIR MODE(free|sealed)
         wu=allowed
     fi
     a=root-out
-    for step in "open-wronly $T/c.file" "create $T/c.dir/new" "open-wronly $T/c.dir/f" \
+    # On tmpfs a file made inside has no entry of its own: it is protected through the
+    # directory it is named in, and gets an entry when it leaves it (renamed to another
+    # directory, in the tree or out of it, or exchanged with a file outside) or gets a second
+    # name (linked, here out of the tree).
+    for step in "open-wronly $T/c.within2" "truncate $T/c.within2" "utimes $T/c.within2" \
+        "open-wronly $T/c.dir/c.across" "open-wronly $O/c.mvout" "chmod $O/c.mvout 0600" \
+        "open-wronly $O/c.lnout" "open-wronly $T/c.lnsrc" "link $T/c.file $O/n.lnout" \
+        "open-wronly $O/c.xb" "open-wronly $T/c.xa" \
+        "open-wronly $T/c.file" "create $T/c.dir/new" "open-wronly $T/c.dir/f" \
         "create $T/c.dir/sub/new" "chmod $T/c.dir 0700" "unlink $T/c.fifo" \
         "lchown $T/c.sym 0 0" "open-wronly $T/c.tmp" "open-wronly $T/c.mvin" \
         "open-wronly $T/c.lnin" "open-wronly $O/o.lnin" "rename $T/c.file $O/n.out" \
@@ -534,6 +547,52 @@ created_inside() { # BASE TREE OUTDIR MODE(free|sealed)
         "$(probe user-out create "$U/c.dir/new")"
     expect "user outside: chmod its own file made inside ($mode)" "$wu" \
         "$(probe user-out chmod "$U/c.file" 0600)"
+}
+
+# File handles: open_by_handle_at finds the inode, and on a disk filesystem, once the kernel
+# dropped the name from its caches, it makes a dentry without a directory (which is why files
+# made inside get an entry of their own there; on tmpfs their directory protects them, and
+# tmpfs handles always come back with their name). Unrelated files stay writable.
+handles() { # BASE
+    T=$1/app/ri F=$1/free/ri
+    w=$(sealed_want root-out ri)
+    # What the kernel names the file a handle brings back: on ext4, after the caches were
+    # dropped, "/" (a dentry without its directory: the checks below run without it).
+    name=$(capsule-probe handle-readlink "$T/c.within2" 2>>"$LOG")
+    if [ "$scenario" = ext4 ]; then
+        expect "ext4: a file handle comes back without the file's directory" / "$name"
+    else
+        expect "tmpfs: a file handle comes back with the file's name" "$T/c.within2" "$name"
+    fi
+    expect "root outside: open_by_handle_at(O_WRONLY) of a sealed file" "$w" \
+        "$(probe root-out handle-open-wronly "$1/app/ro/f.wronly")"
+    expect "root outside: open_by_handle_at(O_WRONLY) of a file made inside" "$w" \
+        "$(probe root-out handle-open-wronly "$T/c.within2")"
+    expect "root outside: open_by_handle_at(O_WRONLY) of an unrelated file on the capsule's filesystem" \
+        allowed "$(probe root-out handle-open-wronly "$F/c.within2")"
+    expect "root inside: open_by_handle_at(O_WRONLY) of a file it made" allowed \
+        "$(probe root-in handle-open-wronly "$T/c.within2")"
+}
+
+# overlayfs opens the real file behind the overlay's path (the kernel's file then has the
+# real inode and the overlay's dentry): an overlay with the sealed tree as its upper layer
+# must not be a way around the guard, for the files sealed and for those made inside.
+overlay() { # BASE
+    w=$(sealed_want root-out ri)
+    mkdir -p /ovl/lower /ovl/mnt "$1/out/ovl.work"
+    if ! mount -t overlay ovl -o "lowerdir=/ovl/lower,upperdir=$1/app/ri,workdir=$1/out/ovl.work" \
+        /ovl/mnt 2>>"$LOG"; then
+        bad "overlay: cannot mount an overlay with upper layer $1/app/ri (see the log)"
+        return
+    fi
+    for f in f.wronly c.within2; do
+        [ -e "/ovl/mnt/$f" ] || bad "overlay: /ovl/mnt/$f is missing"
+        expect "root outside: open-wronly $f through an overlay whose upper layer is the tree" \
+            "$w" "$(probe root-out open-wronly "/ovl/mnt/$f")"
+    done
+    expect "root outside: read c.within2 through the overlay" allowed \
+        "$(probe root-out open-rdonly /ovl/mnt/c.within2)"
+    umount /ovl/mnt
 }
 
 # ----------------------------------------------------------------------------- sealtool
@@ -576,22 +635,54 @@ full_map() { # BASE
         "$out" "or its inode map was full"
     sleep 1 # a new second of refusal records (they are rate-limited per CPU)
     a=root-in
-    for step in "create $T/n.full" "mkdir $T/n.full.dir" "mkfifo $T/n.full.fifo" \
-        "symlink f.read $T/n.full.sym" "rename $O/o.full.mv $T/n.full.mv" \
-        "link $O/o.full.ln $T/n.full.ln"; do
+    # On tmpfs a file made inside needs no entry of its own (its directory protects it): made
+    # as usual, and protected from outside all the same. Elsewhere it needs one.
+    want_file=allowed
+    [ "$scenario" = ext4 ] && want_file="error: ENOSPC"
+    for step in "create $T/n.nf.file" "mkfifo $T/n.nf.fifo" "symlink f.read $T/n.nf.sym"; do
+        # shellcheck disable=SC2086 # word splitting of the step is wanted
+        expect "root inside, inode map full: $step ($scenario)" "$want_file" \
+            "$(probe root-in $step)"
+    done
+    needs="mkdir $T/n.full.dir|rename $O/o.full.mv $T/n.full.mv|link $O/o.full.ln $T/n.full.ln"
+    not_made="n.full.dir n.full.tmp n.full.mv n.full.ln"
+    if [ "$scenario" = ext4 ]; then
+        not_made="$not_made n.nf.file n.nf.fifo n.nf.sym"
+    else
+        expect "root outside, inode map full: write a file made inside meanwhile" refused \
+            "$(probe root-out open-wronly "$T/n.nf.file")"
+        expect "root outside, inode map full: unlink a fifo made inside meanwhile" refused \
+            "$(probe root-out unlink "$T/n.nf.fifo")"
+        # A file made inside that leaves its directory or gets a second name needs an entry.
+        needs="$needs|rename $T/n.nf.file $T/c.dir/n.full.across|link $T/n.nf.file $T/n.full.ln2"
+        not_made="$not_made n.full.ln2 c.dir/n.full.across"
+    fi
+    # What needs an entry: a directory, an inode from outside, an O_TMPFILE (and see above).
+    old_ifs=$IFS
+    IFS='|'
+    for step in $needs; do
+        IFS=$old_ifs
         # shellcheck disable=SC2086 # word splitting of the step is wanted
         expect "root inside, inode map full: $step answers ENOSPC" "error: ENOSPC" \
             "$(probe root-in $step)"
+        IFS='|'
     done
+    IFS=$old_ifs
     expect "root inside, inode map full: O_TMPFILE in the tree answers ENOSPC" \
         "error: setup O_TMPFILE: ENOSPC" "$(probe root-in tmpfile-link "$T" "$T/n.full.tmp")"
-    for f in n.full n.full.dir n.full.fifo n.full.sym n.full.tmp n.full.mv n.full.ln; do
+    for f in $not_made; do
         if [ -e "$T/$f" ] || [ -L "$T/$f" ]; then bad "inode map full: $T/$f was made"; else ok "inode map full: $T/$f was not made"; fi
     done
     [ -e "$O/o.full.mv" ] && ok "inode map full: the refused rename left $O/o.full.mv in place" ||
         bad "inode map full: the refused rename moved $O/o.full.mv"
-    expect "user inside, inode map full: create in the tree answers ENOSPC" "error: ENOSPC" \
-        "$(probe user-in create "$1/app/ui/n.full")"
+    if [ "$scenario" != ext4 ]; then
+        [ -e "$T/n.nf.file" ] && ok "inode map full: the refused rename left $T/n.nf.file in place" ||
+            bad "inode map full: the refused rename moved $T/n.nf.file"
+        expect "root outside, inode map full: write the file whose move was refused" refused \
+            "$(probe root-out open-wronly "$T/n.nf.file")"
+    fi
+    expect "user inside, inode map full: mkdir in the tree answers ENOSPC" "error: ENOSPC" \
+        "$(probe user-in mkdir "$1/app/ui/n.full.dir")"
     expect "root inside, inode map full: create in the unrelated tree" allowed \
         "$(probe root-in create "$F/n.full")"
     expect "root inside, inode map full: rename into the unrelated tree" allowed \
@@ -602,15 +693,15 @@ full_map() { # BASE
         "$(probe root-in open-wronly "$T/c.dir/f")"
     expect "root outside, inode map full: write still refused" refused \
         "$(probe root-out open-wronly "$T/c.dir/f")"
-    # Unlinking a protected file frees its entry: there is room for one again.
-    expect "root inside, inode map full: unlink a file it made" allowed \
-        "$(probe root-in unlink "$T/c.file")"
-    expect "root inside, one entry freed: create in the tree" allowed \
-        "$(probe root-in create "$T/n.room")"
-    expect "root outside: write the file made in the freed room" refused \
-        "$(probe root-out open-wronly "$T/n.room")"
-    expect "root inside, map full again: create in the tree answers ENOSPC" "error: ENOSPC" \
-        "$(probe root-in create "$T/n.full2")"
+    # Unlinking a file with an entry of its own (one moved in) frees it: room for one again.
+    expect "root inside, inode map full: unlink a file it moved in" allowed \
+        "$(probe root-in unlink "$T/c.mvin")"
+    expect "root inside, one entry freed: mkdir in the tree" allowed \
+        "$(probe root-in mkdir "$T/n.room")"
+    expect "root outside: create in the directory made in the freed room" refused \
+        "$(probe root-out create "$T/n.room/f")"
+    expect "root inside, map full again: mkdir in the tree answers ENOSPC" "error: ENOSPC" \
+        "$(probe root-in mkdir "$T/n.full2")"
     # The refusal's record (the collector that the seal started writes it).
     i=0 line=
     while [ "$i" -lt 40 ]; do
@@ -759,6 +850,19 @@ scenario_enforced() {
     t_read_after "$base/app/etc/app.conf"
     created_inside "$base" free freeout free
     created_inside "$base" app out sealed
+    handles "$base"
+    overlay "$base"
+    # A file made inside moving to another directory of the tree gets an entry of its own
+    # there on tmpfs (its new directory would protect it too, so count it); on ext4 it had
+    # one already.
+    probe root-in create "$base/app/ri/c.across2" >/dev/null
+    before=$(inherited)
+    expect "root inside: rename a file it made to another directory of its tree" allowed \
+        "$(probe root-in rename "$base/app/ri/c.across2" "$base/app/ri/c.dir/c.across2")"
+    added=1
+    [ "$scenario" = ext4 ] && added=0
+    expect "the move gives the file an entry of its own ($scenario: $added)" \
+        $((before + added)) "$(inherited)"
     [ "$scenario" = ext4 ] && inode_reuse "$base"
 
     # A refused O_TMPFILE leaves no entry in the guard's map (the new inode is judged before
