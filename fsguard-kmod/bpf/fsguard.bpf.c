@@ -544,11 +544,8 @@ static __always_inline void look_up_dir(struct inode *dir, struct entry *e)
 	__u64 *epoch_slot = bpf_map_lookup_elem(&dir_cache_epoch, &zero);
 	__u64 *cache, cached, epoch;
 
-	if (!epoch_slot) {
-		look_up_hash(e);
-		return;
-	}
-	epoch = *(volatile __u64 *)epoch_slot;
+	/* No epoch slot, or one past the ceiling: the cache is not used. */
+	epoch = epoch_slot ? *(volatile __u64 *)epoch_slot : DIR_CACHE_EPOCH_MASK + 1;
 	if (epoch > DIR_CACHE_EPOCH_MASK) {
 		look_up_hash(e);
 		return;
@@ -641,6 +638,16 @@ static __always_inline struct dentry *inode_alias(struct inode *inode)
 	return (struct dentry *)((void *)first - bpf_core_field_offset(struct dentry, d_u));
 }
 
+/* A non-directory looked up (`e`) whose directory can't be told: on a tmpfs with entries, it
+ * may be a file protected through its directory (named_in), so a hit with unknown_dir. */
+static __always_inline void directory_unknown(struct inode *inode, struct entry *e)
+{
+	if (!e->hit && inode->i_sb->s_magic == TMPFS_MAGIC && !fs_without_entries(e->key.dev)) {
+		e->hit = true;
+		e->unknown_dir = true;
+	}
+}
+
 /*
  * A non-directory reached through a dentry that is not its own: its own entry, or else
  * named_in through the directory of the inode's first alias (a file without an entry of its
@@ -670,10 +677,7 @@ static __always_inline void look_up_by_alias(struct inode *inode, struct entry *
 		named_in(e, &d);
 		return;
 	}
-	if (inode->i_sb->s_magic == TMPFS_MAGIC && !fs_without_entries(e->key.dev)) {
-		e->hit = true;
-		e->unknown_dir = true;
-	}
+	directory_unknown(inode, e);
 }
 
 /*
@@ -707,11 +711,8 @@ static __always_inline void look_up_named(struct inode *inode, struct dentry *de
 	parent = dentry ? dentry->d_parent : NULL;
 	if (!parent || parent == dentry) {
 		look_up(inode, e);
-		if (!e->hit && (!dentry || (dentry->d_flags & DCACHE_DISCONNECTED)) &&
-		    inode->i_sb->s_magic == TMPFS_MAGIC && !fs_without_entries(e->key.dev)) {
-			e->hit = true;
-			e->unknown_dir = true;
-		}
+		if (!dentry || (dentry->d_flags & DCACHE_DISCONNECTED))
+			directory_unknown(inode, e);
 		return;
 	}
 	look_up(parent->d_inode, &d);
@@ -1439,17 +1440,16 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 
 			if (r)
 				return r;
-			return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
 		}
 		/*
 		 * A named non-directory on tmpfs is the capsule's through its name (named_in) and
 		 * gets no entry. Elsewhere it gets one: a disk filesystem drops names from its
 		 * caches, and a file handle (open_by_handle_at, nfsd) can then bring the inode back
 		 * without its directory, where only an entry of its own protects it. So does a
-		 * directory (and an inode of a type not set yet: fail closed). No dentry here: a
-		 * refusal names the directory.
+		 * directory, an O_TMPFILE (and an inode of a type not set yet: fail closed). No
+		 * dentry here: a refusal names the directory.
 		 */
-		if (is_dir(inode) || !(inode->i_mode & S_IFMT) ||
+		if (!qstr || is_dir(inode) || !(inode->i_mode & S_IFMT) ||
 		    inode->i_sb->s_magic != TMPFS_MAGIC)
 			return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
 	}

@@ -174,6 +174,18 @@ fn map_err(op: &'static str, map: &'static str) -> impl FnOnce(aya::maps::MapErr
     move |source| Error::Map { op, map, source }
 }
 
+/// Map `map` of the loaded object, typed as `M` (borrowed: it stays in `ebpf`).
+fn loaded_map<'a, M>(ebpf: &'a mut Ebpf, map: &'static str) -> Result<M>
+where
+    M: TryFrom<&'a mut Map, Error = aya::maps::MapError>,
+{
+    let raw = ebpf.map_mut(map).ok_or(Error::MissingMap {
+        object: "fsguard",
+        map,
+    })?;
+    M::try_from(raw).map_err(map_err("type-check", map))
+}
+
 fn open_pinned<M: TryFrom<Map, Error = aya::maps::MapError>>(
     dir: &Path,
     map: &'static str,
@@ -266,12 +278,7 @@ impl Guard {
         {
             // The config is written before any program runs: a fresh map is all zeros, which
             // the programs read as level 1 (fail closed), never as "off".
-            let mut config: Array<&mut MapData, fsguard_config> =
-                Array::try_from(ebpf.map_mut("config").ok_or(Error::MissingMap {
-                    object: "fsguard",
-                    map: "config",
-                })?)
-                .map_err(map_err("type-check", "config"))?;
+            let mut config: Array<&mut MapData, fsguard_config> = loaded_map(&mut ebpf, "config")?;
             let current = config.get(&0, 0).map_err(map_err("read", "config"))?;
             let level = if current.is_valid() {
                 current.level
@@ -283,24 +290,14 @@ impl Guard {
                 config.set(0, cfg, 0).map_err(map_err("write", "config"))?;
                 initial_level
             };
-            let mut state: Array<&mut MapData, fsguard_state> =
-                Array::try_from(ebpf.map_mut("state").ok_or(Error::MissingMap {
-                    object: "fsguard",
-                    map: "state",
-                })?)
-                .map_err(map_err("type-check", "state"))?;
+            let mut state: Array<&mut MapData, fsguard_state> = loaded_map(&mut ebpf, "state")?;
             let mut st = state.get(&0, 0).map_err(map_err("read", "state"))?;
             st.magic = FSGUARD_MAGIC;
             st.level = level;
             state.set(0, st, 0).map_err(map_err("write", "state"))?;
             if fresh_inodes {
-                let mut filesystems: HashMap<&mut MapData, u64, u32> = HashMap::try_from(
-                    ebpf.map_mut("entry_filesystems").ok_or(Error::MissingMap {
-                        object: "fsguard",
-                        map: "entry_filesystems",
-                    })?,
-                )
-                .map_err(map_err("type-check", "entry_filesystems"))?;
+                let mut filesystems: HashMap<&mut MapData, u64, u32> =
+                    loaded_map(&mut ebpf, "entry_filesystems")?;
                 // bindgen types the header's all-ones constant as -1i32; the key is all ones.
                 let complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE as u64;
                 debug_assert_eq!(complete, u64::MAX);

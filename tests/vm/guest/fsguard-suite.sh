@@ -644,7 +644,16 @@ full_map() { # BASE
         expect "root inside, inode map full: $step ($scenario)" "$want_file" \
             "$(probe root-in $step)"
     done
-    needs="mkdir $T/n.full.dir|rename $O/o.full.mv $T/n.full.mv|link $O/o.full.ln $T/n.full.ln"
+    # What needs an entry answers ENOSPC: a directory, an inode from outside, an O_TMPFILE,
+    # and (tmpfs) a file made inside that leaves its directory or gets a second name.
+    enospc() { # STEP...
+        for step in "$@"; do
+            # shellcheck disable=SC2086 # word splitting of the step is wanted
+            expect "root inside, inode map full: $step answers ENOSPC" "error: ENOSPC" \
+                "$(probe root-in $step)"
+        done
+    }
+    enospc "mkdir $T/n.full.dir" "rename $O/o.full.mv $T/n.full.mv" "link $O/o.full.ln $T/n.full.ln"
     not_made="n.full.dir n.full.tmp n.full.mv n.full.ln"
     if [ "$scenario" = ext4 ]; then
         not_made="$not_made n.nf.file n.nf.fifo n.nf.sym"
@@ -653,21 +662,9 @@ full_map() { # BASE
             "$(probe root-out open-wronly "$T/n.nf.file")"
         expect "root outside, inode map full: unlink a fifo made inside meanwhile" refused \
             "$(probe root-out unlink "$T/n.nf.fifo")"
-        # A file made inside that leaves its directory or gets a second name needs an entry.
-        needs="$needs|rename $T/n.nf.file $T/c.dir/n.full.across|link $T/n.nf.file $T/n.full.ln2"
+        enospc "rename $T/n.nf.file $T/c.dir/n.full.across" "link $T/n.nf.file $T/n.full.ln2"
         not_made="$not_made n.full.ln2 c.dir/n.full.across"
     fi
-    # What needs an entry: a directory, an inode from outside, an O_TMPFILE (and see above).
-    old_ifs=$IFS
-    IFS='|'
-    for step in $needs; do
-        IFS=$old_ifs
-        # shellcheck disable=SC2086 # word splitting of the step is wanted
-        expect "root inside, inode map full: $step answers ENOSPC" "error: ENOSPC" \
-            "$(probe root-in $step)"
-        IFS='|'
-    done
-    IFS=$old_ifs
     expect "root inside, inode map full: O_TMPFILE in the tree answers ENOSPC" \
         "error: setup O_TMPFILE: ENOSPC" "$(probe root-in tmpfile-link "$T" "$T/n.full.tmp")"
     for f in $not_made; do
