@@ -21,12 +21,23 @@ mount -t tmpfs -o size=1g tmpfs /work
 mkdir -p /jails/app/scratch /work/outside /sys/fs/cgroup/app
 fsops-bench populate /jails/app/tree "$ENTRIES"
 
-# fsops-bench in the capsule: through an agent started in its cgroup before the seal (once
-# sealed, nothing outside may join the cgroup). fsops-bench times itself, so the agent's
-# round trip is not measured.
-. /inside.sh
-inside_start /sys/fs/cgroup/app
-in_capsule() { inside fsops-bench "$@"; }
+# fsops-bench in the capsule: a server started in its cgroup before the seal (once sealed,
+# nothing outside may join the cgroup), asked through fifos. Both sides wait in blocking
+# opens, so nothing polls while a workload is timed: the guest's clock counts every
+# instruction the CPU executes, and a poller's (a shell loop forking sleep every 20 ms, as
+# the suites' inside agent does) would be counted, with the guard's cost on each of its
+# forks and execs, as the workload's. fsops-bench times itself, so the round trip is not
+# measured.
+mkfifo /tmp/bench.req /tmp/bench.rep
+( echo 0 >/sys/fs/cgroup/app/cgroup.procs && exec fsops-bench serve /tmp/bench.req /tmp/bench.rep ) &
+in_capsule() { # ops DIR N ROUNDS | where
+    echo "$*" >/tmp/bench.req
+    read -r reply </tmp/bench.rep
+    case $reply in error:*) echo "bench: inside: $reply" >&2; return 1 ;; esac
+    echo "$reply"
+}
+where=$(in_capsule where)
+[ "$where" = "0::/app" ] || { echo "bench: the inside server is in $where, not 0::/app" >&2; exit 1; }
 min() { awk -v a="$1" -v b="$2" 'BEGIN { print (b == "" || a < b) ? a : b }'; }
 detach() { rm -f /sys/fs/bpf/fsguard/link_*; }
 attach() { fsguard-loadbench 0 >/dev/null; }
