@@ -473,13 +473,11 @@ struct {
  *     added to `entry_filesystems`), after which the request loop bumps the epoch,
  *     invalidating every cached answer;
  *   - a raised level, which bumps it too, so nothing written directly into the maps at
- *     level 0 is hidden by an older answer once level 1 begins;
- *   - release_if_last_link (a directory whose filesystem counts one link), which clears it
- *     and bumps the epoch (a reader that looked the entry up just before the delete but
- *     stores its answer after the clear stored it with the old epoch).
+ *     level 0 is hidden by an older answer once level 1 begins.
  * Every other entry added by the programs is a non-directory's (rename and link move no
  * directory into a capsule) or a new inode's (inode_init_security: no storage yet); every
- * other entry deleted belongs to a freed inode. A reader takes the epoch before the hash
+ * entry the programs delete is a non-directory's (release_if_last_link) or a freed inode's
+ * (inode_init_security's stale entries). A reader takes the epoch before the hash
  * lookup, so an answer older than a bump is never stored as current (x86's loads are not
  * reordered with each other). The epoch never wraps: past DIR_CACHE_EPOCH_MASK bumps
  * (anybody may send requests that change nothing) the cache is no longer used.
@@ -575,15 +573,6 @@ static __always_inline void look_up_dir(struct inode *dir, struct entry *e)
 		cached = 0;
 	}
 	*(volatile __u64 *)cache = cached;
-}
-
-/* Forgets what the directory cache holds for `dir` (its entry was just deleted). */
-static __always_inline void forget_dir(struct inode *dir)
-{
-	__u64 *cache = bpf_inode_storage_get(&dir_cache, dir, 0, 0);
-
-	if (cache)
-		*(volatile __u64 *)cache = 0;
 }
 
 static __always_inline void look_up(struct inode *inode, struct entry *e)
@@ -925,24 +914,29 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 }
 
 /*
- * Forgets `e`'s inode when the operation being allowed removes its last link. (It runs before
- * the operation: should the operation then fail, the inode stays linked but unprotected
- * until the next boot's enforcement. Releasing it on inode_free_security instead was
- * tried and reverted after a guest run of that version hit a soft lockup; the stacks of a
- * later such lockup point at the emulator (README, "Known problem"), so that version
- * deserves another try.)
+ * Forgets `e`'s inode when the unlink being allowed removes its last link. (It runs before the
+ * operation: should the operation then fail, the inode stays linked, protected only through
+ * its directory (named_in) until the next boot's enforcement. Releasing it on
+ * inode_free_security instead was tried and reverted after a guest run of that version hit a
+ * soft lockup; the stacks of a later such lockup point at the emulator (README, "Known
+ * problem"), so that version deserves another try.)
+ *
+ * A directory's entry is never released. At rmdir the filesystem says ENOTEMPTY only after
+ * this hook, and the link count tells nothing: a directory has two links until its last one
+ * goes, and on filesystems that count one link per directory (ext4 past 65,000
+ * subdirectories, btrfs) releasing on that count let an inside rmdir of a non-empty
+ * directory strip it of its protection. Even an empty directory is not released: a file
+ * unlinked there while still open keeps it as its directory (named_in), and through
+ * /proc/PID/fd it can still be opened. A removed directory's entry stays until a new inode
+ * takes its number (inode_init_security) or the next boot.
  */
 static __always_inline void release_if_last_link(struct inode *inode, struct entry *e)
 {
 	struct fsguard_stats *st;
 
-	if (!e->hit || e->implicit || !inode || inode->i_nlink > 1)
+	if (!e->hit || e->implicit || !inode || is_dir(inode) || inode->i_nlink > 1)
 		return;
 	if (bpf_map_delete_elem(&inodes, &e->key) == 0) {
-		if (is_dir(inode)) {
-			forget_dir(inode);
-			bump_dir_cache_epoch();
-		}
 		st = stats_slot();
 		if (st)
 			__sync_fetch_and_add(&st->released, 1);
@@ -1301,11 +1295,7 @@ int BPF_PROG(fsguard_inode_rmdir, struct inode *dir, struct dentry *dentry, int 
 	r = decide_cgroup(victim, dentry, FSGUARD_OP_CGROUP);
 	if (r)
 		return r;
-	r = decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
-	if (r)
-		return r;
-	release_if_last_link(victim, &v);
-	return 0;
+	return decide_ancestor(victim, dentry, FSGUARD_OP_RMDIR);
 }
 
 /*
@@ -1417,8 +1407,9 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 		return ret;
 	/*
 	 * A new inode has no past: an entry for its (dev, ino) belongs to a freed inode whose
-	 * number was recycled (ext4 hands freed numbers out again at once). rmdir (a directory
-	 * has two links), a rename that replaces and an O_TMPFILE never linked leave such entries.
+	 * number was recycled (ext4 hands freed numbers out again at once). rmdir (see
+	 * release_if_last_link), a rename that replaces and an O_TMPFILE never linked leave such
+	 * entries.
 	 * So does an unmounted tmpfs, whose device number the next one gets, with inode numbers
 	 * counted from 1 again. This relies on inode numbers being unique among live inodes of a
 	 * filesystem; a tmpfs mounted without inode64 wraps them after 2^32 creations, after

@@ -49,6 +49,9 @@ struct Scenario<'a> {
     min_passed: usize,
     /// PASS lines (prefixes) that must be present.
     required: &'a [&'a str],
+    /// When not empty: mkfs.ext4 options for a fresh 256 MiB {tmp}/disk.img made before the
+    /// boot (tests/vm/run makes one with the defaults otherwise).
+    disk_mkfs: &'a [&'a str],
 }
 
 /// The suite's last line: `fsguard-suite: N passed, M failed`.
@@ -73,6 +76,18 @@ fn run(s: Scenario<'_>) {
     let console_log = dir.path().join("console.log");
     let script = suite_script();
     assert!(script.is_file(), "{} missing", script.display());
+    if !s.disk_mkfs.is_empty() {
+        let img = dir.path().join("disk.img");
+        let made = std::fs::File::create(&img).and_then(|f| f.set_len(256 << 20));
+        assert!(made.is_ok(), "{}: {made:?}", img.display());
+        let out = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", "vmdisk"])
+            .args(s.disk_mkfs)
+            .arg(&img)
+            .output()
+            .expect("cannot start mkfs.ext4");
+        assert!(out.status.success(), "mkfs.ext4: {out:?}");
+    }
     let mut cmd = Command::new(harness());
     cmd.arg("--timeout")
         .arg(TIMEOUT_S)
@@ -196,6 +211,12 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
             "root outside: link /jails/app/ri/c.file /jails/out/ri/n.lnout, created",
             "root outside: open_by_handle_at(O_WRONLY) of a file made inside",
             "the move gives the file an entry of its own (level1: 1)",
+            // rmdir inside releases no directory's entry.
+            "root inside: rmdir of a non-empty directory it made answers ENOTEMPTY",
+            "root outside: create in a directory after an inside rmdir of it failed",
+            "root outside: reopen for writing the unlinked file of a removed directory it holds",
+            "the failed rmdir releases no entry",
+            "the rmdir of an empty directory releases no entry",
             // overlayfs opens the real file behind the overlay's path.
             "root outside: open-wronly f.wronly through an overlay whose upper layer is the tree",
             "root outside: open-wronly c.within2 through an overlay whose upper layer is the tree",
@@ -208,6 +229,7 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
             "root inside, one entry freed: mkdir in the tree",
             "inode map full: the refusal is recorded for capsule app",
         ],
+        disk_mkfs: &[],
     });
 }
 
@@ -226,6 +248,7 @@ fn level0_root_outside_allowed_until_raised() {
             "root outside: open O_WRONLY (frozen bin/ro, sealed)",
             "root outside at level 1: write",
         ],
+        disk_mkfs: &[],
     });
 }
 
@@ -250,9 +273,13 @@ fn ext4_block_device_identity() {
             "ext4: a file handle comes back without the file's directory",
             "root outside: open_by_handle_at(O_WRONLY) of a file made inside",
             "the move gives the file an entry of its own (ext4: 0)",
+            "root outside: reopen for writing the unlinked file of a removed directory it holds",
+            "the failed rmdir releases no entry",
+            "the rmdir of an empty directory releases no entry",
             "root outside: open-wronly c.within2 through an overlay whose upper layer is the tree",
             "root outside: open_by_handle_at(O_WRONLY) of an unrelated file on the capsule's filesystem",
         ],
+        disk_mkfs: &[],
     });
 }
 
@@ -271,5 +298,27 @@ fn nolsm_seal_recorded_but_not_enforced() {
             "sealtool list shows app sealed",
             "re-registering the sealed capsule is refused",
         ],
+        disk_mkfs: &[],
+    });
+}
+
+/// ext4 keeps a directory's link count at 1 past 65,000 subdirectories: an inside rmdir of such
+/// a directory, not empty, must leave it protected (the guard releases no directory's entry:
+/// only the filesystem, after the hook, knows whether it was empty).
+#[test]
+fn ext4_one_link_directory_stays_protected() {
+    run(Scenario {
+        name: "onelink",
+        options: vec!["--disk".into(), "{tmp}/disk.img".into()],
+        env: vec![],
+        min_passed: 10,
+        required: &[
+            "ext4 counts one link for a directory with 65,001 subdirectories",
+            "root inside: rmdir of the one-link directory answers ENOTEMPTY",
+            "the failed rmdir of the one-link directory releases no entry",
+            "root outside: create in the one-link directory after the failed rmdir",
+            "root outside: rename a file into the one-link directory after the failed rmdir",
+        ],
+        disk_mkfs: &["-N", "80000"],
     });
 }

@@ -18,6 +18,10 @@
 #           inode number (ext4 recycles them).
 #   nolsm   booted without the BPF LSM (lsm=landlock,yama): seal exits 3, says enforcement is
 #           NOT active and why, status agrees, the seal is still recorded and final.
+#   onelink on the ext4 disk (/disk, needs --disk with room for 70,000 inodes): a directory with
+#           more than 65,000 subdirectories, whose link count ext4 then keeps at 1, made
+#           inside after the seal; an inside rmdir of it answers ENOTEMPTY, and it must stay
+#           protected (its entry is not released on the link count).
 #
 # Every refusal check is paired with controls that must succeed: the same operation on the
 # same paths before the seal, and on an unrelated tree of the same shape after it, so a
@@ -36,9 +40,9 @@
 set -u
 scenario=${1:-}
 case "$scenario" in
-    level1 | level0 | ext4 | nolsm) ;;
+    level1 | level0 | ext4 | nolsm | onelink) ;;
     *)
-        echo "usage: fsguard-suite.sh level1|level0|ext4|nolsm" >&2
+        echo "usage: fsguard-suite.sh level1|level0|ext4|nolsm|onelink" >&2
         exit 2
         ;;
 esac
@@ -620,6 +624,49 @@ inherited() {
     sealtool status 2>>"$LOG" | sed -n 's/.*inodes added by inside creation \([0-9]*\).*/\1/p'
 }
 
+# The guard's count of entries released by an unlink or rmdir (sealtool status).
+released() {
+    sealtool status 2>>"$LOG" | sed -n 's/.*, released \([0-9]*\).*/\1/p'
+}
+
+# rmdir inside releases no directory's entry: the filesystem says ENOTEMPTY only after the
+# hook (and on one counting one link per directory, releasing on the link count let an
+# inside rmdir strip a non-empty directory of its protection, see the onelink scenario);
+# a file unlinked in an empty directory while still open keeps it as its directory.
+dir_release() { # BASE
+    T=$1/app/ri
+    w=$(sealed_want root-out ri)
+    probe root-in mkdir "$T/c.rmfull" >/dev/null
+    probe root-in create "$T/c.rmfull/f" >/dev/null
+    before=$(released)
+    case $before in
+        '' | *[!0-9]*) bad "sealtool status shows the released count (got '$before')" ;;
+    esac
+    expect "root inside: rmdir of a non-empty directory it made answers ENOTEMPTY" \
+        "error: ENOTEMPTY" "$(probe root-in rmdir "$T/c.rmfull")"
+    expect "the failed rmdir releases no entry" "$before" "$(released)"
+    expect "root outside: create in a directory after an inside rmdir of it failed" "$w" \
+        "$(probe root-out create "$T/c.rmfull/n.after")"
+    expect "root outside: write a file in a directory after an inside rmdir of it failed" "$w" \
+        "$(probe root-out open-wronly "$T/c.rmfull/f")"
+    # A file made inside, held open from outside (reading is allowed) while it is unlinked
+    # and its directory removed: still the capsule's, reopened through /proc/PID/fd.
+    probe root-in mkdir "$T/c.rmheld" >/dev/null
+    probe root-in create "$T/c.rmheld/f" >/dev/null
+    sleep 600 <"$T/c.rmheld/f" &
+    holder=$!
+    expect "root inside: unlink a file held open from outside" allowed \
+        "$(probe root-in unlink "$T/c.rmheld/f")"
+    before=$(released)
+    expect "root inside: rmdir of the emptied directory" allowed \
+        "$(probe root-in rmdir "$T/c.rmheld")"
+    expect "the rmdir of an empty directory releases no entry" "$before" "$(released)"
+    expect "root outside: reopen for writing the unlinked file of a removed directory it holds" \
+        "$w" "$(probe root-out open-wronly "/proc/$holder/fd/0")"
+    kill "$holder"
+    wait "$holder" 2>/dev/null
+}
+
 # ----------------------------------------------------------------------------- full map
 # The guard's inode map full: what inside processes create in, move or link into their tree
 # could not be protected, so it is refused (ENOSPC, rule "full") instead of being made open
@@ -849,6 +896,7 @@ scenario_enforced() {
     created_inside "$base" app out sealed
     handles "$base"
     overlay "$base"
+    dir_release "$base"
     # A file made inside moving to another directory of the tree gets an entry of its own
     # there on tmpfs (its new directory would protect it too, so count it); on ext4 it had
     # one already.
@@ -972,8 +1020,47 @@ scenario_nolsm() {
         "$(probe user-out open-wronly /jails/app/data)"
 }
 
+# A directory whose filesystem counts one link for it (ext4 past 65,000 subdirectories):
+# its link count says nothing about being empty, so an inside rmdir of it, refused by ext4
+# with ENOTEMPTY after the hook, must not have released its entry.
+scenario_onelink() {
+    grep -q ' /disk ext4 ' /proc/mounts || die "/disk is not mounted (run with --disk)"
+    BASE=/disk/base
+    rm -rf "$BASE"
+    mkdir -p "$BASE/app/big" "$CG" && echo data >"$BASE/app/f" || die "cannot make the tree"
+    inside_start "$CG" || die "cannot start the inside agent"
+    out=$(sealtool register "$BASE/app" --name app --seal --cgroup "$CG" 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    expect "sealtool register --seal exits 0" "exit 0" "exit $rc"
+    contains "the seal is enforced" "$out" "enforced by fsguard"
+    # 65,001 subdirectories made inside (each gets an entry, as anything made inside on ext4).
+    (cd "$BASE/app/big" && seq 1 65001 | inside xargs mkdir) >>"$LOG" 2>&1
+    expect "root inside: 65,001 mkdirs in the sealed tree" 65001 \
+        "$(find "$BASE/app/big" -mindepth 1 -maxdepth 1 -type d | wc -l)"
+    expect "ext4 counts one link for a directory with 65,001 subdirectories" 1 \
+        "$(stat -c %h "$BASE/app/big")"
+    before=$(released)
+    case $before in
+        '' | *[!0-9]*) bad "sealtool status shows the released count (got '$before')" ;;
+    esac
+    expect "root inside: rmdir of the one-link directory answers ENOTEMPTY" "error: ENOTEMPTY" \
+        "$(probe root-in rmdir "$BASE/app/big")"
+    expect "the failed rmdir of the one-link directory releases no entry" "$before" "$(released)"
+    expect "root outside: create in the one-link directory after the failed rmdir" refused \
+        "$(probe root-out create "$BASE/app/big/n.after")"
+    echo data >"$BASE/n.src"
+    expect "root outside: rename a file into the one-link directory after the failed rmdir" \
+        refused "$(probe root-out rename "$BASE/n.src" "$BASE/app/big/n.moved")"
+    expect "root inside: create in the one-link directory" allowed \
+        "$(probe root-in create "$BASE/app/big/n.inside")"
+    expect "root outside: create in an unrelated directory of the disk" allowed \
+        "$(probe root-out create "$BASE/n.free")"
+}
+
 case "$scenario" in
     nolsm) scenario_nolsm ;;
+    onelink) scenario_onelink ;;
     *) scenario_enforced ;;
 esac
 finish
