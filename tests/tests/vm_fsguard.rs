@@ -220,6 +220,10 @@ fn level1_outside_refused_inside_allowed_identity_by_inode() {
             // overlayfs opens the real file behind the overlay's path.
             "root outside: open-wronly f.wronly through an overlay whose upper layer is the tree",
             "root outside: open-wronly c.within2 through an overlay whose upper layer is the tree",
+            // ... and an unprivileged user's own overlay, in a user namespace.
+            "user outside: open-wronly free/ui/f.wronly through an overlay it mounted",
+            "user outside: open-wronly app/ui/f.wronly through an overlay it mounted",
+            "user outside: open-wronly app/ui/c.file through an overlay it mounted",
             "root inside, inode map full: create /jails/app/ri/n.nf.file (level1)",
             "root outside, inode map full: write a file made inside meanwhile",
             "root inside, inode map full: mkdir /jails/app/ri/n.full.dir answers ENOSPC",
@@ -277,6 +281,8 @@ fn ext4_block_device_identity() {
             "the failed rmdir releases no entry",
             "the rmdir of an empty directory releases no entry",
             "root outside: open-wronly c.within2 through an overlay whose upper layer is the tree",
+            "user outside: open-wronly app/ui/f.wronly through an overlay it mounted",
+            "user outside: open-wronly app/ui/c.file through an overlay it mounted",
             "root outside: open_by_handle_at(O_WRONLY) of an unrelated file on the capsule's filesystem",
         ],
         disk_mkfs: &[],

@@ -599,6 +599,25 @@ overlay() { # BASE
     umount /ovl/mnt
 }
 
+# The same, mounted by an unprivileged user outside, in a user namespace of its own (overlayfs
+# allows that since 5.11): the real file is opened with the user's credentials, which are
+# refused on the sealed tree at every level. The control: the same over the unrelated tree.
+overlay_userns() { # BASE
+    mkdir -p /ovl/ulower /ovl/umnt
+    for tree in free app; do
+        work=$1/${tree}out/uo/ovl.work
+        [ "$tree" = app ] && work=$1/out/uo/ovl.work
+        mkdir -p "$work" && chown 1000:1000 "$work"
+        want=refused
+        [ "$tree" = free ] && want=allowed
+        for f in f.wronly c.file; do
+            r=$(runas user unshare -rm sh -c "mount -t overlay ovl -o userxattr,lowerdir=/ovl/ulower,upperdir=$1/$tree/ui,workdir=$work /ovl/umnt && exec capsule-probe open-wronly /ovl/umnt/$f" 2>>"$LOG")
+            expect "user outside: open-wronly $tree/ui/$f through an overlay it mounted in a user namespace of its own" \
+                "$want" "$r"
+        done
+    done
+}
+
 # ----------------------------------------------------------------------------- sealtool
 seal_app() { # TREE_ROOT
     out=$(sealtool seal app --cgroup "$CG" --frozen 'bin/**' 2>&1)
@@ -896,6 +915,7 @@ scenario_enforced() {
     created_inside "$base" app out sealed
     handles "$base"
     overlay "$base"
+    overlay_userns "$base"
     dir_release "$base"
     # A file made inside moving to another directory of the tree gets an entry of its own
     # there on tmpfs (its new directory would protect it too, so count it); on ext4 it had
