@@ -915,8 +915,9 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 
 /*
  * Forgets `e`'s inode when the unlink being allowed removes its last link. (It runs before the
- * operation: should the operation then fail, the inode stays linked, protected only through
- * its directory (named_in) until the next boot's enforcement. Releasing it on
+ * operation: should the operation then fail, the inode stays linked, until the next boot's
+ * enforcement protected only through its directory (named_in), so not at all in a directory
+ * of no capsule or an append-only one. Releasing it on
  * inode_free_security instead was tried and reverted after a guest run of that version hit a
  * soft lockup; the stacks of a later such lockup point at the emulator (README, "Known
  * problem"), so that version deserves another try.)

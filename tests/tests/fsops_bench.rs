@@ -63,19 +63,29 @@ fn serve_answers_requests_through_fifos_until_quit() {
         let missing = ask(&r, &p, "ops /no/such/dir 1 1");
         let bad_number = ask(&r, &p, &format!("ops {} many 1", w.display()));
         let unknown = ask(&r, &p, "fly");
+        let no_rounds = ask(&r, &p, &format!("ops {} 1 0", w.display()));
         let ops_again = ask(&r, &p, &format!("ops {} 5 1", w.display()));
         let mut q = fs::OpenOptions::new().write(true).open(&r).unwrap();
         writeln!(q, "quit").unwrap();
-        tx.send((ops, cgroup, missing, bad_number, unknown, ops_again))
-            .unwrap();
+        tx.send((
+            ops, cgroup, missing, bad_number, unknown, no_rounds, ops_again,
+        ))
+        .unwrap();
     });
     let answers = rx.recv_timeout(Duration::from_secs(60));
     let code = wait_exit(&mut server, Duration::from_secs(20));
     if code.is_none() {
         server.kill().ok();
     }
-    let (ops, cgroup, missing, bad_number, unknown, ops_again) =
-        answers.expect("fsops-bench serve did not answer within 60 s");
+    let (ops, cgroup, missing, bad_number, unknown, no_rounds, ops_again) = match answers {
+        Ok(a) => a,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("fsops-bench serve did not answer within 60 s")
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("the conversation with fsops-bench serve failed (see the panic above)")
+        }
+    };
 
     let secs: f64 = ops.parse().unwrap_or_else(|_| panic!("ops reply {ops:?}"));
     assert!(secs > 0.0, "{ops}");
@@ -90,6 +100,7 @@ fn serve_answers_requests_through_fifos_until_quit() {
     );
     assert_eq!(bad_number, "error: \"many\" is not a number");
     assert_eq!(unknown, "error: unknown request \"fly\"");
+    assert_eq!(no_rounds, "error: ROUNDS must be at least 1");
     assert!(
         ops_again.parse::<f64>().is_ok(),
         "still serving: {ops_again:?}"

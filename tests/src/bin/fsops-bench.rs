@@ -48,9 +48,13 @@ fn round(dir: &Path, n: usize, block: &[u8]) -> std::io::Result<f64> {
 /// The best of ROUNDS rounds of the workload, in seconds, formatted as `ops` prints it.
 fn ops(dir: &str, n: &str, rounds: &str) -> Result<String, String> {
     let n = num(n)?;
+    let rounds = num(rounds)?;
+    if rounds == 0 {
+        return Err("ROUNDS must be at least 1".into());
+    }
     let block = vec![0x5au8; 4096];
     let mut best = f64::MAX;
-    for _ in 0..num(rounds)? {
+    for _ in 0..rounds {
         best = best.min(round(Path::new(dir), n, &block).map_err(|e| format!("{dir}: {e}"))?);
     }
     Ok(format!("{best:.4}"))

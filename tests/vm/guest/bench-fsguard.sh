@@ -29,11 +29,22 @@ fsops-bench populate /jails/app/tree "$ENTRIES"
 # forks and execs, as the workload's. fsops-bench times itself, so the round trip is not
 # measured.
 mkfifo /tmp/bench.req /tmp/bench.rep
-( echo 0 >/sys/fs/cgroup/app/cgroup.procs && exec fsops-bench serve /tmp/bench.req /tmp/bench.rep ) &
+(
+    echo 0 >/sys/fs/cgroup/app/cgroup.procs || exit 1
+    exec fsops-bench serve /tmp/bench.req /tmp/bench.rep
+) &
+server=$!
+# A server that is gone (it could not join the cgroup, or failed on a fifo) would leave the
+# fifo opens waiting forever: each side of a request has a deadline (in the guest's time,
+# which here counts instructions: a round of the workload is well under a second of it;
+# busybox timeout's watcher wakes once a second for a kill(0), next to nothing).
 in_capsule() { # ops DIR N ROUNDS | where
-    echo "$*" >/tmp/bench.req
-    read -r reply </tmp/bench.rep
-    case $reply in error:*) echo "bench: inside: $reply" >&2; return 1 ;; esac
+    kill -0 "$server" 2>/dev/null || { echo "bench: the inside server is gone" >&2; exit 1; }
+    timeout 60 sh -c 'echo "$1" >/tmp/bench.req' - "$*" ||
+        { echo "bench: the inside server took no request" >&2; exit 1; }
+    reply=$(timeout 900 sh -c 'read -r r </tmp/bench.rep && echo "$r"') ||
+        { echo "bench: the inside server gave no answer" >&2; exit 1; }
+    case $reply in error:*) echo "bench: inside: $reply" >&2; exit 1 ;; esac
     echo "$reply"
 }
 where=$(in_capsule where)

@@ -74,6 +74,12 @@ expect_rc() { # WHAT EXPECTED_STATUS COMMAND... (output to $LOG)
     "$@" >>"$LOG" 2>&1
     expect "$what" "exit $want" "exit $?"
 }
+count() { # WHAT EXPECTED GOT: expect, for counts read from sealtool status (numbers only)
+    case "$2$3" in
+        '' | *[!0-9]*) bad "$1 (expected a count $2, got '$3')" ;;
+        *) expect "$1" "$2" "$3" ;;
+    esac
+}
 contains() { # WHAT TEXT NEEDLE
     case "$2" in
         *"$3"*) ok "$1" ;;
@@ -643,7 +649,7 @@ inherited() {
     sealtool status 2>>"$LOG" | sed -n 's/.*inodes added by inside creation \([0-9]*\).*/\1/p'
 }
 
-# The guard's count of entries released by an unlink or rmdir (sealtool status).
+# The guard's count of entries released (by a last unlink; rmdir releases none; sealtool status).
 released() {
     sealtool status 2>>"$LOG" | sed -n 's/.*, released \([0-9]*\).*/\1/p'
 }
@@ -653,37 +659,44 @@ released() {
 # inside rmdir strip a non-empty directory of its protection, see the onelink scenario);
 # a file unlinked in an empty directory while still open keeps it as its directory.
 dir_release() { # BASE
-    T=$1/app/ri
-    w=$(sealed_want root-out ri)
-    probe root-in mkdir "$T/c.rmfull" >/dev/null
-    probe root-in create "$T/c.rmfull/f" >/dev/null
-    before=$(released)
-    case $before in
-        '' | *[!0-9]*) bad "sealtool status shows the released count (got '$before')" ;;
-    esac
-    expect "root inside: rmdir of a non-empty directory it made answers ENOTEMPTY" \
-        "error: ENOTEMPTY" "$(probe root-in rmdir "$T/c.rmfull")"
-    expect "the failed rmdir releases no entry" "$before" "$(released)"
-    expect "root outside: create in a directory after an inside rmdir of it failed" "$w" \
-        "$(probe root-out create "$T/c.rmfull/n.after")"
-    expect "root outside: write a file in a directory after an inside rmdir of it failed" "$w" \
-        "$(probe root-out open-wronly "$T/c.rmfull/f")"
-    # A file made inside, held open from outside (reading is allowed) while it is unlinked
-    # and its directory removed: still the capsule's, reopened through /proc/PID/fd.
-    probe root-in mkdir "$T/c.rmheld" >/dev/null
-    probe root-in create "$T/c.rmheld/f" >/dev/null
-    sleep 600 <"$T/c.rmheld/f" &
-    holder=$!
-    expect "root inside: unlink a file held open from outside" allowed \
-        "$(probe root-in unlink "$T/c.rmheld/f")"
-    before=$(released)
-    expect "root inside: rmdir of the emptied directory" allowed \
-        "$(probe root-in rmdir "$T/c.rmheld")"
-    expect "the rmdir of an empty directory releases no entry" "$before" "$(released)"
-    expect "root outside: reopen for writing the unlinked file of a removed directory it holds" \
-        "$w" "$(probe root-out open-wronly "/proc/$holder/fd/0")"
-    kill "$holder"
-    wait "$holder" 2>/dev/null
+    for tree in free app; do
+        T=$1/$tree/ri
+        w=$(sealed_want root-out ri)
+        mode=sealed
+        [ "$tree" = free ] && w=allowed mode=free
+        probe root-in mkdir "$T/c.rmfull" >/dev/null
+        probe root-in create "$T/c.rmfull/f" >/dev/null
+        before=$(released)
+        expect "root inside: rmdir of a non-empty directory it made answers ENOTEMPTY ($mode)" \
+            "error: ENOTEMPTY" "$(probe root-in rmdir "$T/c.rmfull")"
+        count "the failed rmdir releases no entry ($mode)" "$before" "$(released)"
+        expect "root outside: create in a directory after an inside rmdir of it failed ($mode)" \
+            "$w" "$(probe root-out create "$T/c.rmfull/n.after")"
+        expect "root outside: write a file in a directory after an inside rmdir of it failed ($mode)" \
+            "$w" "$(probe root-out open-wronly "$T/c.rmfull/f")"
+        # A file made inside, held open from outside (reading is allowed) while it is
+        # unlinked and its directory removed: still the capsule's, reopened through
+        # /proc/PID/fd.
+        probe root-in mkdir "$T/c.rmheld" >/dev/null
+        probe root-in create "$T/c.rmheld/f" >/dev/null
+        sleep 600 <"$T/c.rmheld/f" &
+        holder=$!
+        i=0
+        while [ "$(readlink "/proc/$holder/fd/0")" != "$T/c.rmheld/f" ] && [ $i -lt 200 ]; do
+            sleep 0.05
+            i=$((i + 1))
+        done
+        expect "root inside: unlink a file held open from outside ($mode)" allowed \
+            "$(probe root-in unlink "$T/c.rmheld/f")"
+        before=$(released)
+        expect "root inside: rmdir of the emptied directory ($mode)" allowed \
+            "$(probe root-in rmdir "$T/c.rmheld")"
+        count "the rmdir of an empty directory releases no entry ($mode)" "$before" "$(released)"
+        expect "root outside: reopen for writing the unlinked file of a removed directory it holds ($mode)" \
+            "$w" "$(probe root-out open-wronly "/proc/$holder/fd/0")"
+        kill "$holder"
+        wait "$holder" 2>/dev/null
+    done
 }
 
 # ----------------------------------------------------------------------------- full map
@@ -1061,12 +1074,9 @@ scenario_onelink() {
     expect "ext4 counts one link for a directory with 65,001 subdirectories" 1 \
         "$(stat -c %h "$BASE/app/big")"
     before=$(released)
-    case $before in
-        '' | *[!0-9]*) bad "sealtool status shows the released count (got '$before')" ;;
-    esac
     expect "root inside: rmdir of the one-link directory answers ENOTEMPTY" "error: ENOTEMPTY" \
         "$(probe root-in rmdir "$BASE/app/big")"
-    expect "the failed rmdir of the one-link directory releases no entry" "$before" "$(released)"
+    count "the failed rmdir of the one-link directory releases no entry" "$before" "$(released)"
     expect "root outside: create in the one-link directory after the failed rmdir" refused \
         "$(probe root-out create "$BASE/app/big/n.after")"
     echo data >"$BASE/n.src"
