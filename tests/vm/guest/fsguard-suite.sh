@@ -795,7 +795,7 @@ full_map() { # BASE
 # ----------------------------------------------------------------------------- scenarios
 setup_fs() {
     case "$scenario" in
-        ext4)
+        ext4 | onelink)
             grep -q ' /disk ext4 ' /proc/mounts || die "/disk is not mounted (run with --disk)"
             BASE=/disk/base
             rm -rf "$BASE"
@@ -1057,11 +1057,8 @@ scenario_nolsm() {
 # its link count says nothing about being empty, so an inside rmdir of it, refused by ext4
 # with ENOTEMPTY after the hook, must not have released its entry.
 scenario_onelink() {
-    grep -q ' /disk ext4 ' /proc/mounts || die "/disk is not mounted (run with --disk)"
-    BASE=/disk/base
-    rm -rf "$BASE"
-    mkdir -p "$BASE/app/big" "$CG" && echo data >"$BASE/app/f" || die "cannot make the tree"
-    inside_start "$CG" || die "cannot start the inside agent"
+    setup_fs
+    mkdir -p "$BASE/app/big" && echo data >"$BASE/app/f" || die "cannot make the tree"
     out=$(sealtool register "$BASE/app" --name app --seal --cgroup "$CG" 2>&1)
     rc=$?
     echo "$out" >>"$LOG"
