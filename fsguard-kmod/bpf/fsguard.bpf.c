@@ -516,6 +516,83 @@ static __always_inline void bump_dir_cache_epoch(void)
 		__sync_fetch_and_add(epoch, 1);
 }
 
+/*
+ * The inode-number marks: for each filesystem, a number at least as high as the inode number
+ * of every entry it has in `inodes`. An inode numbered above its filesystem's mark has no
+ * entry, which spares the hash lookup. That is most of a capsule's own work on tmpfs: tmpfs
+ * numbers its inodes in creation order, so a file made inside after the seal, protected
+ * through its directory (named_in), is numbered above every entry of the tree (and above
+ * those added since, until an entry is added for a newer inode: a directory made inside, a
+ * file moved or linked to another directory). Elsewhere (ext4 hands freed numbers out again)
+ * it is spared less often, never wrongly.
+ *
+ * Why it stays true: every entry numbered below FSGUARD_FS_MARK_LIMIT is added through
+ * raise_mark() first (apply_inode, adopt), and marks never go down (a released entry leaves
+ * its mark as it was; the loader only ever writes the highest mark over a reused `inodes`,
+ * one load at a time). Filesystems share a
+ * slot by their device number (fs_mark_slot): a shared mark bounds them all. A slot is
+ * trusted only once the loader has made it valid (FSGUARD_FS_MARK_VALID), which it does when
+ * it creates `inodes` as well (any mark bounds an empty map), or over an `inodes` it reuses
+ * after setting the mark to the highest number (this map new to it, or entries possibly
+ * added by another build's guard, which the config's version tells: see
+ * FSGUARD_ABI_VERSION). A direct write into `inodes` at level 0 must raise the mark as the
+ * guard does, as it must add the filesystem to `entry_filesystems`; from level 1 on nobody
+ * may open either map.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FSGUARD_FS_MARK_SLOTS);
+	__type(key, __u32);
+	__type(value, struct fsguard_fs_mark);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fs_marks SEC(".maps");
+
+/* Anonymous devices (tmpfs, overlayfs, ...: major 0) by minor, the others spread over the
+ * same slots by major. */
+static __always_inline __u32 fs_mark_slot(__u64 dev)
+{
+	return ((__u32)dev + (__u32)(dev >> 20) * 613u) & (FSGUARD_FS_MARK_SLOTS - 1);
+}
+
+/* Whether `key` is numbered above its filesystem's mark: then it has no entry in `inodes`. */
+static __always_inline bool above_mark(struct fsguard_inode_key *key)
+{
+	__u32 slot = fs_mark_slot(key->dev);
+	struct fsguard_fs_mark *m;
+
+	if (key->ino >= FSGUARD_FS_MARK_LIMIT)
+		return false;
+	m = bpf_map_lookup_elem(&fs_marks, &slot);
+	return m && m->valid == FSGUARD_FS_MARK_VALID && key->ino > *(volatile __u64 *)&m->mark;
+}
+
+/*
+ * Raises `key`'s filesystem's mark to at least its inode number, before an entry is added
+ * for it. Without compare-and-swap (the programs are built for the first BPF instruction
+ * set) it adds the difference to the mark seen: whatever others add at the same time, the
+ * mark ends at least that high (it only grows), at worst above what is needed. Numbers from
+ * FSGUARD_FS_MARK_LIMIT up are never skipped, so not raised for: each addition is then below
+ * the limit, and even one from every task at once leaves the mark far from wrapping around
+ * (which would put it below entries). False only if the slot can't be read (not for an index
+ * the map has): the entry must not be added then.
+ */
+static __always_inline bool raise_mark(struct fsguard_inode_key *key)
+{
+	__u32 slot = fs_mark_slot(key->dev);
+	struct fsguard_fs_mark *m;
+	__u64 seen;
+
+	if (key->ino >= FSGUARD_FS_MARK_LIMIT)
+		return true;
+	m = bpf_map_lookup_elem(&fs_marks, &slot);
+	if (!m)
+		return false;
+	seen = *(volatile __u64 *)&m->mark;
+	if (seen < key->ino)
+		__sync_fetch_and_add(&m->mark, key->ino - seen);
+	return true;
+}
+
 /* Whether filesystem `dev` holds no entry of any capsule (see entry_filesystems). */
 static __always_inline bool fs_without_entries(__u64 dev)
 {
@@ -527,7 +604,13 @@ static __always_inline bool fs_without_entries(__u64 dev)
 
 static __always_inline void look_up_hash(struct entry *e)
 {
-	struct fsguard_inode_value *v = bpf_map_lookup_elem(&inodes, &e->key);
+	struct fsguard_inode_value *v;
+
+	if (above_mark(&e->key)) {
+		e->hit = false;
+		return;
+	}
+	v = bpf_map_lookup_elem(&inodes, &e->key);
 
 	e->hit = v != NULL;
 	if (v)
@@ -817,7 +900,7 @@ static __always_inline int adopt(struct entry *d, struct inode *inode, struct in
 
 	value.capsule = d->v.capsule;
 	value.flags = d->v.flags;
-	if (inode_key(inode, &key)) {
+	if (inode_key(inode, &key) && raise_mark(&key)) {
 		/* As an int: the verifier turns the helper into a direct call of the hash map's
 		 * update, whose int result leaves the register's upper half zero (-EEXIST reads
 		 * as 4294967279 in 64 bits). */
@@ -1418,36 +1501,39 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	 * "inode number overflow"). A new directory's (or O_TMPFILE's) entry in a capsule's
 	 * directory replaces a stale one; otherwise (a named file in a capsule's directory on
 	 * tmpfs included, which named_in then covers) a stale one is deleted.
+	 *
+	 * A named non-directory on tmpfs is its directory's capsule's through its name
+	 * (named_in), whatever the directory, and gets no entry: its directory need not be
+	 * looked up. Elsewhere a new inode in a capsule's directory gets an entry: a disk
+	 * filesystem drops names from its caches, and a file handle (open_by_handle_at, nfsd)
+	 * can then bring the inode back without its directory, where only an entry of its own
+	 * protects it. So does a directory, an O_TMPFILE (and an inode of a type not set yet:
+	 * fail closed). No dentry here: a refusal names the directory.
 	 */
-	look_up(dir, &d);
-	if (d.hit && !(d.v.flags & FSGUARD_INODE_APPEND_ONLY)) {
-		/*
-		 * O_TMPFILE (no name): no hook judged the creation before this one (vfs_tmpfile
-		 * has none; file_open's check comes after), so judge it here: a refused outsider's
-		 * inode must not be adopted (on tmpfs each attempt would leave an entry behind).
-		 */
-		if (!qstr) {
-			struct caller me = {};
-			int r = decide_entry(&me, &d, inode_alias(dir), FSGUARD_OP_CREATE);
+	if (!qstr || is_dir(inode) || !(inode->i_mode & S_IFMT) ||
+	    inode->i_sb->s_magic != TMPFS_MAGIC) {
+		look_up(dir, &d);
+		if (d.hit && !(d.v.flags & FSGUARD_INODE_APPEND_ONLY)) {
+			/*
+			 * O_TMPFILE (no name): no hook judged the creation before this one
+			 * (vfs_tmpfile has none; file_open's check comes after), so judge it here:
+			 * a refused outsider's inode must not be adopted (on tmpfs each attempt
+			 * would leave an entry behind).
+			 */
+			if (!qstr) {
+				struct caller me = {};
+				int r = decide_entry(&me, &d, inode_alias(dir), FSGUARD_OP_CREATE);
 
-			if (r)
-				return r;
-		}
-		/*
-		 * A named non-directory on tmpfs is the capsule's through its name (named_in) and
-		 * gets no entry. Elsewhere it gets one: a disk filesystem drops names from its
-		 * caches, and a file handle (open_by_handle_at, nfsd) can then bring the inode back
-		 * without its directory, where only an entry of its own protects it. So does a
-		 * directory, an O_TMPFILE (and an inode of a type not set yet: fail closed). No
-		 * dentry here: a refusal names the directory.
-		 */
-		if (!qstr || is_dir(inode) || !(inode->i_mode & S_IFMT) ||
-		    inode->i_sb->s_magic != TMPFS_MAGIC)
+				if (r)
+					return r;
+			}
 			return adopt(&d, inode, dir, NULL, FSGUARD_OP_CREATE, BPF_ANY);
+		}
 	}
 	/* Looked up first: a lookup is lock-free, a delete takes the bucket lock, and this
 	 * runs for every inode created anywhere. */
-	if (!d.fs_clean && inode_key(inode, &key) && bpf_map_lookup_elem(&inodes, &key))
+	if (!d.fs_clean && inode_key(inode, &key) && !above_mark(&key) &&
+	    bpf_map_lookup_elem(&inodes, &key))
 		bpf_map_delete_elem(&inodes, &key);
 	return 0;
 }
@@ -1835,7 +1921,8 @@ static __always_inline bool is_guarded_map(struct bpf_map *map)
 	       map == (void *)&cgroup_capsules || map == (void *)&members ||
 	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path ||
 	       map == (void *)&cgroup_ancestors || map == (void *)&dir_cache ||
-	       map == (void *)&dir_cache_epoch || map == (void *)&entry_filesystems;
+	       map == (void *)&dir_cache_epoch || map == (void *)&entry_filesystems ||
+	       map == (void *)&fs_marks;
 }
 
 SEC("lsm/bpf_map")
@@ -1918,6 +2005,8 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 
 		bpf_map_delete_elem(&entry_filesystems, &complete);
 	}
+	if (!raise_mark(&key))
+		return REJECTED;
 	/* (int): see adopt(). */
 	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST);
 	if (!err)

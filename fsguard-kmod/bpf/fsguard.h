@@ -16,8 +16,10 @@
 
 /* "FSGD": first field of struct fsguard_config. */
 #define FSGUARD_MAGIC 0x46534744u
-/* Layout version of every struct in this header. */
-#define FSGUARD_ABI_VERSION 3u
+/* Version of every struct in this header and of what the pinned maps hold: a loader that
+ * finds another version's config over a reused `inodes` map does not trust what that guard
+ * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. */
+#define FSGUARD_ABI_VERSION 4u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -75,6 +77,12 @@
  * deletes it when the map is full. Without it no filesystem counts as free of entries. */
 #define FSGUARD_MAX_ENTRY_FILESYSTEMS 4096u
 #define FSGUARD_ENTRY_FILESYSTEMS_COMPLETE 0xffffffffffffffffull
+/* The `fs_marks` map's slots (which slot a filesystem has: fs_marks in fsguard.bpf.c). */
+#define FSGUARD_FS_MARK_SLOTS 4096u
+/* Marks bound only inode numbers below this: raising by addition (no compare-and-swap) can
+ * then overshoot by at most this much per raise under way at once, far from wrapping. */
+#define FSGUARD_FS_MARK_LIMIT (1ull << 32)
+#define FSGUARD_FS_MARK_VALID 0x6673676d61726b31ull /* "fsgmark1" */
 /* A capsule's cgroup must be at most this deep below the cgroup2 root (root = 0), so that the
  * kernel finds it among a process's ancestors with a bounded loop. */
 #define FSGUARD_MAX_CGROUP_DEPTH 32u
@@ -223,6 +231,15 @@ struct fsguard_ratelimit {
 	__u64 window_start_ns;
 	__u64 sent;
 };
+
+/* A slot of `fs_marks`: `mark` is at least the inode number of every entry in `inodes` of the
+ * filesystems that share the slot, once the loader has made `valid` FSGUARD_FS_MARK_VALID
+ * (a new map's zeros are not). Only the guard raises `mark`; only the loader writes `valid`. */
+struct fsguard_fs_mark {
+	__u64 mark;
+	__u64 valid;
+};
+_Static_assert(sizeof(struct fsguard_fs_mark) == 16, "fsguard_fs_mark layout changed");
 
 struct fsguard_request {
 	__u32 kind;  /* FSGUARD_REQ_* */

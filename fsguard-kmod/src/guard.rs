@@ -20,9 +20,10 @@ use aya::programs::Lsm;
 use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::shared::{
-    fsguard_capsule, fsguard_config, fsguard_inode_key, fsguard_request, fsguard_state,
-    fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD, FSGUARD_CAPSULE_HAS_CGROUP,
-    FSGUARD_ENTRY_FILESYSTEMS_COMPLETE, FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES,
+    fsguard_capsule, fsguard_config, fsguard_fs_mark, fsguard_inode_key, fsguard_request,
+    fsguard_state, fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD,
+    FSGUARD_CAPSULE_HAS_CGROUP, FSGUARD_ENTRY_FILESYSTEMS_COMPLETE, FSGUARD_FS_MARK_SLOTS,
+    FSGUARD_FS_MARK_VALID, FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES,
     FSGUARD_MAX_REQUESTS, FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE,
     FSGUARD_REQ_CGROUP, FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE,
     FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
@@ -112,6 +113,7 @@ pub const MAPS: &[&str] = &[
     "dir_cache",
     "dir_cache_epoch",
     "entry_filesystems",
+    "fs_marks",
     "ancestors",
     "pin_path",
     "devices",
@@ -184,6 +186,76 @@ where
         map,
     })?;
     M::try_from(raw).map_err(map_err("type-check", map))
+}
+
+/// What may have added the entries of the `inodes` map a load finds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Filled {
+    /// Nothing: the map is created by this load.
+    Never,
+    /// This ABI's guard (the config is this ABI's), which keeps the maps that describe
+    /// `inodes` (`entry_filesystems`, `fs_marks`) with it.
+    ByThisAbi,
+    /// Possibly another build's guard (an in-place upgrade or downgrade), which may not.
+    Unknown,
+}
+
+/// Makes every slot of `fs_marks` trusted (see the map in `bpf/fsguard.bpf.c`), before any
+/// program runs. With a fresh `inodes` any mark bounds its entries (there are none). Over a
+/// reused one, a slot not yet trusted (a map new to this `inodes`, or a load that stopped
+/// half way) gets the highest mark, which bounds whatever `inodes` holds; and every slot
+/// does when another build may have added entries without raising the marks.
+fn trust_fs_marks(ebpf: &mut Ebpf, history: Filled) -> Result<()> {
+    let mut marks: Array<&mut MapData, fsguard_fs_mark> = loaded_map(ebpf, "fs_marks")?;
+    // Slots are made valid in order, and none is ever made invalid: with the last one valid,
+    // every one is (one read instead of 4,096 on a reload by the same build).
+    let last = marks
+        .get(&(FSGUARD_FS_MARK_SLOTS - 1), 0)
+        .map_err(map_err("read", "fs_marks"))?;
+    if last.valid == FSGUARD_FS_MARK_VALID && history != Filled::Unknown {
+        return Ok(());
+    }
+    for slot in 0..FSGUARD_FS_MARK_SLOTS {
+        let m = marks.get(&slot, 0).map_err(map_err("read", "fs_marks"))?;
+        if let Some(m) = trusted_slot(history, m) {
+            marks
+                .set(slot, m, 0)
+                .map_err(map_err("write", "fs_marks"))?;
+        }
+    }
+    Ok(())
+}
+
+/// What a load writes into a slot of `fs_marks` found as `m` (None: it stays). A mark is
+/// never lowered: the programs of a guard may be raising it.
+fn trusted_slot(history: Filled, m: fsguard_fs_mark) -> Option<fsguard_fs_mark> {
+    let valid = m.valid == FSGUARD_FS_MARK_VALID;
+    let mark = match (history, valid) {
+        (Filled::Unknown, _) | (Filled::ByThisAbi, false) => u64::MAX,
+        (Filled::Never, false) => m.mark,
+        (Filled::Never | Filled::ByThisAbi, true) => return None,
+    };
+    Some(fsguard_fs_mark {
+        mark,
+        valid: FSGUARD_FS_MARK_VALID,
+    })
+}
+
+/// An exclusive lock on the pin directory, held until dropped (the descriptor closes).
+fn lock_pin_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let pin_err = |source| Error::Pin {
+        op: "lock",
+        path: dir.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(dir).map_err(pin_err)?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(pin_err(std::io::Error::last_os_error()));
+    }
+    Ok(file)
 }
 
 fn open_pinned<M: TryFrom<Map, Error = aya::maps::MapError>>(
@@ -260,6 +332,9 @@ impl Guard {
             path: dir.to_path_buf(),
             source,
         })?;
+        // One load at a time: what a load writes into reused maps (below) is read, decided
+        // and written back, which a second load's programs must not run in between.
+        let _lock = lock_pin_dir(dir)?;
         // Whether `inodes` is created now (not reused from an earlier load): only then is
         // `entry_filesystems` known to hold every filesystem with entries.
         let fresh_inodes = !dir.join("inodes").exists();
@@ -276,10 +351,54 @@ impl Guard {
                 source,
             })?;
         {
+            let current = {
+                let config: Array<&mut MapData, fsguard_config> = loaded_map(&mut ebpf, "config")?;
+                config.get(&0, 0).map_err(map_err("read", "config"))?
+            };
+            // A config this ABI wrote: whatever filled a reused `inodes` since was this ABI's
+            // guard (another build's loader rewrites the config with its own version), which
+            // keeps `entry_filesystems` and `fs_marks` with it. The config is rewritten only
+            // after both are made right, so that a load that stops half way leaves the
+            // config that tells the next one to do it again.
+            let history = if fresh_inodes {
+                Filled::Never
+            } else if current.is_valid() {
+                Filled::ByThisAbi
+            } else {
+                Filled::Unknown
+            };
+            let mut filesystems: HashMap<&mut MapData, u64, u32> =
+                loaded_map(&mut ebpf, "entry_filesystems")?;
+            // bindgen types the header's all-ones constant as -1i32; the key is all ones.
+            let complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE as u64;
+            debug_assert_eq!(complete, u64::MAX);
+            match history {
+                Filled::Never => filesystems
+                    .insert(complete, 0, 0)
+                    .map_err(map_err("write", "entry_filesystems"))?,
+                Filled::Unknown => match filesystems.remove(&complete) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {}
+                    // aya reports a missing key as the syscall's ENOENT.
+                    Err(aya::maps::MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(map_err("write", "entry_filesystems")(e)),
+                },
+                Filled::ByThisAbi => {}
+            }
+            trust_fs_marks(&mut ebpf, history)?;
+            // Answers the directory cache kept from before this load (from the maps as they
+            // were, or from another build) are not trusted: the programs about to be
+            // attached look everything up again.
+            let mut epoch: Array<&mut MapData, u64> = loaded_map(&mut ebpf, "dir_cache_epoch")?;
+            let now = epoch
+                .get(&0, 0)
+                .map_err(map_err("read", "dir_cache_epoch"))?;
+            epoch
+                .set(0, now.wrapping_add(1), 0)
+                .map_err(map_err("write", "dir_cache_epoch"))?;
             // The config is written before any program runs: a fresh map is all zeros, which
             // the programs read as level 1 (fail closed), never as "off".
             let mut config: Array<&mut MapData, fsguard_config> = loaded_map(&mut ebpf, "config")?;
-            let current = config.get(&0, 0).map_err(map_err("read", "config"))?;
             let level = if current.is_valid() {
                 current.level
             } else {
@@ -295,16 +414,6 @@ impl Guard {
             st.magic = FSGUARD_MAGIC;
             st.level = level;
             state.set(0, st, 0).map_err(map_err("write", "state"))?;
-            if fresh_inodes {
-                let mut filesystems: HashMap<&mut MapData, u64, u32> =
-                    loaded_map(&mut ebpf, "entry_filesystems")?;
-                // bindgen types the header's all-ones constant as -1i32; the key is all ones.
-                let complete = FSGUARD_ENTRY_FILESYSTEMS_COMPLETE as u64;
-                debug_assert_eq!(complete, u64::MAX);
-                filesystems
-                    .insert(complete, 0, 0)
-                    .map_err(map_err("write", "entry_filesystems"))?;
-            }
         }
         let mut links = Vec::new();
         for (program, hook) in PROGRAMS {
@@ -658,6 +767,36 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fs_mark_slots_are_trusted_only_where_they_bound_the_map() {
+        let slot = |mark, valid| fsguard_fs_mark { mark, valid };
+        let trusted = |mark| Some(slot(mark, FSGUARD_FS_MARK_VALID));
+        let (fresh, stale) = (slot(7, 0), slot(7, FSGUARD_FS_MARK_VALID));
+        // A new `inodes`: any mark bounds it; a valid slot stays as its guard raised it.
+        assert_eq!(trusted_slot(Filled::Never, fresh), trusted(7));
+        assert_eq!(trusted_slot(Filled::Never, stale), None);
+        // A reused `inodes`: a slot never trusted for it gets the highest mark.
+        assert_eq!(trusted_slot(Filled::ByThisAbi, fresh), trusted(u64::MAX));
+        assert_eq!(trusted_slot(Filled::ByThisAbi, stale), None);
+        // Possibly filled by another build: no slot keeps its mark.
+        assert_eq!(trusted_slot(Filled::Unknown, fresh), trusted(u64::MAX));
+        assert_eq!(trusted_slot(Filled::Unknown, stale), trusted(u64::MAX));
+        // Never lowered, whatever was there.
+        for history in [Filled::Never, Filled::ByThisAbi, Filled::Unknown] {
+            for m in [
+                slot(0, 0),
+                slot(u64::MAX, 0),
+                slot(5, FSGUARD_FS_MARK_VALID),
+                slot(9, 3),
+            ] {
+                if let Some(new) = trusted_slot(history, m) {
+                    assert!(new.mark >= m.mark, "{history:?} lowered {}", m.mark);
+                    assert_eq!(new.valid, FSGUARD_FS_MARK_VALID);
+                }
+            }
+        }
+    }
 
     #[test]
     fn inode_capacity_defaults_and_bounds() {

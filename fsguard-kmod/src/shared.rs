@@ -34,6 +34,9 @@ unsafe impl aya::Pod for fsguard_event {}
 // SAFETY: `fsguard_ratelimit` is `#[repr(C)]` with two `u64` (16 bytes, no padding); any bit
 // pattern is valid.
 unsafe impl aya::Pod for fsguard_ratelimit {}
+// SAFETY: `fsguard_fs_mark` is `#[repr(C)]` with two `u64` (16 bytes, no padding, pinned by
+// the header's _Static_assert); any bit pattern is valid.
+unsafe impl aya::Pod for fsguard_fs_mark {}
 // SAFETY: `fsguard_request` is `#[repr(C)]`: two u32, two u64, two u32 and an
 // `fsguard_capsule` (112 bytes, no padding, pinned by the header's _Static_assert); any bit
 // pattern is valid.

@@ -1,8 +1,10 @@
-//! fsguard-loadbench N: loads N synthetic inode identities into the guard (a capsule slot of
+//! fsguard-loadbench N [LEVEL]: loads N synthetic inode identities into the guard (a capsule slot of
 //! its own, on a device number no filesystem uses, so they match no file) and prints how long
 //! it took. Guest only (scripts/bench-fsguard): shows that loading a million entries takes
 //! seconds and, with the workload around it, that per-operation cost does not grow with them.
-//! The fsguard suite fills the map with it (it then fails: the guard rejects what is over).
+//! The fsguard suite fills the map with it (it then fails: the guard rejects what is over),
+//! and loads the guard again with it after an in-place upgrade. LEVEL: the level a guard
+//! loaded now starts at (default 1), as `sealtool level` would load it.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -16,15 +18,18 @@ const UNUSED_DEV: u64 = 0xfffff;
 const CHUNK: u64 = 1 << 18;
 
 fn main() -> ExitCode {
-    let n: u64 = match std::env::args().nth(1).and_then(|a| a.parse().ok()) {
-        Some(n) => n,
-        None => {
-            eprintln!("usage: fsguard-loadbench N");
-            return ExitCode::from(2);
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let parsed = match args.as_slice() {
+        [n] => n.parse().ok().map(|n| (n, FSGUARD_LEVEL_SEALED)),
+        [n, level] => n.parse().ok().zip(level.parse().ok()),
+        _ => None,
+    };
+    let Some((n, initial_level)): Option<(u64, u32)> = parsed else {
+        eprintln!("usage: fsguard-loadbench N [LEVEL]");
+        return ExitCode::from(2);
     };
     let result = (|| -> fsguard::Result<f64> {
-        let (mut guard, _) = Guard::open_or_load(FSGUARD_LEVEL_SEALED)?;
+        let (mut guard, _) = Guard::open_or_load(initial_level)?;
         let slot = guard.ensure_capsule("loadbench", None)?;
         // In chunks, so that filling the whole map (the fsguard suite's full-map checks)
         // needs no gigabyte of requests at once.

@@ -26,6 +26,13 @@
 //!                         the same with a request to make a cgroup the inside of SLOT
 //!   request-append-only PIN_DIR SLOT PATH
 //!                         the same with a request to mark PATH's inode append-only in SLOT
+//!   config-version PIN_DIR N
+//!                         rewrites the version in PIN_DIR/config (level 0 only: what another
+//!                         build's loader leaves there); `allowed` when written
+//!   insert-inode PIN_DIR PATH SLOT
+//!                         writes PATH's inode straight into PIN_DIR/inodes in capsule SLOT,
+//!                         as another build's guard would add it (no fs_marks raise, no
+//!                         entry_filesystems); `allowed` when written
 //!   load-kprobe           BPF_PROG_LOAD of a two-instruction kprobe program (judged)
 //!   perf-open             perf_event_open of a software clock on this process (judged)
 //!   sg-io DEVICE          open DEVICE read-only (setup), ioctl SG_IO with an empty
@@ -158,18 +165,69 @@ fn open_all_maps() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn read_state(state: i64) -> Result<State, i32> {
+/// BPF_MAP_UPDATE_ELEM of `key` = `value` in the map pinned at `path`.
+fn update_pinned<K, V>(path: &str, key: &K, value: &V) -> Result<i64, i32> {
+    let map = obj_get(path, 0)?;
+    bpf(
+        BPF_MAP_UPDATE_ELEM,
+        &[
+            map as u64,
+            key as *const K as u64,
+            value as *const V as u64,
+            0,
+        ],
+    )
+}
+
+/// `fsguard_config` as in fsguard.h.
+#[repr(C)]
+#[derive(Default, Clone, Copy)]
+struct Config {
+    magic: u32,
+    version: u32,
+    level: u32,
+    init_mnt_ns: u32,
+}
+
+fn config_version(pin_dir: &str, version: u32) -> Result<i64, i32> {
+    let path = format!("{pin_dir}/config");
+    let mut cfg: Config = lookup_zero(obj_get(&path, 0)?)?;
+    cfg.version = version;
+    update_pinned(&path, &0u32, &cfg)
+}
+
+fn insert_inode(pin_dir: &str, path: &str, slot: u32) -> Result<i64, i32> {
+    let c = CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
+    // SAFETY: an all-zero `stat` is a valid value; stat(2) fills it from a NUL-terminated path.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is NUL-terminated and `st` a live, writable `stat`.
+    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    // The kernel's dev_t, as the guard keys inodes: (major << 20) | minor.
+    let dev = (u64::from(libc::major(st.st_dev)) << 20) | u64::from(libc::minor(st.st_dev));
+    let key: [u64; 2] = [dev, st.st_ino];
+    let value: [u32; 2] = [slot, 0];
+    update_pinned(&format!("{pin_dir}/inodes"), &key, &value)
+}
+
+/// Element 0 of array map `map`, whose values are `V`s.
+fn lookup_zero<V: Default>(map: i64) -> Result<V, i32> {
     let zero = 0u32;
-    let mut st = State::default();
+    let mut value = V::default();
     bpf(
         BPF_MAP_LOOKUP_ELEM,
         &[
-            state as u64,
+            map as u64,
             &zero as *const u32 as u64,
-            &mut st as *mut State as u64,
+            &mut value as *mut V as u64,
         ],
     )?;
-    Ok(st)
+    Ok(value)
+}
+
+fn read_state(state: i64) -> Result<State, i32> {
+    lookup_zero(state)
 }
 
 fn submit(pin_dir: &str, req: Request) -> ExitCode {
@@ -351,6 +409,14 @@ fn main() -> ExitCode {
         ["obj-get", path] => judged(obj_get(path, 0)),
         ["obj-get", path, "ro"] => judged(obj_get(path, BPF_F_RDONLY)),
         ["open-all-maps"] => open_all_maps(),
+        ["config-version", dir, n] => match n.parse::<u32>() {
+            Ok(version) => judged(config_version(dir, version)),
+            Err(_) => usage(),
+        },
+        ["insert-inode", dir, path, slot] => match slot.parse::<u32>() {
+            Ok(slot) => judged(insert_inode(dir, path, slot)),
+            Err(_) => usage(),
+        },
         ["prog-stats"] => prog_stats(),
         ["link-detach", path] => match obj_get(path, 0) {
             Ok(fd) => judged(bpf(BPF_LINK_DETACH, &[fd as u64])),

@@ -958,16 +958,47 @@ scenario_enforced() {
 
     # 4. Levels: lowering is refused; in level0, raising to 1 takes root's allowance away.
     if [ "$LEVEL" = 0 ]; then
-        # An in-place upgrade at level 0 from a guard that had no `entry_filesystems`: the
-        # links go, the maps stay, and the new guard loads over them. Its new map never saw
-        # the entries in `inodes`, so it must not count the tree's filesystem as free of
-        # them (the outside hard link's unlink below would then go unexamined).
-        # fsguard-loadbench loads it without enforcing the registry's capsules again (which
-        # would fill the map), as for capsules an upgrade's enforce skips or has not reached.
-        rm -f /sys/fs/bpf/fsguard/link_* /sys/fs/bpf/fsguard/entry_filesystems
+        # An in-place upgrade at level 0 from a guard that had neither `entry_filesystems`
+        # nor `fs_marks`: the links go, the other maps stay, and the new guard loads over
+        # them. Its new maps never saw the entries in `inodes`, so it must neither count the
+        # tree's filesystem as free of them nor trust an inode-number mark below them (the
+        # outside hard link's unlink below would then go unexamined). fsguard-loadbench
+        # loads it without enforcing the registry's capsules again (which would fill the
+        # map), as for capsules an upgrade's enforce skips or has not reached.
+        rm -f /sys/fs/bpf/fsguard/link_* /sys/fs/bpf/fsguard/entry_filesystems \
+            /sys/fs/bpf/fsguard/fs_marks
         expect_rc "the guard loads again over its pinned maps" 0 fsguard-loadbench 0
         expect "root outside at level 0: create after the seal" allowed \
             "$(probe root-out create "$base/app/ro/n.level0")"
+        # Users outside are refused at level 0 too: this one is judged by the maps as this
+        # upgrade left them (the downgrade below makes the loader distrust them anyway).
+        expect "user outside at level 0, after the in-place upgrade: write the hard link made outside the tree" \
+            refused "$(probe user-out open-wronly "$base/out/uo/hl")"
+
+        # And back from a downgrade in place: another build's guard (as far as the maps can
+        # tell: a config of another version, an entry written straight into `inodes`, with
+        # neither its filesystem in `entry_filesystems` nor its number under a mark) may
+        # have added entries this build's shortcuts don't know of. Loaded again, the guard
+        # must trust neither shortcut: the file is on a filesystem that had no entry, and
+        # numbered above every mark.
+        mkdir -p /mnt/downgrade
+        mount -t tmpfs -o mode=0777 tmpfs /mnt/downgrade
+        echo data >/mnt/downgrade/added && echo data >/mnt/downgrade/other
+        chmod 666 /mnt/downgrade/added /mnt/downgrade/other
+        expect "user outside: write a file on a filesystem without entries (control)" allowed \
+            "$(probe user-out open-wronly /mnt/downgrade/added)"
+        slot=$(sealtool status 2>>"$LOG" | sed -n 's/^capsule *app .*(slot \([0-9]*\)).*/\1/p')
+        rm -f /sys/fs/bpf/fsguard/link_*
+        expect_rc "another build's guard: its config's version" 0 \
+            bpf-probe config-version /sys/fs/bpf/fsguard 3
+        expect_rc "another build's guard: an entry of capsule app (slot ${slot:-none}) it added" 0 \
+            bpf-probe insert-inode /sys/fs/bpf/fsguard /mnt/downgrade/added "${slot:-0}"
+        expect_rc "the guard loads again after the downgrade, at level 0" 0 fsguard-loadbench 0 0
+        expect "sealtool level prints 0 after the downgrade and back" 0 "$(sealtool level 2>>"$LOG")"
+        expect "user outside, after the downgrade and back: write the file the other guard added" \
+            refused "$(probe user-out open-wronly /mnt/downgrade/added)"
+        expect "user outside, after the downgrade and back: write its neighbour (control)" \
+            allowed "$(probe user-out open-wronly /mnt/downgrade/other)"
         expect_rc "sealtool level 1 raises the level" 0 sealtool level 1
         expect "root outside at level 1, after the in-place upgrade: unlink the hard link made outside the tree" \
             refused "$(probe root-out unlink "$base/out/ro/hl")"

@@ -41,13 +41,13 @@ DEV=/dev/vda
 
 # Refusals that hold from level 1 on: the guard itself.
 guard_checks() { # LABEL
-    for m in config inodes capsules cgroup_capsules members ancestors devices dir_cache dir_cache_epoch entry_filesystems; do
+    for m in config inodes capsules cgroup_capsules members ancestors devices dir_cache dir_cache_epoch entry_filesystems fs_marks; do
         expect "$1: open the guard's map $m (bpf obj_get)" refused "$(bpf-probe obj-get $PINS/$m ro 2>>"$LOG")"
     done
     expect "$1: open the guard's statistics read-only (control)" allowed "$(bpf-probe obj-get $PINS/stats ro 2>>"$LOG")"
     out=$(bpf-probe open-all-maps 2>>"$LOG")
     refused=$(echo "$out" | sed -n 's/.*refused \([0-9]*\).*/\1/p')
-    [ "${refused:-0}" -ge 12 ] && ok "$1: every map id of the guard refuses a descriptor ($out)" ||
+    [ "${refused:-0}" -ge 13 ] && ok "$1: every map id of the guard refuses a descriptor ($out)" ||
         bad "$1: every map id of the guard refuses a descriptor ($out)"
     r=$(bpf-probe link-detach $PINS/link_fsguard_file_open 2>>"$LOG")
     [ "$r" != allowed ] && ok "$1: detaching a guard program's link fails ($r)" || bad "$1: detaching a guard program's link fails ($r)"
