@@ -958,29 +958,13 @@ scenario_enforced() {
 
     # 4. Levels: lowering is refused; in level0, raising to 1 takes root's allowance away.
     if [ "$LEVEL" = 0 ]; then
-        # An in-place upgrade at level 0 from a guard that had neither `entry_filesystems`
-        # nor `fs_marks`: the links go, the other maps stay, and the new guard loads over
-        # them. Its new maps never saw the entries in `inodes`, so it must neither count the
-        # tree's filesystem as free of them nor trust an inode-number mark below them (the
-        # outside hard link's unlink below would then go unexamined). fsguard-loadbench
-        # loads it without enforcing the registry's capsules again (which would fill the
-        # map), as for capsules an upgrade's enforce skips or has not reached.
-        rm -f /sys/fs/bpf/fsguard/link_* /sys/fs/bpf/fsguard/entry_filesystems \
-            /sys/fs/bpf/fsguard/fs_marks
-        expect_rc "the guard loads again over its pinned maps" 0 fsguard-loadbench 0
-        expect "root outside at level 0: create after the seal" allowed \
-            "$(probe root-out create "$base/app/ro/n.level0")"
-        # Users outside are refused at level 0 too: this one is judged by the maps as this
-        # upgrade left them (the downgrade below makes the loader distrust them anyway).
-        expect "user outside at level 0, after the in-place upgrade: write the hard link made outside the tree" \
-            refused "$(probe user-out open-wronly "$base/out/uo/hl")"
-
-        # And back from a downgrade in place: another build's guard (as far as the maps can
+        # A downgrade in place and back: another build's guard (as far as the maps can
         # tell: a config of another version, an entry written straight into `inodes`, with
         # neither its filesystem in `entry_filesystems` nor its number under a mark) may
         # have added entries this build's shortcuts don't know of. Loaded again, the guard
         # must trust neither shortcut: the file is on a filesystem that had no entry, and
-        # numbered above every mark.
+        # numbered above its mark. (Before the upgrade below, which leaves neither shortcut
+        # in use.)
         mkdir -p /mnt/downgrade
         mount -t tmpfs -o mode=0777 tmpfs /mnt/downgrade
         echo data >/mnt/downgrade/added && echo data >/mnt/downgrade/other
@@ -999,6 +983,22 @@ scenario_enforced() {
             refused "$(probe user-out open-wronly /mnt/downgrade/added)"
         expect "user outside, after the downgrade and back: write its neighbour (control)" \
             allowed "$(probe user-out open-wronly /mnt/downgrade/other)"
+
+        # An in-place upgrade at level 0 from a guard that had neither `entry_filesystems`
+        # nor `fs_marks`: the links go, the other maps stay, and the new guard loads over
+        # them. Its new maps never saw the entries in `inodes`, so it must neither count the
+        # tree's filesystem as free of them nor trust an inode-number mark below them (the
+        # outside hard link's unlink below would then go unexamined). fsguard-loadbench
+        # loads it without enforcing the registry's capsules again (which would fill the
+        # map), as for capsules an upgrade's enforce skips or has not reached.
+        rm -f /sys/fs/bpf/fsguard/link_* /sys/fs/bpf/fsguard/entry_filesystems \
+            /sys/fs/bpf/fsguard/fs_marks
+        expect_rc "the guard loads again over its pinned maps" 0 fsguard-loadbench 0
+        expect "root outside at level 0: create after the seal" allowed \
+            "$(probe root-out create "$base/app/ro/n.level0")"
+        # Users outside are refused at level 0 too.
+        expect "user outside at level 0, after the in-place upgrade: write the hard link made outside the tree" \
+            refused "$(probe user-out open-wronly "$base/out/uo/hl")"
         expect_rc "sealtool level 1 raises the level" 0 sealtool level 1
         expect "root outside at level 1, after the in-place upgrade: unlink the hard link made outside the tree" \
             refused "$(probe root-out unlink "$base/out/ro/hl")"
