@@ -473,7 +473,9 @@ struct {
  *     added to `entry_filesystems`), after which the request loop bumps the epoch,
  *     invalidating every cached answer;
  *   - a raised level, which bumps it too, so nothing written directly into the maps at
- *     level 0 is hidden by an older answer once level 1 begins.
+ *     level 0 is hidden by an older answer once level 1 begins (an entry written into
+ *     `inodes` that way must raise its filesystem's mark as well: see fs_marks);
+ *   - a load of the guard, which bumps it as well.
  * Every other entry added by the programs is a non-directory's (rename and link move no
  * directory into a capsule) or a new inode's (inode_init_security: no storage yet); every
  * entry the programs delete is a non-directory's (release_if_last_link) or a freed inode's

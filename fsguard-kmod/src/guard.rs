@@ -324,17 +324,10 @@ impl Guard {
 
     /// Loads the guard: maps (reusing pinned ones), the level in `config` when it holds none
     /// yet, then every program attached and its link pinned. Either all programs end up
-    /// attached and pinned, or none stays attached.
-    pub fn load(initial_level: u32, btf: &Btf) -> Result<Guard> {
-        let dir = Path::new(PIN_DIR);
-        std::fs::create_dir_all(dir).map_err(|source| Error::Pin {
-            op: "create",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        // One load at a time: what a load writes into reused maps (below) is read, decided
-        // and written back, which a second load's programs must not run in between.
-        let _lock = lock_pin_dir(dir)?;
+    /// attached and pinned, or none stays attached. Only with the pin directory locked and
+    /// no guard loaded (open_or_load): what it writes into reused maps is read, decided and
+    /// written back, which no other guard's programs may change in between.
+    fn load(initial_level: u32, btf: &Btf, dir: &Path) -> Result<Guard> {
         // Whether `inodes` is created now (not reused from an earlier load): only then is
         // `entry_filesystems` known to hold every filesystem with entries.
         let fresh_inodes = !dir.join("inodes").exists();
@@ -474,7 +467,19 @@ impl Guard {
             return Ok((g, false));
         }
         let btf = crate::kernel_btf()?;
-        let mut guard = Self::load(initial_level, &btf)?;
+        let dir = Path::new(PIN_DIR);
+        std::fs::create_dir_all(dir).map_err(|source| Error::Pin {
+            op: "create",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        // One load at a time, and none over a guard another load finished while this one
+        // waited for the lock.
+        let _lock = lock_pin_dir(dir)?;
+        if let Some(g) = Self::open()? {
+            return Ok((g, false));
+        }
+        let mut guard = Self::load(initial_level, &btf, dir)?;
         guard.protect_pins()?;
         Ok((guard, true))
     }

@@ -4,13 +4,14 @@
 //! seconds and, with the workload around it, that per-operation cost does not grow with them.
 //! The fsguard suite fills the map with it (it then fails: the guard rejects what is over),
 //! and loads the guard again with it after an in-place upgrade. LEVEL: the level a guard
-//! loaded now starts at (default 1), as `sealtool level` would load it.
+//! loaded now starts at (0 to 2, default 1), as `sealtool level` would load it; a guard
+//! already loaded keeps its own.
 
 use std::process::ExitCode;
 use std::time::Instant;
 
 use fsguard::guard::{Guard, Protected};
-use fsguard::shared::{fsguard_inode_key, FSGUARD_LEVEL_SEALED};
+use fsguard::shared::{fsguard_inode_key, FSGUARD_LEVEL_LOCKED, FSGUARD_LEVEL_SEALED};
 
 /// Kernel dev_t 0:0xfffff: the last anonymous minor, never handed out in a test guest.
 const UNUSED_DEV: u64 = 0xfffff;
@@ -24,7 +25,8 @@ fn main() -> ExitCode {
         [n, level] => n.parse().ok().zip(level.parse().ok()),
         _ => None,
     };
-    let Some((n, initial_level)): Option<(u64, u32)> = parsed else {
+    let parsed = parsed.filter(|&(_, level): &(u64, u32)| level <= FSGUARD_LEVEL_LOCKED);
+    let Some((n, initial_level)) = parsed else {
         eprintln!("usage: fsguard-loadbench N [LEVEL]");
         return ExitCode::from(2);
     };

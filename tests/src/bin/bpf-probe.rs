@@ -33,6 +33,8 @@
 //!                         writes PATH's inode straight into PIN_DIR/inodes in capsule SLOT,
 //!                         as another build's guard would add it (no fs_marks raise, no
 //!                         entry_filesystems); `allowed` when written
+//!   fs-mark PIN_DIR PATH  prints `ino I mark M valid V`: PATH's inode number and its
+//!                         filesystem's slot of PIN_DIR/fs_marks (V: 1 when trusted)
 //!   load-kprobe           BPF_PROG_LOAD of a two-instruction kprobe program (judged)
 //!   perf-open             perf_event_open of a software clock on this process (judged)
 //!   sg-io DEVICE          open DEVICE read-only (setup), ioctl SG_IO with an empty
@@ -196,7 +198,8 @@ fn config_version(pin_dir: &str, version: u32) -> Result<i64, i32> {
     update_pinned(&path, &0u32, &cfg)
 }
 
-fn insert_inode(pin_dir: &str, path: &str, slot: u32) -> Result<i64, i32> {
+/// PATH's inode as the guard keys it: the kernel's dev_t ((major << 20) | minor) and number.
+fn inode_key(path: &str) -> Result<[u64; 2], i32> {
     let c = CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
     // SAFETY: an all-zero `stat` is a valid value; stat(2) fills it from a NUL-terminated path.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
@@ -204,11 +207,38 @@ fn insert_inode(pin_dir: &str, path: &str, slot: u32) -> Result<i64, i32> {
     if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
         return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
     }
-    // The kernel's dev_t, as the guard keys inodes: (major << 20) | minor.
     let dev = (u64::from(libc::major(st.st_dev)) << 20) | u64::from(libc::minor(st.st_dev));
-    let key: [u64; 2] = [dev, st.st_ino];
+    Ok([dev, st.st_ino])
+}
+
+fn insert_inode(pin_dir: &str, path: &str, slot: u32) -> Result<i64, i32> {
+    let key = inode_key(path)?;
     let value: [u32; 2] = [slot, 0];
     update_pinned(&format!("{pin_dir}/inodes"), &key, &value)
+}
+
+/// As fsguard.h: the slots, the value that makes one trusted.
+const FSGUARD_FS_MARK_SLOTS: u64 = 4096;
+const FSGUARD_FS_MARK_VALID: u64 = 0x6673_676d_6172_6b31;
+
+/// `ino I mark M valid V` for PATH's filesystem's slot, as fs_mark_slot() in fsguard.bpf.c
+/// picks it.
+fn fs_mark(pin_dir: &str, path: &str) -> Result<String, i32> {
+    let [dev, ino] = inode_key(path)?;
+    let slot = ((dev & 0xffff_ffff) + (dev >> 20) * 613) % FSGUARD_FS_MARK_SLOTS;
+    let map = obj_get(&format!("{pin_dir}/fs_marks"), BPF_F_RDONLY)?;
+    let key = slot as u32;
+    let mut value = [0u64; 2];
+    bpf(
+        BPF_MAP_LOOKUP_ELEM,
+        &[
+            map as u64,
+            &key as *const u32 as u64,
+            &mut value as *mut [u64; 2] as u64,
+        ],
+    )?;
+    let valid = u8::from(value[1] == FSGUARD_FS_MARK_VALID);
+    Ok(format!("ino {ino} mark {} valid {valid}", value[0]))
 }
 
 /// Element 0 of array map `map`, whose values are `V`s.
@@ -412,6 +442,16 @@ fn main() -> ExitCode {
         ["config-version", dir, n] => match n.parse::<u32>() {
             Ok(version) => judged(config_version(dir, version)),
             Err(_) => usage(),
+        },
+        ["fs-mark", dir, path] => match fs_mark(dir, path) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("error: {}", errno_name(e));
+                ExitCode::from(2)
+            }
         },
         ["insert-inode", dir, path, slot] => match slot.parse::<u32>() {
             Ok(slot) => judged(insert_inode(dir, path, slot)),

@@ -971,7 +971,17 @@ scenario_enforced() {
         chmod 666 /mnt/downgrade/added /mnt/downgrade/other
         expect "user outside: write a file on a filesystem without entries (control)" allowed \
             "$(probe user-out open-wronly /mnt/downgrade/added)"
+        # What makes the mark part of this check mean something: the file is numbered above
+        # its filesystem's trusted mark (a slot shared with an unmounted filesystem that had
+        # entries could hold a higher one).
+        fm=$(bpf-probe fs-mark /sys/fs/bpf/fsguard /mnt/downgrade/added 2>>"$LOG")
+        if echo "$fm" | awk '$1 == "ino" && $6 == 1 && $4 + 0 < $2 + 0 { ok = 1 } END { exit !ok }'; then
+            ok "the file is numbered above its filesystem's trusted mark ($fm)"
+        else
+            bad "the file is numbered above its filesystem's trusted mark ($fm)"
+        fi
         slot=$(sealtool status 2>>"$LOG" | sed -n 's/^capsule *app .*(slot \([0-9]*\)).*/\1/p')
+        [ -n "$slot" ] || bad "setup: capsule app's slot, from sealtool status"
         rm -f /sys/fs/bpf/fsguard/link_*
         expect_rc "another build's guard: its config's version" 0 \
             bpf-probe config-version /sys/fs/bpf/fsguard 3
@@ -979,6 +989,9 @@ scenario_enforced() {
             bpf-probe insert-inode /sys/fs/bpf/fsguard /mnt/downgrade/added "${slot:-0}"
         expect_rc "the guard loads again after the downgrade, at level 0" 0 fsguard-loadbench 0 0
         expect "sealtool level prints 0 after the downgrade and back" 0 "$(sealtool level 2>>"$LOG")"
+        expect "after the downgrade and back: the file's filesystem has the highest mark" \
+            "mark 18446744073709551615 valid 1" \
+            "$(bpf-probe fs-mark /sys/fs/bpf/fsguard /mnt/downgrade/added 2>>"$LOG" | cut -d' ' -f3-)"
         expect "user outside, after the downgrade and back: write the file the other guard added" \
             refused "$(probe user-out open-wronly /mnt/downgrade/added)"
         expect "user outside, after the downgrade and back: write its neighbour (control)" \
@@ -986,9 +999,11 @@ scenario_enforced() {
 
         # An in-place upgrade at level 0 from a guard that had neither `entry_filesystems`
         # nor `fs_marks`: the links go, the other maps stay, and the new guard loads over
-        # them. Its new maps never saw the entries in `inodes`, so it must neither count the
-        # tree's filesystem as free of them nor trust an inode-number mark below them (the
-        # outside hard link's unlink below would then go unexamined). fsguard-loadbench
+        # them (the config stays this ABI's: the loader's other-ABI path is the downgrade's
+        # above; this is its path for maps new to a reused `inodes`, taken whatever the
+        # config). Its new maps never saw the entries in `inodes`, so it must neither count
+        # the tree's filesystem as free of them nor trust an inode-number mark below them
+        # (the outside hard link's unlink below would then go unexamined). fsguard-loadbench
         # loads it without enforcing the registry's capsules again (which would fill the
         # map), as for capsules an upgrade's enforce skips or has not reached.
         rm -f /sys/fs/bpf/fsguard/link_* /sys/fs/bpf/fsguard/entry_filesystems \
