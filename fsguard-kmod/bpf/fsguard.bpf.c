@@ -531,15 +531,14 @@ static __always_inline void bump_dir_cache_epoch(void)
  * Why it stays true: every entry numbered below FSGUARD_FS_MARK_LIMIT is added through
  * raise_mark() first (apply_inode, adopt), and marks never go down (a released entry leaves
  * its mark as it was; the loader only ever writes the highest mark over a reused `inodes`,
- * one load at a time). Filesystems share a
- * slot by their device number (fs_mark_slot): a shared mark bounds them all. A slot is
- * trusted only once the loader has made it valid (FSGUARD_FS_MARK_VALID), which it does when
- * it creates `inodes` as well (any mark bounds an empty map), or over an `inodes` it reuses
- * after setting the mark to the highest number (this map new to it, or entries possibly
- * added by another build's guard, which the config's version tells: see
- * FSGUARD_ABI_VERSION). A direct write into `inodes` at level 0 must raise the mark as the
- * guard does, as it must add the filesystem to `entry_filesystems`; from level 1 on nobody
- * may open either map.
+ * one load at a time). Filesystems share a slot by their device number (fs_mark_slot): a
+ * shared mark bounds them all. A slot is trusted only once the loader has made it valid
+ * (FSGUARD_FS_MARK_VALID), which it does when it creates `inodes` as well (any mark bounds
+ * an empty map), or over an `inodes` it reuses after setting the mark to the highest number
+ * (this map new to it, or entries possibly added by another build's guard, which the
+ * config's version tells: see FSGUARD_ABI_VERSION). A direct write into `inodes` at level 0
+ * must raise the mark as the guard does, as it must add the filesystem to
+ * `entry_filesystems`; from level 1 on nobody may open either map.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -999,13 +998,13 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 }
 
 /*
- * Forgets `e`'s inode when the unlink being allowed removes its last link. (It runs before the
- * operation: should the operation then fail, the inode stays linked, until the next boot's
- * enforcement protected only through its directory (named_in), so not at all in a directory
- * of no capsule or an append-only one. Releasing it on
- * inode_free_security instead was tried and reverted after a guest run of that version hit a
- * soft lockup; the stacks of a later such lockup point at the emulator (README, "Known
- * problem"), so that version deserves another try.)
+ * Forgets `e`'s inode when the unlink being allowed removes its last link. (It runs before
+ * the operation: should the operation then fail, the inode stays linked, until the next
+ * boot's enforcement protected only through its directory (named_in), so not at all in a
+ * directory of no capsule or an append-only one. Releasing it on inode_free_security
+ * instead was tried and reverted after a guest run of that version hit a soft lockup; the
+ * stacks of a later such lockup point at the emulator (README, "Known problem"), so that
+ * version deserves another try.)
  *
  * A directory's entry is never released. At rmdir the filesystem says ENOTEMPTY only after
  * this hook, and the link count tells nothing: a directory has two links until its last one

@@ -193,26 +193,14 @@ struct Config {
 
 fn config_version(pin_dir: &str, version: u32) -> Result<i64, i32> {
     let path = format!("{pin_dir}/config");
-    let mut cfg: Config = lookup_zero(obj_get(&path, 0)?)?;
+    let mut cfg: Config = lookup_array(obj_get(&path, 0)?, 0)?;
     cfg.version = version;
     update_pinned(&path, &0u32, &cfg)
 }
 
-/// PATH's inode as the guard keys it: the kernel's dev_t ((major << 20) | minor) and number.
-fn inode_key(path: &str) -> Result<[u64; 2], i32> {
-    let c = CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
-    // SAFETY: an all-zero `stat` is a valid value; stat(2) fills it from a NUL-terminated path.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is NUL-terminated and `st` a live, writable `stat`.
-    if unsafe { libc::stat(c.as_ptr(), &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
-    }
-    let dev = (u64::from(libc::major(st.st_dev)) << 20) | u64::from(libc::minor(st.st_dev));
-    Ok([dev, st.st_ino])
-}
-
 fn insert_inode(pin_dir: &str, path: &str, slot: u32) -> Result<i64, i32> {
-    let key = inode_key(path)?;
+    let (dev, ino) = kernel_key(path)?;
+    let key: [u64; 2] = [dev, ino];
     let value: [u32; 2] = [slot, 0];
     update_pinned(&format!("{pin_dir}/inodes"), &key, &value)
 }
@@ -224,32 +212,22 @@ const FSGUARD_FS_MARK_VALID: u64 = 0x6673_676d_6172_6b31;
 /// `ino I mark M valid V` for PATH's filesystem's slot, as fs_mark_slot() in fsguard.bpf.c
 /// picks it.
 fn fs_mark(pin_dir: &str, path: &str) -> Result<String, i32> {
-    let [dev, ino] = inode_key(path)?;
+    let (dev, ino) = kernel_key(path)?;
     let slot = ((dev & 0xffff_ffff) + (dev >> 20) * 613) % FSGUARD_FS_MARK_SLOTS;
     let map = obj_get(&format!("{pin_dir}/fs_marks"), BPF_F_RDONLY)?;
-    let key = slot as u32;
-    let mut value = [0u64; 2];
-    bpf(
-        BPF_MAP_LOOKUP_ELEM,
-        &[
-            map as u64,
-            &key as *const u32 as u64,
-            &mut value as *mut [u64; 2] as u64,
-        ],
-    )?;
+    let value: [u64; 2] = lookup_array(map, slot as u32)?;
     let valid = u8::from(value[1] == FSGUARD_FS_MARK_VALID);
     Ok(format!("ino {ino} mark {} valid {valid}", value[0]))
 }
 
-/// Element 0 of array map `map`, whose values are `V`s.
-fn lookup_zero<V: Default>(map: i64) -> Result<V, i32> {
-    let zero = 0u32;
+/// Element `index` of array map `map`, whose values are `V`s.
+fn lookup_array<V: Default>(map: i64, index: u32) -> Result<V, i32> {
     let mut value = V::default();
     bpf(
         BPF_MAP_LOOKUP_ELEM,
         &[
             map as u64,
-            &zero as *const u32 as u64,
+            &index as *const u32 as u64,
             &mut value as *mut V as u64,
         ],
     )?;
@@ -257,7 +235,7 @@ fn lookup_zero<V: Default>(map: i64) -> Result<V, i32> {
 }
 
 fn read_state(state: i64) -> Result<State, i32> {
-    lookup_zero(state)
+    lookup_array(state, 0)
 }
 
 fn submit(pin_dir: &str, req: Request) -> ExitCode {
@@ -317,12 +295,13 @@ fn request(kind: u32, slot: u32, a: u64, b: u64, flags: u32) -> Request {
     }
 }
 
-/// The kernel's (dev, ino) of PATH, as fsguard keys it: dev is (major << 20) | minor.
-fn kernel_key(path: &str) -> Option<(u64, u64)> {
+/// The kernel's (dev, ino) of PATH, as fsguard keys it: dev is (major << 20) | minor. Err:
+/// stat's errno.
+fn kernel_key(path: &str) -> Result<(u64, u64), i32> {
     use std::os::unix::fs::MetadataExt;
-    let m = std::fs::metadata(path).ok()?;
+    let m = std::fs::metadata(path).map_err(|e| e.raw_os_error().unwrap_or(libc::EINVAL))?;
     let dev = (u64::from(libc::major(m.dev())) << 20) | u64::from(libc::minor(m.dev()));
-    Some((dev, m.ino()))
+    Ok((dev, m.ino()))
 }
 
 fn load_kprobe() -> ExitCode {
@@ -512,7 +491,7 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["request-append-only", dir, slot, path] => match (slot.parse::<u32>(), kernel_key(path)) {
-            (Ok(slot), Some((dev, ino))) => submit(
+            (Ok(slot), Ok((dev, ino))) => submit(
                 dir,
                 request(FSGUARD_REQ_INODE, slot, dev, ino, FSGUARD_INODE_APPEND_ONLY),
             ),
