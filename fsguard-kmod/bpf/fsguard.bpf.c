@@ -176,6 +176,7 @@ struct {
 	__uint(max_entries, 1);
 	__type(key, __u32);
 	__type(value, struct fsguard_ratelimit);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ratelimit SEC(".maps");
 
 struct {
@@ -1923,7 +1924,98 @@ static __always_inline bool is_guarded_map(struct bpf_map *map)
 	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path ||
 	       map == (void *)&cgroup_ancestors || map == (void *)&dir_cache ||
 	       map == (void *)&dir_cache_epoch || map == (void *)&entry_filesystems ||
-	       map == (void *)&fs_marks;
+	       map == (void *)&fs_marks || map == (void *)&ratelimit;
+}
+
+/* Every map of the guard: the guarded ones, the reports and the two ways in and out. */
+static __always_inline bool is_guard_map(struct bpf_map *map)
+{
+	return is_guarded_map(map) || map == (void *)&requests || map == (void *)&state ||
+	       map == (void *)&capsules_view || map == (void *)&stats || map == (void *)&events;
+}
+
+/* Whether `map` (one of this object's) is frozen. The verifier allows no arithmetic on a
+ * map pointer, so its address is first copied as a plain number. Unreadable: not frozen. */
+static __always_inline bool is_frozen(void *map)
+{
+	__u64 addr = 0;
+	bool frozen = false;
+
+	bpf_probe_read_kernel(&addr, sizeof(addr), &map);
+	if (!addr)
+		return false;
+	bpf_probe_read_kernel(&frozen, sizeof(frozen),
+			      (void *)(addr + bpf_core_field_offset(struct bpf_map, frozen)));
+	return frozen;
+}
+
+/*
+ * Whether no descriptor, whenever opened, can write any map of the guard but `requests` (and
+ * `events`, which the kernel can't freeze while its reader maps it): BPF_MAP_FREEZE, which
+ * only the guard's own programs write past. The loader freezes them before the first level
+ * above 0; a level request above 0 is applied only once this holds.
+ */
+static __always_inline bool guard_frozen(void)
+{
+	return is_frozen(&config) && is_frozen(&inodes) && is_frozen(&capsules) &&
+	       is_frozen(&cgroup_capsules) && is_frozen(&members) && is_frozen(&ancestors) &&
+	       is_frozen(&devices) && is_frozen(&pin_path) && is_frozen(&cgroup_ancestors) &&
+	       is_frozen(&dir_cache) && is_frozen(&dir_cache_epoch) &&
+	       is_frozen(&entry_filesystems) && is_frozen(&fs_marks) && is_frozen(&ratelimit) &&
+	       is_frozen(&state) && is_frozen(&capsules_view) && is_frozen(&stats);
+}
+
+/* From the first raise above 0 on (the freeze comes first): the guard is what it is. */
+static __always_inline bool guard_sealed(void)
+{
+	return current_level() >= FSGUARD_LEVEL_SEALED || is_frozen(&config);
+}
+
+/* Whether program `prog` uses a map of the guard: the guard's own programs, and any other
+ * that could write its maps. Fails closed when the list can't be read. */
+static __always_inline bool uses_guard_map(struct bpf_prog *prog)
+{
+	struct bpf_prog_aux *aux = BPF_CORE_READ(prog, aux);
+	struct bpf_map **maps;
+	struct bpf_map *map;
+	__u32 n, i;
+
+	if (!aux)
+		return false;
+	n = BPF_CORE_READ(aux, used_map_cnt);
+	maps = BPF_CORE_READ(aux, used_maps);
+	if (n > MAX_USED_MAPS)
+		return true;
+	for (i = 0; i < MAX_USED_MAPS && i < n; i++) {
+		if (bpf_probe_read_kernel(&map, sizeof(map), maps + i))
+			return true;
+		if (is_guard_map(map))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A descriptor of a BPF program is being made (a load, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET of
+ * a pin). Refused at every level: a program that attaches to one of the guard's (an
+ * extension replacing one of its functions, fentry/fexit on it). From the first raise above
+ * 0 on: any descriptor of a program that uses a map of the guard, the guard's own programs
+ * included (they would be the target of an extension later, see fsguard_bpf) and programs
+ * that would write its maps. The guard's loader makes its programs' descriptors before any
+ * of them is attached.
+ */
+SEC("lsm/bpf_prog")
+int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
+{
+	struct bpf_prog *target;
+
+	if (ret)
+		return ret;
+	target = BPF_CORE_READ(prog, aux, dst_prog);
+	if ((target && uses_guard_map(target)) || (uses_guard_map(prog) && guard_sealed()))
+		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_GUARD,
+			      current_level(), current_fsuid());
+	return 0;
 }
 
 SEC("lsm/bpf_map")
@@ -1939,6 +2031,46 @@ int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 	if (level < FSGUARD_LEVEL_SEALED)
 		return 0;
 	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_MAP, FSGUARD_RULE_GUARD, level,
+		      current_fsuid());
+}
+
+/*
+ * BPF_LINK_CREATE with a target program (target_fd and target_btf_id both set) attaches an
+ * extension loaded for another program to this one instead. Refused, at every level, when the
+ * target is one of the guard's programs (a program using its maps), or when that can't be
+ * told race-free: the caller's descriptor table is shared (another thread could swap the
+ * descriptor after this look), or its slot can't be read. Other targets: the kernel decides.
+ */
+static __always_inline int decide_link_target(union bpf_attr *attr)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 lc[5] = {}; /* prog_fd, target_fd, attach_type, flags, target_btf_id */
+	struct file *file = NULL;
+	struct bpf_prog *target;
+	char name[9] = {};
+	struct file **fds;
+
+	bpf_probe_read_kernel(lc, sizeof(lc), attr);
+	if (!lc[1] || !lc[4])
+		return 0;
+	if (BPF_CORE_READ(task, files, count.counter) != 1)
+		goto refused;
+	if (lc[1] >= BPF_CORE_READ(task, files, fdt, max_fds))
+		return 0;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), fds + lc[1]))
+		goto refused;
+	if (!file)
+		return 0;
+	/* A program's descriptor is an anonymous inode file named "bpf-prog". */
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (!same_cstr(name, "bpf-prog", sizeof(name)))
+		return 0;
+	target = BPF_CORE_READ(file, private_data);
+	if (!target || !uses_guard_map(target))
+		return 0;
+refused:
+	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_LINK, FSGUARD_RULE_GUARD, current_level(),
 		      current_fsuid());
 }
 
@@ -2052,6 +2184,9 @@ static __always_inline bool apply_level(__u32 level, struct fsguard_state *st)
 
 	if (!cfg || level > FSGUARD_LEVEL_LOCKED || level < current_level())
 		return false;
+	/* Above 0 only once no descriptor opened earlier can write the guard's maps. */
+	if (level >= FSGUARD_LEVEL_SEALED && !guard_frozen())
+		return false;
 	cfg->level = level;
 	cfg->magic = FSGUARD_MAGIC;
 	cfg->version = FSGUARD_ABI_VERSION;
@@ -2142,6 +2277,11 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 		    type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM)
 			return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
 				      current_level(), current_fsuid());
+	}
+	if (cmd == BPF_LINK_CREATE) {
+		res = decide_link_target(attr);
+		if (res)
+			return res;
 	}
 	st = bpf_map_lookup_elem(&state, &zero);
 	if (!st)

@@ -111,6 +111,9 @@ enum bpf_map_type {
 /* include/uapi/linux/bpf.h: bpf(2) commands and program types that run in the context of
  * arbitrary processes (which could then read, write or signal a capsule's). */
 #define BPF_PROG_LOAD 5
+#define BPF_LINK_CREATE 28
+/* include/linux/bpf_verifier.h: the most maps one program may use. */
+#define MAX_USED_MAPS 64
 #define BPF_PROG_TYPE_KPROBE 2
 #define BPF_PROG_TYPE_TRACEPOINT 5
 #define BPF_PROG_TYPE_PERF_EVENT 7
@@ -214,6 +217,24 @@ struct file {
 	struct inode *f_inode;
 	unsigned int f_flags;
 	fmode_t f_mode;
+	void *private_data;
+};
+
+/* include/linux/bpf.h: what the guard reads of maps and programs to protect itself. */
+struct bpf_map {
+	bool frozen; /* no more writes through bpf(2) (BPF_MAP_FREEZE) */
+};
+
+struct bpf_prog;
+
+struct bpf_prog_aux {
+	u32 used_map_cnt;
+	struct bpf_map **used_maps;
+	struct bpf_prog *dst_prog; /* the program an extension or fentry/fexit attaches to */
+};
+
+struct bpf_prog {
+	struct bpf_prog_aux *aux;
 };
 
 struct vm_area_struct {
@@ -287,7 +308,6 @@ struct task_struct {
 };
 
 struct iattr;
-struct bpf_map;
 struct perf_event_attr;
 
 /* UAPI: for BPF_PROG_LOAD its first __u32 is prog_type (read at offset 0). */

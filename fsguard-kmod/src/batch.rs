@@ -37,7 +37,7 @@ struct BatchAttr {
     flags: u64,
 }
 
-fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
+pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c_long> {
     // SAFETY: `attr` is a #[repr(C)] prefix of `union bpf_attr` for `cmd`, fully initialised
     // (padding included, as the kernel requires zeroes), and valid for the call's duration.
     let rc = unsafe {

@@ -49,6 +49,26 @@ pub enum Error {
         /// Largest allowed.
         max: u32,
     },
+    /// A bpf(2) step of the guard's self-protection failed.
+    #[error("cannot {what}")]
+    Integrity {
+        /// What was being done.
+        what: String,
+        /// The system call's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Something from before the guard was sealed still reaches its maps or programs: the
+    /// level is not raised above 0 while it exists.
+    #[error(
+        "the guard does not stand alone, so the level stays where it is: {}; end or remove \
+         it, then raise the level again",
+        holds.join("; ")
+    )]
+    NotAlone {
+        /// What holds the guard's maps or programs.
+        holds: Vec<String>,
+    },
     /// A program the loader expects is not in the object.
     #[error("BPF object `{object}` has no program `{program}`")]
     MissingProgram {

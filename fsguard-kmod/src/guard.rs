@@ -69,6 +69,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_move_mount", "move_mount"),
     ("fsguard_sb_umount", "sb_umount"),
     ("fsguard_bpf_map", "bpf_map"),
+    ("fsguard_bpf_prog", "bpf_prog"),
     ("fsguard_bpf", "bpf"),
 ];
 
@@ -122,6 +123,7 @@ pub const MAPS: &[&str] = &[
     "capsules_view",
     "stats",
     "events",
+    "ratelimit",
 ];
 
 /// The capsule slot that protects the guard's own pins.
@@ -168,7 +170,7 @@ fn init_mnt_ns() -> u32 {
         .unwrap_or(0)
 }
 
-fn link_path(dir: &Path, program: &str) -> PathBuf {
+pub(crate) fn link_path(dir: &Path, program: &str) -> PathBuf {
     dir.join(format!("link_{program}"))
 }
 
@@ -331,6 +333,7 @@ impl Guard {
         // Whether `inodes` is created now (not reused from an earlier load): only then is
         // `entry_filesystems` known to hold every filesystem with entries.
         let fresh_inodes = !dir.join("inodes").exists();
+        let level;
         // `members` (task storage) and `dir_cache` (inode storage) are maps aya creates but
         // has no typed API for (the guard never touches them from userspace).
         let mut ebpf: Ebpf = EbpfLoader::new()
@@ -392,7 +395,7 @@ impl Guard {
             // The config is written before any program runs: a fresh map is all zeros, which
             // the programs read as level 1 (fail closed), never as "off".
             let mut config: Array<&mut MapData, fsguard_config> = loaded_map(&mut ebpf, "config")?;
-            let level = if current.is_valid() {
+            level = if current.is_valid() {
                 current.level
             } else {
                 let cfg = fsguard_config {
@@ -408,7 +411,18 @@ impl Guard {
             st.level = level;
             state.set(0, st, 0).map_err(map_err("write", "state"))?;
         }
-        let mut links = Vec::new();
+        // Above level 0 nothing may write the maps through a descriptor from now on, the
+        // loader's own included: what it had to write is written. (Pinned at creation.)
+        // Nothing else may hold them: pinned maps reused from an earlier load could be.
+        if level >= crate::shared::FSGUARD_LEVEL_SEALED {
+            crate::integrity::freeze_pinned(dir)?;
+            let holds = crate::integrity::foreign_holds(dir)?;
+            if !holds.is_empty() {
+                return Err(Error::NotAlone { holds });
+            }
+        }
+        // Every program is loaded (its descriptor made) before any is attached: once
+        // attached, `fsguard_bpf_prog` refuses descriptors of programs that use the maps.
         for (program, hook) in PROGRAMS {
             let lsm: &mut Lsm = ebpf
                 .program_mut(program)
@@ -427,6 +441,21 @@ impl Guard {
                 hook,
                 source,
             })?;
+        }
+        let mut links = Vec::new();
+        for (program, hook) in PROGRAMS {
+            let lsm: &mut Lsm = ebpf
+                .program_mut(program)
+                .ok_or(Error::MissingProgram {
+                    object: "fsguard",
+                    program,
+                })?
+                .try_into()
+                .map_err(|source| Error::NotLsm {
+                    object: "fsguard",
+                    program,
+                    source,
+                })?;
             let attach_err = |source| Error::Attach {
                 program,
                 hook,
@@ -546,6 +575,17 @@ impl Guard {
                 current,
                 requested: level,
             });
+        }
+        // The first raise above 0: frozen maps first (from then on the guard refuses new
+        // holds on itself), then nothing from before may still hold them.
+        if level >= crate::shared::FSGUARD_LEVEL_SEALED && current < level {
+            crate::integrity::freeze_pinned(&self.dir)?;
+            if current == crate::shared::FSGUARD_LEVEL_MAINTENANCE {
+                let holds = crate::integrity::foreign_holds(&self.dir)?;
+                if !holds.is_empty() {
+                    return Err(Error::NotAlone { holds });
+                }
+            }
         }
         self.submit(&[fsguard_request {
             kind: FSGUARD_REQ_LEVEL,

@@ -203,11 +203,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
             if guard.level()? < level {
                 guard.raise_level(level)?;
             }
-            if level >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-                crate::cmd::level::lock_registry(dir, &mut guard)?;
-                crate::cmd::level::lock_kernel()?;
-            }
         }
+    }
+    // Whichever way the guard came to level 2 (raised now, or loaded at the configured
+    // level), level 2's locks hold as after `sealtool level 2`.
+    if guard.level()? >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
+        crate::cmd::level::lock_registry(dir, &mut guard)?;
+        crate::cmd::level::lock_kernel()?;
     }
     let summary = enforced?;
     println!(
