@@ -437,6 +437,7 @@ struct entry {
 	bool valid;                   /* there is an inode (key is set) */
 	bool fs_clean;                /* no inode of its filesystem is any capsule's */
 	bool implicit;                /* hit through its directory, no entry of its own (named_in) */
+	bool overruled;               /* implicit over an entry a request made (named_in) */
 	bool unknown_dir;             /* hit: reached without its directory (look_up_named) */
 };
 
@@ -684,16 +685,23 @@ static __always_inline void look_up(struct inode *inode, struct entry *e)
  * is the dentry's, which the kernel keeps with its directory (d_parent) for as long as it
  * exists, through bind mounts, /proc/PID/root and /proc/PID/fd alike; an unlinked file keeps
  * its last directory. A dentry without its directory is the exception: see look_up_named.
- * The file takes the directory's flags as they are now: flags a later request adds to the
- * directory (frozen) reach it too, as they would not reach a file with an entry of its own.
+ * The file takes the directory's flags. An entry a request made for the file (CLAIMED) does
+ * not outrank another capsule's directory, so a request can't take the file from it.
  */
 static __always_inline void named_in(struct entry *e, struct entry *dir)
 {
-	if (!e->hit && dir->hit && !(dir->v.flags & FSGUARD_INODE_APPEND_ONLY)) {
-		e->hit = true;
-		e->implicit = true;
-		e->v = dir->v;
-	}
+	if (!dir->hit || (dir->v.flags & FSGUARD_INODE_APPEND_ONLY))
+		return;
+	/* An entry a request made (anyone may leave one) in another capsule's directory: the
+	 * directory's capsule decides, unless the entry is frozen (more, never less, refused). */
+	if (e->hit && ((e->v.flags & (FSGUARD_INODE_CLAIMED | FSGUARD_INODE_FROZEN)) !=
+			       FSGUARD_INODE_CLAIMED ||
+		       e->v.capsule == dir->v.capsule))
+		return;
+	e->overruled = e->hit;
+	e->hit = true;
+	e->implicit = true;
+	e->v = dir->v;
 }
 
 static __always_inline struct inode *dentry_inode(struct dentry *dentry)
@@ -901,7 +909,7 @@ static __always_inline int adopt(struct entry *d, struct inode *inode, struct in
 	int err;
 
 	value.capsule = d->v.capsule;
-	value.flags = d->v.flags;
+	value.flags = d->v.flags & ~FSGUARD_INODE_CLAIMED;
 	if (inode_key(inode, &key) && raise_mark(&key)) {
 		/* As an int: the verifier turns the helper into a direct call of the hash map's
 		 * update, whose int result leaves the register's upper half zero (-EEXIST reads
@@ -1328,7 +1336,8 @@ int BPF_PROG(fsguard_inode_link, struct dentry *old_dentry, struct inode *dir,
 	/* A file protected through its one name gets a second: it needs its own entry now, since
 	 * the new name's directory may be another capsule's, or none. */
 	if (e.implicit)
-		return adopt(&e, inode, dir, new_dentry, FSGUARD_OP_LINK, BPF_NOEXIST);
+		return adopt(&e, inode, dir, new_dentry, FSGUARD_OP_LINK,
+			     e.overruled ? BPF_ANY : BPF_NOEXIST);
 	if (e.hit && !e.unknown_dir)
 		return 0;
 	/* An inside process linking an outside file into its tree: it is now part of it. */
@@ -1448,7 +1457,8 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	 * or it would take the new directory's protection (or none) along. */
 	if (m.implicit)
 		return new_dir == old_dir ? 0 :
-			adopt(&m, moved, new_dir, new_dentry, FSGUARD_OP_RENAME, BPF_NOEXIST);
+			adopt(&m, moved, new_dir, new_dentry, FSGUARD_OP_RENAME,
+			      m.overruled ? BPF_ANY : BPF_NOEXIST);
 	/* Already some capsule's: it stays that capsule's. Into no capsule's: nothing to do. */
 	if (m.hit || !new_dir_protected)
 		return 0;
@@ -2028,50 +2038,181 @@ int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 	if (!is_guarded_map(map))
 		return 0;
 	level = current_level();
-	if (level < FSGUARD_LEVEL_SEALED)
+	if (level < FSGUARD_LEVEL_SEALED && !is_frozen(&config))
 		return 0;
 	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_MAP, FSGUARD_RULE_GUARD, level,
 		      current_fsuid());
 }
 
 /*
- * BPF_LINK_CREATE with a target program (target_fd and target_btf_id both set) attaches an
- * extension loaded for another program to this one instead. Refused, at every level, when the
- * target is one of the guard's programs (a program using its maps), or when that can't be
- * told race-free: the caller's descriptor table is shared (another thread could swap the
- * descriptor after this look), or its slot can't be read. Other targets: the kernel decides.
+ * The file behind descriptor `fd` of the caller, for a look at what a bpf(2) call names by
+ * descriptor. Exact only while nobody but the caller can change its descriptor table (not
+ * shared: the caller is in this system call until the kernel looks the descriptor up again);
+ * otherwise, or when the slot can't be read, NULL with *unsure set.
  */
-static __always_inline int decide_link_target(union bpf_attr *attr)
+static __always_inline struct file *caller_file(__u32 fd, bool *unsure)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u32 lc[5] = {}; /* prog_fd, target_fd, attach_type, flags, target_btf_id */
 	struct file *file = NULL;
-	struct bpf_prog *target;
-	char name[9] = {};
 	struct file **fds;
 
-	bpf_probe_read_kernel(lc, sizeof(lc), attr);
-	if (!lc[1] || !lc[4])
-		return 0;
-	if (BPF_CORE_READ(task, files, count.counter) != 1)
-		goto refused;
-	if (lc[1] >= BPF_CORE_READ(task, files, fdt, max_fds))
-		return 0;
+	if (BPF_CORE_READ(task, files, count.counter) != 1) {
+		*unsure = true;
+		return NULL;
+	}
+	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
+		return NULL;
 	fds = BPF_CORE_READ(task, files, fdt, fd);
-	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), fds + lc[1]))
-		goto refused;
+	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), fds + fd)) {
+		*unsure = true;
+		return NULL;
+	}
+	return file;
+}
+
+/* What a bpf(2) descriptor's file holds, if it is one named `kind` ("bpf-prog": its anonymous
+ * inode's name): a program or a map. */
+static __always_inline void *bpf_file_object(struct file *file, const char *kind)
+{
+	char name[9] = {};
+
 	if (!file)
-		return 0;
-	/* A program's descriptor is an anonymous inode file named "bpf-prog". */
+		return NULL;
 	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
-	if (!same_cstr(name, "bpf-prog", sizeof(name)))
+	if (!same_cstr(name, kind, 9))
+		return NULL;
+	return BPF_CORE_READ(file, private_data);
+}
+
+/* The program behind the caller's descriptor `fd`, or NULL (*unsure as in caller_file). */
+static __always_inline struct bpf_prog *caller_prog(__u32 fd, bool *unsure)
+{
+	return bpf_file_object(caller_file(fd, unsure), "bpf-prog");
+}
+
+/* A program that extends or traces one of the guard's (loaded for it: aux->dst_prog). */
+static __always_inline bool attached_to_guard(struct bpf_prog *prog)
+{
+	struct bpf_prog *target = prog ? BPF_CORE_READ(prog, aux, dst_prog) : NULL;
+
+	return target && uses_guard_map(target);
+}
+
+/*
+ * From level 1 on, a program that would run on the guard's hooks before it and could end a
+ * hook's run with its own answer (another LSM program, fmod_ret), unless it is one of the
+ * guard's: such a program loaded at level 0 is not attached after the raise.
+ */
+static __always_inline bool skips_guard(struct bpf_prog *prog)
+{
+	__u32 type, expected;
+
+	if (!prog || current_level() < FSGUARD_LEVEL_SEALED)
+		return false;
+	type = BPF_CORE_READ(prog, type);
+	expected = BPF_CORE_READ(prog, expected_attach_type);
+	return (type == BPF_PROG_TYPE_LSM ||
+		(type == BPF_PROG_TYPE_TRACING && expected == BPF_MODIFY_RETURN)) &&
+	       !uses_guard_map(prog);
+}
+
+/* An iterator over a map's elements, which it may rewrite in place. */
+static __always_inline bool is_map_elem_iter(struct bpf_prog *prog)
+{
+	char name[22] = {};
+
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(prog, aux, attach_func_name));
+	return same_cstr(name, "bpf_iter_bpf_map_elem", 16) &&
+	       same_cstr(name + 16, "_elem", 6);
+}
+
+static __always_inline int refuse_guard_op(__u32 op)
+{
+	return refuse(NULL, NULL, 0, op, FSGUARD_RULE_GUARD, current_level(), current_fsuid());
+}
+
+/*
+ * Attaching programs (BPF_LINK_CREATE, BPF_RAW_TRACEPOINT_OPEN), at every level:
+ * - an extension loaded for another program and attached to one of the guard's instead
+ *   (target_fd and target_btf_id both set), refused when the target is the guard's or
+ *   can't be told race-free;
+ * - a program loaded for one of the guard's (an extension or fentry/fexit whose descriptor
+ *   was had in a window before the guard protected its programs), refused; this look is
+ *   exact only for a caller whose descriptor table is not shared.
+ * From the freeze on, an iterator over a map's elements (which writes them in place) is
+ * refused whatever map it names: the map is named in user memory, which the kernel reads
+ * again after this hook.
+ */
+static __always_inline int decide_attach(int cmd, union bpf_attr *attr)
+{
+	__u32 w[5] = {}; /* link_create: prog_fd, target_fd, attach_type, flags, target_btf_id */
+	bool unsure = false;
+	struct bpf_prog *prog;
+
+	bpf_probe_read_kernel(w, sizeof(w), attr);
+	if (cmd == BPF_RAW_TRACEPOINT_OPEN) {
+		/* raw_tracepoint: name (u64), prog_fd */
+		prog = caller_prog(w[2], &unsure);
+		return attached_to_guard(prog) || skips_guard(prog) ?
+			       refuse_guard_op(FSGUARD_OP_BPF_LINK) : 0;
+	}
+	if (w[1] && w[4]) {
+		struct bpf_prog *target = caller_prog(w[1], &unsure);
+
+		if (unsure || (target && uses_guard_map(target)))
+			return refuse_guard_op(FSGUARD_OP_BPF_LINK);
+	}
+	prog = caller_prog(w[0], &unsure);
+	if (attached_to_guard(prog) || skips_guard(prog))
+		return refuse_guard_op(FSGUARD_OP_BPF_LINK);
+	if (w[2] == BPF_TRACE_ITER && guard_sealed() && (unsure || !prog || is_map_elem_iter(prog)))
+		return refuse_guard_op(FSGUARD_OP_BPF_LINK);
+	return 0;
+}
+
+/* The shapes of the guard's maps that can be inner maps of a map of maps: one created with
+ * such an inner map could hold a guard map and let its programs write it. */
+static __always_inline bool guard_shaped(struct bpf_map *m)
+{
+	__u32 type = BPF_CORE_READ(m, map_type), k = BPF_CORE_READ(m, key_size),
+	      v = BPF_CORE_READ(m, value_size);
+
+	switch (type) {
+	case BPF_MAP_TYPE_ARRAY:
+		return k == 4 && (v == sizeof(struct fsguard_config) ||
+				  v == sizeof(struct fsguard_capsule) ||
+				  v == sizeof(struct fsguard_state) || v == sizeof(__u64) ||
+				  v == sizeof(struct fsguard_fs_mark));
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+		return k == 4 && (v == sizeof(struct fsguard_stats) ||
+				  v == sizeof(struct fsguard_ratelimit));
+	case BPF_MAP_TYPE_HASH:
+		return (k == sizeof(struct fsguard_inode_key) &&
+			(v == sizeof(struct fsguard_inode_value) || v == sizeof(__u32))) ||
+		       (k == sizeof(__u64) &&
+			(v == sizeof(__u32) || v == sizeof(struct fsguard_request)));
+	case BPF_MAP_TYPE_RINGBUF:
+		return true;
+	}
+	return false;
+}
+
+/* A new map of maps whose inner maps could be the guard's: refused from the freeze on. */
+SEC("lsm/bpf_map_alloc_security")
+int BPF_PROG(fsguard_bpf_map_alloc, struct bpf_map *map, int ret)
+{
+	__u32 type;
+	struct bpf_map *inner;
+
+	if (ret)
+		return ret;
+	type = BPF_CORE_READ(map, map_type);
+	if (type != BPF_MAP_TYPE_ARRAY_OF_MAPS && type != BPF_MAP_TYPE_HASH_OF_MAPS)
 		return 0;
-	target = BPF_CORE_READ(file, private_data);
-	if (!target || !uses_guard_map(target))
+	inner = BPF_CORE_READ(map, inner_map_meta);
+	if (!guard_sealed() || (inner && !guard_shaped(inner)))
 		return 0;
-refused:
-	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_LINK, FSGUARD_RULE_GUARD, current_level(),
-		      current_fsuid());
+	return refuse_guard_op(FSGUARD_OP_BPF_MAP);
 }
 
 static __always_inline bool same_name(const char *a, const char *b)
@@ -2122,12 +2263,14 @@ static __always_inline bool slot_active(__u32 slot)
 static __always_inline int apply_inode(struct fsguard_request *r)
 {
 	struct fsguard_inode_key key = { .dev = r->a, .ino = r->b };
-	struct fsguard_inode_value value = { .capsule = r->slot, .flags = r->flags };
+	struct fsguard_inode_value value = { .capsule = r->slot,
+					     .flags = r->flags | FSGUARD_INODE_CLAIMED };
 	struct fsguard_inode_value *have;
 	int err;
 
 	/* Not a kernel dev_t (32 bits), and never the map's completeness key. */
-	if (!slot_active(r->slot) || r->a > 0xffffffffull)
+	if (!slot_active(r->slot) || r->a > 0xffffffffull ||
+	    (r->flags & ~(FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY)))
 		return REJECTED;
 	/* The filesystem first: without it, the directory cache could tell that nothing on it
 	 * is protected. No room: the map stops being trusted. */
@@ -2146,25 +2289,16 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 		return APPLIED;
 	if (err == -ENOMEM)
 		return RETRY;
+	/*
+	 * Known already (or the map is full): applied only if the request changes nothing (an
+	 * idempotent `enforce`). Flags are never added to an entry, nor anything to another
+	 * capsule's: anyone may leave requests, and "frozen" on a capsule's file, or a second
+	 * capsule's hold on it, would take from that capsule what it may do.
+	 */
 	have = bpf_map_lookup_elem(&inodes, &key);
-	if (!have)
-		return REJECTED; /* full (-E2BIG) */
-	/* On an inode already protected, only "frozen" may be added: "append-only" would let
-	 * anybody create entries in a sealed directory. */
-	if (r->flags & ~FSGUARD_INODE_FROZEN) {
-		if ((have->flags & r->flags) == r->flags && have->capsule == r->slot)
-			return APPLIED;
-		return REJECTED;
-	}
-	value.capsule = have->capsule;
-	value.flags = have->flags | r->flags;
-	/* Another capsule's inode (a hard link shared by two trees): it stays that capsule's
-	 * and becomes frozen, so neither inside can modify the other's file. */
-	if (have->capsule != r->slot)
-		value.flags |= FSGUARD_INODE_FROZEN;
-	/* A no-prealloc map replaces an element with a newly allocated one. */
-	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_EXIST);
-	return err == -ENOMEM ? RETRY : err == 0 ? APPLIED : REJECTED;
+	if (have && have->capsule == r->slot && (have->flags & r->flags) == r->flags)
+		return APPLIED;
+	return REJECTED;
 }
 
 static __always_inline bool apply_slot_key(void *map, void *key, __u32 slot)
@@ -2267,6 +2401,22 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 	 * perf events, fentry/fexit, LSM, extensions): such a program could read or write a
 	 * capsule process's memory or signal it, or undo the guard's decisions' effects.
 	 */
+	/*
+	 * Level 1: no new program that can skip or replace one of the guard's decisions: an LSM
+	 * program (the first nonzero answer on a hook ends it, so one answering -EOPNOTSUPP in
+	 * inode_init_security would skip the guard's adoption of a new inode), fmod_ret, an
+	 * extension.
+	 */
+	if (cmd == BPF_PROG_LOAD && current_level() >= FSGUARD_LEVEL_SEALED) {
+		__u32 type = 0, expected = 0;
+
+		bpf_probe_read_kernel(&type, sizeof(type), attr);
+		bpf_probe_read_kernel(&expected, sizeof(expected), (void *)attr + 68);
+		if (type == BPF_PROG_TYPE_LSM || type == BPF_PROG_TYPE_EXT ||
+		    (type == BPF_PROG_TYPE_TRACING && expected == BPF_MODIFY_RETURN))
+			return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_GUARD,
+				      current_level(), current_fsuid());
+	}
 	if (cmd == BPF_PROG_LOAD && current_level() >= FSGUARD_LEVEL_LOCKED) {
 		__u32 type = 0;
 
@@ -2278,8 +2428,8 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 			return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
 				      current_level(), current_fsuid());
 	}
-	if (cmd == BPF_LINK_CREATE) {
-		res = decide_link_target(attr);
+	if (cmd == BPF_LINK_CREATE || cmd == BPF_RAW_TRACEPOINT_OPEN) {
+		res = decide_attach(cmd, attr);
 		if (res)
 			return res;
 	}

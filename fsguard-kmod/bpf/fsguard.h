@@ -18,8 +18,9 @@
 #define FSGUARD_MAGIC 0x46534744u
 /* Version of every struct in this header and of what the pinned maps hold: a loader that
  * finds another version's config over a reused `inodes` map does not trust what that guard
- * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. */
-#define FSGUARD_ABI_VERSION 4u
+ * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. 5: entries
+ * made by requests are marked FSGUARD_INODE_CLAIMED. */
+#define FSGUARD_ABI_VERSION 5u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -39,6 +40,11 @@
  * replace (the registry's manifest directories at level 2). What is created in it is not
  * protected until userspace protects it. */
 #define FSGUARD_INODE_APPEND_ONLY (1u << 1)
+/* Made by a request (anyone may leave one), not by the guard's own programs. Such an entry
+ * on a non-directory never outranks the directory it is named in when that directory is
+ * another capsule's: a request can't take a file from the capsule that protects it through
+ * its directory (named_in in fsguard.bpf.c). Requests can't set it. */
+#define FSGUARD_INODE_CLAIMED (1u << 2)
 /* The smoke program's deny bit. */
 #define FSGUARD_DENY_WRITE (1u << 0)
 
@@ -52,9 +58,10 @@
  * the guard's maps, so userspace adds to them by leaving requests at fsguard_state.next,
  * next + 1, ...; on every bpf(2) call the guard's `bpf` hook applies up to
  * FSGUARD_REQUESTS_PER_CALL of them in order, deletes them and advances `next`. Every
- * request can only add: an inode, ancestor, device or cgroup not yet known; a capsule in a
- * free slot; flags on an inode; a higher level. Anything else is rejected and counted
- * (fsguard_state.rejected).
+ * request can only add, and never to what another capsule has: an inode not yet known (with
+ * its flags, marked CLAIMED), ancestor, device or cgroup; a capsule in a free slot; a higher
+ * level. A request for what is already there, as it is, is applied (nothing changes).
+ * Anything else is rejected and counted (fsguard_state.rejected).
  */
 #define FSGUARD_REQ_INODE 1u    /* a=dev, b=ino; request.flags; key.slot */
 #define FSGUARD_REQ_CAPSULE 2u  /* key.slot; request.capsule */

@@ -47,6 +47,8 @@ enum bpf_map_type {
 	BPF_MAP_TYPE_HASH = 1,
 	BPF_MAP_TYPE_ARRAY = 2,
 	BPF_MAP_TYPE_PERCPU_ARRAY = 6,
+	BPF_MAP_TYPE_ARRAY_OF_MAPS = 12,
+	BPF_MAP_TYPE_HASH_OF_MAPS = 13,
 	BPF_MAP_TYPE_RINGBUF = 27,
 	BPF_MAP_TYPE_INODE_STORAGE = 28,
 	BPF_MAP_TYPE_TASK_STORAGE = 29,
@@ -112,6 +114,9 @@ enum bpf_map_type {
  * arbitrary processes (which could then read, write or signal a capsule's). */
 #define BPF_PROG_LOAD 5
 #define BPF_LINK_CREATE 28
+#define BPF_RAW_TRACEPOINT_OPEN 17
+#define BPF_MODIFY_RETURN 26 /* enum bpf_attach_type */
+#define BPF_TRACE_ITER 28
 /* include/linux/bpf_verifier.h: the most maps one program may use. */
 #define MAX_USED_MAPS 64
 #define BPF_PROG_TYPE_KPROBE 2
@@ -222,6 +227,11 @@ struct file {
 
 /* include/linux/bpf.h: what the guard reads of maps and programs to protect itself. */
 struct bpf_map {
+	struct bpf_map *inner_map_meta; /* a map of maps': what its inner maps must be like */
+	enum bpf_map_type map_type;
+	u32 key_size;
+	u32 value_size;
+	u32 map_flags;
 	bool frozen; /* no more writes through bpf(2) (BPF_MAP_FREEZE) */
 };
 
@@ -231,9 +241,17 @@ struct bpf_prog_aux {
 	u32 used_map_cnt;
 	struct bpf_map **used_maps;
 	struct bpf_prog *dst_prog; /* the program an extension or fentry/fexit attaches to */
+	const char *attach_func_name; /* an iterator's: bpf_iter_<target> */
 };
 
+/* Their values are the BPF_PROG_TYPE_* and BPF_* attach macros above; CO-RE needs the
+ * fields' enum types by name. */
+enum bpf_prog_type { FSGUARD_ANY_PROG_TYPE = 0 };
+enum bpf_attach_type { FSGUARD_ANY_ATTACH_TYPE = 0 };
+
 struct bpf_prog {
+	enum bpf_prog_type type;
+	enum bpf_attach_type expected_attach_type;
 	struct bpf_prog_aux *aux;
 };
 

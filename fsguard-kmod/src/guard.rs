@@ -34,7 +34,13 @@ use crate::{objects, Error, Result};
 pub const PIN_DIR: &str = "/sys/fs/bpf/fsguard";
 
 /// Every program of `bpf/fsguard.bpf.c` and the LSM hook it attaches to.
+/// The guard's own protection comes first: once it is attached, the programs attached after
+/// it are already protected.
 pub const PROGRAMS: &[(&str, &str)] = &[
+    ("fsguard_bpf_prog", "bpf_prog"),
+    ("fsguard_bpf_map", "bpf_map"),
+    ("fsguard_bpf_map_alloc", "bpf_map_alloc_security"),
+    ("fsguard_bpf", "bpf"),
     ("fsguard_file_open", "file_open"),
     ("fsguard_file_permission", "file_permission"),
     ("fsguard_mmap_file", "mmap_file"),
@@ -68,9 +74,6 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_sb_mount", "sb_mount"),
     ("fsguard_move_mount", "move_mount"),
     ("fsguard_sb_umount", "sb_umount"),
-    ("fsguard_bpf_map", "bpf_map"),
-    ("fsguard_bpf_prog", "bpf_prog"),
-    ("fsguard_bpf", "bpf"),
 ];
 
 /// Overrides the capacity of the `inodes` map when the guard is first loaded.
@@ -413,13 +416,8 @@ impl Guard {
         }
         // Above level 0 nothing may write the maps through a descriptor from now on, the
         // loader's own included: what it had to write is written. (Pinned at creation.)
-        // Nothing else may hold them: pinned maps reused from an earlier load could be.
         if level >= crate::shared::FSGUARD_LEVEL_SEALED {
             crate::integrity::freeze_pinned(dir)?;
-            let holds = crate::integrity::foreign_holds(dir)?;
-            if !holds.is_empty() {
-                return Err(Error::NotAlone { holds });
-            }
         }
         // Every program is loaded (its descriptor made) before any is attached: once
         // attached, `fsguard_bpf_prog` refuses descriptors of programs that use the maps.
@@ -486,6 +484,15 @@ impl Guard {
         }
         // The pins keep the links; the process may now exit.
         drop(pinned);
+        // Above level 0 nothing else may hold the guard: the maps may be reused from an
+        // earlier load, and its programs had ids before the guard protected them. The guard
+        // stays (fail closed), and the load says why it can't be trusted.
+        if level >= crate::shared::FSGUARD_LEVEL_SEALED {
+            let holds = crate::integrity::foreign_holds(dir)?;
+            if !holds.is_empty() {
+                return Err(Error::NotAlone { holds });
+            }
+        }
         Self::open_maps(dir)
     }
 
@@ -576,15 +583,13 @@ impl Guard {
                 requested: level,
             });
         }
-        // The first raise above 0: frozen maps first (from then on the guard refuses new
-        // holds on itself), then nothing from before may still hold them.
+        // A raise above 0: frozen maps first (from then on the guard refuses new holds on
+        // itself), then nothing from before may still hold them or stand before them.
         if level >= crate::shared::FSGUARD_LEVEL_SEALED && current < level {
             crate::integrity::freeze_pinned(&self.dir)?;
-            if current == crate::shared::FSGUARD_LEVEL_MAINTENANCE {
-                let holds = crate::integrity::foreign_holds(&self.dir)?;
-                if !holds.is_empty() {
-                    return Err(Error::NotAlone { holds });
-                }
+            let holds = crate::integrity::foreign_holds(&self.dir)?;
+            if !holds.is_empty() {
+                return Err(Error::NotAlone { holds });
             }
         }
         self.submit(&[fsguard_request {
@@ -623,25 +628,6 @@ impl Guard {
     }
 
     fn ensure_slot(&mut self, name: &str, inside: Option<Inside>, flags: u32) -> Result<u32> {
-        let slots = self.capsules()?;
-        if let Some(s) = slots.iter().find(|s| s.name == name) {
-            // A capsule's inside never changes: a second seal record naming another cgroup
-            // (planted, or stale) must not make that cgroup inside too.
-            if s.inside.map(|i| i.cgroup_id) != inside.map(|i| i.cgroup_id) {
-                return Err(Error::InsideMismatch {
-                    name: name.to_string(),
-                });
-            }
-            if let Some(i) = s.inside {
-                self.map_cgroup(i.cgroup_id, s.id)?;
-            }
-            return Ok(s.id);
-        }
-        let id = (1..FSGUARD_MAX_CAPSULES)
-            .find(|id| !slots.iter().any(|s| s.id == *id))
-            .ok_or(Error::NoCapsuleSlot {
-                max: FSGUARD_MAX_CAPSULES - 1,
-            })?;
         let mut c = fsguard_capsule {
             flags: FSGUARD_CAPSULE_ACTIVE | flags,
             ..Default::default()
@@ -658,6 +644,27 @@ impl Guard {
         {
             *dst = src as _;
         }
+        let slots = self.capsules()?;
+        let id = match slots.iter().find(|s| s.name == name) {
+            Some(s) => {
+                // A capsule's inside never changes: a second seal record naming another
+                // cgroup (planted, or stale) must not make that cgroup inside too.
+                if s.inside.map(|i| i.cgroup_id) != inside.map(|i| i.cgroup_id) {
+                    return Err(Error::InsideMismatch {
+                        name: name.to_string(),
+                    });
+                }
+                s.id
+            }
+            None => (1..FSGUARD_MAX_CAPSULES)
+                .find(|id| !slots.iter().any(|s| s.id == *id))
+                .ok_or(Error::NoCapsuleSlot {
+                    max: FSGUARD_MAX_CAPSULES - 1,
+                })?,
+        };
+        // Asked for even when the slot already holds this capsule: the guard applies it only
+        // if its own slot (not the `capsules_view` copy read above) holds exactly this
+        // capsule, so a slot read wrongly is never given this capsule's inodes.
         self.submit(&[fsguard_request {
             kind: FSGUARD_REQ_CAPSULE,
             slot: id,
@@ -670,7 +677,6 @@ impl Guard {
         Ok(id)
     }
 
-    /// Lets the process rules find capsule `slot` from its cgroup's id.
     fn map_cgroup(&mut self, cgroup_id: u64, slot: u32) -> Result<()> {
         self.submit(&[fsguard_request {
             kind: FSGUARD_REQ_CGROUP,
@@ -689,7 +695,23 @@ impl Guard {
     /// capsule and becomes frozen, so neither inside can modify the other's file; the guard
     /// decides that itself when it applies the request.
     pub fn protect(&mut self, capsule: u32, inodes: &[Protected]) -> Result<()> {
-        let reqs: Vec<_> = inodes
+        // The guard adds no flags to an entry it has: one inode named twice (hard links, one
+        // of them frozen) goes in once, with every flag asked for.
+        let mut merged: Vec<Protected> = Vec::with_capacity(inodes.len());
+        let mut at = std::collections::HashMap::with_capacity(inodes.len());
+        for p in inodes {
+            match at.entry((p.key.dev, p.key.ino)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    let i: usize = *e.get();
+                    merged[i].flags |= p.flags;
+                }
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(merged.len());
+                    merged.push(*p);
+                }
+            }
+        }
+        let reqs: Vec<_> = merged
             .iter()
             .map(|p| fsguard_request {
                 kind: FSGUARD_REQ_INODE,

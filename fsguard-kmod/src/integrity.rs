@@ -25,6 +25,12 @@ const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_FREEZE: libc::c_long = 22;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+const BPF_LINK_TYPE_TRACING: u32 = 2;
+const BPF_LINK_TYPE_ITER: u32 = 4;
+const BPF_MODIFY_RETURN: u32 = 26;
+const BPF_LSM_MAC: u32 = 27;
 const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
 const BPF_MAP_TYPE_HASH_OF_MAPS: u32 = 13;
@@ -76,8 +82,24 @@ struct InfoHead {
     id: u32,
     /// A map's key size; a link's program id.
     third: u32,
-    _fourth: u32,
-    _rest: [u64; 30],
+    fourth: u32,
+    rest: [u64; 30],
+}
+
+impl InfoHead {
+    /// The first sixteen u32 words (a link's: type, id, prog_id, pad, then its union).
+    fn words(&self) -> [u32; 16] {
+        let mut w = [0u32; 16];
+        w[0] = self.kind;
+        w[1] = self.id;
+        w[2] = self.third;
+        w[3] = self.fourth;
+        for (i, q) in self.rest.iter().take(6).enumerate() {
+            w[4 + 2 * i] = *q as u32;
+            w[5 + 2 * i] = (*q >> 32) as u32;
+        }
+        w
+    }
 }
 
 fn syscall_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
@@ -113,10 +135,21 @@ pub fn freeze(fd: &OwnedFd, map: &str) -> Result<()> {
     }
 }
 
-/// Freezes every pinned map of the guard in `dir` but [`UNFROZEN`].
+/// Freezes every pinned map of the guard in `dir` but [`UNFROZEN`], `config` last: once it
+/// is frozen the guard refuses descriptors of its enforcing maps (as from level 1 on), which
+/// are then frozen already. A map whose descriptor the guard refuses is skipped for that
+/// reason; the guard applies no level above 0 unless every one is frozen.
 pub fn freeze_pinned(dir: &Path) -> Result<()> {
-    for map in MAPS.iter().filter(|m| !UNFROZEN.contains(m)) {
-        freeze(&open_pinned_map(&dir.join(map))?, map)?;
+    let order = MAPS
+        .iter()
+        .filter(|m| !UNFROZEN.contains(m) && **m != "config")
+        .chain(std::iter::once(&"config"));
+    for map in order {
+        match open_pinned_map(&dir.join(map)) {
+            Ok(fd) => freeze(&fd, map)?,
+            Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }
@@ -145,28 +178,103 @@ fn by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
     bpf(cmd, &mut attr).map(owned)
 }
 
-/// The ids of the guard's programs (those its pinned links run, if any) and of its maps.
-fn guard_ids(dir: &Path) -> Result<(HashSet<u32>, HashSet<u32>)> {
-    let mut progs = HashSet::new();
-    for (program, _) in PROGRAMS {
+/// What the scan knows of the guard in `dir`: its programs (those its pinned links run), its
+/// enforcing maps, all its maps, and the BTF id of the hook whose run an LSM program before
+/// the guard's could end early with a success (inode_init_security: -EOPNOTSUPP there means
+/// "no attribute", and the guard's adoption of the new inode would not run).
+struct GuardIds {
+    progs: HashSet<u32>,
+    enforcing: HashSet<u32>,
+    all_maps: HashSet<u32>,
+    init_security_btf: Option<u32>,
+    /// The id of the BTF object the guard's hooks are in (vmlinux's): a tracing link's
+    /// target object is a BTF object for kernel functions, a program otherwise.
+    kernel_btf: Option<u32>,
+}
+
+fn guard_ids(dir: &Path) -> Result<GuardIds> {
+    let mut ids = GuardIds {
+        progs: HashSet::new(),
+        enforcing: HashSet::new(),
+        all_maps: HashSet::new(),
+        init_security_btf: None,
+        kernel_btf: None,
+    };
+    for (program, hook) in PROGRAMS {
         let path = link_path(dir, program);
         if !path.exists() {
             continue;
         }
         let link = open_pinned_map(&path)?;
         let head = info(&link).map_err(syscall_err(format!("read {}", path.display())))?;
-        progs.insert(head.third);
+        ids.progs.insert(head.third);
+        // bpf_link_info.tracing: attach_type, target_obj_id, target_btf_id (u32 4 to 6).
+        let w = head.words();
+        ids.kernel_btf = Some(w[5]);
+        if *hook == "inode_init_security" {
+            ids.init_security_btf = Some(w[6]);
+        }
     }
-    let mut maps = HashSet::new();
-    // The reports and the ways in and out are not counted: anyone may hold them (the audit
-    // collector does), and all but `requests` and `events` are frozen.
-    for map in MAPS.iter().filter(|m| !REPORTS.contains(m)) {
+    let mut sealed = false;
+    for map in MAPS {
         let path = dir.join(map);
-        let fd = open_pinned_map(&path)?;
+        let fd = match open_pinned_map(&path) {
+            Ok(fd) => fd,
+            // Sealed: the guard refuses descriptors of its enforcing maps, by id as by pin,
+            // so those it refuses by id are its enforcing maps.
+            Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {
+                sealed = true;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let head = info(&fd).map_err(syscall_err(format!("read {}", path.display())))?;
-        maps.insert(head.id);
+        ids.all_maps.insert(head.id);
+        if !REPORTS.contains(map) {
+            ids.enforcing.insert(head.id);
+        }
     }
-    Ok((progs, maps))
+    if sealed {
+        for id in self::ids(BPF_MAP_GET_NEXT_ID)? {
+            if let Err(e) = by_id(BPF_MAP_GET_FD_BY_ID, id) {
+                if e.raw_os_error() == Some(libc::EPERM) {
+                    ids.all_maps.insert(id);
+                    ids.enforcing.insert(id);
+                }
+            }
+        }
+    }
+    Ok(ids)
+}
+
+/// What a link does that the raise can't let stand: an iterator over a guard map (it rewrites
+/// the elements in place whenever its pin is read), a program attached to a guard program,
+/// an LSM program before the guard's on inode_init_security, fmod_ret anywhere.
+fn link_hold(id: u32, head: &InfoHead, g: &GuardIds) -> Option<String> {
+    let w = head.words();
+    match head.kind {
+        BPF_LINK_TYPE_ITER if g.all_maps.contains(&w[7]) => Some(format!(
+            "BPF link {id} iterates over the guard's map {}",
+            w[7]
+        )),
+        BPF_LINK_TYPE_TRACING if Some(w[5]) != g.kernel_btf && g.progs.contains(&w[5]) => {
+            Some(format!(
+                "BPF link {id} attaches program {} to the guard's program {}",
+                w[2], w[5]
+            ))
+        }
+        BPF_LINK_TYPE_TRACING if w[4] == BPF_MODIFY_RETURN => Some(format!(
+            "BPF link {id} attaches fmod_ret program {} (it can end an LSM hook's run)",
+            w[2]
+        )),
+        BPF_LINK_TYPE_TRACING if w[4] == BPF_LSM_MAC && Some(w[6]) == g.init_security_btf => {
+            Some(format!(
+                "BPF link {id} attaches LSM program {} to inode_init_security, before the guard's",
+                w[2]
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The ids of the maps the program behind `fd` uses.
@@ -225,51 +333,69 @@ fn held_ids(fd: &OwnedFd, key_size: u32) -> Vec<u32> {
     }
 }
 
-/// `(pid, command)` of every other process holding a descriptor whose fdinfo names one of
-/// `progs` (`prog_id:`) or `maps` (`map_id:`).
-fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Vec<String> {
+/// Every other process (any of its threads, which may have a descriptor table of their own)
+/// holding a descriptor whose fdinfo names one of `progs` (`prog_id:`) or `maps` (`map_id:`).
+/// A table that can't be read (other than a thread gone meanwhile) is an error.
+fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
     let me = std::process::id().to_string();
+    let gone =
+        |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH));
+    let unreadable =
+        |what: String| syscall_err(format!("read {what} (to find holders of the guard)"));
     let mut out = Vec::new();
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return out;
-    };
-    for p in procs.flatten() {
+    for p in std::fs::read_dir("/proc")
+        .map_err(unreadable("/proc".into()))?
+        .flatten()
+    {
         let pid = p.file_name().to_string_lossy().into_owned();
         if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
             continue;
         }
-        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
-            continue;
+        let tasks = match std::fs::read_dir(p.path().join("task")) {
+            Ok(t) => t,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(unreadable(p.path().display().to_string())(e)),
         };
-        for fd in fds.flatten() {
-            let Ok(text) = std::fs::read_to_string(fd.path()) else {
-                continue;
+        'task: for t in tasks.flatten() {
+            let dir = t.path().join("fdinfo");
+            let fds = match std::fs::read_dir(&dir) {
+                Ok(f) => f,
+                Err(e) if gone(&e) => continue,
+                Err(e) => return Err(unreadable(dir.display().to_string())(e)),
             };
-            let named = |field: &str, set: &HashSet<u32>| {
-                text.lines()
-                    .filter_map(|l| l.strip_prefix(field))
-                    .filter_map(|v| v.trim().parse::<u32>().ok())
-                    .any(|id| set.contains(&id))
-            };
-            if named("prog_id:", progs) || named("map_id:", maps) {
-                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
-                out.push(format!(
-                    "process {pid} ({}) holds descriptor {}",
-                    comm.trim(),
-                    fd.file_name().to_string_lossy()
-                ));
-                break;
+            for fd in fds.flatten() {
+                let text = match std::fs::read_to_string(fd.path()) {
+                    Ok(t) => t,
+                    Err(e) if gone(&e) => continue,
+                    Err(e) => return Err(unreadable(fd.path().display().to_string())(e)),
+                };
+                let named = |field: &str, set: &HashSet<u32>| {
+                    text.lines()
+                        .filter_map(|l| l.strip_prefix(field))
+                        .filter_map(|v| v.trim().parse::<u32>().ok())
+                        .any(|id| set.contains(&id))
+                };
+                if named("prog_id:", progs) || named("map_id:", maps) {
+                    let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                    out.push(format!(
+                        "process {pid} ({}) holds descriptor {}",
+                        comm.trim(),
+                        fd.file_name().to_string_lossy()
+                    ));
+                    break 'task;
+                }
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// Everything that, made before the maps were frozen, would still reach the guard's maps or
 /// programs after the raise; empty when the guard in `dir` stands alone. Call after
 /// [`freeze_pinned`] (from then on the guard itself refuses new holds) and before the raise.
 pub fn foreign_holds(dir: &Path) -> Result<Vec<String>> {
-    let (guard_progs, guard_maps) = guard_ids(dir)?;
+    let g = guard_ids(dir)?;
+    let (guard_progs, guard_maps) = (&g.progs, &g.enforcing);
     let mut found = Vec::new();
     for id in ids(BPF_PROG_GET_NEXT_ID)? {
         if guard_progs.contains(&id) {
@@ -291,7 +417,7 @@ pub fn foreign_holds(dir: &Path) -> Result<Vec<String>> {
         }
     }
     for id in ids(BPF_MAP_GET_NEXT_ID)? {
-        if guard_maps.contains(&id) {
+        if g.all_maps.contains(&id) {
             continue;
         }
         let Ok(fd) = by_id(BPF_MAP_GET_FD_BY_ID, id) else {
@@ -299,8 +425,8 @@ pub fn foreign_holds(dir: &Path) -> Result<Vec<String>> {
         };
         let Ok(head) = info(&fd) else { continue };
         let wanted = match head.kind {
-            BPF_MAP_TYPE_PROG_ARRAY => &guard_progs,
-            BPF_MAP_TYPE_ARRAY_OF_MAPS | BPF_MAP_TYPE_HASH_OF_MAPS => &guard_maps,
+            BPF_MAP_TYPE_PROG_ARRAY => guard_progs,
+            BPF_MAP_TYPE_ARRAY_OF_MAPS | BPF_MAP_TYPE_HASH_OF_MAPS => &g.all_maps,
             _ => continue,
         };
         if held_ids(&fd, head.third).iter().any(|i| wanted.contains(i)) {
@@ -309,6 +435,16 @@ pub fn foreign_holds(dir: &Path) -> Result<Vec<String>> {
             ));
         }
     }
-    found.extend(holders(&guard_progs, &guard_maps));
+    for id in ids(BPF_LINK_GET_NEXT_ID)? {
+        let Ok(fd) = by_id(BPF_LINK_GET_FD_BY_ID, id) else {
+            continue;
+        };
+        let head = info(&fd).map_err(syscall_err(format!("read BPF link {id}")))?;
+        if guard_progs.contains(&head.third) {
+            continue;
+        }
+        found.extend(link_hold(id, &head, &g));
+    }
+    found.extend(holders(guard_progs, guard_maps)?);
     Ok(found)
 }

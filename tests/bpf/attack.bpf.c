@@ -38,7 +38,23 @@ int own_filter(void *skb)
 	return own_capsule() ? 0 : 1;
 }
 
-/* Loaded against own_capsule, then attached to the guard's function instead (retargeted). */
+/* The attacker's own LSM program (of the guard's type, so that an extension loaded for it
+ * can be attached to the guard's programs instead); it refuses nothing. */
+SEC("lsm/file_open")
+int own_lsm(unsigned long long *ctx)
+{
+	return own_capsule() == 0xffffffff ? -1 : 0;
+}
+
+/* Answers "no attribute" in inode_init_security: running before the guard's program there, it
+ * ends the hook's run, so the guard never adopts the new inode into its directory's capsule. */
+SEC("lsm/inode_init_security")
+int skip_init_security(unsigned long long *ctx)
+{
+	return -95; /* -EOPNOTSUPP */
+}
+
+/* Loaded against own_lsm's own_capsule, then attached to the guard's function instead. */
 SEC("freplace/own_capsule")
 __u32 retarget(void)
 {

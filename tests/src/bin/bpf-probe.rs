@@ -22,6 +22,11 @@
 //!                         rejected requests (from PIN_DIR/state)
 //!   request-capsule PIN_DIR SLOT NAME
 //!                         the same with a request to put capsule NAME (no inside) in SLOT
+//!   request-capsule PIN_DIR SLOT NAME CGROUP_DIR
+//!                         the same with the cgroup CGROUP_DIR as the capsule's inside
+//!   request-inode PIN_DIR SLOT PATH FLAGS
+//!                         the same with a request to protect PATH's inode in SLOT with FLAGS
+//!                         (FSGUARD_INODE_*: 1 frozen, 2 append-only)
 //!   request-cgroup PIN_DIR SLOT CGROUP_ID
 //!                         the same with a request to make a cgroup the inside of SLOT
 //!   request-append-only PIN_DIR SLOT PATH
@@ -64,6 +69,7 @@ const BPF_PROG_LOAD: i64 = 5;
 const BPF_PROG_TYPE_KPROBE: u64 = 2;
 const FSGUARD_REQ_LEVEL: u32 = 4;
 const FSGUARD_CAPSULE_ACTIVE: u32 = 1;
+const FSGUARD_CAPSULE_HAS_CGROUP: u32 = 2;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
@@ -280,6 +286,32 @@ fn submit(pin_dir: &str, req: Request) -> ExitCode {
     }
 }
 
+/// A request for capsule NAME in SLOT, its inside the cgroup (id, depth) if given.
+fn capsule_request(slot: u32, name: &str, inside: Option<(u64, u32)>) -> Request {
+    let mut r = request(FSGUARD_REQ_CAPSULE, slot, 0, 0, 0);
+    for (d, s) in r.name.iter_mut().zip(name.bytes().take(63)) {
+        *d = s;
+    }
+    r.capsule_flags = FSGUARD_CAPSULE_ACTIVE;
+    if let Some((id, level)) = inside {
+        r.cgroup_id = id;
+        r.cgroup_level = level;
+        r.capsule_flags |= FSGUARD_CAPSULE_HAS_CGROUP;
+    }
+    r
+}
+
+/// A cgroup directory's id (its inode number) and depth below /sys/fs/cgroup.
+fn cgroup_of(dir: &str) -> Option<(u64, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let depth = std::path::Path::new(dir)
+        .strip_prefix("/sys/fs/cgroup")
+        .ok()?
+        .components()
+        .count();
+    Some((std::fs::metadata(dir).ok()?.ino(), depth as u32))
+}
+
 fn request(kind: u32, slot: u32, a: u64, b: u64, flags: u32) -> Request {
     Request {
         kind,
@@ -463,29 +495,23 @@ fn main() -> ExitCode {
             Err(_) => usage(),
         },
         ["request-capsule", dir, slot, name] => match slot.parse::<u32>() {
-            Ok(slot) => {
-                let mut n = [0u8; 64];
-                for (d, s) in n.iter_mut().zip(name.bytes().take(63)) {
-                    *d = s;
-                }
-                submit(
-                    dir,
-                    Request {
-                        kind: FSGUARD_REQ_CAPSULE,
-                        slot,
-                        a: 0,
-                        b: 0,
-                        flags: 0,
-                        level: 0,
-                        cgroup_id: 0,
-                        cgroup_level: 0,
-                        capsule_flags: FSGUARD_CAPSULE_ACTIVE,
-                        name: n,
-                    },
-                )
-            }
+            Ok(slot) => submit(dir, capsule_request(slot, name, None)),
             Err(_) => usage(),
         },
+        ["request-capsule", dir, slot, name, cgroup] => {
+            match (slot.parse::<u32>(), cgroup_of(cgroup)) {
+                (Ok(slot), Some(inside)) => submit(dir, capsule_request(slot, name, Some(inside))),
+                _ => usage(),
+            }
+        }
+        ["request-inode", dir, slot, path, flags] => {
+            match (slot.parse::<u32>(), kernel_key(path), flags.parse::<u32>()) {
+                (Ok(slot), Ok((dev, ino)), Ok(flags)) => {
+                    submit(dir, request(FSGUARD_REQ_INODE, slot, dev, ino, flags))
+                }
+                _ => usage(),
+            }
+        }
         ["request-cgroup", dir, slot, id] => match (slot.parse::<u32>(), id.parse::<u64>()) {
             (Ok(slot), Ok(id)) => submit(dir, request(FSGUARD_REQ_CGROUP, slot, id, 0, 0)),
             _ => usage(),

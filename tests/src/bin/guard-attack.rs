@@ -14,7 +14,9 @@
 //!                         (BPF_PROG_GET_FD_BY_ID; setup: the id, from its pinned link)
 //!   own-prog-fd           loads own_filter, then a descriptor of it by id (a control)
 //!   ext-guard NAME SLOT   an extension answering SLOT for every fsguard_current_capsule of
-//!                         the guard's program NAME (setup: that program's descriptor)
+//!                         the guard's program NAME, loaded (judged) then attached with
+//!                         BPF_LINK_CREATE naming no target (judged); setup: a descriptor of
+//!                         that program
 //!   ext-own               the same extension loaded against the attacker's own program and
 //!                         attached to it (a control)
 //!   filter-map PIN        a socket filter that uses the map pinned at PIN (setup: BPF_OBJ_GET)
@@ -23,17 +25,30 @@
 //!                         (setup: BPF_OBJ_GET read-write, then a read)
 //!   hold PIN_DIR NAME     at once: a read-write descriptor of PIN_DIR/config, a descriptor
 //!                         of the guard's program NAME, and `retarget` loaded against the
-//!                         attacker's own program; prints `held`, then for each line read on
-//!                         stdin (`go`) tries with them: `write-config R`, `retarget R`,
-//!                         `filter R`; ends at end of input
+//!                         attacker's own LSM program (loaded, not attached); prints `held`,
+//!                         then for each line read on stdin (`go`) tries with them:
+//!                         `write-config R`, `retarget R`, `filter R`, `attach-lsm R`; ends
+//!                         at end of input
+//!   hold-lsm              loads the attacker's own LSM program, prints `held`, attaches it at
+//!                         the first line read on stdin (`attach-lsm R`); ends at end of input
+//!   skip-init-security    attaches an LSM program answering -EOPNOTSUPP in inode_init_security
+//!                         (`attach-lsm R`, then `held`); keeps it until end of input
+//!   iter-map PIN          an iterator over the elements of the map pinned at PIN (setup:
+//!                         BPF_OBJ_GET, the program's load), its link (judged), then one run
+//!                         that zeroes each element's first 4 bytes
+//!   iter-own-map          the same over a map of its own, whose element must then read 0
+//!   iter-pin PIN LINK     the iterator's link over PIN pinned at LINK (judged: the link)
+//!   outer-map PIN         a map of maps whose inner maps are like the map pinned at PIN
+//!                         (setup: BPF_OBJ_GET; judged: the map's creation)
+//!   outer-own-map         the same with a map of its own, of a shape no guard map has
 
 use std::ffi::CString;
 use std::io::BufRead;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::process::ExitCode;
 
-use aya::programs::{loaded_programs, Extension, ProgramFd, SocketFilter};
-use aya::{Ebpf, EbpfLoader};
+use aya::programs::{loaded_programs, Extension, Lsm, ProgramFd, SocketFilter};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 const BPF_MAP_CREATE: i64 = 0;
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
@@ -41,6 +56,7 @@ const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_PROG_LOAD: i64 = 5;
 const BPF_OBJ_GET: i64 = 7;
 const BPF_PROG_GET_FD_BY_ID: i64 = 13;
+const BPF_LINK_CREATE: i64 = 28;
 const BPF_MAP_TYPE_ARRAY: u64 = 2;
 const BPF_PROG_TYPE_SOCKET_FILTER: u64 = 1;
 
@@ -67,11 +83,12 @@ impl Outcome {
         match r {
             Ok(_) => Outcome::Allowed,
             Err(e) => {
-                let mut cur: Option<&dyn std::error::Error> = Some(&e);
+                let mut cur: Option<&dyn std::error::Error> = e.source();
                 let mut text = e.to_string();
                 while let Some(c) = cur {
                     if let Some(io) = c.downcast_ref::<std::io::Error>() {
                         if io.raw_os_error() == Some(libc::EPERM) {
+                            eprintln!("guard-attack: refused: {text}");
                             return Outcome::Refused;
                         }
                     }
@@ -215,6 +232,32 @@ fn own_filter(ebpf: &mut Ebpf) -> Result<ProgramFd, Outcome> {
         .map_err(|e| Outcome::Error(e.to_string()))
 }
 
+/// Loads own_lsm (not attached) and returns a descriptor of it; the load is judged.
+fn own_lsm(ebpf: &mut Ebpf) -> Result<ProgramFd, Outcome> {
+    let btf = Btf::from_sys_fs().map_err(|e| Outcome::Error(e.to_string()))?;
+    let l: &mut Lsm = ebpf
+        .program_mut("own_lsm")
+        .and_then(|p| p.try_into().ok())
+        .ok_or_else(|| Outcome::Error("no own_lsm".into()))?;
+    if let Err(e) = l.load("file_open", &btf) {
+        return Err(Outcome::of_aya::<(), _>(Err(e)));
+    }
+    l.fd()
+        .and_then(|fd| fd.try_clone().map_err(Into::into))
+        .map_err(|e| Outcome::Error(e.to_string()))
+}
+
+/// Attaches own_lsm (loaded) to its hook; judged.
+fn attach_own_lsm(ebpf: &mut Ebpf) -> Outcome {
+    match ebpf
+        .program_mut("own_lsm")
+        .and_then(|p| TryInto::<&mut Lsm>::try_into(p).ok())
+    {
+        Some(l) => Outcome::of_aya(l.attach()),
+        None => Outcome::Error("no own_lsm".into()),
+    }
+}
+
 fn extension<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Extension, Outcome> {
     ebpf.program_mut(name)
         .and_then(|p| p.try_into().ok())
@@ -237,13 +280,19 @@ fn ext_guard(name: &str, slot: u32) -> Outcome {
     if let Err(e) = ext.load(target, "fsguard_current_capsule") {
         return Outcome::of_aya::<(), _>(Err(e));
     }
-    Outcome::of_aya(ext.attach())
+    // Attached to the program it was loaded for, naming no target (BPF_LINK_CREATE with
+    // target_fd 0), as an attacker would to avoid a check on the target.
+    let prog = match ext.fd() {
+        Ok(fd) => fd.as_fd().as_raw_fd(),
+        Err(e) => return Outcome::Error(e.to_string()),
+    };
+    Outcome::of(bpf(BPF_LINK_CREATE, &[u64::from(prog as u32)]).map(|fd| drop(owned(fd))))
 }
 
 fn ext_own() -> Outcome {
     let run = || -> Result<Outcome, Outcome> {
         let mut ebpf = attack_object(1)?;
-        let own = own_filter(&mut ebpf)?;
+        let own = own_lsm(&mut ebpf)?;
         let ext = extension(&mut ebpf, "retarget")?;
         if let Err(e) = ext.load(own, "own_capsule") {
             return Ok(Outcome::of_aya::<(), _>(Err(e)));
@@ -289,6 +338,190 @@ fn filter_own_map() -> Outcome {
     }
 }
 
+const BPF_ITER_CREATE: i64 = 33;
+const BPF_OBJ_PIN: i64 = 6;
+const BPF_PROG_TYPE_TRACING: u64 = 26;
+const BPF_TRACE_ITER: u64 = 28;
+const BPF_MAP_TYPE_ARRAY_OF_MAPS: u64 = 12;
+
+/// An iterator program over map elements that zeroes the first 4 bytes of each value.
+fn load_map_iter() -> Result<OwnedFd, Outcome> {
+    let btf = Btf::from_sys_fs().map_err(|e| Outcome::Error(e.to_string()))?;
+    let target = btf
+        .id_by_type_name_kind("bpf_iter_bpf_map_elem", aya_obj::btf::BtfKind::Func)
+        .map_err(|e| Outcome::Error(e.to_string()))?;
+    let insns: [u64; 6] = [
+        0x79 | (2 << 8) | (1 << 12) | (24 << 16), // r2 = ctx->value
+        0x15 | (2 << 8) | (2 << 16),              // if r2 == 0 goto +2
+        0xb7 | (3 << 8),                          // r3 = 0
+        0x63 | (2 << 8) | (3 << 12),              // *(u32 *)(r2 + 0) = r3
+        0xb7,                                     // r0 = 0
+        0x95,                                     // exit
+    ];
+    let license = c"GPL";
+    let mut attr = [0u64; 16];
+    attr[0] = BPF_PROG_TYPE_TRACING | ((insns.len() as u64) << 32);
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    attr[8] = BPF_TRACE_ITER << 32; // prog_ifindex (u32 at 64), expected_attach_type (68)
+    attr[13] = u64::from(target) << 32; // attach_btf_id (u32 at 108)
+    bpf(BPF_PROG_LOAD, &attr)
+        .map(owned)
+        .map_err(|e| Outcome::Error(format!("setup: iterator load: errno {e}")))
+}
+
+/// BPF_LINK_CREATE of the iterator over `map`.
+fn iter_link(prog: &OwnedFd, map: &OwnedFd) -> Result<OwnedFd, i32> {
+    let info = [map.as_raw_fd() as u32, 0, 0, 0];
+    bpf(
+        28, // BPF_LINK_CREATE
+        &[
+            prog.as_raw_fd() as u64,
+            BPF_TRACE_ITER,
+            info.as_ptr() as u64,
+            16,
+        ],
+    )
+    .map(owned)
+}
+
+/// Runs the iterator of `link` once (BPF_ITER_CREATE, read to the end).
+fn run_iter(link: &OwnedFd) -> Result<(), i32> {
+    use std::io::Read;
+    let fd = bpf(BPF_ITER_CREATE, &[link.as_raw_fd() as u64]).map(owned)?;
+    let mut f = std::fs::File::from(fd);
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)
+        .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+    Ok(())
+}
+
+fn new_array(value_size: u64) -> Result<OwnedFd, Outcome> {
+    bpf(
+        BPF_MAP_CREATE,
+        &[BPF_MAP_TYPE_ARRAY | (4 << 32), value_size | (1 << 32)],
+    )
+    .map(owned)
+    .map_err(|e| Outcome::Error(format!("setup: map create: errno {e}")))
+}
+
+fn iter_map(map: Result<OwnedFd, Outcome>, check_zeroed: bool) -> Outcome {
+    let run = || -> Result<Outcome, Outcome> {
+        let map = map?;
+        let prog = load_map_iter()?;
+        let link = match iter_link(&prog, &map) {
+            Ok(l) => l,
+            Err(e) => return Ok(Outcome::of(Err(e))),
+        };
+        if check_zeroed {
+            let key = 0u32;
+            let mut value = 0xffff_ffffu32;
+            bpf(
+                BPF_MAP_UPDATE_ELEM,
+                &[
+                    map.as_raw_fd() as u64,
+                    &key as *const u32 as u64,
+                    &value as *const u32 as u64,
+                    0,
+                ],
+            )
+            .map_err(|e| Outcome::Error(format!("setup: write: errno {e}")))?;
+            run_iter(&link).map_err(|e| Outcome::Error(format!("run: errno {e}")))?;
+            bpf(
+                BPF_MAP_LOOKUP_ELEM,
+                &[
+                    map.as_raw_fd() as u64,
+                    &key as *const u32 as u64,
+                    &mut value as *mut u32 as u64,
+                    0,
+                ],
+            )
+            .map_err(|e| Outcome::Error(format!("read: errno {e}")))?;
+            if value != 0 {
+                return Err(Outcome::Error(format!(
+                    "the iterator did not write (value {value:#x})"
+                )));
+            }
+        }
+        Ok(Outcome::Allowed)
+    };
+    run().unwrap_or_else(|o| o)
+}
+
+fn iter_pin(pin: &str, at: &str) -> Outcome {
+    let run = || -> Result<Outcome, Outcome> {
+        let map = obj_get(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}")))?;
+        let prog = load_map_iter()?;
+        let link = match iter_link(&prog, &map) {
+            Ok(l) => l,
+            Err(e) => return Ok(Outcome::of(Err(e))),
+        };
+        let c = CString::new(at).map_err(|_| Outcome::Error("bad path".into()))?;
+        Ok(Outcome::of(
+            bpf(BPF_OBJ_PIN, &[c.as_ptr() as u64, link.as_raw_fd() as u64]).map(drop),
+        ))
+    };
+    run().unwrap_or_else(|o| o)
+}
+
+/// BPF_MAP_CREATE of an array of maps whose inner maps are like `inner`.
+fn outer_map(inner: Result<OwnedFd, Outcome>) -> Outcome {
+    match inner {
+        // map_type, key_size, value_size, max_entries, map_flags, inner_map_fd
+        Ok(fd) => Outcome::of(
+            bpf(
+                BPF_MAP_CREATE,
+                &[
+                    BPF_MAP_TYPE_ARRAY_OF_MAPS | (4 << 32),
+                    4 | (1 << 32),
+                    u64::from(fd.as_raw_fd() as u32) << 32,
+                ],
+            )
+            .map(|m| drop(owned(m))),
+        ),
+        Err(o) => o,
+    }
+}
+
+/// Loads LSM program `name` of the attack object for `hook`, prints `held`, then attaches it
+/// at the first line read on stdin (`attach-lsm R`) or at once; keeps it until end of input.
+fn hold_lsm(name: &str, hook: &str, now: bool) -> ExitCode {
+    let mut ebpf = match attack_object(1) {
+        Ok(e) => e,
+        Err(o) => return o.exit(),
+    };
+    let btf = match Btf::from_sys_fs() {
+        Ok(b) => b,
+        Err(e) => return Outcome::Error(e.to_string()).exit(),
+    };
+    let Some(l) = ebpf
+        .program_mut(name)
+        .and_then(|p| TryInto::<&mut Lsm>::try_into(p).ok())
+    else {
+        return Outcome::Error(format!("no {name}")).exit();
+    };
+    if let Err(e) = l.load(hook, &btf) {
+        return Outcome::of_aya::<(), _>(Err(e)).exit();
+    }
+    let mut lines = std::io::stdin().lock().lines();
+    if now {
+        let o = Outcome::of_aya(l.attach());
+        let failed = !matches!(o, Outcome::Allowed);
+        println!("attach-lsm {}", o.word());
+        if failed {
+            return ExitCode::from(1);
+        }
+        println!("held");
+    } else {
+        println!("held");
+        if lines.next().is_some() {
+            println!("attach-lsm {}", Outcome::of_aya(l.attach()).word());
+        }
+    }
+    for _ in lines {}
+    ExitCode::SUCCESS
+}
+
 fn hold(dir: &str, name: &str) -> ExitCode {
     let config = match obj_get(&format!("{dir}/config")) {
         Ok(fd) => fd,
@@ -302,9 +535,9 @@ fn hold(dir: &str, name: &str) -> ExitCode {
         Ok(e) => e,
         Err(o) => return o.exit(),
     };
-    let own = match own_filter(&mut ebpf) {
+    let own = match own_lsm(&mut ebpf) {
         Ok(f) => f,
-        Err(o) => return o.exit(),
+        Err(o) => return Outcome::Error(format!("setup: own LSM program: {}", o.word())).exit(),
     };
     if let Err(o) = extension(&mut ebpf, "retarget").and_then(|x| {
         x.load(own, "own_capsule")
@@ -326,6 +559,7 @@ fn hold(dir: &str, name: &str) -> ExitCode {
             "filter {}",
             Outcome::of(filter_using(config.as_raw_fd())).word()
         );
+        println!("attach-lsm {}", attach_own_lsm(&mut ebpf).word());
     }
     ExitCode::SUCCESS
 }
@@ -351,6 +585,20 @@ fn main() -> ExitCode {
             Err(e) => Outcome::Error(format!("setup: {pin}: errno {e}")),
         },
         ["hold", dir, name] => return hold(dir, name),
+        ["hold-lsm"] => return hold_lsm("own_lsm", "file_open", false),
+        ["skip-init-security"] => {
+            return hold_lsm("skip_init_security", "inode_init_security", true)
+        }
+        ["iter-map", pin] => iter_map(
+            obj_get(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}"))),
+            false,
+        ),
+        ["iter-own-map"] => iter_map(new_array(4), true),
+        ["iter-pin", pin, at] => iter_pin(pin, at),
+        ["outer-map", pin] => {
+            outer_map(obj_get(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}"))))
+        }
+        ["outer-own-map"] => outer_map(new_array(12)),
         _ => {
             println!("error: usage");
             return ExitCode::from(64);

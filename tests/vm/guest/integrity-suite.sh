@@ -2,13 +2,19 @@
 # integrity-suite.sh: the guard's own interfaces, tried as root outside a capsule would
 # (tests/tests/vm_integrity.rs runs it in one boot of the test guest; busybox sh).
 #
-#   level 0   the guard loaded at 0 with a sealed capsule; what is allowed there (controls);
-#             extensions of the guard's programs refused at every level; a raw request for
-#             level 1 rejected while the maps are not frozen; a process holding the config
-#             map, a guard program and an extension across the raise makes `sealtool level 1`
-#             refuse, and what it holds is useless from the freeze on.
+#   level 0   the guard loaded at 0 with two sealed capsules (svc has an inside, which made a
+#             file after the seal); what is allowed there (controls); extensions of the
+#             guard's programs refused at every level; a raw request for level 1 rejected
+#             while the maps are not frozen; `sealtool level 1` refused while something from
+#             level 0 still reaches the guard (an iterator link over its config pinned; an LSM
+#             program before the guard's in inode_init_security; a process holding the config
+#             map, a guard program and an extension), and what that process holds is useless
+#             from the freeze on.
 #   level 1   no descriptor of a guard program, no program using a guard map, no write of the
-#             reports through a fresh descriptor; each with a control.
+#             reports through a fresh descriptor, no iterator over a map's elements, no map of
+#             maps shaped for a guard map, no LSM program loaded or attached; requests that
+#             would take a file from the capsule that protects it through its directory, or
+#             freeze another capsule's file, change nothing; each with a control.
 #   enforce2  (`integrity-suite.sh enforce2`, a boot of its own) plain `sealtool enforce` over
 #             a registry configured for level 2 applies level 2's locks (registry, lockdown)
 #             as `sealtool level 2` does.
@@ -17,6 +23,7 @@
 set -u
 export CAPSULE_REGISTRY=/tmp/registry
 LOG=/tmp/integrity-suite.log
+. /inside.sh
 : >"$LOG"
 PINS=/sys/fs/bpf/fsguard
 PROG=fsguard_file_permission
@@ -66,6 +73,16 @@ out=$(sealtool register /jails/app --name app --seal 2>&1)
 echo "$out" >>"$LOG"
 contains "setup: seal app" "$out" "enforced by fsguard"
 slot=$(sealtool status 2>>"$LOG" | sed -n 's/^capsule *app .*(slot \([0-9]*\)).*/\1/p')
+# svc: a capsule with an inside, which makes a file after the seal (on tmpfs, protected
+# through its directory only).
+mkdir -p /jails/svc/data /sys/fs/cgroup/svc && echo seed >/jails/svc/data/seed
+inside_start /sys/fs/cgroup/svc
+sealtool register /jails/svc --name svc >>"$LOG" 2>&1
+out=$(sealtool seal svc --cgroup /sys/fs/cgroup/svc 2>&1)
+echo "$out" >>"$LOG"
+contains "setup: seal svc" "$out" "enforced by fsguard"
+svc_slot=$(sealtool status 2>>"$LOG" | sed -n 's/^capsule *svc .*(slot \([0-9]*\)).*/\1/p')
+expect "setup: svc makes a file inside after the seal" allowed "$(res inside sh -c 'echo made > /jails/svc/data/made')"
 
 expect "level 0: a descriptor of a guard program by id (control)" allowed "$(attack prog-fd $PROG)"
 expect "level 0: an extension of the guard's fsguard_current_capsule" refused "$(attack ext-guard $PROG "${slot:-1}")"
@@ -74,42 +91,80 @@ expect "level 0: a socket filter using the guard's config map (control: allowed 
     allowed "$(attack filter-map $PINS/config)"
 out=$(rejected 1)
 expect "level 0: a raw request for level 1 before the maps are frozen is rejected" "level 0" "$(echo "$out" | cut -d' ' -f1,2)"
+expect "level 0: an iterator over a map's elements, which rewrites them (control)" allowed "$(attack iter-own-map)"
+expect "level 0: a map of maps (control)" allowed "$(attack outer-own-map)"
+expect "level 0: an LSM program of the attacker's own, attached (control)" "attach-lsm allowed" \
+    "$(echo | guard-attack hold-lsm 2>>"$LOG" | grep '^attach-lsm')"
 
-# A process that took hold of the guard at level 0 and keeps it across the raise.
-mkfifo /tmp/hold.in
+# What root leaves at level 0 to reach the guard after the raise; the raise must refuse while
+# any of it stands, and name it. An iterator link over the guard's config, pinned (reading
+# the pin would rewrite the config); an LSM program answering "no attribute" in
+# inode_init_security before the guard's; a process holding the config map, a guard
+# program and an extension loaded for its own LSM program.
+expect "level 0: pin an iterator link over the guard's config (control: allowed before the raise)" \
+    allowed "$(attack iter-pin $PINS/config /sys/fs/bpf/cfg-iter)"
+mkfifo /tmp/skip.in /tmp/hold.in
+guard-attack skip-init-security </tmp/skip.in >/tmp/skip.out 2>>"$LOG" &
+skipper=$!
+exec 6>/tmp/skip.in
 guard-attack hold $PINS $PROG </tmp/hold.in >/tmp/hold.out 2>>"$LOG" &
 holder=$!
 exec 5>/tmp/hold.in
 i=0
-while [ "$i" -lt 100 ] && ! grep -q '^held' /tmp/hold.out 2>/dev/null && ! grep -q '^error' /tmp/hold.out; do
+while [ "$i" -lt 150 ] && ! { grep -q '^held' /tmp/skip.out && grep -q '^held' /tmp/hold.out; } 2>/dev/null &&
+    ! grep -q '^error' /tmp/hold.out /tmp/skip.out 2>/dev/null; do
     sleep 0.1; i=$((i + 1))
 done
+expect "level 0: an LSM program before the guard's in inode_init_security (control: allowed at 0)" \
+    "attach-lsm allowed" "$(grep '^attach-lsm' /tmp/skip.out)"
 expect "level 0: the holder took the config map, a guard program and an extension" held "$(head -n1 /tmp/hold.out)"
 out=$(sealtool level 1 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
-expect "raise: sealtool level 1 fails while something else holds the guard" "exit 2" "exit $rc"
+expect "raise: sealtool level 1 fails while they stand" "exit 2" "exit $rc"
+contains "raise: the refusal names the iterator link" "$out" "iterates over the guard's map"
+contains "raise: the refusal names the LSM link" "$out" "to inode_init_security, before the guard's"
 contains "raise: the refusal names the holder" "$out" "process $holder"
 expect "raise: the level stays 0" 0 "$(sealtool level 2>>"$LOG")"
 echo go >&5
 i=0
-while [ "$i" -lt 100 ] && ! grep -q '^filter' /tmp/hold.out; do sleep 0.1; i=$((i + 1)); done
+while [ "$i" -lt 100 ] && ! grep -q '^attach-lsm' /tmp/hold.out; do sleep 0.1; i=$((i + 1)); done
 expect "frozen: write the config map through a descriptor opened before" "write-config refused" "$(grep '^write-config' /tmp/hold.out)"
 expect "frozen: attach the held extension to the guard's function (retarget)" "retarget refused" "$(grep '^retarget' /tmp/hold.out)"
 expect "frozen: a socket filter using the held config map" "filter refused" "$(grep '^filter' /tmp/hold.out)"
-exec 5>&-
-wait "$holder"
+expect "frozen: open the guard's config (from the freeze on, as at level 1)" refused "$(bpf-probe obj-get $PINS/config ro 2>>"$LOG")"
+exec 5>&- 6>&-
+wait "$holder" "$skipper"
+rm -f /sys/fs/bpf/cfg-iter
+# An LSM program loaded at 0, attached after the raise.
+mkfifo /tmp/lsm.in
+guard-attack hold-lsm </tmp/lsm.in >/tmp/lsm.out 2>>"$LOG" &
+lsm_holder=$!
+exec 7>/tmp/lsm.in
+i=0
+while [ "$i" -lt 100 ] && ! grep -q '^held\|^refused\|^error' /tmp/lsm.out 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
+expect "level 0: an LSM program of the attacker's own, loaded (control)" held "$(head -n1 /tmp/lsm.out)"
 out=$(sealtool level 1 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "raise: sealtool level 1 once the holder is gone" "exit 0" "exit $rc"
 expect "raise: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
+echo go >&7
+i=0
+while [ "$i" -lt 100 ] && ! grep -q '^attach-lsm' /tmp/lsm.out; do sleep 0.1; i=$((i + 1)); done
+expect "level 1: attach an LSM program loaded at level 0" "attach-lsm refused" "$(grep '^attach-lsm' /tmp/lsm.out)"
+exec 7>&-
+wait "$lsm_holder"
 
 # ---------------------------------------------------------------- level 1
 expect "level 1: a descriptor of a guard program by id" refused "$(attack prog-fd $PROG)"
 expect "level 1: a descriptor of the attacker's own program by id (control)" allowed "$(attack own-prog-fd)"
 expect "level 1: an extension of the guard's function" refused "$(attack ext-guard $PROG "${slot:-1}")"
-expect "level 1: an extension of the attacker's own program (control)" allowed "$(attack ext-own)"
+expect "level 1: an extension (of the attacker's own LSM program) loaded" refused "$(attack ext-own)"
+expect "level 1: an iterator over the guard's state map" refused "$(attack iter-map $PINS/state)"
+expect "level 1: an iterator over a map of its own (level 0 above is the control)" refused "$(attack iter-own-map)"
+expect "level 1: a map of maps whose inner maps are like the guard's state" refused "$(attack outer-map $PINS/state)"
+expect "level 1: a map of maps of another shape (control)" allowed "$(attack outer-own-map)"
 for m in state stats capsules_view; do
     expect "level 1: a socket filter using the guard's $m map" refused "$(attack filter-map $PINS/$m)"
     expect "level 1: rewrite the guard's $m through a fresh descriptor" refused "$(attack write-map $PINS/$m)"
@@ -121,5 +176,39 @@ expect "level 1: write to an unrelated file (control)" allowed "$(res sh -c 'ech
 r0=$(rejected 1 | cut -d' ' -f4)
 out=$(rejected 1)
 expect "level 1: a raw request for the level in force is applied (control)" "level 1 rejected $r0" "$(echo "$out" | cut -d' ' -f1-4)"
+
+# Requests anyone may leave: a capsule of the attacker's whose inside is its own cgroup, then
+# claims. A new capsule and a claim on a free file are applied (the controls); a claim on
+# svc's file made inside (protected through its directory only) is applied but gives nothing;
+# claims that would freeze svc's files, or give one to the attacker's capsule, are rejected.
+mkdir -p /sys/fs/cgroup/evil
+echo free >/tmp/free
+evil() { sh -c 'echo $$ > /sys/fs/cgroup/evil/cgroup.procs && exec "$@"' evil "$@"; }
+rej() { echo "$1" | cut -d' ' -f4; }
+r0=$(rej "$(rejected 1)")
+out=$(bpf-probe request-capsule $PINS 200 evil /sys/fs/cgroup/evil 2>>"$LOG")
+expect "requests: a new capsule whose inside is the attacker's cgroup (control: applied)" "$r0" "$(rej "$out")"
+out=$(bpf-probe request-inode $PINS 200 /tmp/free 0 2>>"$LOG")
+expect "requests: claim an unprotected file for it (control: applied)" "$r0" "$(rej "$out")"
+expect "requests: the claimed file is protected from root outside (control)" refused "$(res sh -c 'echo x >> /tmp/free')"
+expect "requests: ... and writable inside the new capsule (control)" allowed "$(res evil sh -c 'echo x >> /tmp/free')"
+out=$(bpf-probe request-inode $PINS 200 /jails/svc/data/made 0 2>>"$LOG")
+echo "claim of made: $out" >>"$LOG"
+expect "requests: inside the new capsule, write svc's file made inside after a claim on it" refused \
+    "$(res evil sh -c 'echo x >> /jails/svc/data/made')"
+expect "requests: ... unlink it" refused "$(res evil rm -f /jails/svc/data/made)"
+expect "requests: svc still writes its file (control)" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/made')"
+mkdir -p /jails/out
+expect "requests: svc links its file into a directory of no capsule (control)" allowed \
+    "$(res inside ln /jails/svc/data/made /jails/out/made.link)"
+expect "requests: inside the new capsule, write it through that link" refused \
+    "$(res evil sh -c 'echo x >> /jails/out/made.link')"
+r1=$(rej "$(rejected 1)")
+out=$(bpf-probe request-inode $PINS "${svc_slot:-0}" /jails/svc/data/seed 1 2>>"$LOG")
+expect "requests: freeze svc's sealed file is rejected" "$((r1 + 1))" "$(rej "$out")"
+out=$(bpf-probe request-inode $PINS 200 /jails/svc/data/seed 0 2>>"$LOG")
+expect "requests: claim svc's sealed file for the new capsule is rejected" "$((r1 + 2))" "$(rej "$out")"
+expect "requests: svc still writes its sealed file (control)" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/seed')"
+expect "requests: inside the new capsule, write svc's sealed file" refused "$(res evil sh -c 'echo x >> /jails/svc/data/seed')"
 
 finish
