@@ -233,6 +233,14 @@ static __always_inline bool inode_key(struct inode *inode, struct fsguard_inode_
 	return true;
 }
 
+/* A FIFO that has a name in some filesystem (not an anonymous pipe): what is written to it
+ * reaches whoever reads it, a capsule's process included. */
+static __always_inline bool is_named_fifo(struct inode *inode)
+{
+	return inode && (inode->i_mode & S_IFMT) == S_IFIFO &&
+	       inode->i_sb->s_magic != PIPEFS_MAGIC;
+}
+
 static __always_inline bool is_regular(struct inode *inode)
 {
 	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
@@ -982,10 +990,20 @@ static __always_inline int decide_mountpoint(struct dentry *dentry, __u32 op)
 {
 	struct inode *inode = dentry_inode(dentry);
 	struct entry e = {};
+	__u32 *slot;
 
 	look_up_named(inode, dentry, &e);
 	if (e.hit && !e.unknown_dir)
 		return decide_locked(e.v.capsule, &e.key, dentry, op);
+	/* Mounting over (or moving) a directory above the pins on another filesystem (/, /sys,
+	 * /sys/fs), in the initial mount namespace: what it hides could be replaced by an
+	 * impostor's pins. Unmounting one fails while the bpffs is mounted below (EBUSY), and a
+	 * bind of one elsewhere must stay unmountable: see sb_umount. */
+	if (e.valid && op != FSGUARD_OP_UMOUNT && in_init_mnt_ns()) {
+		slot = bpf_map_lookup_elem(&pin_path, &e.key);
+		if (slot)
+			return decide_locked(*slot, &e.key, dentry, op);
+	}
 	return decide_ancestor(inode, dentry, op);
 }
 
@@ -1168,6 +1186,11 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	}
 	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
 		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
+	/* A named FIFO or a character device node, opened for writing: judged like a file
+	 * (a capsule's FIFO is a way into it; its device nodes are part of its tree). */
+	if (inode && (is_named_fifo(inode) || (inode->i_mode & S_IFMT) == S_IFCHR))
+		return (file->f_mode & FMODE_WRITE) ?
+			       decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE) : 0;
 	if (!is_regular(inode))
 		return 0;
 	/*
@@ -1199,6 +1222,9 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	if (!(mask & (MAY_WRITE | MAY_APPEND)))
 		return 0;
 	inode = file->f_inode;
+	/* A write through a descriptor of a capsule's FIFO opened before the seal. */
+	if (is_named_fifo(inode))
+		return decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
 	if (!is_regular(inode))
 		/* A block device opened for writing before level 2. */
 		return decide_blockdev(inode, file->f_path.dentry);

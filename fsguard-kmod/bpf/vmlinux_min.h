@@ -81,6 +81,10 @@ enum bpf_map_type {
 #define S_IFMT 00170000
 #define S_IFREG 0100000
 #define S_IFBLK 0060000
+#define S_IFCHR 0020000
+#define S_IFIFO 0010000
+/* include/uapi/linux/magic.h: anonymous pipes' filesystem */
+#define PIPEFS_MAGIC 0x50495045
 
 /* include/uapi/asm-generic/mman-common.h, mman.h; include/linux/mm.h */
 #define PROT_WRITE 0x2

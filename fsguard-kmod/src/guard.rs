@@ -416,6 +416,9 @@ impl Guard {
         }
         // Above level 0 nothing may write the maps through a descriptor from now on, the
         // loader's own included: what it had to write is written. (Pinned at creation.)
+        // The maps' ids, for the scan after the attachment: asked for now, before the guard
+        // refuses descriptors of them.
+        let mut ids = crate::integrity::GuardIds::collect(dir)?;
         if level >= crate::shared::FSGUARD_LEVEL_SEALED {
             crate::integrity::freeze_pinned(dir)?;
         }
@@ -488,7 +491,8 @@ impl Guard {
         // earlier load, and its programs had ids before the guard protected them. The guard
         // stays (fail closed), and the load says why it can't be trusted.
         if level >= crate::shared::FSGUARD_LEVEL_SEALED {
-            let holds = crate::integrity::foreign_holds(dir)?;
+            ids.add_links(dir)?;
+            let holds = crate::integrity::foreign_holds(&ids)?;
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }
@@ -583,11 +587,17 @@ impl Guard {
                 requested: level,
             });
         }
-        // A raise above 0: frozen maps first (from then on the guard refuses new holds on
-        // itself), then nothing from before may still hold them or stand before them.
-        if level >= crate::shared::FSGUARD_LEVEL_SEALED && current < level {
+        // The first raise above 0: the ids of the guard's maps and programs while it still
+        // hands them out, frozen maps (from then on the guard refuses new holds on itself),
+        // then nothing from before may still hold them or stand before them. A raise from 1
+        // needs no scan: since the freeze the guard has refused every hold the scan looks
+        // for (and the one from 0 found none).
+        if level >= crate::shared::FSGUARD_LEVEL_SEALED
+            && current == crate::shared::FSGUARD_LEVEL_MAINTENANCE
+        {
+            let ids = crate::integrity::GuardIds::collect(&self.dir)?;
             crate::integrity::freeze_pinned(&self.dir)?;
-            let holds = crate::integrity::foreign_holds(&self.dir)?;
+            let holds = crate::integrity::foreign_holds(&ids)?;
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }

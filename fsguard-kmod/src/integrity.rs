@@ -181,8 +181,11 @@ fn by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
 /// What the scan knows of the guard in `dir`: its programs (those its pinned links run), its
 /// enforcing maps, all its maps, and the BTF id of the hook whose run an LSM program before
 /// the guard's could end early with a success (inode_init_security: -EOPNOTSUPP there means
-/// "no attribute", and the guard's adoption of the new inode would not run).
-struct GuardIds {
+/// "no attribute", and the guard's adoption of the new inode would not run). Collected
+/// before the guard refuses descriptors of its maps (before the freeze of `config`, or before
+/// its programs are attached): asking for them afterwards would be refused, and each refusal
+/// reported as an attack.
+pub struct GuardIds {
     progs: HashSet<u32>,
     enforcing: HashSet<u32>,
     all_maps: HashSet<u32>,
@@ -192,59 +195,70 @@ struct GuardIds {
     kernel_btf: Option<u32>,
 }
 
-fn guard_ids(dir: &Path) -> Result<GuardIds> {
-    let mut ids = GuardIds {
-        progs: HashSet::new(),
-        enforcing: HashSet::new(),
-        all_maps: HashSet::new(),
-        init_security_btf: None,
-        kernel_btf: None,
-    };
-    for (program, hook) in PROGRAMS {
-        let path = link_path(dir, program);
-        if !path.exists() {
-            continue;
-        }
-        let link = open_pinned_map(&path)?;
-        let head = info(&link).map_err(syscall_err(format!("read {}", path.display())))?;
-        ids.progs.insert(head.third);
-        // bpf_link_info.tracing: attach_type, target_obj_id, target_btf_id (u32 4 to 6).
-        let w = head.words();
-        ids.kernel_btf = Some(w[5]);
-        if *hook == "inode_init_security" {
-            ids.init_security_btf = Some(w[6]);
-        }
-    }
-    let mut sealed = false;
-    for map in MAPS {
-        let path = dir.join(map);
-        let fd = match open_pinned_map(&path) {
-            Ok(fd) => fd,
-            // Sealed: the guard refuses descriptors of its enforcing maps, by id as by pin,
-            // so those it refuses by id are its enforcing maps.
-            Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {
-                sealed = true;
-                continue;
-            }
-            Err(e) => return Err(e),
+impl GuardIds {
+    /// The ids of the maps pinned in `dir`, and of the programs of the links pinned there.
+    pub fn collect(dir: &Path) -> Result<Self> {
+        let mut ids = GuardIds {
+            progs: HashSet::new(),
+            enforcing: HashSet::new(),
+            all_maps: HashSet::new(),
+            init_security_btf: None,
+            kernel_btf: None,
         };
-        let head = info(&fd).map_err(syscall_err(format!("read {}", path.display())))?;
-        ids.all_maps.insert(head.id);
-        if !REPORTS.contains(map) {
-            ids.enforcing.insert(head.id);
+        let mut refused = false;
+        for map in MAPS {
+            let path = dir.join(map);
+            let fd = match open_pinned_map(&path) {
+                Ok(fd) => fd,
+                // Frozen already (a raise that was refused): the guard refuses descriptors
+                // of its enforcing maps, by id as by pin.
+                Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {
+                    refused = true;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let head = info(&fd).map_err(syscall_err(format!("read {}", path.display())))?;
+            ids.all_maps.insert(head.id);
+            if !REPORTS.contains(map) {
+                ids.enforcing.insert(head.id);
+            }
         }
-    }
-    if sealed {
-        for id in self::ids(BPF_MAP_GET_NEXT_ID)? {
-            if let Err(e) = by_id(BPF_MAP_GET_FD_BY_ID, id) {
-                if e.raw_os_error() == Some(libc::EPERM) {
-                    ids.all_maps.insert(id);
-                    ids.enforcing.insert(id);
+        if refused {
+            // Then they are the maps it refuses by id (each refusal is reported, truly: this
+            // process asked for them).
+            for id in self::ids(BPF_MAP_GET_NEXT_ID)? {
+                if let Err(e) = by_id(BPF_MAP_GET_FD_BY_ID, id) {
+                    if e.raw_os_error() == Some(libc::EPERM) {
+                        ids.all_maps.insert(id);
+                        ids.enforcing.insert(id);
+                    }
                 }
             }
         }
+        ids.add_links(dir)?;
+        Ok(ids)
     }
-    Ok(ids)
+
+    /// Adds the programs of the links pinned in `dir` (link descriptors are never refused).
+    pub fn add_links(&mut self, dir: &Path) -> Result<()> {
+        for (program, hook) in PROGRAMS {
+            let path = link_path(dir, program);
+            if !path.exists() {
+                continue;
+            }
+            let link = open_pinned_map(&path)?;
+            let head = info(&link).map_err(syscall_err(format!("read {}", path.display())))?;
+            self.progs.insert(head.third);
+            // bpf_link_info.tracing: attach_type, target_obj_id, target_btf_id (u32 4 to 6).
+            let w = head.words();
+            self.kernel_btf = Some(w[5]);
+            if *hook == "inode_init_security" {
+                self.init_security_btf = Some(w[6]);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a link does that the raise can't let stand: an iterator over a guard map (it rewrites
@@ -391,10 +405,11 @@ fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
 }
 
 /// Everything that, made before the maps were frozen, would still reach the guard's maps or
-/// programs after the raise; empty when the guard in `dir` stands alone. Call after
+/// programs after the raise; empty when the guard `g` stands alone. Call after
 /// [`freeze_pinned`] (from then on the guard itself refuses new holds) and before the raise.
-pub fn foreign_holds(dir: &Path) -> Result<Vec<String>> {
-    let g = guard_ids(dir)?;
+/// Only a program that uses the guard's maps (or was loaded for one of its programs) is
+/// asked for by id and refused: that refusal is reported, as it should be.
+pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
     let (guard_progs, guard_maps) = (&g.progs, &g.enforcing);
     let mut found = Vec::new();
     for id in ids(BPF_PROG_GET_NEXT_ID)? {
@@ -443,7 +458,7 @@ pub fn foreign_holds(dir: &Path) -> Result<Vec<String>> {
         if guard_progs.contains(&head.third) {
             continue;
         }
-        found.extend(link_hold(id, &head, &g));
+        found.extend(link_hold(id, &head, g));
     }
     found.extend(holders(guard_progs, guard_maps)?);
     Ok(found)

@@ -1404,3 +1404,49 @@ fn progress_on_a_terminal_and_quiet_hides_it() {
     );
     assert!(quiet.contains("registered cap"), "{quiet}");
 }
+
+/// Root may rewrite the sled index at every level: `verify` and `status` take the tree's
+/// location from the manifest (the index only helps find it), and an index that disagrees
+/// is reported as damaged, never as a clean capsule somewhere else.
+#[test]
+fn verify_and_status_take_the_tree_from_the_manifest_not_the_index() {
+    let f = Fixture::new();
+    f.write("etc/conf", "sealed");
+    f.register("cap", &[]);
+    // Sealed (on this host, not enforced: exit 3), so that `status` lists it.
+    let out = f.run(&["seal", "cap"]);
+    assert_eq!(out.code, 3, "{out}");
+    // A pristine copy at a path of the same length, then the real tree drifts.
+    let copy = f.base().join("copy");
+    fs::create_dir_all(copy.join("etc")).unwrap();
+    fs::write(copy.join("etc/conf"), "sealed").unwrap();
+    let copy_meta = fs::metadata(f.p("etc/conf")).unwrap();
+    fs::set_permissions(copy.join("etc/conf"), copy_meta.permissions()).unwrap();
+    f.write("etc/conf", "changed");
+    let out = f.run(&["verify", "cap"]);
+    assert_eq!(out.code, 1, "control: the drift is seen\n{out}");
+    // The attacker points the index at the copy.
+    {
+        let db = sled::open(f.reg.join("db")).expect("open the index");
+        let capsules = db.open_tree("capsules").unwrap();
+        let rec = capsules.get("cap").unwrap().expect("the record");
+        let (from, to) = (s(&f.tree).as_bytes(), s(&copy).as_bytes());
+        assert_eq!(from.len(), to.len());
+        let at = rec
+            .windows(from.len())
+            .position(|w| w == from)
+            .expect("the root in the record");
+        let mut bad = rec.to_vec();
+        bad[at..at + to.len()].copy_from_slice(to);
+        capsules.insert("cap", bad).unwrap();
+        db.flush().unwrap();
+    }
+    let out = f.run(&["verify", "cap"]);
+    assert_error(&out, &["index is damaged", s(&copy), s(&f.tree), "DRIFT"]);
+    let out = f.run(&["verify", "cap", "--json"]);
+    assert_eq!(out.code, 2, "{out}");
+    let doc = out.json();
+    assert_eq!(doc["capsules"][0]["root"], s(&f.tree), "{out}");
+    let out = f.run(&["status"]);
+    assert_error(&out, &["index is damaged", s(&f.tree)]);
+}

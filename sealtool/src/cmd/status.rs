@@ -2,19 +2,30 @@
 
 use anyhow::Result;
 use capsule_core::display;
+use capsule_core::manifest::ManifestBytes;
 use capsule_core::registry::{Access, CapsuleState, Registry};
 use fsguard::guard::Guard;
 
-use crate::{Context, EXIT_NOT_ENFORCED};
+use crate::{Context, EXIT_ERROR, EXIT_NOT_ENFORCED};
 
 pub fn run(ctx: &Context) -> Result<u8> {
+    // Each sealed capsule with where its manifest puts the tree (the index only helps find
+    // the manifest), or why that can't be read.
     let sealed: Vec<_> = {
         let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
         reg.list()?
             .into_iter()
             .filter(|r| r.state == CapsuleState::Sealed)
+            .map(|r| {
+                let path = reg.manifest_path(&r.name, &r.digest);
+                let root = ManifestBytes::read(&path, &r.name, &r.digest)
+                    .map(|m| m.root)
+                    .map_err(|e| e.to_string());
+                (r, root)
+            })
             .collect()
     };
+    let mut damaged = false;
     let (guard, why_not) = match fsguard::check_support() {
         Err(why) => (None, Some(why.to_string())),
         Ok(()) => match Guard::open() {
@@ -49,7 +60,7 @@ pub fn run(ctx: &Context) -> Result<u8> {
     if sealed.is_empty() {
         println!("no sealed capsules");
     }
-    for r in &sealed {
+    for (r, root) in &sealed {
         let slot = slots.iter().find(|s| s.name == r.name);
         let state = match slot {
             Some(s) => format!("enforced (slot {})", s.id),
@@ -58,12 +69,28 @@ pub fn run(ctx: &Context) -> Result<u8> {
                 "NOT enforced".to_string()
             }
         };
-        println!(
-            "capsule      {:<20} {:<22} {}",
-            r.name,
-            state,
-            display::path(&r.root)
-        );
+        let at = match root {
+            Ok(root) if *root == r.root => display::path(root),
+            Ok(root) => {
+                damaged = true;
+                format!(
+                    "{} (the registry index is damaged: it says {}; run `sealtool registry rebuild`)",
+                    display::path(root),
+                    display::path(&r.root)
+                )
+            }
+            Err(e) => {
+                damaged = true;
+                format!("(manifest unreadable: {e})")
+            }
+        };
+        println!("capsule      {:<20} {:<22} {at}", r.name, state);
     }
-    Ok(if all_enforced { 0 } else { EXIT_NOT_ENFORCED })
+    Ok(if damaged {
+        EXIT_ERROR
+    } else if all_enforced {
+        0
+    } else {
+        EXIT_NOT_ENFORCED
+    })
 }

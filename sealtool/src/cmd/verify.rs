@@ -36,6 +36,8 @@ type Loaded = Result<(CapsuleRecord, ManifestBytes), String>;
 struct Checked {
     name: String,
     rec: Option<CapsuleRecord>,
+    /// Where the manifest puts the tree.
+    root: Option<std::path::PathBuf>,
     outcome: Outcome,
 }
 
@@ -69,6 +71,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
             Err(e) => Checked {
                 name,
                 rec: None,
+                root: None,
                 outcome: Outcome::Error(e),
             },
             Ok((rec, manifest)) => {
@@ -76,6 +79,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
                 Checked {
                     name,
                     rec: Some(rec),
+                    root: Some(manifest.root.clone()),
                     outcome,
                 }
             }
@@ -110,20 +114,36 @@ fn check(ctx: &Context, rec: &CapsuleRecord, manifest: &ManifestBytes) -> Outcom
         skip_unreadable: true,
     };
     let shown = progress::Display::start(&format!("verifying {}", rec.name), ctx.quiet);
-    // The walk is kept packed and compared entry by entry with the recorded encoding.
-    let walked = walk::walk_packed(&rec.root, &opts, &shown.counters);
+    // The tree is where its manifest says: the index (which root may rewrite at every level)
+    // only helps find the manifest. The walk is kept packed and compared entry by entry with
+    // the recorded encoding.
+    let walked = walk::walk_packed(&manifest.root, &opts, &shown.counters);
     drop(shown);
     let report = match walked {
         Err(e) => return Outcome::Error(e.to_string()),
         Ok(report) => report,
     };
-    match diff::diff_packed(manifest, &report.tree) {
+    let outcome = match diff::diff_packed(manifest, &report.tree) {
         Err(e) => Outcome::Error(format!("cannot compare with the manifest: {e}")),
         Ok(drift) if drift.is_empty() => Outcome::Clean {
             entries: report.tree.len(),
         },
         Ok(drift) => Outcome::Drift(drift),
+    };
+    if rec.root == manifest.root {
+        return outcome;
     }
+    let tree = match &outcome {
+        Outcome::Clean { entries } => format!("clean ({entries} entries)"),
+        Outcome::Drift(d) => format!("DRIFT ({} differences)", d.len()),
+        Outcome::Error(e) => format!("ERROR: {e}"),
+    };
+    Outcome::Error(format!(
+        "the registry index is damaged: it puts the tree at {} but its manifest at {}; \
+         the tree there is {tree}; run `sealtool registry rebuild`",
+        display::path(&rec.root),
+        display::path(&manifest.root)
+    ))
 }
 
 fn print_text(results: &[Checked]) {
@@ -155,7 +175,7 @@ fn print_json(results: &[Checked], code: u8) {
         .map(|c| {
             let mut v = json!({
                 "name": c.name,
-                "root": c.rec.as_ref().map(|r| display::path(&r.root)),
+                "root": c.root.as_ref().map(|r| display::path(r)),
                 "digest": c.rec.as_ref().map(|r| r.digest.to_hex()),
             });
             match &c.outcome {

@@ -29,6 +29,7 @@
 //!   tmpfile-link DIR NEW         setup: O_TMPFILE in DIR; judged: linkat() it to NEW
 //!                                (through /proc/self/fd, so no CAP_DAC_READ_SEARCH needed)
 //!   mkdir D | mkfifo P | mknod-chr P (char device 1:3, /dev/null's)
+//!   bind-unix P                  bind a unix socket to P (its socket file stays)
 //!   symlink TARGET LINK | link SRC DST | unlink F | rmdir D
 //!   rename OLD NEW               renameat2(flags 0)
 //!   exchange A B                 renameat2(RENAME_EXCHANGE)
@@ -506,6 +507,14 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         }
         "mkfifo" => mknod(&one()?, libc::S_IFIFO | 0o666, 0),
         "mknod-chr" => mknod(&one()?, libc::S_IFCHR | 0o600, libc::makedev(1, 3)),
+        "bind-unix" => {
+            // A unix socket bound to the path leaves its socket file there.
+            let p = one()?;
+            let path = std::path::Path::new(std::ffi::OsStr::from_bytes(p.as_bytes()));
+            std::os::unix::net::UnixListener::bind(path)
+                .map(drop)
+                .map_err(|e| Step::from(Errno(e.raw_os_error().unwrap_or(libc::EIO))))
+        }
         "symlink" => {
             let (target, link) = two()?;
             // SAFETY: both paths are NUL-terminated and outlive the call.

@@ -12,7 +12,8 @@
 #             from the freeze on.
 #   level 1   no descriptor of a guard program, no program using a guard map, no write of the
 #             reports through a fresh descriptor, no iterator over a map's elements, no map of
-#             maps shaped for a guard map, no LSM program loaded or attached; requests that
+#             maps shaped for a guard map, no LSM program loaded or attached, no mount over
+#             the directories above the pins; requests that
 #             would take a file from the capsule that protects it through its directory, or
 #             freeze another capsule's file, change nothing; each with a control.
 #   enforce2  (`integrity-suite.sh enforce2`, a boot of its own) plain `sealtool enforce` over
@@ -68,7 +69,17 @@ fi
 out=$(sealtool level 0 2>&1)
 echo "$out" >>"$LOG"
 expect "setup: the guard is loaded at level 0" 0 "$(sealtool level 2>>"$LOG")"
-mkdir -p /jails/app/etc && echo "listen = 80" >/jails/app/etc/app.conf
+mkdir -p /jails/app/etc /jails/app/dev && echo "listen = 80" >/jails/app/etc/app.conf
+# Special files in the sealed tree (issue 25, class 4), and their twins outside any capsule.
+mkfifo /jails/app/etc/ctl.fifo /tmp/free.fifo
+capsule-probe mknod-chr /jails/app/dev/null >>"$LOG" 2>&1
+capsule-probe mknod-chr /tmp/free.null >>"$LOG" 2>&1
+capsule-probe bind-unix /jails/app/etc/ctl.sock >>"$LOG" 2>&1
+capsule-probe bind-unix /tmp/free.sock >>"$LOG" 2>&1
+# Modes that let the unprivileged user try (so that what refuses is the guard, not DAC).
+chmod 666 /jails/app/etc/ctl.fifo /jails/app/dev/null /jails/app/etc/ctl.sock /tmp/free.fifo /tmp/free.null /tmp/free.sock
+chmod 777 /jails/app/etc /jails/app/dev
+exec 8<>/jails/app/etc/ctl.fifo 9<>/tmp/free.fifo
 out=$(sealtool register /jails/app --name app --seal 2>&1)
 echo "$out" >>"$LOG"
 contains "setup: seal app" "$out" "enforced by fsguard"
@@ -171,7 +182,43 @@ for m in state stats capsules_view; do
 done
 expect "level 1: a socket filter using a map of its own (control)" allowed "$(attack filter-own-map)"
 expect "level 1: read the guard's stats (control)" allowed "$(bpf-probe obj-get $PINS/stats ro 2>>"$LOG")"
+# Mounts that would hide the pins (and let an impostor's stand in for them).
+for d in /sys/fs /sys; do
+    got=$(res mount -t tmpfs t $d)
+    [ "$got" = allowed ] && umount $d
+    expect "level 1: mount over $d, above the pins" refused "$got"
+done
+got=$(res mount --bind /tmp /sys/fs)
+[ "$got" = allowed ] && umount /sys/fs
+expect "level 1: bind-mount over /sys/fs" refused "$got"
+mkdir -p /tmp/mnt-control
+got=$(res mount -t tmpfs t /tmp/mnt-control)
+[ "$got" = allowed ] && umount /tmp/mnt-control
+expect "level 1: mount over an unrelated directory (control)" allowed "$got"
 expect "level 1: outside write to the sealed tree" refused "$(res sh -c 'echo x >> /jails/app/etc/app.conf')"
+probe() { capsule-probe "$@" 2>>"$LOG"; }
+user_probe() { su -s /bin/sh user -c "capsule-probe $*" 2>>"$LOG"; }
+for who in root user; do
+    if [ "$who" = root ]; then p=probe; else p=user_probe; fi
+    expect "special files, $who: open the sealed tree's FIFO for writing" refused "$($p open-rdwr /jails/app/etc/ctl.fifo)"
+    expect "special files, $who: open a FIFO outside any capsule for writing (control)" allowed "$($p open-rdwr /tmp/free.fifo)"
+    expect "special files, $who: open the sealed tree's device node for writing" refused "$($p open-wronly /jails/app/dev/null)"
+    expect "special files, $who: open a device node outside any capsule for writing (control)" allowed "$($p open-wronly /tmp/free.null)"
+    for f in etc/ctl.fifo dev/null etc/ctl.sock; do
+        expect "special files, $who: unlink the sealed tree's $f" refused "$($p unlink /jails/app/$f)"
+        expect "special files, $who: rename the sealed tree's $f" refused "$($p rename /jails/app/$f /jails/app/$f.moved)"
+    done
+done
+for f in etc/ctl.fifo dev/null etc/ctl.sock; do
+    expect "special files, root: chmod the sealed tree's $f" refused "$(probe chmod /jails/app/$f 600)"
+done
+expect "special files, root: chmod a socket file outside any capsule (control)" allowed "$(probe chmod /tmp/free.sock 600)"
+mkdir -p /tmp/free.d && chmod 777 /tmp/free.d && capsule-probe bind-unix /tmp/free.d/s >>"$LOG" 2>&1
+expect "special files, user: unlink a socket file outside any capsule (control)" allowed "$(user_probe unlink /tmp/free.d/s)"
+expect "special files: write the sealed tree's FIFO through a descriptor opened before the seal" refused \
+    "$(res sh -c 'echo x >&8')"
+expect "special files: write a FIFO outside any capsule through a descriptor opened before (control)" allowed \
+    "$(res sh -c 'echo x >&9')"
 expect "level 1: write to an unrelated file (control)" allowed "$(res sh -c 'echo x >> /tmp/unrelated')"
 r0=$(rejected 1 | cut -d' ' -f4)
 out=$(rejected 1)
