@@ -701,10 +701,8 @@ static __always_inline void named_in(struct entry *e, struct entry *dir)
 	if (!dir->hit || (dir->v.flags & FSGUARD_INODE_APPEND_ONLY))
 		return;
 	/* An entry a request made (anyone may leave one) in another capsule's directory: the
-	 * directory's capsule decides, unless the entry is frozen (more, never less, refused). */
-	if (e->hit && ((e->v.flags & (FSGUARD_INODE_CLAIMED | FSGUARD_INODE_FROZEN)) !=
-			       FSGUARD_INODE_CLAIMED ||
-		       e->v.capsule == dir->v.capsule))
+	 * directory's capsule decides (its flags too: a request can't freeze its files). */
+	if (e->hit && (!(e->v.flags & FSGUARD_INODE_CLAIMED) || e->v.capsule == dir->v.capsule))
 		return;
 	e->overruled = e->hit;
 	e->hit = true;
@@ -752,7 +750,9 @@ static __always_inline void look_up_by_alias(struct inode *inode, struct entry *
 	struct entry d = {};
 
 	look_up(inode, e);
-	if (e->hit || !e->valid)
+	/* An entry of its own decides, unless a request made it: then the directory may
+	 * outrank it (named_in). */
+	if (!e->valid || (e->hit && !(e->v.flags & FSGUARD_INODE_CLAIMED)))
 		return;
 	if (alias)
 		parent = BPF_CORE_READ(alias, d_parent);
@@ -1137,15 +1137,17 @@ static __always_inline int decide_cgroup(struct inode *inode, struct dentry *den
 		return 0;
 	cgrp = (struct cgroup *)BPF_CORE_READ(kn, priv);
 	slot = cgroup_capsule(cgrp);
-	if (!slot && dentry && !is_dir(inode)) {
-		/* Above a capsule: cgroup.kill and cgroup.freeze reach its processes. */
+	/* Above a capsule: cgroup.kill and cgroup.freeze reach its processes, whichever capsule
+	 * (if any) this cgroup is itself. */
+	if (dentry && !is_dir(inode)) {
 		__u64 id = BPF_CORE_READ(kn, id);
 		__u32 *above = bpf_map_lookup_elem(&cgroup_ancestors, &id);
 		char name[16] = {};
 
 		if (above) {
 			bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
-			if (same_cstr(name, "cgroup.kill", 12) || same_cstr(name, "cgroup.freeze", 14))
+			if ((same_cstr(name, "cgroup.kill", 12) || same_cstr(name, "cgroup.freeze", 14)) &&
+			    current_capsule() != *above)
 				slot = *above;
 		}
 	}
@@ -1673,12 +1675,46 @@ int BPF_PROG(fsguard_task_movememory, struct task_struct *p, int ret)
  * is a member, which is how sealtool has the processes already in a cgroup remembered at
  * seal time (it asks for each one's policy).
  */
+/*
+ * sealtool touches every thread of a cgroup it seals (sched_getscheduler) to make them
+ * members. A thread already marked as a member of a capsule whose cgroup is above (a capsule
+ * sealed earlier around this cgroup) becomes this capsule's: the innermost capsule its cgroup
+ * says wins, so the outer capsule's members can't trace or signal the new capsule's threads.
+ * Nobody outside a capsule can put a thread into its cgroup, so the cgroup says truly.
+ */
+/* Whether cgroup `cgrp` is strictly below capsule `slot`'s cgroup (root moving a member
+ * elsewhere, into another capsule's cgroup say, takes it nowhere below). */
+static __always_inline bool strictly_below(struct cgroup *cgrp, __u32 slot)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+	struct cgroup *anc = NULL;
+	__u32 at;
+
+	if (!c || !cgrp || !(c->flags & FSGUARD_CAPSULE_HAS_CGROUP))
+		return false;
+	at = c->cgroup_level;
+	if (at >= FSGUARD_MAX_CGROUP_DEPTH || (int)at >= BPF_CORE_READ(cgrp, level))
+		return false;
+	if (bpf_probe_read_kernel(&anc, sizeof(anc), &cgrp->ancestors[at]) || !anc)
+		return false;
+	return BPF_CORE_READ(anc, kn, id) == c->cgroup_id;
+}
+
 SEC("lsm/task_getscheduler")
 int BPF_PROG(fsguard_task_getscheduler, struct task_struct *p, int ret)
 {
+	struct cgroup *cgrp;
+	__u32 slot, *mark;
+
 	if (ret)
 		return ret;
-	task_capsule(p);
+	cgrp = BPF_CORE_READ(p, cgroups, dfl_cgrp);
+	slot = cgroup_capsule(cgrp);
+	mark = bpf_task_storage_get(&members, p, 0, 0);
+	if (slot && mark && *mark && *mark != slot && strictly_below(cgrp, *mark))
+		*mark = slot;
+	else
+		task_capsule(p);
 	return 0;
 }
 
@@ -2125,21 +2161,21 @@ static __always_inline bool attached_to_guard(struct bpf_prog *prog)
 }
 
 /*
- * From level 1 on, a program that would run on the guard's hooks before it and could end a
- * hook's run with its own answer (another LSM program, fmod_ret), unless it is one of the
- * guard's: such a program loaded at level 0 is not attached after the raise.
+ * A program that, attached now, could run before the guard's on one of its hooks and end the
+ * hook's run with its own answer (the first nonzero one ends it; some hooks' callers take a
+ * positive answer, or -EOPNOTSUPP in inode_init_security, as success): an LSM program, an
+ * extension, fmod_ret. Unknown (the descriptor can't be looked at race-free) counts as one.
  */
-static __always_inline bool skips_guard(struct bpf_prog *prog)
+static __always_inline bool runs_before_guard(struct bpf_prog *prog, bool unsure)
 {
-	__u32 type, expected;
+	__u32 type;
 
-	if (!prog || current_level() < FSGUARD_LEVEL_SEALED)
-		return false;
+	if (unsure || !prog)
+		return true;
 	type = BPF_CORE_READ(prog, type);
-	expected = BPF_CORE_READ(prog, expected_attach_type);
-	return (type == BPF_PROG_TYPE_LSM ||
-		(type == BPF_PROG_TYPE_TRACING && expected == BPF_MODIFY_RETURN)) &&
-	       !uses_guard_map(prog);
+	return type == BPF_PROG_TYPE_LSM || type == BPF_PROG_TYPE_EXT ||
+	       (type == BPF_PROG_TYPE_TRACING &&
+		BPF_CORE_READ(prog, expected_attach_type) == BPF_MODIFY_RETURN);
 }
 
 /* An iterator over a map's elements, which it may rewrite in place. */
@@ -2158,29 +2194,41 @@ static __always_inline int refuse_guard_op(__u32 op)
 }
 
 /*
- * Attaching programs (BPF_LINK_CREATE, BPF_RAW_TRACEPOINT_OPEN), at every level:
+ * Attaching programs, at every level:
  * - an extension loaded for another program and attached to one of the guard's instead
- *   (target_fd and target_btf_id both set), refused when the target is the guard's or
- *   can't be told race-free;
+ *   (BPF_LINK_CREATE with target_fd and target_btf_id), refused when the target is the
+ *   guard's or can't be told race-free;
  * - a program loaded for one of the guard's (an extension or fentry/fexit whose descriptor
- *   was had in a window before the guard protected its programs), refused; this look is
- *   exact only for a caller whose descriptor table is not shared.
- * From the freeze on, an iterator over a map's elements (which writes them in place) is
- * refused whatever map it names: the map is named in user memory, which the kernel reads
- * again after this hook.
+ *   was had before the guard protected its programs), refused (exact for a caller whose
+ *   descriptor table is not shared).
+ * From the freeze on (the guard's own programs are all attached before it), nothing that can
+ * run before the guard's programs on a hook and end its run: LSM and fmod_ret links (their
+ * attach type is the program's own, so it says), cgroup LSM attachments, attachments by
+ * BTF id without a tracepoint name and link updates whose program is one (or can't be told).
+ * And no iterator over a map's elements (which writes them in place), whatever map it names:
+ * the map is named in user memory, which the kernel reads again after this hook.
  */
 static __always_inline int decide_attach(int cmd, union bpf_attr *attr)
 {
-	__u32 w[5] = {}; /* link_create: prog_fd, target_fd, attach_type, flags, target_btf_id */
-	bool unsure = false;
+	__u32 w[6] = {}; /* link_create: prog_fd, target_fd, attach_type, flags, target_btf_id */
+	bool unsure = false, frozen = is_frozen(&config);
 	struct bpf_prog *prog;
 
 	bpf_probe_read_kernel(w, sizeof(w), attr);
-	if (cmd == BPF_RAW_TRACEPOINT_OPEN) {
-		/* raw_tracepoint: name (u64), prog_fd */
+	switch (cmd) {
+	case BPF_PROG_ATTACH: /* target_fd, attach_bpf_fd, attach_type */
+		return frozen && w[2] == BPF_LSM_CGROUP ? refuse_guard_op(FSGUARD_OP_BPF_LINK) : 0;
+	case BPF_LINK_UPDATE: /* link_fd, new_prog_fd */
+		if (!frozen)
+			return 0;
+		prog = caller_prog(w[1], &unsure);
+		return runs_before_guard(prog, unsure) ? refuse_guard_op(FSGUARD_OP_BPF_LINK) : 0;
+	case BPF_RAW_TRACEPOINT_OPEN: /* name (u64), prog_fd */
 		prog = caller_prog(w[2], &unsure);
-		return attached_to_guard(prog) || skips_guard(prog) ?
-			       refuse_guard_op(FSGUARD_OP_BPF_LINK) : 0;
+		if (attached_to_guard(prog) ||
+		    (frozen && !w[0] && !w[1] && runs_before_guard(prog, unsure)))
+			return refuse_guard_op(FSGUARD_OP_BPF_LINK);
+		return 0;
 	}
 	if (w[1] && w[4]) {
 		struct bpf_prog *target = caller_prog(w[1], &unsure);
@@ -2189,7 +2237,11 @@ static __always_inline int decide_attach(int cmd, union bpf_attr *attr)
 			return refuse_guard_op(FSGUARD_OP_BPF_LINK);
 	}
 	prog = caller_prog(w[0], &unsure);
-	if (attached_to_guard(prog) || skips_guard(prog))
+	if (attached_to_guard(prog))
+		return refuse_guard_op(FSGUARD_OP_BPF_LINK);
+	/* An extension ignores the attach type, but none exists from the freeze on (none is
+	 * loaded; the scan before the raise refused those from before). */
+	if (frozen && (w[2] == BPF_MODIFY_RETURN || w[2] == BPF_LSM_MAC || w[2] == BPF_LSM_CGROUP))
 		return refuse_guard_op(FSGUARD_OP_BPF_LINK);
 	if (w[2] == BPF_TRACE_ITER && guard_sealed() && (unsure || !prog || is_map_elem_iter(prog)))
 		return refuse_guard_op(FSGUARD_OP_BPF_LINK);
@@ -2218,6 +2270,8 @@ static __always_inline bool guard_shaped(struct bpf_map *m)
 		       (k == sizeof(__u64) &&
 			(v == sizeof(__u32) || v == sizeof(struct fsguard_request)));
 	case BPF_MAP_TYPE_RINGBUF:
+	case BPF_MAP_TYPE_TASK_STORAGE:
+	case BPF_MAP_TYPE_INODE_STORAGE:
 		return true;
 	}
 	return false;
@@ -2265,6 +2319,13 @@ static __always_inline bool apply_capsule(__u32 slot, struct fsguard_capsule *wa
 		/* Taken: fine only if it is the same capsule (an idempotent `enforce`). */
 		return have->cgroup_id == want->cgroup_id && have->flags == want->flags &&
 		       same_name(have->name, want->name);
+	/* An inside that is everybody (the root cgroup), another capsule's cgroup or one above
+	 * one: its members could reach that capsule's processes (and marks made there last). */
+	if ((want->flags & FSGUARD_CAPSULE_HAS_CGROUP) &&
+	    (want->cgroup_level == 0 || want->cgroup_id == CGROUP2_ROOT_ID ||
+	     bpf_map_lookup_elem(&cgroup_capsules, &want->cgroup_id) ||
+	     bpf_map_lookup_elem(&cgroup_ancestors, &want->cgroup_id)))
+		return false;
 	if (bpf_map_update_elem(&capsules, &slot, want, BPF_ANY))
 		return false;
 	bpf_map_update_elem(&capsules_view, &slot, want, BPF_ANY);
@@ -2428,12 +2489,13 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 	 * capsule process's memory or signal it, or undo the guard's decisions' effects.
 	 */
 	/*
-	 * Level 1: no new program that can skip or replace one of the guard's decisions: an LSM
+	 * From the freeze or level 1 on: no new program that can skip or replace one of the
+	 * guard's decisions: an LSM
 	 * program (the first nonzero answer on a hook ends it, so one answering -EOPNOTSUPP in
 	 * inode_init_security would skip the guard's adoption of a new inode), fmod_ret, an
 	 * extension.
 	 */
-	if (cmd == BPF_PROG_LOAD && current_level() >= FSGUARD_LEVEL_SEALED) {
+	if (cmd == BPF_PROG_LOAD && guard_sealed()) {
 		__u32 type = 0, expected = 0;
 
 		bpf_probe_read_kernel(&type, sizeof(type), attr);
@@ -2454,7 +2516,8 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 			return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
 				      current_level(), current_fsuid());
 	}
-	if (cmd == BPF_LINK_CREATE || cmd == BPF_RAW_TRACEPOINT_OPEN) {
+	if (cmd == BPF_LINK_CREATE || cmd == BPF_RAW_TRACEPOINT_OPEN || cmd == BPF_PROG_ATTACH ||
+	    cmd == BPF_LINK_UPDATE) {
 		res = decide_attach(cmd, attr);
 		if (res)
 			return res;

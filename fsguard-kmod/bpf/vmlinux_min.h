@@ -119,6 +119,10 @@ enum bpf_map_type {
 #define BPF_PROG_LOAD 5
 #define BPF_LINK_CREATE 28
 #define BPF_RAW_TRACEPOINT_OPEN 17
+#define BPF_PROG_ATTACH 8
+#define BPF_LINK_UPDATE 29
+#define BPF_LSM_MAC 27
+#define BPF_LSM_CGROUP 43
 #define BPF_MODIFY_RETURN 26 /* enum bpf_attach_type */
 #define BPF_TRACE_ITER 28
 /* include/linux/bpf_verifier.h: the most maps one program may use. */
@@ -134,6 +138,8 @@ enum bpf_map_type {
 
 /* include/uapi/linux/magic.h */
 #define CGROUP2_SUPER_MAGIC 0x63677270
+/* kernel/cgroup: the id of cgroup2's root cgroup */
+#define CGROUP2_ROOT_ID 1
 #define CLONE_INTO_CGROUP 0x200000000ULL /* clone3(2): kernel_clone_args.flags, 64 bits */
 #define PROC_SUPER_MAGIC 0x9fa0
 #define TMPFS_MAGIC 0x01021994

@@ -419,9 +419,7 @@ impl Guard {
         // The maps' ids, for the scan after the attachment: asked for now, before the guard
         // refuses descriptors of them.
         let mut ids = crate::integrity::GuardIds::collect(dir)?;
-        if level >= crate::shared::FSGUARD_LEVEL_SEALED {
-            crate::integrity::freeze_pinned(dir)?;
-        }
+        let to_freeze = crate::integrity::ToFreeze::open(dir)?;
         // Every program is loaded (its descriptor made) before any is attached: once
         // attached, `fsguard_bpf_prog` refuses descriptors of programs that use the maps.
         for (program, hook) in PROGRAMS {
@@ -490,7 +488,10 @@ impl Guard {
         // Above level 0 nothing else may hold the guard: the maps may be reused from an
         // earlier load, and its programs had ids before the guard protected them. The guard
         // stays (fail closed), and the load says why it can't be trusted.
+        // Above level 0: frozen once every program is attached (from the freeze on the guard
+        // refuses LSM attachments, its own included), then nothing else may hold it.
         if level >= crate::shared::FSGUARD_LEVEL_SEALED {
+            to_freeze.freeze()?;
             ids.add_links(dir)?;
             let holds = crate::integrity::foreign_holds(&ids)?;
             if !holds.is_empty() {
@@ -596,7 +597,7 @@ impl Guard {
             && current == crate::shared::FSGUARD_LEVEL_MAINTENANCE
         {
             let ids = crate::integrity::GuardIds::collect(&self.dir)?;
-            crate::integrity::freeze_pinned(&self.dir)?;
+            crate::integrity::ToFreeze::open(&self.dir)?.freeze()?;
             let holds = crate::integrity::foreign_holds(&ids)?;
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });

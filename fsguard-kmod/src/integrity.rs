@@ -28,6 +28,8 @@ const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
 const BPF_LINK_TYPE_TRACING: u32 = 2;
+const BPF_PROG_TYPE_EXT: u32 = 28;
+const BPF_PROG_TYPE_LSM: u32 = 29;
 const BPF_LINK_TYPE_ITER: u32 = 4;
 const BPF_MODIFY_RETURN: u32 = 26;
 const BPF_LSM_MAC: u32 = 27;
@@ -135,23 +137,37 @@ pub fn freeze(fd: &OwnedFd, map: &str) -> Result<()> {
     }
 }
 
-/// Freezes every pinned map of the guard in `dir` but [`UNFROZEN`], `config` last: once it
-/// is frozen the guard refuses descriptors of its enforcing maps (as from level 1 on), which
-/// are then frozen already. A map whose descriptor the guard refuses is skipped for that
-/// reason; the guard applies no level above 0 unless every one is frozen.
-pub fn freeze_pinned(dir: &Path) -> Result<()> {
-    let order = MAPS
-        .iter()
-        .filter(|m| !UNFROZEN.contains(m) && **m != "config")
-        .chain(std::iter::once(&"config"));
-    for map in order {
-        match open_pinned_map(&dir.join(map)) {
-            Ok(fd) => freeze(&fd, map)?,
-            Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {}
-            Err(e) => return Err(e),
+/// Descriptors of the guard's maps to freeze, `config` last: once it is frozen the guard
+/// refuses descriptors of its enforcing maps (as from level 1 on). Opened while the guard
+/// still hands them out: before its programs are attached, or before the freeze.
+pub struct ToFreeze(Vec<(&'static str, OwnedFd)>);
+
+impl ToFreeze {
+    /// Every pinned map of the guard in `dir` but [`UNFROZEN`]. A map whose descriptor the
+    /// guard refuses is frozen already (a raise that was refused after the freeze) and left
+    /// out; the guard applies no level above 0 unless every one is frozen.
+    pub fn open(dir: &Path) -> Result<Self> {
+        let order = MAPS
+            .iter()
+            .filter(|m| !UNFROZEN.contains(m) && **m != "config")
+            .chain(std::iter::once(&"config"));
+        let mut fds = Vec::new();
+        for map in order {
+            match open_pinned_map(&dir.join(map)) {
+                Ok(fd) => fds.push((*map, fd)),
+                Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {}
+                Err(e) => return Err(e),
+            }
         }
+        Ok(ToFreeze(fds))
     }
-    Ok(())
+
+    pub fn freeze(self) -> Result<()> {
+        for (map, fd) in &self.0 {
+            freeze(fd, map)?;
+        }
+        Ok(())
+    }
 }
 
 /// Every id after 0 that GET_NEXT_ID `cmd` walks.
@@ -427,6 +443,22 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
                     .map_err(syscall_err(format!("read the maps of BPF program {id}")))?;
                 if maps.iter().any(|m| guard_maps.contains(m)) {
                     found.push(format!("BPF program {id} uses the guard's maps"));
+                }
+                // Loaded, attached or not: attached after the guard, such a program runs
+                // before it on its hook and can end the hook's run with its own answer (and
+                // from the freeze on none is loaded or attached).
+                let kind = info(&fd)
+                    .map_err(syscall_err(format!("read BPF program {id}")))?
+                    .kind;
+                if kind == BPF_PROG_TYPE_LSM || kind == BPF_PROG_TYPE_EXT {
+                    found.push(format!(
+                        "BPF program {id} is an {} that is not the guard's",
+                        if kind == BPF_PROG_TYPE_LSM {
+                            "LSM program"
+                        } else {
+                            "extension"
+                        }
+                    ));
                 }
             }
         }

@@ -31,6 +31,10 @@
 //!                         at end of input
 //!   hold-lsm              loads the attacker's own LSM program, prints `held`, attaches it at
 //!                         the first line read on stdin (`attach-lsm R`); ends at end of input
+//!   hold-fmodret          loads an fmod_ret program on security_inode_init_security, prints
+//!                         `held`, at the first line on stdin attaches it through
+//!                         BPF_LINK_CREATE (`link R`) and BPF_RAW_TRACEPOINT_OPEN (`rawtp R`)
+//!   fmodret-attach        the same program loaded and attached (BPF_LINK_CREATE) at once
 //!   skip-init-security    attaches an LSM program answering -EOPNOTSUPP in inode_init_security
 //!                         (`attach-lsm R`, then `held`); keeps it until end of input
 //!   iter-map PIN          an iterator over the elements of the map pinned at PIN (setup:
@@ -342,6 +346,7 @@ const BPF_ITER_CREATE: i64 = 33;
 const BPF_OBJ_PIN: i64 = 6;
 const BPF_PROG_TYPE_TRACING: u64 = 26;
 const BPF_TRACE_ITER: u64 = 28;
+const BPF_MODIFY_RETURN: u64 = 26;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u64 = 12;
 
 /// An iterator program over map elements that zeroes the first 4 bytes of each value.
@@ -522,6 +527,53 @@ fn hold_lsm(name: &str, hook: &str, now: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// An fmod_ret program on security_inode_init_security (r0 = 0; exit): loaded, not attached.
+fn load_fmod_ret() -> Result<OwnedFd, Outcome> {
+    let btf = Btf::from_sys_fs().map_err(|e| Outcome::Error(e.to_string()))?;
+    let target = btf
+        .id_by_type_name_kind("security_inode_init_security", aya_obj::btf::BtfKind::Func)
+        .map_err(|e| Outcome::Error(e.to_string()))?;
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = c"GPL";
+    let mut attr = [0u64; 16];
+    attr[0] = BPF_PROG_TYPE_TRACING | ((insns.len() as u64) << 32);
+    attr[1] = insns.as_ptr() as u64;
+    attr[2] = license.as_ptr() as u64;
+    attr[8] = BPF_MODIFY_RETURN << 32;
+    attr[13] = u64::from(target) << 32;
+    bpf(BPF_PROG_LOAD, &attr)
+        .map(owned)
+        .map_err(|e| Outcome::of(Err(e)))
+}
+
+/// Attaches an fmod_ret program: BPF_LINK_CREATE (attach type BPF_MODIFY_RETURN), or
+/// BPF_RAW_TRACEPOINT_OPEN without a name; the link is closed again.
+fn attach_fmod_ret(prog: &OwnedFd, raw: bool) -> Outcome {
+    let r = if raw {
+        bpf(17, &[0, prog.as_raw_fd() as u64])
+    } else {
+        bpf(28, &[prog.as_raw_fd() as u64, BPF_MODIFY_RETURN])
+    };
+    Outcome::of(r.map(|fd| drop(owned(fd))))
+}
+
+/// `hold-fmodret`: loads the fmod_ret program, prints `held`, and at the first line read on
+/// stdin tries both attachments (`link R`, `rawtp R`).
+fn hold_fmod_ret() -> ExitCode {
+    let prog = match load_fmod_ret() {
+        Ok(p) => p,
+        Err(o) => return o.exit(),
+    };
+    println!("held");
+    let mut lines = std::io::stdin().lock().lines();
+    if lines.next().is_some() {
+        println!("link {}", attach_fmod_ret(&prog, false).word());
+        println!("rawtp {}", attach_fmod_ret(&prog, true).word());
+    }
+    for _ in lines {}
+    ExitCode::SUCCESS
+}
+
 fn hold(dir: &str, name: &str) -> ExitCode {
     let config = match obj_get(&format!("{dir}/config")) {
         Ok(fd) => fd,
@@ -586,6 +638,11 @@ fn main() -> ExitCode {
         },
         ["hold", dir, name] => return hold(dir, name),
         ["hold-lsm"] => return hold_lsm("own_lsm", "file_open", false),
+        ["hold-fmodret"] => return hold_fmod_ret(),
+        ["fmodret-attach"] => match load_fmod_ret() {
+            Ok(p) => attach_fmod_ret(&p, false),
+            Err(o) => o,
+        },
         ["skip-init-security"] => {
             return hold_lsm("skip_init_security", "inode_init_security", true)
         }

@@ -106,26 +106,39 @@ expect "level 0: an iterator over a map's elements, which rewrites them (control
 expect "level 0: a map of maps (control)" allowed "$(attack outer-own-map)"
 expect "level 0: an LSM program of the attacker's own, attached (control)" "attach-lsm allowed" \
     "$(echo | guard-attack hold-lsm 2>>"$LOG" | grep '^attach-lsm')"
+expect "level 0: an fmod_ret program, attached (control)" allowed "$(attack fmodret-attach)"
 
-# What root leaves at level 0 to reach the guard after the raise; the raise must refuse while
+# (Each holder is started with the others' pipe ends closed, so that it alone keeps its own
+# open.) What root leaves at level 0 to reach the guard after the raise; the raise must refuse while
 # any of it stands, and name it. An iterator link over the guard's config, pinned (reading
 # the pin would rewrite the config); an LSM program answering "no attribute" in
 # inode_init_security before the guard's; a process holding the config map, a guard
 # program and an extension loaded for its own LSM program.
 expect "level 0: pin an iterator link over the guard's config (control: allowed before the raise)" \
     allowed "$(attack iter-pin $PINS/config /sys/fs/bpf/cfg-iter)"
-mkfifo /tmp/skip.in /tmp/hold.in
-guard-attack skip-init-security </tmp/skip.in >/tmp/skip.out 2>>"$LOG" &
+mkfifo /tmp/skip.in /tmp/hold.in /tmp/lsm.in /tmp/fmr.in
+guard-attack skip-init-security </tmp/skip.in >/tmp/skip.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
 skipper=$!
 exec 6>/tmp/skip.in
-guard-attack hold $PINS $PROG </tmp/hold.in >/tmp/hold.out 2>>"$LOG" &
+guard-attack hold $PINS $PROG </tmp/hold.in >/tmp/hold.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
 holder=$!
 exec 5>/tmp/hold.in
+# An LSM program loaded (not attached): attached after the guard, it would run before it.
+guard-attack hold-lsm </tmp/lsm.in >/tmp/lsm.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
+lsm_holder=$!
+exec 7>/tmp/lsm.in
+# An fmod_ret program loaded (not attached): the scan lets it be; attaching it is refused.
+guard-attack hold-fmodret </tmp/fmr.in >/tmp/fmr.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
+fmr_holder=$!
+exec 4>/tmp/fmr.in
 i=0
-while [ "$i" -lt 150 ] && ! { grep -q '^held' /tmp/skip.out && grep -q '^held' /tmp/hold.out; } 2>/dev/null &&
-    ! grep -q '^error' /tmp/hold.out /tmp/skip.out 2>/dev/null; do
+while [ "$i" -lt 150 ] && ! { grep -q '^held' /tmp/skip.out && grep -q '^held' /tmp/hold.out &&
+    grep -q '^held' /tmp/lsm.out && grep -q '^held' /tmp/fmr.out; } 2>/dev/null &&
+    ! grep -q '^error\|^refused' /tmp/hold.out /tmp/skip.out /tmp/lsm.out /tmp/fmr.out 2>/dev/null; do
     sleep 0.1; i=$((i + 1))
 done
+expect "level 0: an LSM program of the attacker's own, loaded (control)" held "$(head -n1 /tmp/lsm.out)"
+expect "level 0: an fmod_ret program, loaded (control)" held "$(head -n1 /tmp/fmr.out)"
 expect "level 0: an LSM program before the guard's in inode_init_security (control: allowed at 0)" \
     "attach-lsm allowed" "$(grep '^attach-lsm' /tmp/skip.out)"
 expect "level 0: the holder took the config map, a guard program and an extension" held "$(head -n1 /tmp/hold.out)"
@@ -136,6 +149,7 @@ expect "raise: sealtool level 1 fails while they stand" "exit 2" "exit $rc"
 contains "raise: the refusal names the iterator link" "$out" "iterates over the guard's map"
 contains "raise: the refusal names the LSM link" "$out" "to inode_init_security, before the guard's"
 contains "raise: the refusal names the holder" "$out" "process $holder"
+contains "raise: the refusal names the loaded LSM program" "$out" "is an LSM program that is not the guard's"
 expect "raise: the level stays 0" 0 "$(sealtool level 2>>"$LOG")"
 echo go >&5
 i=0
@@ -144,28 +158,21 @@ expect "frozen: write the config map through a descriptor opened before" "write-
 expect "frozen: attach the held extension to the guard's function (retarget)" "retarget refused" "$(grep '^retarget' /tmp/hold.out)"
 expect "frozen: a socket filter using the held config map" "filter refused" "$(grep '^filter' /tmp/hold.out)"
 expect "frozen: open the guard's config (from the freeze on, as at level 1)" refused "$(bpf-probe obj-get $PINS/config ro 2>>"$LOG")"
-exec 5>&- 6>&-
-wait "$holder" "$skipper"
+exec 5>&- 6>&- 7>&-
+wait "$holder" "$skipper" "$lsm_holder"
 rm -f /sys/fs/bpf/cfg-iter
-# An LSM program loaded at 0, attached after the raise.
-mkfifo /tmp/lsm.in
-guard-attack hold-lsm </tmp/lsm.in >/tmp/lsm.out 2>>"$LOG" &
-lsm_holder=$!
-exec 7>/tmp/lsm.in
-i=0
-while [ "$i" -lt 100 ] && ! grep -q '^held\|^refused\|^error' /tmp/lsm.out 2>/dev/null; do sleep 0.1; i=$((i + 1)); done
-expect "level 0: an LSM program of the attacker's own, loaded (control)" held "$(head -n1 /tmp/lsm.out)"
 out=$(sealtool level 1 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "raise: sealtool level 1 once the holder is gone" "exit 0" "exit $rc"
 expect "raise: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
-echo go >&7
+echo go >&4
 i=0
-while [ "$i" -lt 100 ] && ! grep -q '^attach-lsm' /tmp/lsm.out; do sleep 0.1; i=$((i + 1)); done
-expect "level 1: attach an LSM program loaded at level 0" "attach-lsm refused" "$(grep '^attach-lsm' /tmp/lsm.out)"
-exec 7>&-
-wait "$lsm_holder"
+while [ "$i" -lt 100 ] && ! grep -q '^rawtp' /tmp/fmr.out; do sleep 0.1; i=$((i + 1)); done
+expect "level 1: attach an fmod_ret program loaded at level 0 (BPF_LINK_CREATE)" "link refused" "$(grep '^link' /tmp/fmr.out)"
+expect "level 1: attach it by BPF_RAW_TRACEPOINT_OPEN" "rawtp refused" "$(grep '^rawtp' /tmp/fmr.out)"
+exec 4>&-
+wait "$fmr_holder"
 
 # ---------------------------------------------------------------- level 1
 expect "level 1: a descriptor of a guard program by id" refused "$(attack prog-fd $PROG)"
@@ -245,6 +252,28 @@ expect "requests: inside the new capsule, write svc's file made inside after a c
     "$(res evil sh -c 'echo x >> /jails/svc/data/made')"
 expect "requests: ... unlink it" refused "$(res evil rm -f /jails/svc/data/made)"
 expect "requests: svc still writes its file (control)" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/made')"
+# The same file reached through an overlay whose upper layer is svc's directory (the guard
+# sees the real file through a path that is not its own).
+mkdir -p /jails/ovl/lower /jails/ovl/work /tmp/merged
+if mount -t overlay ovl -o lowerdir=/jails/ovl/lower,upperdir=/jails/svc/data,workdir=/jails/ovl/work /tmp/merged 2>>"$LOG"; then
+    expect "requests: inside the new capsule, write the claimed file through an overlay" refused \
+        "$(res evil sh -c 'echo x >> /tmp/merged/made')"
+    expect "requests: svc writes its file through the same overlay (control)" allowed \
+        "$(res inside sh -c 'echo y >> /tmp/merged/made')"
+    umount /tmp/merged
+else
+    bad "requests: overlay over svc's directory could not be mounted"
+fi
+# A claim with "frozen" on a file svc protects through its directory freezes nothing.
+expect "requests: svc makes a second file inside (control)" allowed "$(res inside sh -c 'echo m > /jails/svc/data/made2')"
+bpf-probe request-inode $PINS 200 /jails/svc/data/made2 1 >>"$LOG" 2>&1
+expect "requests: svc still writes it after a frozen claim on it" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/made2')"
+# Capsules whose inside would hold another capsule's processes are rejected.
+r2=$(rej "$(rejected 1)")
+out=$(bpf-probe request-capsule $PINS 201 all /sys/fs/cgroup 2>>"$LOG")
+expect "requests: a capsule whose inside is the root cgroup is rejected" "$((r2 + 1))" "$(rej "$out")"
+out=$(bpf-probe request-capsule $PINS 201 twin /sys/fs/cgroup/svc 2>>"$LOG")
+expect "requests: a capsule whose inside is svc's cgroup is rejected" "$((r2 + 2))" "$(rej "$out")"
 mkdir -p /jails/out
 expect "requests: svc links its file into a directory of no capsule (control)" allowed \
     "$(res inside ln /jails/svc/data/made /jails/out/made.link)"
@@ -257,5 +286,31 @@ out=$(bpf-probe request-inode $PINS 200 /jails/svc/data/seed 0 2>>"$LOG")
 expect "requests: claim svc's sealed file for the new capsule is rejected" "$((r1 + 2))" "$(rej "$out")"
 expect "requests: svc still writes its sealed file (control)" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/seed')"
 expect "requests: inside the new capsule, write svc's sealed file" refused "$(res evil sh -c 'echo x >> /jails/svc/data/seed')"
+
+# A capsule of the attacker's around a cgroup in which a capsule is sealed later: the later
+# capsule's processes become its own at the seal (the innermost capsule wins), and the outer
+# one's members can no longer see, trace or kill them.
+mkdir -p /sys/fs/cgroup/e2/n /jails/n && echo n >/jails/n/f
+sh -c 'echo $$ > /sys/fs/cgroup/e2/n/cgroup.procs && exec sleep 100000' 4>&- 5>&- 6>&- 7>&- &
+victim=$!
+# The attacker's own agent in the outer cgroup, there before the capsule is asked for (once
+# it is a capsule's, nobody outside can join it).
+INSIDE_DIR=/tmp/outer-agent inside_start /sys/fs/cgroup/e2
+outer() { INSIDE_DIR=/tmp/outer-agent inside "$@"; }
+e2_id=$(stat -c %i /sys/fs/cgroup/e2)
+r3=$(rej "$(rejected 1)")
+out=$(bpf-probe request-capsule $PINS 201 outer /sys/fs/cgroup/e2 2>>"$LOG")
+out=$(bpf-probe request-cgroup $PINS 201 "$e2_id" 2>>"$LOG")
+expect "requests: a capsule around a cgroup with no capsule yet (control: applied)" "$r3" "$(rej "$out")"
+expect "innermost: a member of the outer capsule reads the process's environ (control: same capsule)" allowed \
+    "$(res outer cat /proc/$victim/environ)"
+sealtool register /jails/n --name n >>"$LOG" 2>&1
+out=$(sealtool seal n --cgroup /sys/fs/cgroup/e2/n 2>&1)
+echo "$out" >>"$LOG"
+contains "innermost: seal n inside the outer capsule's cgroup" "$out" "enforced by fsguard"
+expect "innermost: the outer capsule's member reads n's process's environ" refused "$(res outer cat /proc/$victim/environ)"
+expect "innermost: ... kills n's processes through the outer cgroup.kill" refused \
+    "$(res outer sh -c 'echo 1 > /sys/fs/cgroup/e2/cgroup.kill')"
+[ -d /proc/$victim ] && ok "innermost: n's process lives" || bad "innermost: n's process lives"
 
 finish
