@@ -839,16 +839,17 @@ static __always_inline int decide_entry(struct caller *me, struct entry *e, stru
 	}
 	capsule = e->v.capsule;
 	flags = e->v.flags;
-	if ((flags & FSGUARD_INODE_APPEND_ONLY) && (op == FSGUARD_OP_CREATE || op == FSGUARD_OP_LINK))
-		return 0;
 	c = bpf_map_lookup_elem(&capsules, &capsule);
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
 		return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE,
 			      current_level(), current_fsuid());
-	/* Frozen means nobody: checked before the inside and the level-0 root allowances. */
+	/* Frozen means nobody: checked before the append-only, inside and level-0 root
+	 * allowances. */
 	if (flags & FSGUARD_INODE_FROZEN)
 		return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_FROZEN, current_level(),
 			      current_fsuid());
+	if ((flags & FSGUARD_INODE_APPEND_ONLY) && (op == FSGUARD_OP_CREATE || op == FSGUARD_OP_LINK))
+		return 0;
 	/* The inside's own operations (the common case) need neither the level nor the uid. A
 	 * member moved out of the cgroup by root outside is still inside. */
 	if (me->inside == capsule)
@@ -2357,7 +2358,8 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 
 	/* Not a kernel dev_t (32 bits), and never the map's completeness key. */
 	if (!slot_active(r->slot) || r->a > 0xffffffffull ||
-	    (r->flags & ~(FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY)))
+	    (r->flags & ~(FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY)) ||
+	    r->flags == (FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY))
 		return REJECTED;
 	/* The filesystem first: without it, the directory cache could tell that nothing on it
 	 * is protected. No room: the map stops being trusted. */
@@ -2377,13 +2379,14 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 	if (err == -ENOMEM)
 		return RETRY;
 	/*
-	 * Known already (or the map is full): applied only if the request changes nothing (an
-	 * idempotent `enforce`). Flags are never added to an entry, nor anything to another
+	 * Known already (or the map is full): applied only if the request asks for exactly what
+	 * is there (an idempotent `enforce`; anything else would let an earlier request's flags
+	 * pass for the requester's). Flags are never added to an entry, nor anything to another
 	 * capsule's: anyone may leave requests, and "frozen" on a capsule's file, or a second
 	 * capsule's hold on it, would take from that capsule what it may do.
 	 */
 	have = bpf_map_lookup_elem(&inodes, &key);
-	if (have && have->capsule == r->slot && (have->flags & r->flags) == r->flags)
+	if (have && have->capsule == r->slot && have->flags == value.flags)
 		return APPLIED;
 	return REJECTED;
 }

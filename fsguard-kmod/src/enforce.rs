@@ -101,6 +101,17 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
 /// Hands a plan to the guard; returns the capsule's slot.
 pub fn apply(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
     let slot = guard.ensure_capsule(&plan.name, plan.inside)?;
+    apply_in(guard, plan, slot)
+}
+
+/// Hands the plan of a capsule sealed now to the guard, in a slot of its own: one that holds
+/// a capsule of this name already is refused (see [`Guard::new_capsule`]).
+pub fn apply_new(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
+    let slot = guard.new_capsule(&plan.name, plan.inside)?;
+    apply_in(guard, plan, slot)
+}
+
+fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32) -> crate::Result<u32> {
     guard.protect(slot, &plan.inodes)?;
     guard.protect_ancestors(slot, &plan.ancestors)?;
     guard.protect_devices(slot, &plan.devices)?;

@@ -49,6 +49,17 @@ pub enum Error {
         /// Largest allowed.
         max: u32,
     },
+    /// A capsule being sealed is already in the guard, put there by somebody else.
+    #[error(
+        "the guard already holds a capsule named `{name}` (slot {slot}) that this seal did not \
+         put there (anyone may leave requests): refusing to hand the tree to it"
+    )]
+    SlotTaken {
+        /// The capsule's name.
+        name: String,
+        /// The slot that holds it.
+        slot: u32,
+    },
     /// A bpf(2) step of the guard's self-protection failed.
     #[error("cannot {what}")]
     Integrity {

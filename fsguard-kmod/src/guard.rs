@@ -638,6 +638,19 @@ impl Guard {
         self.ensure_slot(name, inside, 0)
     }
 
+    /// A slot for a capsule being sealed now: one the guard already holds under this name was
+    /// filled by somebody else's request (anyone may leave them), with inodes and flags this
+    /// seal did not ask for, so it is refused.
+    pub fn new_capsule(&mut self, name: &str, inside: Option<Inside>) -> Result<u32> {
+        if let Some(s) = self.capsules()?.iter().find(|s| s.name == name) {
+            return Err(Error::SlotTaken {
+                name: name.to_string(),
+                slot: s.id,
+            });
+        }
+        self.ensure_slot(name, inside, 0)
+    }
+
     fn ensure_slot(&mut self, name: &str, inside: Option<Inside>, flags: u32) -> Result<u32> {
         let mut c = fsguard_capsule {
             flags: FSGUARD_CAPSULE_ACTIVE | flags,

@@ -186,6 +186,63 @@ fn ids(cmd: libc::c_long) -> Result<Vec<u32>> {
     }
 }
 
+/// Every id GET_NEXT_ID `cmd` walks, which must reach `canary` (an object made for the walk,
+/// after everything the walk looks for): an LSM or fmod_ret program answering bpf(2) calls
+/// could otherwise cut the walk short before its own id.
+fn ids_to(cmd: libc::c_long, canary: u32, what: &str) -> Result<Vec<u32>> {
+    let out = ids(cmd)?;
+    if !out.contains(&canary) {
+        return Err(Error::Integrity {
+            what: format!(
+                "list the kernel's BPF {what}: the list ended before the one just made \
+                 (something answers bpf(2) for the kernel)"
+            ),
+            source: std::io::Error::from_raw_os_error(libc::ENOENT),
+        });
+    }
+    Ok(out)
+}
+
+/// After GET_FD_BY_ID `cmd` answered ENOENT for `id`: whether the object is gone indeed
+/// (the walk no longer lists it), or the answer was withheld.
+fn withheld(next_cmd: libc::c_long, id: u32) -> bool {
+    let mut attr = IdAttr {
+        id: id.saturating_sub(1),
+        ..Default::default()
+    };
+    bpf(next_cmd, &mut attr).is_ok() && attr.next_id == id
+}
+
+/// A program and a map of the scan's own, made after the freeze: the walks must reach them.
+fn canaries() -> Result<(u32, u32, OwnedFd, OwnedFd)> {
+    // BPF_MAP_CREATE: an array of one 4-byte element.
+    let mut map_attr = [0u32; 5];
+    map_attr[0] = 2;
+    map_attr[1] = 4;
+    map_attr[2] = 4;
+    map_attr[3] = 1;
+    let map = bpf(0, &mut map_attr)
+        .map(owned)
+        .map_err(syscall_err("make the scan's canary map".into()))?;
+    // BPF_PROG_LOAD: a socket filter `r0 = 0; exit`.
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = c"GPL";
+    let mut prog_attr = [0u64; 6];
+    prog_attr[0] = 1 | ((insns.len() as u64) << 32);
+    prog_attr[1] = insns.as_ptr() as u64;
+    prog_attr[2] = license.as_ptr() as u64;
+    let prog = bpf(5, &mut prog_attr)
+        .map(owned)
+        .map_err(syscall_err("make the scan's canary program".into()))?;
+    let map_id = info(&map)
+        .map_err(syscall_err("read the scan's canary map".into()))?
+        .id;
+    let prog_id = info(&prog)
+        .map_err(syscall_err("read the scan's canary program".into()))?
+        .id;
+    Ok((prog_id, map_id, prog, map))
+}
+
 fn by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
     let mut attr = IdAttr {
         id,
@@ -396,7 +453,17 @@ fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
             for fd in fds.flatten() {
                 let text = match std::fs::read_to_string(fd.path()) {
                     Ok(t) => t,
-                    Err(e) if gone(&e) => continue,
+                    // Closed meanwhile: its link in fd/ is gone too (a descriptor that is
+                    // there but whose fdinfo can't be opened was hidden from the scan).
+                    Err(e)
+                        if gone(&e)
+                            && std::fs::symlink_metadata(
+                                t.path().join("fd").join(fd.file_name()),
+                            )
+                            .is_err() =>
+                    {
+                        continue
+                    }
                     Err(e) => return Err(unreadable(fd.path().display().to_string())(e)),
                 };
                 let named = |field: &str, set: &HashSet<u32>| {
@@ -428,7 +495,14 @@ fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
 pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
     let (guard_progs, guard_maps) = (&g.progs, &g.enforcing);
     let mut found = Vec::new();
-    for id in ids(BPF_PROG_GET_NEXT_ID)? {
+    let (canary_prog, canary_map, _prog, _map) = canaries()?;
+    // An answer other than the object (or, for a program using the guard's maps, the
+    // guard's refusal) is something answering for the kernel: the scan fails.
+    let odd = |what: &str, id: u32, e: std::io::Error| Error::Integrity {
+        what: format!("read BPF {what} {id} (something answers bpf(2) for the kernel)"),
+        source: e,
+    };
+    for id in ids_to(BPF_PROG_GET_NEXT_ID, canary_prog, "programs")? {
         if guard_progs.contains(&id) {
             continue;
         }
@@ -437,7 +511,12 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 found.push(format!("BPF program {id} uses the guard's maps"))
             }
-            Err(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if withheld(BPF_PROG_GET_NEXT_ID, id) {
+                    return Err(odd("program", id, e));
+                }
+            }
+            Err(e) => return Err(odd("program", id, e)),
             Ok(fd) => {
                 let maps = prog_map_ids(&fd)
                     .map_err(syscall_err(format!("read the maps of BPF program {id}")))?;
@@ -463,12 +542,19 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
             }
         }
     }
-    for id in ids(BPF_MAP_GET_NEXT_ID)? {
+    for id in ids_to(BPF_MAP_GET_NEXT_ID, canary_map, "maps")? {
         if g.all_maps.contains(&id) {
             continue;
         }
-        let Ok(fd) = by_id(BPF_MAP_GET_FD_BY_ID, id) else {
-            continue;
+        let fd = match by_id(BPF_MAP_GET_FD_BY_ID, id) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if withheld(BPF_MAP_GET_NEXT_ID, id) {
+                    return Err(odd("map", id, e));
+                }
+                continue;
+            }
+            Err(e) => return Err(odd("map", id, e)),
         };
         let Ok(head) = info(&fd) else { continue };
         let wanted = match head.kind {
@@ -482,9 +568,18 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
             ));
         }
     }
+    // (No canary link: a link needs a program attached somewhere. A link hidden from this
+    // walk has a program, which the walk above lists.)
     for id in ids(BPF_LINK_GET_NEXT_ID)? {
-        let Ok(fd) = by_id(BPF_LINK_GET_FD_BY_ID, id) else {
-            continue;
+        let fd = match by_id(BPF_LINK_GET_FD_BY_ID, id) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                if withheld(BPF_LINK_GET_NEXT_ID, id) {
+                    return Err(odd("link", id, e));
+                }
+                continue;
+            }
+            Err(e) => return Err(odd("link", id, e)),
         };
         let head = info(&fd).map_err(syscall_err(format!("read BPF link {id}")))?;
         if guard_progs.contains(&head.third) {

@@ -110,7 +110,7 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     let started = std::time::Instant::now();
     let applied = (|| -> fsguard::Result<(u32, u32)> {
         let (mut guard, _) = Guard::open_or_load(fsguard::shared::FSGUARD_LEVEL_SEALED)?;
-        let slot = enforce::apply(&mut guard, &plan)?;
+        let slot = enforce::apply_new(&mut guard, &plan)?;
         Ok((slot, guard.level()?))
     })();
     let (slot, level) = match applied {

@@ -268,6 +268,26 @@ fi
 expect "requests: svc makes a second file inside (control)" allowed "$(res inside sh -c 'echo m > /jails/svc/data/made2')"
 bpf-probe request-inode $PINS 200 /jails/svc/data/made2 1 >>"$LOG" 2>&1
 expect "requests: svc still writes it after a frozen claim on it" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/made2')"
+# A claim is applied again only as it is: asking for less (or more) than an earlier claim
+# set is rejected, so an earlier request's flags never pass for a later requester's.
+r4=$(rej "$(rejected 1)")
+out=$(bpf-probe request-inode $PINS 200 /tmp/free 0 2>>"$LOG")
+expect "requests: the same claim again (control: applied)" "$r4" "$(rej "$out")"
+out=$(bpf-probe request-inode $PINS 200 /tmp/free 1 2>>"$LOG")
+expect "requests: the same inode claimed again with frozen is rejected" "$((r4 + 1))" "$(rej "$out")"
+echo tmp >/tmp/free3
+out=$(bpf-probe request-inode $PINS 200 /tmp/free3 3 2>>"$LOG")
+expect "requests: frozen and append-only together are rejected" "$((r4 + 2))" "$(rej "$out")"
+# A capsule put in the guard by request under the name of one about to be sealed: the seal
+# refuses to hand its tree to it.
+mkdir -p /jails/pre && echo p >/jails/pre/f
+bpf-probe request-capsule $PINS 202 pre >>"$LOG" 2>&1
+sealtool register /jails/pre --name pre >>"$LOG" 2>&1
+out=$(sealtool seal pre 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "requests: sealing a capsule whose name a request took first is not enforced" "exit 3" "exit $rc"
+contains "requests: ... and says why" "$out" "already holds a capsule named \`pre\`"
 # Capsules whose inside would hold another capsule's processes are rejected.
 r2=$(rej "$(rejected 1)")
 out=$(bpf-probe request-capsule $PINS 201 all /sys/fs/cgroup 2>>"$LOG")
