@@ -12,6 +12,9 @@
 #                               exit status; several may run at once (from `&` jobs)
 #   inside_stop                 end the agent
 #
+# INSIDE_WAIT: how long `inside` waits for the agent's answer, in 20 ms steps (default 15000,
+# 300 s); it then returns 125.
+#
 # Each request is a unique file name claimed with mktemp; the request, its stdin, output and
 # exit status move into place whole (tmp + mv), so neither side reads half a file. The
 # working directory travels as a process holding it (the agent enters /proc/PID/cwd), which
@@ -73,9 +76,9 @@ inside() { # COMMAND ARGS...
     while [ ! -e "$b.rc" ]; do
         sleep 0.02
         waited=$((waited + 1))
-        if [ "$waited" -gt 15000 ]; then
+        if [ "$waited" -gt "${INSIDE_WAIT:-15000}" ]; then
             kill "$hold"
-            echo "error: the inside agent did not answer $b in 300 s" >&2
+            echo "error: the inside agent did not answer $b in $((${INSIDE_WAIT:-15000} / 50)) s" >&2
             return 125
         fi
     done
