@@ -193,6 +193,21 @@ where
     M::try_from(raw).map_err(map_err("type-check", map))
 }
 
+/// The object's LSM program `program`.
+fn lsm_program<'a>(ebpf: &'a mut Ebpf, program: &'static str) -> Result<&'a mut Lsm> {
+    ebpf.program_mut(program)
+        .ok_or(Error::MissingProgram {
+            object: "fsguard",
+            program,
+        })?
+        .try_into()
+        .map_err(|source| Error::NotLsm {
+            object: "fsguard",
+            program,
+            source,
+        })
+}
+
 /// What may have added the entries of the `inodes` map a load finds.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Filled {
@@ -423,18 +438,7 @@ impl Guard {
         // Every program is loaded (its descriptor made) before any is attached: once
         // attached, `fsguard_bpf_prog` refuses descriptors of programs that use the maps.
         for (program, hook) in PROGRAMS {
-            let lsm: &mut Lsm = ebpf
-                .program_mut(program)
-                .ok_or(Error::MissingProgram {
-                    object: "fsguard",
-                    program,
-                })?
-                .try_into()
-                .map_err(|source| Error::NotLsm {
-                    object: "fsguard",
-                    program,
-                    source,
-                })?;
+            let lsm = lsm_program(&mut ebpf, program)?;
             lsm.load(hook, btf).map_err(|source| Error::LoadProgram {
                 program,
                 hook,
@@ -443,18 +447,7 @@ impl Guard {
         }
         let mut links = Vec::new();
         for (program, hook) in PROGRAMS {
-            let lsm: &mut Lsm = ebpf
-                .program_mut(program)
-                .ok_or(Error::MissingProgram {
-                    object: "fsguard",
-                    program,
-                })?
-                .try_into()
-                .map_err(|source| Error::NotLsm {
-                    object: "fsguard",
-                    program,
-                    source,
-                })?;
+            let lsm = lsm_program(&mut ebpf, program)?;
             let attach_err = |source| Error::Attach {
                 program,
                 hook,

@@ -28,9 +28,55 @@ pub fn final_boot_bytes(stdout: &[u8]) -> &[u8] {
     &stdout[final_boot_start(stdout)..]
 }
 
+/// A guest suite's closing line, `<name>: N passed, M failed`: (N, M).
+pub fn suite_summary(stdout: &str, name: &str) -> Option<(usize, usize)> {
+    let prefix = format!("{name}: ");
+    let line = stdout.lines().rev().find(|l| l.starts_with(&prefix))?;
+    let mut words = line.strip_prefix(&prefix)?.split_whitespace();
+    let passed = words.next()?.parse().ok()?;
+    words.next()?;
+    let failed = words.next()?.parse().ok()?;
+    Some((passed, failed))
+}
+
+/// Runs `tests/vm/run ARGS` (a guest suite called `name`, `label` for the messages), prints
+/// its output, and asserts that its last boot passed: exit 0, no `FAIL:` line, a summary
+/// line with no failure and at least `min_passed` checks.
+pub fn run_guest_suite(args: &[std::ffi::OsString], name: &str, label: &str, min_passed: usize) {
+    let run = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/run");
+    let out = std::process::Command::new(run)
+        .args(args)
+        .output()
+        .expect("cannot start tests/vm/run");
+    let all = String::from_utf8_lossy(&out.stdout);
+    println!("--- {name} {label} ({})\n{all}", out.status);
+    let stdout = final_boot(&all);
+    let fails: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL: ")).collect();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{label}: the suite failed:\n{}\n--- stderr:\n{}",
+        fails.join("\n"),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (passed, failed) = suite_summary(stdout, name).expect("no summary line");
+    assert_eq!(failed, 0, "{}", fails.join("\n"));
+    assert!(
+        passed >= min_passed,
+        "{label}: only {passed} checks passed, expected at least {min_passed}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{final_boot, final_boot_bytes};
+    use super::{final_boot, final_boot_bytes, suite_summary};
+
+    #[test]
+    fn summary_line_is_parsed() {
+        assert_eq!(suite_summary("x: 5 passed, 1 failed", "x"), Some((5, 1)));
+        assert_eq!(suite_summary("y: 5 passed, 1 failed", "x"), None);
+        assert_eq!(suite_summary("none", "x"), None);
+    }
 
     #[test]
     fn output_before_the_last_retry_is_void() {
