@@ -28,6 +28,21 @@ pub fn final_boot_bytes(stdout: &[u8]) -> &[u8] {
     &stdout[final_boot_start(stdout)..]
 }
 
+/// The probes' raw bpf(2): a zeroed 128-byte attribute block starting with `words`.
+/// Err: the errno.
+pub fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
+    let mut attr = [0u64; 16];
+    attr[..words.len()].copy_from_slice(words);
+    // SAFETY: `attr` is a zero-padded, 128-byte image of `union bpf_attr` for `cmd`, valid for
+    // the call; pointers inside it point to live buffers of the caller.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    }
+}
+
 /// A guest suite's closing line, `<name>: N passed, M failed`: (N, M).
 pub fn suite_summary(stdout: &str, name: &str) -> Option<(usize, usize)> {
     let prefix = format!("{name}: ");

@@ -51,6 +51,8 @@
 use std::ffi::CString;
 use std::process::ExitCode;
 
+use capsule_tests::bpf;
+
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_MAP_GET_NEXT_KEY: i64 = 4;
@@ -94,20 +96,6 @@ struct State {
     next: u64,
     applied: u64,
     rejected: u64,
-}
-
-/// bpf(2) with a zeroed 128-byte attribute block starting with `words`.
-fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
-    let mut attr = [0u64; 16];
-    attr[..words.len()].copy_from_slice(words);
-    // SAFETY: `attr` is a zero-padded, 128-byte image of `union bpf_attr` for `cmd`, valid for
-    // the call; pointers inside it point to live buffers of the caller.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(rc)
-    }
 }
 
 fn obj_get(path: &str, flags: u32) -> Result<i64, i32> {

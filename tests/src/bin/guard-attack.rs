@@ -53,6 +53,7 @@ use std::process::ExitCode;
 
 use aya::programs::{loaded_programs, Extension, Lsm, ProgramFd, SocketFilter};
 use aya::{Btf, Ebpf, EbpfLoader};
+use capsule_tests::bpf;
 
 const BPF_MAP_CREATE: i64 = 0;
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
@@ -119,20 +120,6 @@ impl Outcome {
             Outcome::Refused => 1,
             Outcome::Error(_) => 2,
         })
-    }
-}
-
-/// bpf(2) with a zeroed 128-byte attribute block starting with `words`.
-fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
-    let mut attr = [0u64; 16];
-    attr[..words.len()].copy_from_slice(words);
-    // SAFETY: `attr` is a zero-padded, 128-byte image of `union bpf_attr` for `cmd`, valid for
-    // the call; pointers inside it point to live buffers of the caller.
-    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr.as_mut_ptr(), 128u32) };
-    if rc < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(rc)
     }
 }
 
@@ -311,13 +298,12 @@ fn own_prog_fd() -> Outcome {
         let mut ebpf = attack_object(1)?;
         let own = own_filter(&mut ebpf)?;
         let mut info = [0u64; 4];
-        let mut attr = [0u64; 16];
-        attr[0] = own.as_fd().as_raw_fd() as u64 | ((info.len() as u64 * 8) << 32);
-        attr[1] = info.as_mut_ptr() as u64;
         // BPF_OBJ_GET_INFO_BY_FD (15): bpf_prog_info's id is its second u32.
-        // SAFETY: as in bpf(); `info` outlives the call.
-        let rc = unsafe { libc::syscall(libc::SYS_bpf, 15i64, attr.as_mut_ptr(), 128u32) };
-        if rc < 0 {
+        let words = [
+            own.as_fd().as_raw_fd() as u64 | ((info.len() as u64 * 8) << 32),
+            info.as_mut_ptr() as u64,
+        ];
+        if bpf(15, &words).is_err() {
             return Err(Outcome::Error("cannot read own program's id".into()));
         }
         let id = (info[0] >> 32) & 0xffff_ffff;
