@@ -170,6 +170,17 @@ impl ToFreeze {
     }
 }
 
+/// A descriptor of object `id` (GET_FD_BY_ID `get`): None when it is gone (ENOENT, and the
+/// GET_NEXT_ID `next` walk no longer lists it); an error for any other answer, ENOENT for an
+/// object still listed included (withheld: something answers bpf(2) for the kernel).
+fn fd_by_id(get: libc::c_long, next: libc::c_long, id: u32) -> std::io::Result<Option<OwnedFd>> {
+    match by_id(get, id) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !withheld(next, id) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Every id after 0 that GET_NEXT_ID `cmd` walks.
 fn ids(cmd: libc::c_long) -> Result<Vec<u32>> {
     let mut out = Vec::new();
@@ -489,7 +500,7 @@ fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
 
 /// Everything that, made before the maps were frozen, would still reach the guard's maps or
 /// programs after the raise; empty when the guard `g` stands alone. Call after
-/// [`freeze_pinned`] (from then on the guard itself refuses new holds) and before the raise.
+/// [`ToFreeze::freeze`] (from then on the guard itself refuses new holds) and before the raise.
 /// Only a program that uses the guard's maps (or was loaded for one of its programs) is
 /// asked for by id and refused: that refusal is reported, as it should be.
 pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
@@ -507,17 +518,13 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
             continue;
         }
         // An attached guard refuses a descriptor of any program that uses one of its maps.
-        match by_id(BPF_PROG_GET_FD_BY_ID, id) {
+        match fd_by_id(BPF_PROG_GET_FD_BY_ID, BPF_PROG_GET_NEXT_ID, id) {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
                 found.push(format!("BPF program {id} uses the guard's maps"))
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                if withheld(BPF_PROG_GET_NEXT_ID, id) {
-                    return Err(odd("program", id, e));
-                }
-            }
             Err(e) => return Err(odd("program", id, e)),
-            Ok(fd) => {
+            Ok(None) => {}
+            Ok(Some(fd)) => {
                 let maps = prog_map_ids(&fd)
                     .map_err(syscall_err(format!("read the maps of BPF program {id}")))?;
                 if maps.iter().any(|m| guard_maps.contains(m)) {
@@ -546,17 +553,12 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
         if g.all_maps.contains(&id) {
             continue;
         }
-        let fd = match by_id(BPF_MAP_GET_FD_BY_ID, id) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                if withheld(BPF_MAP_GET_NEXT_ID, id) {
-                    return Err(odd("map", id, e));
-                }
-                continue;
-            }
-            Err(e) => return Err(odd("map", id, e)),
+        let Some(fd) = fd_by_id(BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, id)
+            .map_err(|e| odd("map", id, e))?
+        else {
+            continue;
         };
-        let Ok(head) = info(&fd) else { continue };
+        let head = info(&fd).map_err(|e| odd("map", id, e))?;
         let wanted = match head.kind {
             BPF_MAP_TYPE_PROG_ARRAY => guard_progs,
             BPF_MAP_TYPE_ARRAY_OF_MAPS | BPF_MAP_TYPE_HASH_OF_MAPS => &g.all_maps,
@@ -571,17 +573,12 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
     // (No canary link: a link needs a program attached somewhere. A link hidden from this
     // walk has a program, which the walk above lists.)
     for id in ids(BPF_LINK_GET_NEXT_ID)? {
-        let fd = match by_id(BPF_LINK_GET_FD_BY_ID, id) {
-            Ok(fd) => fd,
-            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                if withheld(BPF_LINK_GET_NEXT_ID, id) {
-                    return Err(odd("link", id, e));
-                }
-                continue;
-            }
-            Err(e) => return Err(odd("link", id, e)),
+        let Some(fd) = fd_by_id(BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID, id)
+            .map_err(|e| odd("link", id, e))?
+        else {
+            continue;
         };
-        let head = info(&fd).map_err(syscall_err(format!("read BPF link {id}")))?;
+        let head = info(&fd).map_err(|e| odd("link", id, e))?;
         if guard_progs.contains(&head.third) {
             continue;
         }
