@@ -2094,10 +2094,23 @@ int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 SEC("lsm/bpf_map")
 int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 {
+	struct fsguard_stats *st;
 	__u32 level;
 
 	if (ret)
 		return ret;
+	/* The reports, frozen, opened for writing: refused from the freeze on. Only the guard
+	 * refuses that for its own maps, which is how sealtool tells them from an impostor's
+	 * (identity.rs); sealtool asks each time it opens the guard, so it is counted only. */
+	if (map == (void *)&state || map == (void *)&stats || map == (void *)&capsules_view) {
+		if (!(fmode & FMODE_WRITE) ||
+		    (current_level() < FSGUARD_LEVEL_SEALED && !is_frozen(&config)))
+			return 0;
+		st = stats_slot();
+		if (st)
+			__sync_fetch_and_add(&st->denied, 1);
+		return -EPERM;
+	}
 	if (!is_guarded_map(map))
 		return 0;
 	level = current_level();

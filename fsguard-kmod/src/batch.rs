@@ -55,8 +55,21 @@ pub(crate) fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> std::io::Result<libc::c
     }
 }
 
-/// A descriptor for the map pinned at `path`.
+/// A descriptor for the map (or link) pinned at `path`.
 pub fn open_pinned_map(path: &Path) -> Result<OwnedFd> {
+    open_pinned_with(path, 0)
+}
+
+/// A read-only descriptor for the map pinned at `path` (the guard's reports: from the freeze
+/// on, the guard refuses to open them for writing).
+pub fn open_pinned_map_ro(path: &Path) -> Result<OwnedFd> {
+    open_pinned_with(path, BPF_F_RDONLY)
+}
+
+/// BPF_OBJ_GET's file_flags (and GET_FD_BY_ID's open_flags) for a read-only descriptor.
+pub(crate) const BPF_F_RDONLY: u32 = 1 << 3;
+
+fn open_pinned_with(path: &Path, file_flags: u32) -> Result<OwnedFd> {
     let pin_err = |source| Error::Pin {
         op: "open",
         path: path.to_path_buf(),
@@ -66,6 +79,7 @@ pub fn open_pinned_map(path: &Path) -> Result<OwnedFd> {
         .map_err(|_| pin_err(std::io::Error::from_raw_os_error(libc::EINVAL)))?;
     let mut attr = ObjGetAttr {
         pathname: c.as_ptr() as u64,
+        file_flags,
         ..Default::default()
     };
     let fd = bpf(BPF_OBJ_GET, &mut attr).map_err(pin_err)?;

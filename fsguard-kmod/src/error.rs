@@ -170,6 +170,30 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// This build's guard could not be told from what the kernel runs.
+    #[error("cannot identify the guard: {what}")]
+    Identity {
+        /// What failed.
+        what: String,
+    },
+    /// The kernel runs this build's guard, but its pins are not visible from here.
+    #[error("the kernel runs this build's guard ({attached} of its {of} programs attached), but its pins in {dir} are not visible from here (hidden by a mount in this mount namespace, or removed at level 0); nothing can be read from or asked of it here")]
+    Hidden {
+        /// The pin directory.
+        dir: PathBuf,
+        /// This build's programs the kernel has attached.
+        attached: usize,
+        /// This build's programs.
+        of: usize,
+    },
+    /// The pins are not this build's guard as the kernel runs it.
+    #[error("the guard pinned in {dir} is not this build's guard as the kernel runs it: {why}")]
+    NotThis {
+        /// The pin directory.
+        dir: PathBuf,
+        /// What differs.
+        why: String,
+    },
     /// The guard's maps are pinned but its programs are not all attached, or the reverse.
     #[error("the guard in {dir} is incomplete: {what}")]
     Incomplete {

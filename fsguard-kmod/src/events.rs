@@ -40,6 +40,15 @@ pub enum EventError {
         #[source]
         source: MapError,
     },
+    /// A pinned report could not be opened read-only.
+    #[error("cannot open the pinned map {path}")]
+    Open {
+        /// The pin.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<crate::Error>,
+    },
     /// A ring buffer record does not have the size of a `struct fsguard_event`.
     #[error("a refusal event has {len} bytes, a struct fsguard_event has {expected}")]
     BadSize {
@@ -460,9 +469,22 @@ pub struct EventReader {
     names: HashMap<u32, String>,
 }
 
+/// The ring buffer read-write (its reader moves the consumer position), the reports
+/// read-only (from the freeze on the guard refuses them for writing).
 fn open_map(dir: &Path, name: &str) -> Result<MapData, EventError> {
     let path = dir.join(name);
-    MapData::from_pin(&path).map_err(|source| EventError::Map {
+    if name == "events" {
+        return MapData::from_pin(&path).map_err(|source| EventError::Map {
+            op: "open",
+            path,
+            source,
+        });
+    }
+    let fd = crate::batch::open_pinned_map_ro(&path).map_err(|e| EventError::Open {
+        path: path.clone(),
+        source: Box::new(e),
+    })?;
+    MapData::from_fd(fd).map_err(|source| EventError::Map {
         op: "open",
         path,
         source,

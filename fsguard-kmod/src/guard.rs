@@ -19,6 +19,7 @@ use aya::programs::links::FdLink;
 use aya::programs::Lsm;
 use aya::{Btf, Ebpf, EbpfLoader};
 
+use crate::identity::Identity;
 use crate::shared::{
     fsguard_capsule, fsguard_config, fsguard_fs_mark, fsguard_inode_key, fsguard_request,
     fsguard_state, fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD,
@@ -283,7 +284,10 @@ fn open_pinned<M: TryFrom<Map, Error = aya::maps::MapError>>(
     map: &'static str,
     wrap: fn(MapData) -> Map,
 ) -> Result<M> {
-    let data = MapData::from_pin(dir.join(map)).map_err(map_err("open the pinned", map))?;
+    // Read-only: from the freeze on the guard refuses its reports to writers (and that
+    // refusal is how identity tells them from an impostor's).
+    let fd = crate::batch::open_pinned_map_ro(&dir.join(map))?;
+    let data = MapData::from_fd(fd).map_err(map_err("open the pinned", map))?;
     M::try_from(wrap(data)).map_err(map_err("type-check", map))
 }
 
@@ -307,29 +311,26 @@ impl Guard {
         Self::is_loaded_at(Path::new(PIN_DIR))
     }
 
-    /// Opens the guard if it is loaded; `None` if it is not. A half-present guard (some
-    /// links pinned, others not) is an error: it is never silently taken as complete.
+    /// Opens the guard if it is loaded; `None` if it is not. The guard is identified from the
+    /// kernel's side first (identity): pins that are not this build's guard as the kernel
+    /// runs it (incomplete, another build's, an impostor's), or this build's guard attached
+    /// but its pins not visible from here, are errors, never taken for the guard.
     pub fn open() -> Result<Option<Guard>> {
         let dir = Path::new(PIN_DIR);
-        let present: Vec<_> = PROGRAMS
-            .iter()
-            .filter(|(p, _)| link_path(dir, p).exists())
-            .collect();
-        if present.is_empty() {
-            return Ok(None);
-        }
-        if present.len() != PROGRAMS.len() {
-            let missing: Vec<_> = PROGRAMS
-                .iter()
-                .filter(|(p, _)| !link_path(dir, p).exists())
-                .map(|(p, _)| *p)
-                .collect();
-            return Err(Error::Incomplete {
+        let btf = crate::kernel_btf()?;
+        match crate::identity::identify(dir, &btf)? {
+            Identity::Absent => Ok(None),
+            Identity::Genuine { .. } => Self::open_maps(dir).map(Some),
+            Identity::Hidden { attached, of } => Err(Error::Hidden {
                 dir: dir.to_path_buf(),
-                what: format!("programs not attached: {}", missing.join(", ")),
-            });
+                attached,
+                of,
+            }),
+            Identity::NotThis { why } => Err(Error::NotThis {
+                dir: dir.to_path_buf(),
+                why,
+            }),
         }
-        Self::open_maps(dir).map(Some)
     }
 
     fn open_maps(dir: &Path) -> Result<Guard> {
@@ -589,6 +590,23 @@ impl Guard {
         if level >= crate::shared::FSGUARD_LEVEL_SEALED
             && current == crate::shared::FSGUARD_LEVEL_MAINTENANCE
         {
+            // The pins the scan starts from must be this build's guard as the kernel runs it
+            // (root may swap pins at level 0).
+            match crate::identity::identify(&self.dir, &crate::kernel_btf()?)? {
+                Identity::Genuine { .. } => {}
+                Identity::Absent | Identity::Hidden { .. } => {
+                    return Err(Error::Incomplete {
+                        dir: self.dir.clone(),
+                        what: "its pins vanished".into(),
+                    })
+                }
+                Identity::NotThis { why } => {
+                    return Err(Error::NotThis {
+                        dir: self.dir.clone(),
+                        why,
+                    })
+                }
+            }
             let ids = crate::integrity::GuardIds::collect(&self.dir)?;
             crate::integrity::ToFreeze::open(&self.dir)?.freeze()?;
             let holds = crate::integrity::foreign_holds(&ids)?;

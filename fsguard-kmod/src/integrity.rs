@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
-use crate::batch::{bpf, open_pinned_map};
+use crate::batch::{bpf, open_pinned_map, open_pinned_map_ro, BPF_F_RDONLY};
 use crate::guard::{link_path, MAPS, PROGRAMS};
 use crate::{Error, Result};
 
@@ -21,18 +21,18 @@ const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
 const BPF_MAP_GET_NEXT_ID: libc::c_long = 12;
-const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
+pub(crate) const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_FREEZE: libc::c_long = 22;
-const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
-const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
-const BPF_LINK_TYPE_TRACING: u32 = 2;
+pub(crate) const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+pub(crate) const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
+pub(crate) const BPF_LINK_TYPE_TRACING: u32 = 2;
 const BPF_PROG_TYPE_EXT: u32 = 28;
 const BPF_PROG_TYPE_LSM: u32 = 29;
 const BPF_LINK_TYPE_ITER: u32 = 4;
 const BPF_MODIFY_RETURN: u32 = 26;
-const BPF_LSM_MAC: u32 = 27;
+pub(crate) const BPF_LSM_MAC: u32 = 27;
 const BPF_MAP_TYPE_PROG_ARRAY: u32 = 3;
 const BPF_MAP_TYPE_ARRAY_OF_MAPS: u32 = 12;
 const BPF_MAP_TYPE_HASH_OF_MAPS: u32 = 13;
@@ -79,18 +79,18 @@ struct ElemAttr {
 /// The first words of bpf_map_info, bpf_link_info (type, id, prog_id) and bpf_prog_info.
 #[repr(C)]
 #[derive(Default)]
-struct InfoHead {
-    kind: u32,
-    id: u32,
+pub(crate) struct InfoHead {
+    pub(crate) kind: u32,
+    pub(crate) id: u32,
     /// A map's key size; a link's program id.
-    third: u32,
+    pub(crate) third: u32,
     fourth: u32,
     rest: [u64; 30],
 }
 
 impl InfoHead {
     /// The first sixteen u32 words (a link's: type, id, prog_id, pad, then its union).
-    fn words(&self) -> [u32; 16] {
+    pub(crate) fn words(&self) -> [u32; 16] {
         let mut w = [0u32; 16];
         w[0] = self.kind;
         w[1] = self.id;
@@ -104,16 +104,16 @@ impl InfoHead {
     }
 }
 
-fn syscall_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
+pub(crate) fn syscall_err(what: String) -> impl FnOnce(std::io::Error) -> Error {
     move |source| Error::Integrity { what, source }
 }
 
-fn owned(fd: libc::c_long) -> OwnedFd {
+pub(crate) fn owned(fd: libc::c_long) -> OwnedFd {
     // SAFETY: a bpf(2) command that returns a descriptor returned this new one, owned by no one.
     unsafe { OwnedFd::from_raw_fd(fd as i32) }
 }
 
-fn info(fd: &OwnedFd) -> std::io::Result<InfoHead> {
+pub(crate) fn info(fd: &OwnedFd) -> std::io::Result<InfoHead> {
     let mut head = InfoHead::default();
     let mut attr = InfoAttr {
         bpf_fd: fd.as_raw_fd() as u32,
@@ -182,7 +182,7 @@ fn fd_by_id(get: libc::c_long, next: libc::c_long, id: u32) -> std::io::Result<O
 }
 
 /// Every id after 0 that GET_NEXT_ID `cmd` walks.
-fn ids(cmd: libc::c_long) -> Result<Vec<u32>> {
+pub(crate) fn ids(cmd: libc::c_long) -> Result<Vec<u32>> {
     let mut out = Vec::new();
     let mut attr = IdAttr::default();
     loop {
@@ -235,16 +235,8 @@ fn canaries() -> Result<(u32, u32, OwnedFd, OwnedFd)> {
     let map = bpf(0, &mut map_attr)
         .map(owned)
         .map_err(syscall_err("make the scan's canary map".into()))?;
-    // BPF_PROG_LOAD: a socket filter `r0 = 0; exit`.
-    let insns: [u64; 2] = [0xb7, 0x95];
-    let license = c"GPL";
-    let mut prog_attr = [0u64; 6];
-    prog_attr[0] = 1 | ((insns.len() as u64) << 32);
-    prog_attr[1] = insns.as_ptr() as u64;
-    prog_attr[2] = license.as_ptr() as u64;
-    let prog = bpf(5, &mut prog_attr)
-        .map(owned)
-        .map_err(syscall_err("make the scan's canary program".into()))?;
+    let prog =
+        load_probe_program().map_err(syscall_err("make the scan's canary program".into()))?;
     let map_id = info(&map)
         .map_err(syscall_err("read the scan's canary map".into()))?
         .id;
@@ -254,7 +246,29 @@ fn canaries() -> Result<(u32, u32, OwnedFd, OwnedFd)> {
     Ok((prog_id, map_id, prog, map))
 }
 
-fn by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
+/// Loads a socket filter `r0 = 0; exit`: the scan's canary, and how the kernel's tags are
+/// learnt (identity).
+pub(crate) fn load_probe_program() -> std::io::Result<OwnedFd> {
+    let insns: [u64; 2] = [0xb7, 0x95];
+    let license = c"GPL";
+    let mut prog_attr = [0u64; 6];
+    prog_attr[0] = 1 | ((insns.len() as u64) << 32);
+    prog_attr[1] = insns.as_ptr() as u64;
+    prog_attr[2] = license.as_ptr() as u64;
+    bpf(5, &mut prog_attr).map(owned)
+}
+
+/// A descriptor of map `id` opened with `open_flags` (0: read-write; BPF_F_RDONLY).
+fn map_by_id(id: u32, open_flags: u32) -> std::io::Result<OwnedFd> {
+    let mut attr = IdAttr {
+        id,
+        open_flags,
+        ..Default::default()
+    };
+    bpf(BPF_MAP_GET_FD_BY_ID, &mut attr).map(owned)
+}
+
+pub(crate) fn by_id(cmd: libc::c_long, id: u32) -> std::io::Result<OwnedFd> {
     let mut attr = IdAttr {
         id,
         ..Default::default()
@@ -292,7 +306,13 @@ impl GuardIds {
         let mut refused = false;
         for map in MAPS {
             let path = dir.join(map);
-            let fd = match open_pinned_map(&path) {
+            // The reports read-only: from the freeze on the guard refuses them to writers.
+            let open = if REPORTS.contains(map) {
+                open_pinned_map_ro
+            } else {
+                open_pinned_map
+            };
+            let fd = match open(&path) {
                 Ok(fd) => fd,
                 // Frozen already (a raise that was refused): the guard refuses descriptors
                 // of its enforcing maps, by id as by pin.
@@ -311,12 +331,14 @@ impl GuardIds {
         if refused {
             // Then they are the maps it refuses by id (each refusal is reported, truly: this
             // process asked for them).
+            // Read-only refused: an enforcing map; refused only to writers: a report.
             for id in self::ids(BPF_MAP_GET_NEXT_ID)? {
-                if let Err(e) = by_id(BPF_MAP_GET_FD_BY_ID, id) {
-                    if e.raw_os_error() == Some(libc::EPERM) {
-                        ids.all_maps.insert(id);
-                        ids.enforcing.insert(id);
-                    }
+                let refused = |r: std::io::Result<OwnedFd>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EPERM));
+                if refused(map_by_id(id, BPF_F_RDONLY)) {
+                    ids.all_maps.insert(id);
+                    ids.enforcing.insert(id);
+                } else if refused(map_by_id(id, 0)) {
+                    ids.all_maps.insert(id);
                 }
             }
         }
@@ -376,7 +398,7 @@ fn link_hold(id: u32, head: &InfoHead, g: &GuardIds) -> Option<String> {
 }
 
 /// The ids of the maps the program behind `fd` uses.
-fn prog_map_ids(fd: &OwnedFd) -> std::io::Result<Vec<u32>> {
+pub(crate) fn prog_map_ids(fd: &OwnedFd) -> std::io::Result<Vec<u32>> {
     // bpf_prog_info: nr_map_ids (u32) at byte 52, map_ids (u64 pointer) at byte 56.
     let mut words = [0u64; 32];
     let mut attr = InfoAttr {

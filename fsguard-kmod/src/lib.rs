@@ -18,6 +18,7 @@ pub mod enforce;
 pub mod error;
 pub mod events;
 pub mod guard;
+pub mod identity;
 pub mod integrity;
 mod loader;
 pub mod objects;

@@ -30,7 +30,7 @@ fn run(which: &str, min_passed: usize) {
 
 #[test]
 fn nothing_from_level_0_stands_in_for_the_guard() {
-    run("levels", 100);
+    run("levels", 125);
 }
 
 #[test]

@@ -26,6 +26,9 @@ pub fn run(ctx: &Context) -> Result<u8> {
             .collect()
     };
     let mut damaged = false;
+    // The guard is identified by the kernel's ids and tags (Guard::open): absent, this
+    // build's (pins and all), hidden (attached, but the pins are not visible here), or pins
+    // that are not it. Only the first two are told apart from an error.
     let (guard, why_not) = match fsguard::check_support() {
         Err(why) => (None, Some(why.to_string())),
         Ok(()) => match Guard::open() {
@@ -34,6 +37,16 @@ pub fn run(ctx: &Context) -> Result<u8> {
                 None,
                 Some("fsguard is not loaded (run `sealtool enforce`)".into()),
             ),
+            Err(e @ fsguard::Error::Hidden { .. }) => {
+                println!("enforcement  active but HIDDEN: {}", fsguard::report(&e));
+                damaged = true;
+                (None, None)
+            }
+            Err(e @ fsguard::Error::NotThis { .. }) => {
+                println!("enforcement  NOT vouched for: {}", fsguard::report(&e));
+                damaged = true;
+                (None, None)
+            }
             Err(e) => (None, Some(fsguard::report(&e))),
         },
     };
@@ -46,7 +59,7 @@ pub fn run(ctx: &Context) -> Result<u8> {
         Some(g) => {
             let s = g.stats()?;
             println!(
-                "enforcement  active (fsguard, pinned at {})",
+                "enforcement  active (fsguard, this build's; pinned at {}, checked against the kernel's attached programs by id and tag)",
                 display::path(g.pin_dir())
             );
             println!("level        {}", g.level()?);
@@ -55,7 +68,11 @@ pub fn run(ctx: &Context) -> Result<u8> {
                 s.denied, s.events_ratelimited, s.events_dropped, s.inherited, s.released
             );
         }
-        None => println!("enforcement  NOT active: {}", why_not.unwrap_or_default()),
+        None => {
+            if let Some(why) = why_not {
+                println!("enforcement  NOT active: {why}");
+            }
+        }
     }
     if sealed.is_empty() {
         println!("no sealed capsules");

@@ -45,6 +45,15 @@
 //!   outer-map PIN         a map of maps whose inner maps are like the map pinned at PIN
 //!                         (setup: BPF_OBJ_GET; judged: the map's creation)
 //!   outer-own-map         the same with a map of its own, of a shape no guard map has
+//!   impostor DIR MAPS [own-lsm] -- CMD...
+//!                         an impostor's pins at DIR, seen only by CMD: takes the guard's pinned
+//!                         links from DIR (and, MAPS `real`, its maps read-write, which only
+//!                         level 0 before the freeze allows; `fake`, maps of its own shaped like
+//!                         the reports), then in a mount namespace of its own hides /sys/fs
+//!                         under a tmpfs, mounts a bpffs at /sys/fs/bpf, pins them at DIR's
+//!                         paths (with `own-lsm`, its own LSM program on file_open in place of
+//!                         the guard's), and runs CMD there; prints CMD's output, exits with its
+//!                         status (`error: ...`, 2, when the setup fails)
 
 use std::ffi::CString;
 use std::io::BufRead;
@@ -59,7 +68,9 @@ const BPF_MAP_CREATE: i64 = 0;
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_PROG_LOAD: i64 = 5;
+const BPF_F_RDONLY: u32 = 1 << 3;
 const BPF_OBJ_GET: i64 = 7;
+const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
 const BPF_PROG_GET_FD_BY_ID: i64 = 13;
 const BPF_LINK_CREATE: i64 = 28;
 const BPF_MAP_TYPE_ARRAY: u64 = 2;
@@ -129,8 +140,23 @@ fn owned(fd: i64) -> OwnedFd {
 }
 
 fn obj_get(path: &str) -> Result<OwnedFd, i32> {
+    obj_get_with(path, 0)
+}
+
+/// A read-only descriptor: the guard refuses its reports to writers from the freeze on,
+/// and the attacks that only need to name a map must not stop at that refusal.
+fn obj_get_ro(path: &str) -> Result<OwnedFd, i32> {
+    obj_get_with(path, BPF_F_RDONLY)
+}
+
+fn obj_get_with(path: &str, file_flags: u32) -> Result<OwnedFd, i32> {
     let c = CString::new(path.as_bytes()).map_err(|_| libc::EINVAL)?;
-    bpf(BPF_OBJ_GET, &[c.as_ptr() as u64]).map(owned)
+    // pathname, then bpf_fd (u32) and file_flags (u32) in the second word.
+    bpf(
+        BPF_OBJ_GET,
+        &[c.as_ptr() as u64, u64::from(file_flags) << 32],
+    )
+    .map(owned)
 }
 
 /// A socket filter that only loads `map_fd` (it is then among the program's maps) and
@@ -387,6 +413,161 @@ fn run_iter(link: &OwnedFd) -> Result<(), i32> {
     Ok(())
 }
 
+/// BPF_OBJ_PIN of `fd` at `path`.
+fn pin(fd: &OwnedFd, path: &str) -> Result<(), String> {
+    let c = CString::new(path).map_err(|_| "bad path".to_string())?;
+    bpf(
+        BPF_OBJ_PIN,
+        &[c.as_ptr() as u64, u64::from(fd.as_raw_fd() as u32)],
+    )
+    .map(|_| ())
+    .map_err(|e| format!("pin {path}: errno {e}"))
+}
+
+/// A map of the same type and sizes as the one behind `fd` (a report's shape).
+fn same_shape(fd: &OwnedFd) -> Result<OwnedFd, String> {
+    // bpf_map_info: type, id, key_size, value_size, max_entries, map_flags.
+    let mut info = [0u32; 20];
+    bpf(
+        BPF_OBJ_GET_INFO_BY_FD,
+        &[
+            u64::from(fd.as_raw_fd() as u32) | (std::mem::size_of_val(&info) as u64) << 32,
+            info.as_mut_ptr() as u64,
+        ],
+    )
+    .map_err(|e| format!("map info: errno {e}"))?;
+    bpf(
+        BPF_MAP_CREATE,
+        &[
+            u64::from(info[0]) | u64::from(info[2]) << 32,
+            u64::from(info[3]) | u64::from(info[4]) << 32,
+        ],
+    )
+    .map(owned)
+    .map_err(|e| format!("map create: errno {e}"))
+}
+
+fn impostor(dir: &str, maps: &str, rest: &[&str]) -> ExitCode {
+    let run = || -> Result<ExitCode, String> {
+        let (own_lsm, cmd) = match rest {
+            ["own-lsm", "--", cmd @ ..] => (true, cmd),
+            ["--", cmd @ ..] => (false, cmd),
+            _ => return Err("usage: impostor DIR real|fake [own-lsm] -- CMD...".into()),
+        };
+        let cmd = cmd.first().map(|c| (c, &cmd[1..])).ok_or("no CMD")?;
+        // What the impostor takes before hiding the guard's pins.
+        let mut taken: Vec<(String, OwnedFd)> = Vec::new();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| format!("{dir}: {e}"))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in &names {
+            let path = format!("{dir}/{name}");
+            let fd = if name.starts_with("link_") {
+                obj_get(&path).map_err(|e| format!("{path}: errno {e}"))?
+            } else if maps == "real" {
+                obj_get(&path).map_err(|e| format!("{path}: errno {e}"))?
+            } else {
+                match obj_get_ro(&path) {
+                    // A shape the kernel won't make again from the sizes alone (ring
+                    // buffer, storage maps): any map will do.
+                    Ok(fd) => match same_shape(&fd) {
+                        Ok(m) => m,
+                        Err(_) => new_array(4).map_err(|o| o.word())?,
+                    },
+                    // An enforcing map, refused from the freeze on: any map will do.
+                    Err(libc::EPERM) => new_array(4).map_err(|o| o.word())?,
+                    Err(e) => return Err(format!("{path}: errno {e}")),
+                }
+            };
+            taken.push((name.clone(), fd));
+        }
+        let mut ebpf = attack_object(1).map_err(|o| o.word())?;
+        let mut own_link = None;
+        if own_lsm {
+            let btf = Btf::from_sys_fs().map_err(|e| e.to_string())?;
+            let l: &mut Lsm = ebpf
+                .program_mut("own_lsm")
+                .and_then(|p| p.try_into().ok())
+                .ok_or("no own_lsm")?;
+            l.load("file_open", &btf).map_err(|e| e.to_string())?;
+            let id = l.attach().map_err(|e| e.to_string())?;
+            own_link = Some(aya::programs::links::FdLink::from(
+                l.take_link(id).map_err(|e| e.to_string())?,
+            ));
+        }
+        // SAFETY: plain system calls with NUL-terminated constant strings.
+        let rc = unsafe {
+            if libc::unshare(libc::CLONE_NEWNS) != 0 {
+                -1
+            } else if libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ) != 0
+            {
+                -2
+            } else if libc::mount(
+                c"t".as_ptr(),
+                c"/sys/fs".as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                std::ptr::null(),
+            ) != 0
+            {
+                -3
+            } else {
+                0
+            }
+        };
+        if rc != 0 {
+            return Err(format!(
+                "namespace step {}: {}",
+                -rc,
+                std::io::Error::last_os_error()
+            ));
+        }
+        std::fs::create_dir("/sys/fs/bpf").map_err(|e| e.to_string())?;
+        // SAFETY: as above.
+        if unsafe {
+            libc::mount(
+                c"bpf".as_ptr(),
+                c"/sys/fs/bpf".as_ptr(),
+                c"bpf".as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        } != 0
+        {
+            return Err(format!("mount bpffs: {}", std::io::Error::last_os_error()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("{dir}: {e}"))?;
+        for (name, fd) in &taken {
+            let path = format!("{dir}/{name}");
+            if own_lsm && name == "link_fsguard_file_open" {
+                continue;
+            }
+            pin(fd, &path)?;
+        }
+        if let Some(link) = own_link {
+            link.pin(format!("{dir}/link_fsguard_file_open"))
+                .map_err(|e| e.to_string())?;
+        }
+        let out = std::process::Command::new(cmd.0)
+            .args(cmd.1)
+            .output()
+            .map_err(|e| format!("{}: {e}", cmd.0))?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        Ok(ExitCode::from(out.status.code().unwrap_or(125) as u8))
+    };
+    run().unwrap_or_else(|e| Outcome::Error(e).exit())
+}
+
 fn new_array(value_size: u64) -> Result<OwnedFd, Outcome> {
     bpf(
         BPF_MAP_CREATE,
@@ -441,7 +622,8 @@ fn iter_map(map: Result<OwnedFd, Outcome>, check_zeroed: bool) -> Outcome {
 
 fn iter_pin(pin: &str, at: &str) -> Outcome {
     let run = || -> Result<Outcome, Outcome> {
-        let map = obj_get(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}")))?;
+        let map =
+            obj_get_ro(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}")))?;
         let prog = load_map_iter()?;
         let link = match iter_link(&prog, &map) {
             Ok(l) => l,
@@ -613,15 +795,13 @@ fn main() -> ExitCode {
             Err(_) => Outcome::Error("usage: SLOT is a number".into()),
         },
         ["ext-own"] => ext_own(),
-        ["filter-map", pin] => match obj_get(pin) {
+        ["filter-map", pin] => match obj_get_ro(pin) {
             Ok(fd) => Outcome::of(filter_using(fd.as_raw_fd())),
             Err(e) => Outcome::Error(format!("setup: {pin}: errno {e}")),
         },
         ["filter-own-map"] => filter_own_map(),
-        ["write-map", pin] => match obj_get(pin) {
-            Ok(fd) => Outcome::of(write_elem0(&fd)),
-            Err(e) => Outcome::Error(format!("setup: {pin}: errno {e}")),
-        },
+        // Refused at the open (a report, from the freeze on) or at the write (frozen).
+        ["write-map", pin] => Outcome::of(obj_get(pin).and_then(|fd| write_elem0(&fd))),
         ["hold", dir, name] => return hold(dir, name),
         ["hold-lsm"] => return hold_lsm("own_lsm", "file_open", false),
         ["hold-fmodret"] => return hold_fmod_ret(),
@@ -633,15 +813,16 @@ fn main() -> ExitCode {
             return hold_lsm("skip_init_security", "inode_init_security", true)
         }
         ["iter-map", pin] => iter_map(
-            obj_get(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}"))),
+            obj_get_ro(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}"))),
             false,
         ),
         ["iter-own-map"] => iter_map(new_array(4), true),
         ["iter-pin", pin, at] => iter_pin(pin, at),
-        ["outer-map", pin] => {
-            outer_map(obj_get(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}"))))
-        }
+        ["outer-map", pin] => outer_map(
+            obj_get_ro(pin).map_err(|e| Outcome::Error(format!("setup: {pin}: errno {e}"))),
+        ),
         ["outer-own-map"] => outer_map(new_array(12)),
+        ["impostor", dir, maps, rest @ ..] => return impostor(dir, maps, rest),
         _ => {
             println!("error: usage");
             return ExitCode::from(64);

@@ -16,6 +16,9 @@
 #             the directories above the pins; requests that
 #             would take a file from the capsule that protects it through its directory, or
 #             freeze another capsule's file, change nothing; each with a control.
+#   identity  (at 0 and at 1) `sealtool status` vouches only for this build's guard as the
+#             kernel runs it: pins hidden by a mount say "hidden"; an impostor's pins (its
+#             own LSM program, or maps of its own beside the guard's links) are told apart.
 #   enforce2  (`integrity-suite.sh enforce2`, a boot of its own) plain `sealtool enforce` over
 #             a registry configured for level 2 applies level 2's locks (registry, lockdown)
 #             as `sealtool level 2` does.
@@ -69,6 +72,22 @@ fi
 out=$(sealtool level 0 2>&1)
 echo "$out" >>"$LOG"
 expect "setup: the guard is loaded at level 0" 0 "$(sealtool level 2>>"$LOG")"
+# Which guard sealtool talks to: the kernel's attached programs by id and tag, not the pins
+# (issue 25, class 3). An impostor's pins are seen only in a mount namespace of its own.
+out=$(sealtool status 2>&1)
+contains "level 0: status vouches for this build's guard (control)" "$out" "active (fsguard, this build's"
+out=$(unshare -m sh -c 'mount -t tmpfs t /sys/fs && sealtool status' 2>&1)
+rc=$?
+contains "level 0: status with the pins hidden says the guard is hidden" "$out" "active but HIDDEN"
+expect "level 0: status with the pins hidden fails" "exit 2" "exit $rc"
+out=$(attack impostor $PINS real own-lsm -- sealtool status)
+rc=$?
+contains "level 0: an impostor's program pinned for the guard's file_open is told by its tag" "$out" "another build's guard or an impostor"
+expect "level 0: status over that impostor fails" "exit 2" "exit $rc"
+out=$(attack impostor $PINS real -- sealtool status)
+contains "level 0: the guard's own links and maps pinned again elsewhere (control)" "$out" "active (fsguard, this build's"
+out=$(attack impostor $PINS fake -- sealtool status)
+contains "level 0: the guard's links with maps of an impostor's are told by the maps' ids" "$out" "is not a map the guard's programs use"
 mkdir -p /jails/app/etc /jails/app/dev && echo "listen = 80" >/jails/app/etc/app.conf
 # Special files in the sealed tree (issue 25, class 4), and their twins outside any capsule.
 mkfifo /jails/app/etc/ctl.fifo /tmp/free.fifo
@@ -175,6 +194,27 @@ exec 4>&-
 wait "$fmr_holder"
 
 # ---------------------------------------------------------------- level 1
+out=$(sealtool status 2>&1)
+contains "level 1: status vouches for this build's guard (control)" "$out" "active (fsguard, this build's"
+n1=$(echo "$out" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')
+n2=$(sealtool status 2>>"$LOG" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')
+expect "level 1: status costs three counted refusals (its look at the three reports), not one per program" "$((n1 + 3))" "$n2"
+out=$(unshare -m sh -c 'mount -t tmpfs t /sys/fs && sealtool status' 2>&1)
+rc=$?
+contains "level 1: status with the pins hidden in a private namespace says the guard is hidden" "$out" "active but HIDDEN"
+expect "level 1: status with the pins hidden fails" "exit 2" "exit $rc"
+out=$(attack impostor $PINS fake -- sealtool status)
+rc=$?
+contains "level 1: an impostor's reports beside the guard's links are told (the guard refuses its own to writers)" "$out" "opens for writing"
+expect "level 1: status over that impostor fails" "exit 2" "exit $rc"
+mkdir -p /tmp/imp && echo x >/tmp/imp/f
+sealtool register /tmp/imp --name imp >>"$LOG" 2>&1
+out=$(attack impostor $PINS fake -- sealtool seal imp)
+rc=$?
+contains "level 1: seal over that impostor does not take it for the guard" "$out" "enforcement is NOT active: the guard pinned in"
+expect "level 1: seal over that impostor says so in its exit status" "exit 3" "exit $rc"
+sealtool enforce >>"$LOG" 2>&1
+expect "level 1: enforce (outside the impostor's namespace) applies that seal (control)" 1 "$(sealtool status 2>&1 | grep -c '^capsule *imp *enforced')"
 expect "level 1: a descriptor of a guard program by id" refused "$(attack prog-fd $PROG)"
 expect "level 1: a descriptor of the attacker's own program by id (control)" allowed "$(attack own-prog-fd)"
 expect "level 1: an extension of the guard's function" refused "$(attack ext-guard $PROG "${slot:-1}")"
