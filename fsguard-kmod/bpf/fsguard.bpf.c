@@ -1508,8 +1508,10 @@ int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 {
 	if (ret)
 		return ret;
-	/* SCSI commands (writes included) go through a read-only descriptor. */
-	if (cmd == SG_IO)
+	/* SCSI commands (writes included) go through a read-only descriptor; so do partitions
+	 * added, resized or read again over a protected disk: new block devices over its
+	 * sectors, which its own protection would not cover. */
+	if (cmd == SG_IO || cmd == BLKPG || cmd == BLKRRPART)
 		return decide_blockdev(file->f_inode, file->f_path.dentry);
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;

@@ -113,6 +113,8 @@ enum bpf_map_type {
 
 /* include/uapi/scsi/sg.h: SCSI commands, writes included, on a read-only descriptor. */
 #define SG_IO 0x2285
+#define BLKPG 0x1269
+#define BLKRRPART 0x125f
 
 /* include/uapi/linux/bpf.h: bpf(2) commands and program types that run in the context of
  * arbitrary processes (which could then read, write or signal a capsule's). */

@@ -186,7 +186,41 @@ pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {
     let mut above = vec![fsguard_inode_key::of_path(dir)?];
     above.extend(ancestors_of(dir)?);
     guard.protect_ancestors(slot, &above)?;
+    // The block devices under it, as under a sealed tree: a raw write would rewrite what the
+    // next boot enforces.
+    guard.protect_devices(slot, &block_devices_of(dir).map_err(plan_to_stat(dir))?)?;
     Ok(inodes.len())
+}
+
+fn plan_to_stat(path: &Path) -> impl FnOnce(PlanError) -> crate::Error + '_ {
+    move |e| match e {
+        PlanError::Io { path, source } => crate::Error::Stat { path, source },
+        other => crate::Error::Stat {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(other.to_string()),
+        },
+    }
+}
+
+/// Level 2: the block devices under each sealed tree (capsule name, root) computed again,
+/// so that partitions and device-mapper targets made over them since their seal are
+/// protected as the device itself (and from level 2 on no partition is added over them).
+/// Returns how many devices were protected.
+pub fn protect_devices_again(
+    guard: &mut Guard,
+    sealed: &[(String, PathBuf)],
+) -> crate::Result<usize> {
+    let slots = guard.capsules()?;
+    let mut n = 0;
+    for (name, root) in sealed {
+        let Some(slot) = slots.iter().find(|s| &s.name == name) else {
+            continue; // not enforced: nothing of it to protect
+        };
+        let devices = block_devices_of(root).map_err(plan_to_stat(root))?;
+        guard.protect_devices(slot.id, &devices)?;
+        n += devices.len();
+    }
+    Ok(n)
 }
 
 /// The kernel identities of the directories strictly above `path`, up to `/`, as the path
@@ -202,22 +236,50 @@ pub fn ancestors_of(path: &Path) -> crate::Result<Vec<fsguard_inode_key>> {
         .collect()
 }
 
-/// The block devices whose writes would change the filesystem holding `root`: its own
-/// device, the whole disk of a partition, and what a device-mapper or md device is built on
-/// (sysfs `slaves`), as kernel dev_t values. Empty for filesystems without a block device
-/// (tmpfs, ...).
+/// The block devices whose writes would change the filesystem holding `root`, as kernel
+/// dev_t values: its own device; the whole disk of a partition; every partition of the same
+/// disk whose sectors overlap it (one added over it earlier, e.g. through BLKPG), or every
+/// partition of a whole disk holding it; the devices a device-mapper or md device is built on
+/// (sysfs `slaves`); and every device already built on any of these (sysfs `holders`: a
+/// second device-mapper target over the same disk). Empty for filesystems without a block
+/// device (tmpfs, ...).
 pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
     let meta = std::fs::metadata(root).map_err(|source| PlanError::Io {
         path: root.to_path_buf(),
         source,
     })?;
+    let read = |d: &Path, f: &str| {
+        std::fs::read_to_string(d.join(f))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    let sectors = |d: &Path, f: &str| read(d, f).and_then(|s| s.parse::<u64>().ok());
+    // The partitions of disk `disk` (directories with a `partition` file), with their range.
+    let partitions = |disk: &Path| -> Vec<(String, u64, u64)> {
+        let Ok(entries) = std::fs::read_dir(disk) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.join("partition").exists())
+            .filter_map(|p| {
+                Some((
+                    read(&p, "dev")?,
+                    sectors(&p, "start")?,
+                    sectors(&p, "size")?,
+                ))
+            })
+            .collect()
+    };
     let mut out = Vec::new();
-    let mut todo = vec![format!(
-        "{}:{}",
-        libc::major(meta.dev()),
-        libc::minor(meta.dev())
+    // (major:minor, whether its aliases count: not for the whole disk of a partition, whose
+    // other partitions may hold other filesystems).
+    let mut todo = vec![(
+        format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev())),
+        true,
     )];
-    while let Some(majmin) = todo.pop() {
+    while let Some((majmin, aliases)) = todo.pop() {
         let sys = PathBuf::from(format!("/sys/dev/block/{majmin}"));
         let Ok(dir) = std::fs::canonicalize(&sys) else {
             continue; // not a block device
@@ -233,24 +295,33 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
             continue;
         }
         out.push(kdev);
-        let read_dev = |d: &Path| {
-            std::fs::read_to_string(d.join("dev"))
-                .ok()
-                .map(|s| s.trim().to_string())
-        };
-        if dir.join("partition").exists() {
-            if let Some(disk) = dir.parent().and_then(read_dev) {
-                todo.push(disk);
+        let is_partition = dir.join("partition").exists();
+        if is_partition {
+            if let Some(disk) = dir.parent() {
+                todo.extend(read(disk, "dev").map(|d| (d, false)));
+                if aliases {
+                    let (start, size) = (sectors(&dir, "start"), sectors(&dir, "size"));
+                    if let (Some(start), Some(size)) = (start, size) {
+                        for (dev, s, n) in partitions(disk) {
+                            if s < start + size && start < s + n {
+                                todo.push((dev, true));
+                            }
+                        }
+                    }
+                }
             }
+        } else if aliases {
+            todo.extend(partitions(&dir).into_iter().map(|(dev, _, _)| (dev, true)));
         }
-        if let Ok(slaves) = std::fs::read_dir(dir.join("slaves")) {
-            for s in slaves.flatten() {
-                if let Some(d) = std::fs::canonicalize(s.path())
-                    .ok()
-                    .as_deref()
-                    .and_then(read_dev)
-                {
-                    todo.push(d);
+        for sub in ["slaves", "holders"] {
+            if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+                for e in entries.flatten() {
+                    if let Some(d) = std::fs::canonicalize(e.path())
+                        .ok()
+                        .and_then(|p| read(&p, "dev"))
+                    {
+                        todo.push((d, true));
+                    }
                 }
             }
         }

@@ -30,6 +30,6 @@ fn boot(disk: &Path, which: &str, min_passed: usize) {
 fn level2_holds_across_a_reboot_with_enforce_boot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = dir.path().join("disk.img");
-    boot(&disk, "boot1", 85);
+    boot(&disk, "boot1", 100);
     boot(&disk, "boot2", 60);
 }

@@ -52,9 +52,24 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
 pub fn lock_registry(dir: &std::path::Path, guard: &mut Guard) -> Result<()> {
     let n = fsguard::enforce::protect_registry(guard, dir)?;
     println!(
-        "registry {} locked: {n} manifests, seals and directories protected",
+        "registry {} locked: {n} manifests, seals and directories protected, and its block devices",
         capsule_core::display::path(dir)
     );
+    // Each sealed tree's block devices again: aliases made since its seal (a partition over
+    // its disk, a device-mapper target over it) are protected as the device itself.
+    let mut sealed = Vec::new();
+    for seal in capsule_core::registry::seals_in(dir).seals {
+        let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
+        match capsule_core::manifest::ManifestBytes::read(&path, &seal.name, &seal.digest) {
+            Ok(m) => sealed.push((seal.name, m.root)),
+            Err(e) => eprintln!(
+                "sealtool: ERROR: the block devices under capsule {} are not protected again: {e}",
+                seal.name
+            ),
+        }
+    }
+    let d = fsguard::enforce::protect_devices_again(guard, &sealed)?;
+    println!("block devices: {d} under the sealed trees protected (aliases included)");
     Ok(())
 }
 

@@ -12,6 +12,8 @@
 //!
 //! Operations:
 //!   obj-get PATH [ro]     BPF_OBJ_GET of a pin (read-write, or BPF_F_RDONLY)
+//!   blkpg-add DEV PNO START LEN   BLKPG_ADD_PARTITION (sectors) through a read-only descriptor
+//!   blkrrpart DEV         BLKRRPART (re-read the partition table), read-only descriptor
 //!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
 //!                         `opened N refused M` (M: EPERM)
 //!   link-detach PATH      BPF_OBJ_GET the link pin (setup), BPF_LINK_DETACH (judged)
@@ -387,6 +389,67 @@ fn sg_io(dev: &str) -> ExitCode {
     judged(r)
 }
 
+const BLKPG: libc::c_ulong = 0x1269;
+const BLKRRPART: libc::c_ulong = 0x125f;
+
+/// An ioctl on a read-only descriptor of block device `dev`, judged.
+fn block_ioctl(dev: &str, cmd: libc::c_ulong, arg: *mut libc::c_void) -> ExitCode {
+    let Ok(c) = CString::new(dev.as_bytes()) else {
+        return usage();
+    };
+    // SAFETY: opening a path from a NUL-terminated string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        println!("error: setup open: {}", errno_name(e));
+        return ExitCode::from(2);
+    }
+    // SAFETY: `cmd` takes `arg` (a live struct of the right layout, or nothing).
+    let rc = unsafe { libc::ioctl(fd, cmd, arg) };
+    let r = if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(i64::from(rc))
+    };
+    // SAFETY: closing our descriptor.
+    unsafe { libc::close(fd) };
+    judged(r)
+}
+
+/// `blkpg-add DEV PNO START LEN`: BLKPG_ADD_PARTITION of partition PNO over sectors
+/// [START, START + LEN) of DEV, through a read-only descriptor.
+fn blkpg_add(dev: &str, pno: i32, start: i64, len: i64) -> ExitCode {
+    #[repr(C)]
+    struct Partition {
+        start: i64,
+        length: i64,
+        pno: i32,
+        devname: [u8; 64],
+        volname: [u8; 64],
+    }
+    #[repr(C)]
+    struct Arg {
+        op: i32,
+        flags: i32,
+        datalen: i32,
+        data: *mut Partition,
+    }
+    let mut part = Partition {
+        start: start * 512,
+        length: len * 512,
+        pno,
+        devname: [0; 64],
+        volname: [0; 64],
+    };
+    let mut arg = Arg {
+        op: 1, // BLKPG_ADD_PARTITION
+        flags: 0,
+        datalen: std::mem::size_of::<Partition>() as i32,
+        data: &mut part,
+    };
+    block_ioctl(dev, BLKPG, &mut arg as *mut Arg as *mut libc::c_void)
+}
+
 /// `prog-stats`: name, run count and run time of every loaded program.
 fn prog_stats() -> ExitCode {
     const BPF_PROG_GET_NEXT_ID: i64 = 11;
@@ -514,6 +577,11 @@ fn main() -> ExitCode {
         ["load-kprobe"] => load_kprobe(),
         ["perf-open"] => perf_open(),
         ["sg-io", dev] => sg_io(dev),
+        ["blkpg-add", dev, pno, start, len] => match (pno.parse(), start.parse(), len.parse()) {
+            (Ok(p), Ok(s), Ok(l)) => blkpg_add(dev, p, s, l),
+            _ => usage(),
+        },
+        ["blkrrpart", dev] => block_ioctl(dev, BLKRRPART, std::ptr::null_mut()),
         _ => usage(),
     }
 }

@@ -139,6 +139,12 @@ if [ "$BOOT" = boot1 ]; then
     expect "boot1: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
     guard_checks "level 1"
     locked_checks "level 1" allowed
+    # A partition over the sealed filesystem's sectors, added below level 2: an alias of the
+    # device that level 2 must protect as the device itself.
+    expect "level 1: add a partition over the sealed filesystem (BLKPG; allowed below 2)" allowed "$(bpf-probe blkpg-add $DEV 1 0 2048 2>>"$LOG")"
+    i=0
+    while [ "$i" -lt 50 ] && [ ! -b ${DEV}1 ]; do sleep 0.1; i=$((i + 1)); done
+    expect "level 1: open that partition for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>${DEV}1")"
     exec 4<>$DEV && HELD_FD=1
     out=$(sealtool level 2 2>&1)
     echo "$out" >>"$LOG"
@@ -148,6 +154,10 @@ if [ "$BOOT" = boot1 ]; then
     expect "boot1: lowering the level is refused" "exit 2" "$(sealtool level 1 >>"$LOG" 2>&1; echo "exit $?")"
     guard_checks "level 2"
     locked_checks "level 2" refused
+    expect "level 2: add another partition over the sealed filesystem (BLKPG)" refused "$(bpf-probe blkpg-add $DEV 2 2048 2048 2>>"$LOG")"
+    expect "level 2: re-read the disk's partition table (BLKRRPART)" refused "$(bpf-probe blkrrpart $DEV 2>>"$LOG")"
+    expect "level 2: open the partition added at level 1 for writing" refused "$(res sh -c "exec 3>>${DEV}1")"
+    expect "level 2: open it for reading (control)" allowed "$(res sh -c "exec 3<${DEV}1")"
     # Adding a capsule is still possible; its registry files are frozen at once.
     mkdir -p /disk/jails/b && echo b >/disk/jails/b/f
     out=$(sealtool register /disk/jails/b --name b --seal 2>&1)
