@@ -311,14 +311,26 @@ impl Guard {
         Self::is_loaded_at(Path::new(PIN_DIR))
     }
 
-    /// Opens the guard if it is loaded; `None` if it is not. The guard is identified from the
-    /// kernel's side first (identity): pins that are not this build's guard as the kernel
-    /// runs it (incomplete, another build's, an impostor's), or this build's guard attached
-    /// but its pins not visible from here, are errors, never taken for the guard.
+    /// Opens the guard if its pins are there; `None` if they are not (a cheap look, for
+    /// callers that only add to a running guard, e.g. after a registration). Pins that are
+    /// there are identified from the kernel's side first (identity): pins that are not this
+    /// build's guard as the kernel runs it (incomplete, another build's, an impostor's) are an
+    /// error, never taken for the guard.
     pub fn open() -> Result<Option<Guard>> {
         let dir = Path::new(PIN_DIR);
-        let btf = crate::kernel_btf()?;
-        match crate::identity::identify(dir, &btf)? {
+        if !PROGRAMS.iter().any(|(p, _)| link_path(dir, p).exists()) {
+            return Ok(None);
+        }
+        Self::find()
+    }
+
+    /// The guard as the kernel runs it (identity): `None` when this build's guard is not
+    /// attached and nothing is pinned; an error when it is attached but its pins are not
+    /// visible from here (hidden), or when the pins are not it. For status, and before a
+    /// load: a hidden guard must not be taken for an absent one.
+    pub fn find() -> Result<Option<Guard>> {
+        let dir = Path::new(PIN_DIR);
+        match crate::identity::identify(dir, &crate::kernel_btf()?)? {
             Identity::Absent => Ok(None),
             Identity::Genuine { .. } => Self::open_maps(dir).map(Some),
             Identity::Hidden { attached, of } => Err(Error::Hidden {
@@ -498,7 +510,7 @@ impl Guard {
     /// Opens the loaded guard, or loads it at `initial_level`. The bool says whether it was
     /// loaded now.
     pub fn open_or_load(initial_level: u32) -> Result<(Guard, bool)> {
-        if let Some(g) = Self::open()? {
+        if let Some(g) = Self::find()? {
             return Ok((g, false));
         }
         let btf = crate::kernel_btf()?;
@@ -511,7 +523,7 @@ impl Guard {
         // One load at a time, and none over a guard another load finished while this one
         // waited for the lock.
         let _lock = lock_pin_dir(dir)?;
-        if let Some(g) = Self::open()? {
+        if let Some(g) = Self::find()? {
             return Ok((g, false));
         }
         let mut guard = Self::load(initial_level, &btf, dir)?;

@@ -239,8 +239,19 @@ pub fn attached_lsm() -> Result<Vec<Attached>> {
 
 /// Identifies the guard pinned in `dir` (see the module's documentation).
 pub fn identify(dir: &Path, btf: &Btf) -> Result<Identity> {
-    let expected = expected(btf, TagDigest::of_kernel()?)?;
+    let any_pin = PROGRAMS
+        .iter()
+        .any(|(p, _)| std::fs::symlink_metadata(link_path(dir, p)).is_ok());
     let attached = attached_lsm()?;
+    if !any_pin && attached.is_empty() {
+        return Ok(Identity::Absent);
+    }
+    let expected = match expected(btf, TagDigest::of_kernel()?) {
+        Ok(e) => e,
+        // A kernel without one of the guard's hooks can't be running it.
+        Err(_) if !any_pin => return Ok(Identity::Absent),
+        Err(e) => return Err(e),
+    };
     let running = |e: &Expected| -> Vec<&Attached> {
         attached
             .iter()

@@ -105,7 +105,7 @@ pub fn lock_kernel() -> Result<()> {
 }
 
 fn show(ctx: &Context) -> Result<u8> {
-    match Guard::open()? {
+    match Guard::find()? {
         Some(g) => {
             println!("{}", g.level()?);
             Ok(0)

@@ -31,7 +31,7 @@ pub fn run(ctx: &Context) -> Result<u8> {
     // that are not it. Only the first two are told apart from an error.
     let (guard, why_not) = match fsguard::check_support() {
         Err(why) => (None, Some(why.to_string())),
-        Ok(()) => match Guard::open() {
+        Ok(()) => match Guard::find() {
             Ok(Some(g)) => (Some(g), None),
             Ok(None) => (
                 None,
