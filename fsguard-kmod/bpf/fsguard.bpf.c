@@ -1502,17 +1502,52 @@ int BPF_PROG(fsguard_inode_rename, struct inode *old_dir, struct dentry *old_den
 	return inherit(moved, new_dir, new_dentry, FSGUARD_OP_RENAME);
 }
 
+/* Block device ioctls that only read the device's properties (include/uapi/linux/fs.h,
+ * blkzoned.h, hdreg.h, cdrom.h; 32-bit variants of the sized ones included). */
+static __always_inline bool blockdev_query(unsigned int cmd)
+{
+	switch (cmd) {
+	case 0x125e:		/* BLKROGET */
+	case 0x1260:		/* BLKGETSIZE */
+	case 0x1261:		/* BLKFLSBUF (writes back what is cached, changes nothing) */
+	case 0x1263:		/* BLKRAGET */
+	case 0x1265:		/* BLKFRAGET */
+	case 0x1267:		/* BLKSECTGET */
+	case 0x1268:		/* BLKSSZGET */
+	case 0x1278:		/* BLKIOMIN */
+	case 0x1279:		/* BLKIOOPT */
+	case 0x127a:		/* BLKALIGNOFF */
+	case 0x127b:		/* BLKPBSZGET */
+	case 0x127c:		/* BLKDISCARDZEROES */
+	case 0x127e:		/* BLKROTATIONAL */
+	case 0x80081270:	/* BLKBSZGET */
+	case 0x80041270:
+	case 0x80081272:	/* BLKGETSIZE64 */
+	case 0x80041272:
+	case 0x80081280:	/* BLKGETDISKSEQ */
+	case 0xc0101282:	/* BLKREPORTZONE */
+	case 0x80041284:	/* BLKGETZONESZ */
+	case 0x80041285:	/* BLKGETNRZONES */
+	case 0x0301:		/* HDIO_GETGEO */
+	case 0x0002:		/* FIGETBSZ */
+	case 0x5331:		/* CDROM_GET_CAPABILITY (udev asks every disk) */
+		return true;
+	}
+	return false;
+}
+
 /* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
 SEC("lsm/file_ioctl")
 int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
 {
 	if (ret)
 		return ret;
-	/* SCSI commands (writes included) go through a read-only descriptor; so do partitions
-	 * added, resized or read again over a protected disk: new block devices over its
-	 * sectors, which its own protection would not cover. */
-	if (cmd == SG_IO || cmd == BLKPG || cmd == BLKRRPART)
-		return decide_blockdev(file->f_inode, file->f_path.dentry);
+	/* A protected block device (level 2) answers only queries: commands that write (SG_IO,
+	 * SCSI_IOCTL_SEND_COMMAND, NVMe I/O, most need only a read-only descriptor), zeroing
+	 * and discards, and partitions added, resized or read again over it (new block devices
+	 * over its sectors) are all refused, and so is anything not known to be a query. */
+	if (file->f_inode && (file->f_inode->i_mode & S_IFMT) == S_IFBLK)
+		return blockdev_query(cmd) ? 0 : decide_blockdev(file->f_inode, file->f_path.dentry);
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_IOCTL_SETFLAGS);
@@ -2096,22 +2131,22 @@ int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 SEC("lsm/bpf_map")
 int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 {
-	struct fsguard_stats *st;
 	__u32 level;
 
 	if (ret)
 		return ret;
-	/* The reports, frozen, opened for writing: refused from the freeze on. Only the guard
-	 * refuses that for its own maps, which is how sealtool tells them from an impostor's
-	 * (identity.rs); sealtool asks each time it opens the guard, so it is counted only. */
-	if (map == (void *)&state || map == (void *)&stats || map == (void *)&capsules_view) {
-		if (!(fmode & FMODE_WRITE) ||
-		    (current_level() < FSGUARD_LEVEL_SEALED && !is_frozen(&config)))
+	/* From the freeze on: the reports (frozen) refused to writers, the ways in and out
+	 * refused to readers (a writer of requests, a consumer of events needs write access).
+	 * Useless to anyone, these answers are given by nothing else in the kernel, which is
+	 * how sealtool tells the guard's maps from an impostor's (identity.rs); it asks each
+	 * time it opens the guard, so they are neither reported nor counted. */
+	if (map == (void *)&state || map == (void *)&stats || map == (void *)&capsules_view ||
+	    map == (void *)&requests || map == (void *)&events) {
+		if (current_level() < FSGUARD_LEVEL_SEALED && !is_frozen(&config))
 			return 0;
-		st = stats_slot();
-		if (st)
-			__sync_fetch_and_add(&st->denied, 1);
-		return -EPERM;
+		if (map == (void *)&requests || map == (void *)&events)
+			return (fmode & FMODE_WRITE) ? 0 : -EPERM;
+		return (fmode & FMODE_WRITE) ? -EPERM : 0;
 	}
 	if (!is_guarded_map(map))
 		return 0;

@@ -40,8 +40,8 @@ pub enum EventError {
         #[source]
         source: MapError,
     },
-    /// A pinned report could not be opened read-only.
-    #[error("cannot open the pinned map {path}")]
+    /// The guard's maps in `path` could not be bound to the guard the kernel runs.
+    #[error("cannot open the guard's maps in {path}")]
     Open {
         /// The pin.
         path: PathBuf,
@@ -469,28 +469,6 @@ pub struct EventReader {
     names: HashMap<u32, String>,
 }
 
-/// The ring buffer read-write (its reader moves the consumer position), the reports
-/// read-only (from the freeze on the guard refuses them for writing).
-fn open_map(dir: &Path, name: &str) -> Result<MapData, EventError> {
-    let path = dir.join(name);
-    if name == "events" {
-        return MapData::from_pin(&path).map_err(|source| EventError::Map {
-            op: "open",
-            path,
-            source,
-        });
-    }
-    let fd = crate::batch::open_pinned_map_ro(&path).map_err(|e| EventError::Open {
-        path: path.clone(),
-        source: Box::new(e),
-    })?;
-    MapData::from_fd(fd).map_err(|source| EventError::Map {
-        op: "open",
-        path,
-        source,
-    })
-}
-
 fn type_err(dir: &Path, name: &str) -> impl FnOnce(MapError) -> EventError {
     let path = dir.join(name);
     move |source| EventError::Map {
@@ -509,12 +487,48 @@ impl EventReader {
     }
 
     /// Opens the pinned maps in `dir` (normally [`crate::guard::PIN_DIR`]).
+    /// The maps are those identity binds to the guard the kernel runs, through the
+    /// descriptors it checked (an impostor's ring buffer is refused).
     pub fn open(dir: &Path) -> Result<Self, EventError> {
-        let ring = RingBuf::try_from(Map::RingBuf(open_map(dir, "events")?))
+        let guard_err = |source: crate::Error| EventError::Open {
+            path: dir.to_path_buf(),
+            source: Box::new(source),
+        };
+        let btf = crate::kernel_btf().map_err(guard_err)?;
+        let mut maps = match crate::identity::identify(dir, &btf).map_err(guard_err)? {
+            crate::identity::Identity::Genuine { maps, .. } => maps,
+            crate::identity::Identity::NotThis { why } => {
+                return Err(guard_err(crate::Error::NotThis {
+                    dir: dir.to_path_buf(),
+                    why,
+                }))
+            }
+            crate::identity::Identity::Absent | crate::identity::Identity::Hidden { .. } => {
+                return Err(guard_err(crate::Error::Incomplete {
+                    dir: dir.to_path_buf(),
+                    what: "its pins are not there".into(),
+                }))
+            }
+        };
+        let mut open_map = |name: &'static str| -> Result<MapData, EventError> {
+            let path = dir.join(name);
+            let fd = maps.take(name).ok_or_else(|| EventError::Open {
+                path: path.clone(),
+                source: Box::new(crate::Error::Identity {
+                    what: format!("no descriptor of {name} was held"),
+                }),
+            })?;
+            MapData::from_fd(fd).map_err(|source| EventError::Map {
+                op: "open",
+                path,
+                source,
+            })
+        };
+        let ring = RingBuf::try_from(Map::RingBuf(open_map("events")?))
             .map_err(type_err(dir, "events"))?;
-        let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map(dir, "stats")?))
+        let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map("stats")?))
             .map_err(type_err(dir, "stats"))?;
-        let capsules = Array::try_from(Map::Array(open_map(dir, "capsules_view")?))
+        let capsules = Array::try_from(Map::Array(open_map("capsules_view")?))
             .map_err(type_err(dir, "capsules_view"))?;
         Ok(EventReader {
             ring,

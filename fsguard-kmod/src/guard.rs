@@ -19,7 +19,7 @@ use aya::programs::links::FdLink;
 use aya::programs::Lsm;
 use aya::{Btf, Ebpf, EbpfLoader};
 
-use crate::identity::Identity;
+use crate::identity::{HeldMaps, Identity};
 use crate::shared::{
     fsguard_capsule, fsguard_config, fsguard_fs_mark, fsguard_inode_key, fsguard_request,
     fsguard_state, fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD,
@@ -286,7 +286,14 @@ fn open_pinned<M: TryFrom<Map, Error = aya::maps::MapError>>(
 ) -> Result<M> {
     // Read-only: from the freeze on the guard refuses its reports to writers (and that
     // refusal is how identity tells them from an impostor's).
-    let fd = crate::batch::open_pinned_map_ro(&dir.join(map))?;
+    typed(crate::batch::open_pinned_map_ro(&dir.join(map))?, map, wrap)
+}
+
+fn typed<M: TryFrom<Map, Error = aya::maps::MapError>>(
+    fd: std::os::fd::OwnedFd,
+    map: &'static str,
+    wrap: fn(MapData) -> Map,
+) -> Result<M> {
     let data = MapData::from_fd(fd).map_err(map_err("open the pinned", map))?;
     M::try_from(wrap(data)).map_err(map_err("type-check", map))
 }
@@ -332,7 +339,7 @@ impl Guard {
         let dir = Path::new(PIN_DIR);
         match crate::identity::identify(dir, &crate::kernel_btf()?)? {
             Identity::Absent => Ok(None),
-            Identity::Genuine { .. } => Self::open_maps(dir).map(Some),
+            Identity::Genuine { maps, .. } => Self::from_held(dir, maps).map(Some),
             Identity::Hidden { attached, of } => Err(Error::Hidden {
                 dir: dir.to_path_buf(),
                 attached,
@@ -345,6 +352,7 @@ impl Guard {
         }
     }
 
+    /// The maps of a guard this process has just loaded, from their pins.
     fn open_maps(dir: &Path) -> Result<Guard> {
         Ok(Guard {
             dir: dir.to_path_buf(),
@@ -352,6 +360,22 @@ impl Guard {
             state: open_pinned(dir, "state", Map::Array)?,
             capsules_view: open_pinned(dir, "capsules_view", Map::Array)?,
             stats: open_pinned(dir, "stats", Map::PerCpuArray)?,
+        })
+    }
+
+    /// The maps identity bound to the guard, through the very descriptors it checked.
+    fn from_held(dir: &Path, mut maps: HeldMaps) -> Result<Guard> {
+        let mut take = |name: &'static str| {
+            maps.take(name).ok_or_else(|| Error::Identity {
+                what: format!("no descriptor of {name} was held"),
+            })
+        };
+        Ok(Guard {
+            dir: dir.to_path_buf(),
+            requests: take("requests")?,
+            state: typed(take("state")?, "state", Map::Array)?,
+            capsules_view: typed(take("capsules_view")?, "capsules_view", Map::Array)?,
+            stats: typed(take("stats")?, "stats", Map::PerCpuArray)?,
         })
     }
 

@@ -22,7 +22,7 @@ use aya_obj::btf::BtfKind;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-use crate::batch::{open_pinned_map, open_pinned_map_ro};
+use crate::batch::{open_pinned_map, open_pinned_map_ro, BPF_F_RDONLY};
 use crate::guard::{link_path, MAPS, PROGRAMS};
 use crate::integrity::{
     by_id, info, prog_map_ids, syscall_err, BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID,
@@ -33,10 +33,6 @@ use crate::{objects, Error, Result};
 const BPF_LD_IMM64: u8 = 0x18;
 const BPF_PSEUDO_MAP_FD: u8 = 1;
 const BPF_PSEUDO_MAP_VALUE: u8 = 2;
-
-/// The guard's reports, which from the freeze on the guard refuses to open for writing: an
-/// answer only the kernel's guard gives about its own maps.
-pub const WRITE_REFUSED_REPORTS: &[&str] = &["state", "stats", "capsules_view"];
 
 /// One of this build's programs: its hook's BTF id in the kernel and its tag.
 #[derive(Debug, Clone)]
@@ -64,6 +60,10 @@ pub enum Identity {
     Genuine {
         /// Per program, the id of the program behind its pinned link.
         progs: HashMap<&'static str, u32>,
+        /// The guard's ways in and out and its reports, each opened once and bound to the
+        /// guard through that very descriptor (see [`bind_maps`]): use these, never the
+        /// paths again (a pin renamed meanwhile would be another map).
+        maps: HeldMaps,
     },
     /// This build's programs are attached (so much is enforced), but their pins are not
     /// visible from here: a mount in this mount namespace hides them, or they were removed at
@@ -195,7 +195,25 @@ pub fn expected(btf: &Btf, digest: TagDigest) -> Result<Vec<Expected>> {
 /// (`prog_tag:`), which the kernel shows for every link (descriptors of the guard's programs
 /// are refused).
 fn prog_fd_tag(fd: &OwnedFd) -> std::io::Result<[u8; 8]> {
-    let text = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    use std::io::Read;
+    let mut file = std::fs::File::open(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))?;
+    // Only the kernel's procfs says what the kernel holds: a filesystem mounted over /proc
+    // in a private namespace (FUSE) could serve any tag.
+    // SAFETY: fstatfs on a descriptor we own, into a zeroed statfs it fills.
+    let magic = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::fstatfs(file.as_raw_fd(), &mut st) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        st.f_type
+    };
+    if magic != libc::PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other(format!(
+            "/proc is not the kernel's procfs (filesystem type {magic:#x})"
+        )));
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text)?;
     let hex = text
         .lines()
         .find_map(|l| l.strip_prefix("prog_tag:"))
@@ -313,40 +331,96 @@ pub fn identify(dir: &Path, btf: &Btf) -> Result<Identity> {
     }
     let progs: HashMap<&'static str, u32> =
         pinned.iter().map(|(p, (_, prog))| (*p, *prog)).collect();
-    if let Some(why) = maps_not_the_guards(dir, &progs)? {
-        return Ok(Identity::NotThis { why });
+    match bind_maps(dir, &progs)? {
+        Ok(maps) => Ok(Identity::Genuine { progs, maps }),
+        Err(why) => Ok(Identity::NotThis { why }),
     }
-    Ok(Identity::Genuine { progs })
 }
 
-/// Why the maps pinned in `dir` are not the ones the programs `progs` use, if they are not.
+/// The maps sealtool uses, by name: `requests` and `events` read-write (the ways in and
+/// out), the reports `state`, `stats`, `capsules_view` read-only.
+#[derive(Debug)]
+pub struct HeldMaps(Vec<(&'static str, OwnedFd)>);
+
+impl HeldMaps {
+    /// The descriptor of map `name` (one of [`USED`]).
+    pub fn take(&mut self, name: &str) -> Option<OwnedFd> {
+        let i = self.0.iter().position(|(n, _)| *n == name)?;
+        Some(self.0.swap_remove(i).1)
+    }
+}
+
+/// The maps sealtool opens, and whether read-write.
+pub const USED: &[(&str, bool)] = &[
+    ("requests", true),
+    ("events", true),
+    ("state", false),
+    ("stats", false),
+    ("capsules_view", false),
+];
+
+/// A descriptor of map `id` opened with `open_flags`, refused with EPERM?
+fn refused_by_id(id: u32, open_flags: u32) -> Result<bool> {
+    match crate::integrity::map_by_id(id, open_flags) {
+        Ok(_) => Ok(false),
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => Ok(true),
+        Err(e) => Err(syscall_err(format!("open map {id} again by id"))(e)),
+    }
+}
+
+/// Opens each map of [`USED`] from its pin once and binds that very object to the guard
+/// whose programs are `progs`, or says why it is not the guard's.
 ///
-/// Before the freeze the guard hands out descriptors of its programs, whose maps are then
-/// compared by id; from the freeze on it refuses those, and refuses its reports to writers.
-/// The report is asked for first: a genuine guard's refusal of it is counted only, while
-/// a refused program descriptor is reported (as an attempt on the guard), which must not
-/// happen each time sealtool opens the guard.
-fn maps_not_the_guards(dir: &Path, progs: &HashMap<&'static str, u32>) -> Result<Option<String>> {
-    let refused = |r: &Result<OwnedFd>| matches!(r, Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM));
-    let others_refused = || -> Result<Option<String>> {
-        for map in &WRITE_REFUSED_REPORTS[1..] {
-            let path = dir.join(map);
-            let r = open_pinned_map(&path);
-            if !refused(&r) {
-                r?;
-                return Ok(Some(format!(
-                    "{} opens for writing, while the guard refuses that for its own reports",
-                    path.display()
+/// Before the freeze the guard hands out descriptors of its programs, and each map's id
+/// must be among their maps. From the freeze on it refuses those, and answers for its own
+/// maps as nothing else in the kernel does: its reports refused to writers, its ways in and
+/// out (`requests`, `events`) refused to readers. Each such answer is asked for by the id of
+/// the descriptor held (ids are not reused while it is held), so a pin renamed in between
+/// can't pass another map off. The reports are asked first: a program descriptor refused
+/// would be reported as an attempt on the guard each time sealtool opens it.
+pub fn bind_maps(
+    dir: &Path,
+    progs: &HashMap<&'static str, u32>,
+) -> Result<std::result::Result<HeldMaps, String>> {
+    let mut held = Vec::new();
+    let mut ids = Vec::new();
+    for (map, rw) in USED {
+        let path = dir.join(map);
+        let fd = match if *rw {
+            open_pinned_map(&path)
+        } else {
+            open_pinned_map_ro(&path)
+        } {
+            Ok(fd) => fd,
+            Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
+                return Ok(Err(format!("{} is not pinned", path.display())))
+            }
+            Err(e) => return Err(e),
+        };
+        let id = info(&fd)
+            .map_err(syscall_err(format!("read {}", path.display())))?
+            .id;
+        ids.push((*map, *rw, id, path));
+        held.push((*map, fd));
+    }
+    let frozen = {
+        let (_, _, state_id, _) = &ids[2];
+        refused_by_id(*state_id, 0)?
+    };
+    if frozen {
+        for (map, rw, id, path) in &ids {
+            // A way in or out is refused to readers; a report to writers.
+            let flags = if *rw { BPF_F_RDONLY } else { 0 };
+            if !refused_by_id(*id, flags)? {
+                return Ok(Err(format!(
+                    "{} (map {id}) opens {}, which the guard refuses for its own {map} from the freeze on",
+                    path.display(),
+                    if *rw { "read-only" } else { "for writing" }
                 )));
             }
         }
-        Ok(None)
-    };
-    let first = open_pinned_map(&dir.join(WRITE_REFUSED_REPORTS[0]));
-    if refused(&first) {
-        return others_refused();
+        return Ok(Ok(HeldMaps(held)));
     }
-    first?;
     let mut used = HashSet::new();
     for (name, id) in progs {
         match by_id(BPF_PROG_GET_FD_BY_ID, *id) {
@@ -354,43 +428,44 @@ fn maps_not_the_guards(dir: &Path, progs: &HashMap<&'static str, u32>) -> Result
                 prog_map_ids(&fd)
                     .map_err(syscall_err(format!("read the maps of program {name}")))?,
             ),
-            // Frozen since the report was opened (a raise meanwhile)?
-            Err(e)
-                if e.raw_os_error() == Some(libc::EPERM)
-                    && refused(&open_pinned_map(&dir.join(WRITE_REFUSED_REPORTS[0]))) =>
-            {
-                return others_refused()
-            }
+            // Frozen since the report was asked (a raise meanwhile)? Then it is asked again.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                return Ok(Some(format!(
-                    "{} opens for writing, while the guard refuses its programs (as it does \
-                     from the freeze on, when it refuses its reports to writers too)",
-                    dir.join(WRITE_REFUSED_REPORTS[0]).display()
-                )))
+                let (_, _, state_id, _) = &ids[2];
+                if refused_by_id(*state_id, 0)? {
+                    return bind_maps(dir, progs);
+                }
+                return Ok(Err(format!(
+                    "{} opens for writing while the guard refuses its programs (from the freeze on it refuses both)",
+                    ids[2].3.display()
+                )));
             }
             Err(e) => return Err(syscall_err(format!("open the guard's program {name}"))(e)),
         }
     }
-    for map in MAPS {
+    // The other maps too, as pinned (the scan before the first raise starts from them).
+    for map in MAPS.iter().filter(|m| !USED.iter().any(|(u, _)| u == *m)) {
         let path = dir.join(map);
         let fd = match open_pinned_map_ro(&path) {
             Ok(fd) => fd,
             Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
-                return Ok(Some(format!("{} is not pinned", path.display())))
+                return Ok(Err(format!("{} is not pinned", path.display())))
             }
             Err(e) => return Err(e),
         };
         let id = info(&fd)
             .map_err(syscall_err(format!("read {}", path.display())))?
             .id;
-        if !used.contains(&id) {
-            return Ok(Some(format!(
+        ids.push((map, false, id, path));
+    }
+    for (_, _, id, path) in &ids {
+        if !used.contains(id) {
+            return Ok(Err(format!(
                 "{} (map {id}) is not a map the guard's programs use",
                 path.display()
             )));
         }
     }
-    Ok(None)
+    Ok(Ok(HeldMaps(held)))
 }
 
 #[cfg(test)]

@@ -259,7 +259,7 @@ pub(crate) fn load_probe_program() -> std::io::Result<OwnedFd> {
 }
 
 /// A descriptor of map `id` opened with `open_flags` (0: read-write; BPF_F_RDONLY).
-fn map_by_id(id: u32, open_flags: u32) -> std::io::Result<OwnedFd> {
+pub(crate) fn map_by_id(id: u32, open_flags: u32) -> std::io::Result<OwnedFd> {
     let mut attr = IdAttr {
         id,
         open_flags,
@@ -306,8 +306,9 @@ impl GuardIds {
         let mut refused = false;
         for map in MAPS {
             let path = dir.join(map);
-            // The reports read-only: from the freeze on the guard refuses them to writers.
-            let open = if REPORTS.contains(map) {
+            // The reports read-only: from the freeze on the guard refuses them to writers
+            // (and `requests`, `events` to readers).
+            let open = if ["state", "stats", "capsules_view"].contains(map) {
                 open_pinned_map_ro
             } else {
                 open_pinned_map
@@ -331,14 +332,19 @@ impl GuardIds {
         if refused {
             // Then they are the maps it refuses by id (each refusal is reported, truly: this
             // process asked for them).
-            // Read-only refused: an enforcing map; refused only to writers: a report.
+            // Refused both ways: an enforcing map; one way only: a report (to writers) or a
+            // way in or out (to readers).
             for id in self::ids(BPF_MAP_GET_NEXT_ID)? {
                 let refused = |r: std::io::Result<OwnedFd>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EPERM));
-                if refused(map_by_id(id, BPF_F_RDONLY)) {
+                let (ro, rw) = (
+                    refused(map_by_id(id, BPF_F_RDONLY)),
+                    refused(map_by_id(id, 0)),
+                );
+                if ro || rw {
                     ids.all_maps.insert(id);
+                }
+                if ro && rw {
                     ids.enforcing.insert(id);
-                } else if refused(map_by_id(id, 0)) {
-                    ids.all_maps.insert(id);
                 }
             }
         }

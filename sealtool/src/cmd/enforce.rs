@@ -208,8 +208,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     // Whichever way the guard came to level 2 (raised now, or loaded at the configured
     // level), level 2's locks hold as after `sealtool level 2`.
     if guard.level()? >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-        crate::cmd::level::lock_registry(dir, &mut guard)?;
         crate::cmd::level::lock_kernel()?;
+        crate::cmd::level::lock_registry(dir, &mut guard)?;
     }
     let summary = enforced?;
     println!(

@@ -42,8 +42,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         println!("level {requested}");
     }
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-        lock_registry(reg.dir(), &mut guard)?;
+        // Lockdown first: a registry that can't be locked whole must not keep it off.
         lock_kernel()?;
+        lock_registry(reg.dir(), &mut guard)?;
     }
     Ok(0)
 }
@@ -57,19 +58,25 @@ pub fn lock_registry(dir: &std::path::Path, guard: &mut Guard) -> Result<()> {
     );
     // Each sealed tree's block devices again: aliases made since its seal (a partition over
     // its disk, a device-mapper target over it) are protected as the device itself.
+    // A tree whose manifest can't be read fails the lock (after the others are done): the
+    // aliases made over its device since its seal would stay writable.
     let mut sealed = Vec::new();
+    let mut failed = Vec::new();
     for seal in capsule_core::registry::seals_in(dir).seals {
         let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
         match capsule_core::manifest::ManifestBytes::read(&path, &seal.name, &seal.digest) {
             Ok(m) => sealed.push((seal.name, m.root)),
-            Err(e) => eprintln!(
-                "sealtool: ERROR: the block devices under capsule {} are not protected again: {e}",
-                seal.name
-            ),
+            Err(e) => failed.push(format!("{}: {e}", seal.name)),
         }
     }
     let d = fsguard::enforce::protect_devices_again(guard, &sealed)?;
     println!("block devices: {d} under the sealed trees protected (aliases included)");
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "the block devices under these capsules could not be computed again, and partitions or device-mapper targets made over them since their seal are NOT protected: {}",
+            failed.join("; ")
+        );
+    }
     Ok(())
 }
 

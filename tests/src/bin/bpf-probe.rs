@@ -14,6 +14,7 @@
 //!   obj-get PATH [ro]     BPF_OBJ_GET of a pin (read-write, or BPF_F_RDONLY)
 //!   blkpg-add DEV PNO START LEN   BLKPG_ADD_PARTITION (sectors) through a read-only descriptor
 //!   blkrrpart DEV         BLKRRPART (re-read the partition table), read-only descriptor
+//!   blk-ioctl DEV CMD     ioctl CMD (hex) with a zeroed 256-byte argument, read-only descriptor
 //!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
 //!                         `opened N refused M` (M: EPERM)
 //!   link-detach PATH      BPF_OBJ_GET the link pin (setup), BPF_LINK_DETACH (judged)
@@ -114,6 +115,7 @@ fn errno_name(e: i32) -> String {
         libc::ENOENT => "ENOENT".into(),
         libc::EOPNOTSUPP => "EOPNOTSUPP".into(),
         libc::EBADF => "EBADF".into(),
+        libc::ENOTTY => "ENOTTY".into(),
         other => format!("errno {other}"),
     }
 }
@@ -582,6 +584,13 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["blkrrpart", dev] => block_ioctl(dev, BLKRRPART, std::ptr::null_mut()),
+        ["blk-ioctl", dev, cmd] => match u64::from_str_radix(cmd.trim_start_matches("0x"), 16) {
+            Ok(c) => {
+                let mut buf = [0u8; 256];
+                block_ioctl(dev, c as libc::c_ulong, buf.as_mut_ptr().cast())
+            }
+            Err(_) => usage(),
+        },
         _ => usage(),
     }
 }

@@ -49,7 +49,8 @@
 //!                         an impostor's pins at DIR, seen only by CMD: takes the guard's pinned
 //!                         links from DIR (and, MAPS `real`, its maps read-write, which only
 //!                         level 0 before the freeze allows; `fake`, maps of its own shaped like
-//!                         the reports), then in a mount namespace of its own hides /sys/fs
+//!                         the reports; `fake-requests`, the guard's own maps as far as it
+//!                         hands them out, with a map of its own as `requests`), then in a mount namespace of its own hides /sys/fs
 //!                         under a tmpfs, mounts a bpffs at /sys/fs/bpf, pins them at DIR's
 //!                         paths (with `own-lsm`, its own LSM program on file_open in place of
 //!                         the guard's), and runs CMD there; prints CMD's output, exits with its
@@ -469,6 +470,15 @@ fn impostor(dir: &str, maps: &str, rest: &[&str]) -> ExitCode {
                 obj_get(&path).map_err(|e| format!("{path}: errno {e}"))?
             } else if maps == "real" {
                 obj_get(&path).map_err(|e| format!("{path}: errno {e}"))?
+            } else if maps == "fake-requests" {
+                // The guard's own maps wherever it still hands them out (read-write, else
+                // read-only), a map of its own shaped like `requests` in its place.
+                let own = obj_get(&path).or_else(|_| obj_get_ro(&path));
+                match (name.as_str(), own) {
+                    ("requests", Ok(fd)) => same_shape(&fd)?,
+                    (_, Ok(fd)) => fd,
+                    (_, Err(_)) => new_array(4).map_err(|o| o.word())?,
+                }
             } else {
                 match obj_get_ro(&path) {
                     // A shape the kernel won't make again from the sizes alone (ring

@@ -145,6 +145,13 @@ if [ "$BOOT" = boot1 ]; then
     i=0
     while [ "$i" -lt 50 ] && [ ! -b ${DEV}1 ]; do sleep 0.1; i=$((i + 1)); done
     expect "level 1: open that partition for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>${DEV}1")"
+    # Block-device commands other than queries (none of these can do anything here: virtio
+    # has no SCSI, and zeroing needs a descriptor opened for writing).
+    for c in 1 127f; do
+        got=$(bpf-probe blk-ioctl $DEV $c 2>>"$LOG")
+        [ "$got" = refused ] && v=refused || v="the kernel's answer"
+        expect "level 1: block ioctl $c on the tree's disk is the kernel's to answer below 2 ($got)" "the kernel's answer" "$v"
+    done
     exec 4<>$DEV && HELD_FD=1
     out=$(sealtool level 2 2>&1)
     echo "$out" >>"$LOG"
@@ -158,6 +165,10 @@ if [ "$BOOT" = boot1 ]; then
     expect "level 2: re-read the disk's partition table (BLKRRPART)" refused "$(bpf-probe blkrrpart $DEV 2>>"$LOG")"
     expect "level 2: open the partition added at level 1 for writing" refused "$(res sh -c "exec 3>>${DEV}1")"
     expect "level 2: open it for reading (control)" allowed "$(res sh -c "exec 3<${DEV}1")"
+    expect "level 2: SCSI_IOCTL_SEND_COMMAND on the tree's disk" refused "$(bpf-probe blk-ioctl $DEV 1 2>>"$LOG")"
+    expect "level 2: BLKZEROOUT on the tree's disk" refused "$(bpf-probe blk-ioctl $DEV 127f 2>>"$LOG")"
+    expect "level 2: an ioctl nobody knows on the tree's disk" refused "$(bpf-probe blk-ioctl $DEV 4242 2>>"$LOG")"
+    expect "level 2: BLKGETSIZE64 on the tree's disk (a query; control)" allowed "$(bpf-probe blk-ioctl $DEV 80081272 2>>"$LOG")"
     # Adding a capsule is still possible; its registry files are frozen at once.
     mkdir -p /disk/jails/b && echo b >/disk/jails/b/f
     out=$(sealtool register /disk/jails/b --name b --seal 2>&1)
