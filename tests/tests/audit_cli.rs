@@ -118,10 +118,16 @@ fn since_must_be_a_time() {
         "2026-13-01T00:00:00Z",
         "2026-11-28",
         "-5m",
+        "5µ",
+        "µ",
+        "2026-11-28T19:00:00+0é00",
+        "99999999999999999999d",
     ] {
         let out = reg.sealtool(&[&format!("--since={bad}")]);
         assert_eq!(out.code, 2, "--since {bad}: {out}");
         assert!(out.stderr.contains("--since"), "--since {bad}: {out}");
+        assert!(out.stderr.contains(bad), "the input is named: {out}");
+        assert!(!out.stderr.contains("panicked"), "--since {bad}: {out}");
     }
     let out = reg.sealtool(&["--since", "10x"]);
     assert!(out.stderr.contains("unknown unit"), "{out}");
