@@ -74,9 +74,13 @@ struct Reg {
 }
 
 impl Reg {
+    /// A fresh registry, made as a writer makes one (readers such as `audit` never create
+    /// a registry).
     fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("reg");
+        use capsule_core::registry::{Access, Registry};
+        drop(Registry::open(&dir, Access::Write).expect("create the registry"));
         Reg { _tmp: tmp, dir }
     }
 

@@ -63,7 +63,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
 }
 
 fn check(ctx: &Context, json: bool) -> Result<u8> {
-    let log = AuditLog::open(&ctx.registry_dir, DEFAULT_WAIT)?;
+    let log = AuditLog::open_read(&ctx.registry_dir, DEFAULT_WAIT)?;
+    note_copy(ctx, &log);
     let result = log.check()?;
     drop(log);
     match result {
@@ -96,6 +97,16 @@ fn check(ctx: &Context, json: bool) -> Result<u8> {
     }
 }
 
+/// Says on stderr when a registry that refuses writes was read through a copy of its log.
+fn note_copy(ctx: &Context, log: &AuditLog) {
+    if log.copied_to().is_some() {
+        eprintln!(
+            "sealtool: note: {} refuses writes: its audit log was read from a copy",
+            capsule_core::display::path(&ctx.registry_dir)
+        );
+    }
+}
+
 /// How often `--follow` looks for new records.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
@@ -104,7 +115,10 @@ fn show(ctx: &Context, args: &Args) -> Result<u8> {
     let mut last = 0u64;
     loop {
         {
-            let log = AuditLog::open(&ctx.registry_dir, DEFAULT_WAIT)?;
+            let log = AuditLog::open_read(&ctx.registry_dir, DEFAULT_WAIT)?;
+            if last == 0 {
+                note_copy(ctx, &log);
+            }
             for entry in log.entries_after(last) {
                 let entry = entry?;
                 last = entry.seq;
