@@ -77,7 +77,8 @@ impl CapsuleRecord {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// The index record bytes (version, then the fields).
+    pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
         e.u8(RECORD_VERSION);
         e.bytes(self.name.as_bytes());
@@ -93,7 +94,8 @@ impl CapsuleRecord {
         e.into_inner()
     }
 
-    fn decode(b: &[u8]) -> Result<Self, String> {
+    /// Reads what [`CapsuleRecord::encode`] wrote; refuses anything else.
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
         let mut d = Decoder::new(b);
         let v = d.u8("record version")?;
         if v != RECORD_VERSION {
