@@ -360,7 +360,7 @@ fn seq_of(key: &[u8]) -> Option<u64> {
 fn open_db(path: &Path, wait: Duration) -> Result<sled::Db> {
     let start = Instant::now();
     loop {
-        match sled::Config::new().path(path).open() {
+        match crate::registry::readdb::sled_open(path) {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if start.elapsed() >= wait {

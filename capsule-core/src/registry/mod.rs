@@ -473,7 +473,7 @@ fn open_db(path: &Path) -> Result<sled::Db> {
 pub fn open_db_waiting(path: &Path, wait: Duration) -> Result<sled::Db> {
     let start = Instant::now();
     let opened = loop {
-        match sled::Config::new().path(path).open() {
+        match readdb::sled_open(path) {
             Err(e) if sled_lock_busy(&e) && start.elapsed() < wait => {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -640,7 +640,12 @@ impl Registry {
         }
         let mut out = Vec::new();
         for (name, rec) in index {
-            out.push(self.judged(name, rec)?);
+            let listed = self.judged(name, rec)?;
+            // A directory without a manifest (a first registration that stopped before its
+            // manifest was written) holds no capsule.
+            if listed.record.is_some() || listed.damage.is_some() {
+                out.push(listed);
+            }
         }
         Ok(out)
     }
@@ -657,8 +662,7 @@ impl Registry {
                 .map(|v| CapsuleRecord::decode(&v)),
         };
         let listed = self.judged(name.to_string(), rec)?;
-        let unknown =
-            listed.record.is_none() && listed.damage.is_none() && !self.manifest_dir(name).exists();
+        let unknown = listed.record.is_none() && listed.damage.is_none();
         Ok((!unknown).then_some(listed))
     }
 

@@ -105,6 +105,47 @@ fn copy_db(path: &Path, wait: Duration) -> Result<PathBuf> {
     Ok(tmp)
 }
 
+/// Opens the sled database at `path`, working around sled 0.34's torn snapshots: a process
+/// killed while sled writes a snapshot leaves `snap.<lsn>.generating`, which sled then reads
+/// as the newest snapshot and fails on with `Corruption` (spacejam/sled#1527; the registry's
+/// crash test hit it). The file is a temporary one that never became the snapshot: on
+/// `Corruption` such files are removed, if no other process has the database open, and the
+/// open is tried once more. The log and the previous snapshot hold the data.
+pub fn sled_open(path: &Path) -> sled::Result<sled::Db> {
+    match sled::Config::new().path(path).open() {
+        Err(sled::Error::Corruption { .. }) if remove_torn_snapshots(path) => {
+            sled::Config::new().path(path).open()
+        }
+        other => other,
+    }
+}
+
+fn is_torn_snapshot(name: &std::ffi::OsStr) -> bool {
+    let name = name.to_string_lossy();
+    name.starts_with("snap.") && name.ends_with(".generating")
+}
+
+/// Removes `snap.*.generating` files from the database at `path` while holding sled's own
+/// lock (so never under a process that is writing one). Whether any was removed.
+fn remove_torn_snapshots(path: &Path) -> bool {
+    let Ok(lock) = File::open(path.join("db")) else {
+        return false;
+    };
+    if flock_waiting(&lock, libc::LOCK_EX, Duration::ZERO).is_err() {
+        return false;
+    }
+    let mut removed = false;
+    for e in fs::read_dir(path).into_iter().flatten().flatten() {
+        if is_torn_snapshot(&e.file_name()) && fs::remove_file(e.path()).is_ok() {
+            removed = true;
+        }
+    }
+    if removed {
+        let _ = File::open(path).and_then(|d| d.sync_all());
+    }
+    removed
+}
+
 /// flock(`op`) on `file`, retrying for up to `wait` while another holds it; EWOULDBLOCK
 /// once the time is up.
 pub fn flock_waiting(file: &File, op: libc::c_int, wait: Duration) -> io::Result<()> {
@@ -130,6 +171,9 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         let entry = entry.map_err(|e| Error::io(from, "read", e))?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type().map_err(|e| Error::io(&src, "stat", e))?;
+        if is_torn_snapshot(&entry.file_name()) {
+            continue;
+        }
         if kind.is_dir() {
             copy_tree(&src, &dst)?;
         } else if kind.is_file() {
@@ -137,4 +181,34 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A snapshot torn by a kill (sled's `.generating` temporary) no longer makes the
+    /// database unopenable, and nothing stored is lost.
+    #[test]
+    fn a_torn_snapshot_is_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("db");
+        {
+            let db = sled_open(&path).unwrap();
+            db.insert("k", "v").unwrap();
+            db.flush().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let torn = path.join("snap.7FFFFFFFFFFFFFFF.generating");
+        fs::write(&torn, b"half a snapshot").unwrap();
+        // Control: sled alone refuses it.
+        assert!(matches!(
+            sled::Config::new().path(&path).open(),
+            Err(sled::Error::Corruption { .. })
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+        let db = sled_open(&path).unwrap();
+        assert_eq!(db.get("k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert!(!torn.exists());
+    }
 }

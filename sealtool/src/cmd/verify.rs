@@ -217,6 +217,7 @@ fn print_json(results: &[Checked], code: u8) {
                 "name": c.name,
                 "root": c.root.as_ref().map(|r| display::path(r)),
                 "digest": c.rec.as_ref().map(|r| r.digest.to_hex()),
+                "state": c.rec.as_ref().map(|r| r.state.name()),
             });
             match &c.outcome {
                 Outcome::Clean { entries } => {
