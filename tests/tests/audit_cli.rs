@@ -5,56 +5,14 @@
 //! the real kernel are covered by the guest suite (vm_audit.rs).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// The sealtool binary, built once per test process with the same profile as this test.
-fn sealtool() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sealtool"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if let Some(profile) = profile_dir.file_name().and_then(|n| n.to_str()) {
-            if profile != "debug" {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        assert!(
-            cmd.status().expect("cargo").success(),
-            "cannot build sealtool"
-        );
-        profile_dir.join("sealtool")
-    })
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+use capsule_tests::{sealtool, Out};
 
 fn output(mut cmd: Command) -> Out {
     let o = cmd

@@ -14,7 +14,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,34 +28,7 @@ use tempfile::TempDir;
 /// How long any single sealtool run may take before the test kills it and fails.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The sealtool binary, built once per test process with the same profile as this test.
-fn sealtool() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/cli-xxxx -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sealtool"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile_dir.file_name().and_then(OsStr::to_str) {
-            Some("debug") | None => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        let status = cmd.status().expect("cannot run cargo");
-        assert!(status.success(), "`cargo build -p sealtool` failed");
-        let bin = profile_dir.join("sealtool");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
+use capsule_tests::sealtool;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -1605,10 +1578,19 @@ fn readers_work_on_a_read_only_registry() {
     let out = on_ro(&["remove", "other"]);
     assert_error(&out, &["Read-only file system"]);
     assert_eq!(snapshot(&f.reg), before, "a reader wrote to the registry");
-    assert!(
-        find_named(&std::env::temp_dir(), "capsule-index-").is_empty(),
-        "a copy of the index was left behind"
-    );
+    // (Copies are made straight in the temporary directory; other tests' files come and go
+    // below it, so only its top level is read.)
+    let left: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("capsule-index-")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "copies of the index left behind: {left:?}");
 }
 
 /// Manifest or seal files without their index records (lost, undecodable) are damage, named,
