@@ -1803,3 +1803,29 @@ fn refused_manifest_directory_changes_nothing() {
         "nothing is left aside"
     );
 }
+
+/// A registry path that is a file, for readers and writers: exit 2 naming it, no panic.
+#[test]
+fn a_registry_path_that_is_not_a_directory() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    let file = f.base().join("not-a-dir");
+    fs::write(&file, "x").unwrap();
+    for args in [
+        vec!["list"],
+        vec!["verify", "--json"],
+        vec!["show", "cap"],
+        vec!["audit", "--since", "10m"],
+        vec!["register", s(&f.tree), "--name", "cap"],
+        vec!["registry", "rebuild"],
+    ] {
+        let mut all = vec!["--registry", s(&file)];
+        all.extend_from_slice(&args);
+        let mut c = Command::new(sealtool());
+        c.env_remove("CAPSULE_REGISTRY").args(&all);
+        let out = run_with_deadline(c, DEADLINE);
+        assert_error(&out, &[s(&file)]);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out}");
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), "x");
+}
