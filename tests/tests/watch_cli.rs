@@ -775,3 +775,26 @@ fn vanished_roots() {
     });
     assert_eq!(w.wait_exit(), 2);
 }
+
+/// A sealed capsule whose index record was lost is not silently left unwatched: `watch`
+/// refuses to start, naming it.
+#[test]
+fn damaged_capsule_is_not_left_unwatched() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    f.seal("app");
+    let out = f.run(&["register", s(&f.tree), "--name", "other", "--seal"]);
+    assert_eq!(out.code, 3, "{out}");
+    {
+        let db = sled::open(f.reg.join("db")).expect("open the index");
+        db.open_tree("capsules").unwrap().remove("app").unwrap();
+        db.flush().unwrap();
+    }
+    let out = f.run(&["watch"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("app: ") && out.stderr.contains("damaged"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("other: "), "{out}");
+}
