@@ -99,6 +99,10 @@ pub enum Error {
         crate::display::path(path)
     )]
     DamagedHead { path: PathBuf, reason: String },
+    /// Opening the registry for reading failed (it does not exist, it has no database, or
+    /// its database could not be copied).
+    #[error(transparent)]
+    Registry(Box<crate::Error>),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -356,7 +360,7 @@ fn seq_of(key: &[u8]) -> Option<u64> {
 fn open_db(path: &Path, wait: Duration) -> Result<sled::Db> {
     let start = Instant::now();
     loop {
-        match sled::Config::new().path(path).open() {
+        match crate::registry::readdb::sled_open(path) {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                 if start.elapsed() >= wait {
@@ -382,6 +386,8 @@ pub struct AuditLog {
     tree: sled::Tree,
     db: sled::Db,
     path: PathBuf,
+    /// The read-only registry's database copy this log was opened from; dropped last.
+    copy: Option<crate::registry::readdb::DbHandle>,
 }
 
 impl AuditLog {
@@ -394,24 +400,58 @@ impl AuditLog {
         })?;
         let path = registry_dir.join("db");
         let db = open_db(&path, wait)?;
+        Self::from_db(db, path, None)
+    }
+
+    fn from_db(
+        db: sled::Db,
+        path: PathBuf,
+        copy: Option<crate::registry::readdb::DbHandle>,
+    ) -> Result<Self> {
         let tree = db.open_tree(TREE).map_err(|source| Error::Database {
             path: path.clone(),
             source,
         })?;
-        Ok(AuditLog { tree, db, path })
+        Ok(AuditLog {
+            tree,
+            db,
+            path,
+            copy,
+        })
+    }
+
+    /// Opens the log for reading only: never creates the registry or its database, and
+    /// reads a copy of the database where the registry refuses writes (see
+    /// [`crate::registry::readdb`]).
+    pub fn open_read(registry_dir: &Path, wait: Duration) -> Result<Self> {
+        let boxed = |e: crate::Error| Error::Registry(Box::new(e));
+        if !registry_dir.is_dir() {
+            return Err(boxed(crate::Error::RegistryMissing {
+                path: registry_dir.to_path_buf(),
+            }));
+        }
+        let path = registry_dir.join("db");
+        if !path.exists() {
+            return Err(boxed(crate::Error::RegistryCorrupt {
+                path,
+                reason: "the registry has no database, so no audit log".into(),
+            }));
+        }
+        let handle = crate::registry::readdb::open_for_reading(&path, wait, |p| {
+            crate::registry::open_db_waiting(p, wait)
+        })
+        .map_err(boxed)?;
+        Self::from_db(handle.db().clone(), path, Some(handle))
+    }
+
+    /// Where the database was copied to and read from, when the registry refuses writes.
+    pub fn copied_to(&self) -> Option<&Path> {
+        self.copy.as_ref().and_then(|c| c.copied_to())
     }
 
     /// Opens the log in an already open database (tests, tools).
     pub fn in_db(db: &sled::Db, path: &Path) -> Result<Self> {
-        let tree = db.open_tree(TREE).map_err(|source| Error::Database {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Ok(AuditLog {
-            tree,
-            db: db.clone(),
-            path: path.to_path_buf(),
-        })
+        Self::from_db(db.clone(), path.to_path_buf(), None)
     }
 
     fn db_err(&self, source: sled::Error) -> Error {

@@ -48,6 +48,14 @@ pub enum Error {
     ManifestCorrupt { path: PathBuf, reason: String },
     #[error("{}: damaged registry: {reason} (run `sealtool registry rebuild` to recreate it from the manifest files)", shown(path))]
     RegistryCorrupt { path: PathBuf, reason: String },
+    #[error(
+        "{}: there is no registry here (the directory does not exist); commands that only \
+         read never create one: check --registry or $CAPSULE_REGISTRY",
+        shown(path)
+    )]
+    RegistryMissing { path: PathBuf },
+    #[error("capsule {name:?} is damaged: {reason}")]
+    Damaged { name: String, reason: String },
     #[error("{}: registry database error: {source}", shown(path))]
     Database {
         path: PathBuf,

@@ -233,6 +233,22 @@ mod tests {
         assert!(!m("a\\*b", "axb"));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// `--exclude` and `--frozen` take any text: a pattern is refused or matches, never
+        /// panics, whatever the pattern and the path (multi-byte characters, brackets,
+        /// backslashes, slashes).
+        #[test]
+        fn any_pattern_and_path_never_panic(
+            p in "[\\[\\]!*?/a-c\\\\-µé]{0,12}|\\PC{0,12}",
+            path in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..24),
+        ) {
+            if let Ok(set) = GlobSet::new(&[p]) {
+                let _ = set.matches(&path);
+            }
+        }
+    }
+
     #[test]
     fn errors() {
         assert!(Glob::new("").is_err());

@@ -599,12 +599,15 @@ struct FileLayout {
 /// ordering, identities); `out` as for [`decode_tree`].
 fn check_file(bytes: &[u8], out: Option<&mut Vec<Entry>>) -> Result<FileLayout, String> {
     let mut d = crate::codec::checked_body(bytes, FILE_MAGIC, FORMAT_VERSION, "manifest")?;
-    let name = String::from_utf8(d.bytes("capsule name")?.to_vec())
-        .map_err(|_| "capsule name is not UTF-8")?;
-    let root = PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes("root path")?));
-    let registered_at = d.u64("registration time")?;
-    let digest = Digest(d.array32("root digest")?);
-    let tree_len = d.u64("tree length")?;
+    let (
+        ManifestHeader {
+            name,
+            root,
+            registered_at,
+            digest,
+        },
+        tree_len,
+    ) = ManifestHeader::decode_binding(&mut d)?;
     let tree_at = d.position();
     let tree_bytes = d.take(
         usize::try_from(tree_len).map_err(|_| "tree length overflows")?,
@@ -732,6 +735,70 @@ impl ManifestBytes {
                 entries,
             },
         }
+    }
+}
+
+/// The binding at the start of a manifest file (name, root, time, digest), read without the
+/// rest of the file: enough to tell which manifest of a capsule is the newest, not to trust
+/// its tree (that takes [`ManifestBytes::read`] or [`Manifest::decode_file`], which check the
+/// whole file).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestHeader {
+    pub name: String,
+    pub root: PathBuf,
+    /// Seconds since the Unix epoch.
+    pub registered_at: u64,
+    pub digest: Digest,
+}
+
+/// The most a header can take: magic, version, a name, a root path of up to PATH_MAX, time,
+/// digest, tree length.
+const MAX_HEADER: u64 = 16 + 4 + 4 + 64 + 4 + 4096 + 8 + 32 + 8;
+
+impl ManifestHeader {
+    /// Decodes the header at the start of `bytes` (a whole file or its first part).
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut d = Decoder::new(bytes);
+        if d.take(16, "magic")? != FILE_MAGIC {
+            return Err("not a capsule manifest (bad magic)".into());
+        }
+        let v = d.u32("version")?;
+        if v != FORMAT_VERSION {
+            return Err(format!(
+                "manifest format version {v} is not supported (this sealtool reads {FORMAT_VERSION})"
+            ));
+        }
+        Self::decode_binding(&mut d).map(|(h, _)| h)
+    }
+
+    /// The binding after the magic and version, and the tree length that follows it.
+    fn decode_binding(d: &mut Decoder<'_>) -> Result<(Self, u64), String> {
+        let name = String::from_utf8(d.bytes("capsule name")?.to_vec())
+            .map_err(|_| "capsule name is not UTF-8")?;
+        let root = PathBuf::from(std::ffi::OsStr::from_bytes(d.bytes("root path")?));
+        let registered_at = d.u64("registration time")?;
+        let digest = Digest(d.array32("root digest")?);
+        let tree_len = d.u64("tree length")?;
+        let header = ManifestHeader {
+            name,
+            root,
+            registered_at,
+            digest,
+        };
+        Ok((header, tree_len))
+    }
+
+    /// Reads the header of the manifest file at `path`.
+    pub fn read(path: &Path) -> crate::Result<Self> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_HEADER).read_to_end(&mut bytes))
+            .map_err(|e| Error::io(path, "read the manifest", e))?;
+        Self::decode(&bytes).map_err(|reason| Error::ManifestCorrupt {
+            path: path.to_path_buf(),
+            reason,
+        })
     }
 }
 
@@ -1125,6 +1192,11 @@ impl PackedManifest {
     /// Writes the manifest file (byte for byte what [`Manifest::encode_file`] gives for the
     /// same tree) through a buffer; returns the root digest.
     pub fn write_file(&self, w: impl Write) -> io::Result<Digest> {
+        self.write_file_at(w, self.registered_at)
+    }
+
+    /// [`PackedManifest::write_file`] with `registered_at` as the registration time.
+    pub fn write_file_at(&self, w: impl Write, registered_at: u64) -> io::Result<Digest> {
         let digest = self.digest();
         let tree_len = self.tree.encoded_len() as u64;
         let mut out = io::BufWriter::with_capacity(
@@ -1139,7 +1211,7 @@ impl PackedManifest {
             &mut e,
             &self.name,
             &self.root,
-            self.registered_at,
+            registered_at,
             &digest,
             tree_len,
         );

@@ -92,7 +92,16 @@ fn register_replace_and_rebuild() {
     let files: Vec<_> = fs::read_dir(regdir.join("manifests/app"))
         .unwrap()
         .collect();
-    assert_eq!(files.len(), 1, "the replaced manifest file is removed");
+    assert_eq!(files.len(), 2, "the replaced manifest file is kept");
+    // Registered within the same second (the fixture's fixed time): dated after the first.
+    assert_eq!(second.registered_at, first.registered_at + 1);
+    {
+        let reg = Registry::open(&regdir, Access::Read).unwrap();
+        let h = reg.history("app").unwrap();
+        let got: Vec<_> = h.iter().map(|e| (e.digest, e.current)).collect();
+        assert_eq!(got, [(second.digest, true), (first.digest, false)]);
+        assert!(reg.survey().unwrap().iter().all(|l| l.damage.is_none()));
+    }
 
     // Lose the database entirely: the manifest files bring it back.
     fs::remove_dir_all(regdir.join("db")).unwrap();
@@ -151,4 +160,128 @@ fn reopening_at_once_in_one_process_works() {
             .require("app")
             .unwrap();
     }
+}
+
+/// Readers never create a registry; a missing one is an error naming the path.
+#[test]
+fn reading_never_creates_a_registry() {
+    let d = tempfile::tempdir().unwrap();
+    let missing = d.path().join("nowhere");
+    match Registry::open(&missing, Access::Read) {
+        Err(Error::RegistryMissing { path }) => assert_eq!(path, missing),
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("opened a registry that does not exist"),
+    }
+    assert!(!missing.exists(), "a reader created {}", missing.display());
+    let e = Registry::open(&missing, Access::Read).err().unwrap();
+    assert!(
+        e.to_string().contains(&missing.display().to_string()),
+        "{e}"
+    );
+    // An existing directory without a database reads as an empty index, still creating
+    // nothing.
+    fs::create_dir(&missing).unwrap();
+    let reg = Registry::open(&missing, Access::Read).unwrap();
+    assert!(reg.survey().unwrap().is_empty());
+    drop(reg);
+    assert_eq!(fs::read_dir(&missing).unwrap().count(), 0);
+}
+
+/// Index records lost, undecodable or naming another manifest: the capsule is damaged by
+/// name, never missing from the listing.
+#[test]
+fn index_and_files_that_disagree_are_damage() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("app");
+    sample(&root);
+    let regdir = d.path().join("registry");
+    let (a, b) = {
+        let reg = Registry::open(&regdir, Access::Write).unwrap();
+        let a = reg.register(&manifest("app", &root)).unwrap();
+        reg.register(&manifest("other", &root)).unwrap();
+        fs::write(root.join("README"), b"changed").unwrap();
+        let b = reg.register(&manifest("app", &root)).unwrap();
+        (a, b)
+    };
+    let damage = |name: &str| -> Option<String> {
+        let reg = Registry::open(&regdir, Access::Read).unwrap();
+        let all = reg.survey().unwrap();
+        assert!(all.iter().any(|l| l.name == "other" && l.damage.is_none()));
+        all.into_iter()
+            .find(|l| l.name == name)
+            .unwrap_or_else(|| panic!("{name} is not listed"))
+            .damage
+    };
+    assert_eq!(damage("app"), None);
+    let with_index = |f: &dyn Fn(&sled::Tree)| {
+        let db = sled::open(regdir.join("db")).unwrap();
+        f(&db.open_tree("capsules").unwrap());
+        db.flush().unwrap();
+    };
+    // The record points back at the older manifest (an interrupted update, or an attack).
+    let good = {
+        let db = sled::open(regdir.join("db")).unwrap();
+        let t = db.open_tree("capsules").unwrap();
+        t.get("app").unwrap().unwrap().to_vec()
+    };
+    let mut older = good.clone();
+    let at = older.windows(32).position(|w| w == b.digest.0).unwrap();
+    older[at..at + 32].copy_from_slice(&a.digest.0);
+    with_index(&|t| {
+        t.insert("app", older.clone()).unwrap();
+    });
+    let why = damage("app").expect("an index naming an older manifest is damage");
+    assert!(
+        why.contains(&a.digest.to_hex()) && why.contains(&b.digest.to_hex()),
+        "{why}"
+    );
+    // Undecodable.
+    with_index(&|t| {
+        t.insert("app", &b"garbage"[..]).unwrap();
+    });
+    assert!(damage("app").unwrap().contains("undecodable"));
+    // Lost.
+    with_index(&|t| {
+        t.remove("app").unwrap();
+    });
+    assert!(damage("app").unwrap().contains("no record"));
+    let reg = Registry::open(&regdir, Access::Read).unwrap();
+    assert!(matches!(
+        reg.require_sound("app"),
+        Err(Error::Damaged { .. })
+    ));
+    drop(reg);
+    // A rebuild brings the newest manifest back.
+    Registry::rebuild(&regdir).unwrap();
+    assert_eq!(damage("app"), None);
+    let reg = Registry::open(&regdir, Access::Read).unwrap();
+    assert_eq!(reg.require_sound("app").unwrap().digest, b.digest);
+}
+
+/// The same tree registered again after another (A, B, A): A is current again, dated last,
+/// and B stays in the history.
+#[test]
+fn a_tree_registered_again_is_current_and_history_is_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("app");
+    sample(&root);
+    let reg = Registry::open(&d.path().join("r"), Access::Write).unwrap();
+    let a = reg.register(&manifest("app", &root)).unwrap();
+    fs::write(root.join("README"), b"B").unwrap();
+    let b = reg.register(&manifest("app", &root)).unwrap();
+    fs::write(root.join("README"), b"hello").unwrap();
+    let a2 = reg.register(&manifest("app", &root)).unwrap();
+    assert_eq!(a2.digest, a.digest);
+    assert!(a2.registered_at > b.registered_at);
+    let h = reg.history("app").unwrap();
+    let got: Vec<_> = h.iter().map(|e| (e.digest, e.current)).collect();
+    assert_eq!(got, [(a.digest, true), (b.digest, false)]);
+    assert!(reg.survey().unwrap()[0].damage.is_none());
+    assert_eq!(
+        fs::read_dir(d.path().join("r/manifests/app"))
+            .unwrap()
+            .count(),
+        2,
+        "no temporary or backup file is left"
+    );
 }

@@ -28,6 +28,55 @@ pub fn final_boot_bytes(stdout: &[u8]) -> &[u8] {
     &stdout[final_boot_start(stdout)..]
 }
 
+/// A finished command: its exit status and what it printed.
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Display for Out {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// The sealtool binary, built once per test process with the same profile as the calling
+/// test (`target/<profile>/sealtool`).
+pub fn sealtool() -> &'static std::path::Path {
+    use std::path::{Path, PathBuf};
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("current_exe");
+        // target/<profile>/deps/<test>-xxxx -> target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("the test binary lives in target/<profile>/deps")
+            .to_path_buf();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = std::process::Command::new(cargo);
+        cmd.args(["build", "--quiet", "-p", "sealtool"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        match profile_dir.file_name().and_then(std::ffi::OsStr::to_str) {
+            Some("debug") | None => {}
+            Some(profile) => {
+                cmd.args(["--profile", profile]);
+            }
+        }
+        let status = cmd.status().expect("cannot run cargo");
+        assert!(status.success(), "`cargo build -p sealtool` failed");
+        let bin = profile_dir.join("sealtool");
+        assert!(bin.is_file(), "{} was not built", bin.display());
+        bin
+    })
+}
+
 /// The probes' raw bpf(2): a zeroed 128-byte attribute block starting with `words`.
 /// Err: the errno.
 pub fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {

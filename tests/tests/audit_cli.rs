@@ -5,56 +5,14 @@
 //! the real kernel are covered by the guest suite (vm_audit.rs).
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use serde_json::Value;
 
-/// The sealtool binary, built once per test process with the same profile as this test.
-fn sealtool() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sealtool"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        if let Some(profile) = profile_dir.file_name().and_then(|n| n.to_str()) {
-            if profile != "debug" {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        assert!(
-            cmd.status().expect("cargo").success(),
-            "cannot build sealtool"
-        );
-        profile_dir.join("sealtool")
-    })
-}
-
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
+use capsule_tests::{sealtool, Out};
 
 fn output(mut cmd: Command) -> Out {
     let o = cmd
@@ -74,9 +32,13 @@ struct Reg {
 }
 
 impl Reg {
+    /// A fresh registry, made as a writer makes one (readers such as `audit` never create
+    /// a registry).
     fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
         let dir = tmp.path().join("reg");
+        use capsule_core::registry::{Access, Registry};
+        drop(Registry::open(&dir, Access::Write).expect("create the registry"));
         Reg { _tmp: tmp, dir }
     }
 
@@ -118,10 +80,16 @@ fn since_must_be_a_time() {
         "2026-13-01T00:00:00Z",
         "2026-11-28",
         "-5m",
+        "5µ",
+        "µ",
+        "2026-11-28T19:00:00+0é00",
+        "99999999999999999999d",
     ] {
         let out = reg.sealtool(&[&format!("--since={bad}")]);
         assert_eq!(out.code, 2, "--since {bad}: {out}");
         assert!(out.stderr.contains("--since"), "--since {bad}: {out}");
+        assert!(out.stderr.contains(bad), "the input is named: {out}");
+        assert!(!out.stderr.contains("panicked"), "--since {bad}: {out}");
     }
     let out = reg.sealtool(&["--since", "10x"]);
     assert!(out.stderr.contains("unknown unit"), "{out}");

@@ -14,7 +14,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -28,34 +28,7 @@ use tempfile::TempDir;
 /// How long any single sealtool run may take before the test kills it and fails.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The sealtool binary, built once per test process with the same profile as this test.
-fn sealtool() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        // target/<profile>/deps/cli-xxxx -> target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sealtool"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile_dir.file_name().and_then(OsStr::to_str) {
-            Some("debug") | None => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        let status = cmd.status().expect("cannot run cargo");
-        assert!(status.success(), "`cargo build -p sealtool` failed");
-        let bin = profile_dir.join("sealtool");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
+use capsule_tests::sealtool;
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -368,6 +341,18 @@ impl Mount {
         }
     }
 
+    /// `src` also reachable, read-only, at `dst`.
+    fn bind_ro(src: &Path, dst: &Path) -> Mount {
+        fs::create_dir_all(dst).expect("mkdir mount point");
+        tool("mount", &["--bind", s(src), s(dst)]);
+        let m = Mount {
+            path: dst.to_path_buf(),
+            mounted: true,
+        };
+        m.remount("bind,ro");
+        m
+    }
+
     fn remount(&self, opts: &str) {
         tool("mount", &["-o", &format!("remount,{opts}"), s(&self.path)]);
     }
@@ -499,13 +484,24 @@ fn registry_env_var_and_override() {
     assert!(out.stdout.contains("envcap"), "{out}");
     let out = with_env(&["verify", "envcap"]);
     assert_eq!(out.code, 0, "{out}");
-    // --registry overrides the environment.
+    // --registry overrides the environment; a registry that does not exist is an error
+    // naming it (never "no capsules registered", nor "clean"), and readers don't create it.
     let other = f.base().join("other-reg");
-    let out = with_env(&["--registry", s(&other), "list"]);
-    assert_eq!(out.code, 0, "{out}");
-    assert!(!out.stdout.contains("envcap"), "{out}");
-    assert!(out.stdout.contains("no capsules registered"), "{out}");
-    assert!(other.join("manifests").is_dir());
+    for args in [
+        &["list"][..],
+        &["verify"],
+        &["verify", "--json"],
+        &["show", "envcap"],
+        &["audit"],
+        &["audit", "--check"],
+    ] {
+        let mut all = vec!["--registry", s(&other)];
+        all.extend_from_slice(args);
+        let out = with_env(&all);
+        assert_error(&out, &[s(&other), "no registry"]);
+        assert!(!out.stdout.contains("clean"), "{args:?}: {out}");
+        assert!(!other.exists(), "{args:?} created {}", other.display());
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -760,11 +756,32 @@ fn excludes_reregister_and_two_names() {
     f.write("keep", "K");
     f.expect_drift("cap", &[("keep", "content")]);
 
-    // Re-registering replaces the manifest.
+    // Re-registering a drifted tree changes nothing without --update, and names the drift.
     assert_eq!(f.manifest_files("cap"), [format!("{d1}.manifest")]);
-    let d2 = f.register("cap", &["--exclude", "*.log", "--exclude", "cache/"]);
+    let out = f.run(&[
+        "register",
+        s(&f.tree),
+        "--name",
+        "cap",
+        "--exclude",
+        "*.log",
+        "--exclude",
+        "cache/",
+    ]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("content        keep"), "{out}");
+    assert!(out.stdout.contains("--update"), "{out}");
+    assert_eq!(f.manifest_files("cap"), [format!("{d1}.manifest")]);
+    assert_eq!(f.show_digest("cap"), d1);
+    // With --update it becomes the baseline; the previous manifest is kept.
+    let d2 = f.register(
+        "cap",
+        &["--exclude", "*.log", "--exclude", "cache/", "--update"],
+    );
     assert_ne!(d1, d2);
-    assert_eq!(f.manifest_files("cap"), [format!("{d2}.manifest")]);
+    let mut both = vec![format!("{d1}.manifest"), format!("{d2}.manifest")];
+    both.sort();
+    assert_eq!(f.manifest_files("cap"), both);
     assert_eq!(f.show_digest("cap"), d2);
     f.expect_clean("cap");
 
@@ -799,8 +816,14 @@ fn assert_error(out: &Out, needles: &[&str]) {
 
 fn assert_nothing_registered(f: &Fixture) {
     let out = f.run(&["list"]);
-    assert_eq!(out.code, 0, "{out}");
-    assert!(out.stdout.contains("no capsules registered"), "{out}");
+    if f.reg.exists() {
+        assert_eq!(out.code, 0, "{out}");
+        assert!(out.stdout.contains("no capsules registered"), "{out}");
+    } else {
+        // Not even created; and `list` does not create it either.
+        assert_error(&out, &[s(&f.reg), "no registry"]);
+        assert!(!f.reg.exists(), "list created {}", f.reg.display());
+    }
 }
 
 #[test]
@@ -1178,7 +1201,7 @@ fn registry_on_full_filesystem() {
     for i in 0..800 {
         symlink(&target, f.p(&format!("link{i:04}"))).unwrap();
     }
-    let out = f.run(&["register", s(&f.tree), "--name", "cap"]);
+    let out = f.run(&["register", s(&f.tree), "--name", "cap", "--update"]);
     assert_error(&out, &["No space left on device"]);
     assert_eq!(f.manifest_files("cap"), [format!("{digest}.manifest")]);
     assert!(
@@ -1373,9 +1396,9 @@ fn progress_on_a_terminal_and_quiet_hides_it() {
     let big = fs::File::create(f.p("big")).unwrap();
     big.set_len(1 << 30).unwrap();
     drop(big);
-    let under_pty = |extra: &str| {
+    let under_pty = |extra: &str, name: &str| {
         let line = format!(
-            "{} --registry {} {extra} register {} --name cap",
+            "{} --registry {} {extra} register {} --name {name}",
             sealtool().display(),
             s(&f.reg),
             s(&f.tree)
@@ -1387,7 +1410,7 @@ fn progress_on_a_terminal_and_quiet_hides_it() {
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    let shown = under_pty("");
+    let shown = under_pty("", "cap");
     assert!(
         shown.contains("hashing: "),
         "no progress on a terminal:\n{shown}"
@@ -1397,12 +1420,12 @@ fn progress_on_a_terminal_and_quiet_hides_it() {
         "{shown}"
     );
     assert!(shown.contains("registered cap"), "{shown}");
-    let quiet = under_pty("--quiet");
+    let quiet = under_pty("--quiet", "cap2");
     assert!(
         !quiet.contains("hashing: "),
         "--quiet still shows progress:\n{quiet}"
     );
-    assert!(quiet.contains("registered cap"), "{quiet}");
+    assert!(quiet.contains("registered cap2"), "{quiet}");
 }
 
 /// Root may rewrite the sled index at every level: `verify` and `status` take the tree's
@@ -1449,4 +1472,360 @@ fn verify_and_status_take_the_tree_from_the_manifest_not_the_index() {
     assert_eq!(doc["capsules"][0]["root"], s(&f.tree), "{out}");
     let out = f.run(&["status"]);
     assert_error(&out, &["index is damaged", s(&f.tree)]);
+}
+
+// ---------------------------------------------------------------------------------------
+// 11. Seals hold whatever happens to the registry (issue 18)
+// ---------------------------------------------------------------------------------------
+
+/// Every path below `dir` with its size: what a command that must not write is checked by.
+fn snapshot(dir: &Path) -> BTreeSet<(String, u64)> {
+    find_named(dir, "")
+        .into_iter()
+        .map(|p| {
+            let size = fs::symlink_metadata(&p).map(|m| m.len()).unwrap_or(0);
+            (p.display().to_string(), size)
+        })
+        .collect()
+}
+
+/// An attribute set with chattr for the life of the value (removed on drop, even on failure).
+struct Chattr(PathBuf, &'static str);
+
+impl Chattr {
+    fn set(path: &Path, flag: &'static str) -> Chattr {
+        tool("chattr", &[&format!("+{flag}"), s(path)]);
+        Chattr(path.to_path_buf(), flag)
+    }
+}
+
+impl Drop for Chattr {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr")
+            .arg(format!("-{}", self.1))
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// `list`, `show`, `verify` and `audit` work on a registry they can't write (a read-only
+/// bind mount: chmod doesn't stop root), and write nothing to it.
+#[test]
+fn readers_work_on_a_read_only_registry() {
+    require_root!();
+    let f = Fixture::new();
+    f.write("a", "a");
+    let d1 = f.register("cap", &[]);
+    f.write("a", "b");
+    let d2 = f.register("cap", &["--update"]);
+    f.register("other", &[]);
+    let out = run_with_deadline(
+        {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_audit-tamper"));
+            c.arg("inject").arg(&f.reg).arg("3");
+            c
+        },
+        DEADLINE,
+    );
+    assert_eq!(out.code, 0, "audit-tamper: {out}");
+    let ro = f.base().join("ro");
+    let _mount = Mount::bind_ro(&f.reg, &ro);
+    let before = snapshot(&f.reg);
+    let on_ro = |args: &[&str]| {
+        let mut c = Command::new(sealtool());
+        c.env_remove("CAPSULE_REGISTRY")
+            .arg("--registry")
+            .arg(&ro)
+            .args(args);
+        run_with_deadline(c, DEADLINE)
+    };
+    // Control: the mount refuses writes.
+    assert!(
+        fs::write(ro.join("probe"), "x").is_err(),
+        "the bind mount is writable"
+    );
+    let out = on_ro(&["list"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("cap ") && l.contains(&d2[..16])),
+        "{out}"
+    );
+    assert!(out.stdout.lines().any(|l| l.starts_with("other ")), "{out}");
+    assert!(
+        out.stderr.contains("refuses writes"),
+        "the copy is said: {out}"
+    );
+    let out = on_ro(&["show", "cap", "--history"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(field(&out.stdout, "digest"), d2);
+    assert!(out.stdout.contains(&d1), "{out}");
+    let out = on_ro(&["verify", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(out.json()["status"], "clean", "{out}");
+    let out = on_ro(&["audit", "--json"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(
+        out.stdout.lines().count(),
+        4,
+        "3 records and the lost count: {out}"
+    );
+    let out = on_ro(&["audit", "--check"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(out.stdout.contains("intact"), "{out}");
+    // Writers say why they can't.
+    let out = on_ro(&["remove", "other"]);
+    assert_error(&out, &["Read-only file system"]);
+    assert_eq!(snapshot(&f.reg), before, "a reader wrote to the registry");
+    // (Copies are made straight in the temporary directory; other tests' files come and go
+    // below it, so only its top level is read.)
+    let left: Vec<_> = fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("capsule-index-")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "copies of the index left behind: {left:?}");
+}
+
+/// Manifest or seal files without their index records (lost, undecodable) are damage, named,
+/// exit 2: never "clean" or "no capsules registered".
+#[test]
+fn lost_index_records_are_damage_by_name() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    f.register("cap", &[]);
+    f.register("sealed", &[]);
+    assert_eq!(f.run(&["seal", "sealed"]).code, 3);
+    f.register("fine", &[]);
+    {
+        let db = sled::open(f.reg.join("db")).expect("open the index");
+        let capsules = db.open_tree("capsules").unwrap();
+        capsules.remove("cap").unwrap();
+        capsules.insert("sealed", &b"\x01garbage"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let out = f.run(&["list"]);
+    assert_error(&out, &["cap ", "sealed ", "DAMAGED", "registry rebuild"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("fine ") && l.contains("registered")),
+        "{out}"
+    );
+    let out = f.run(&["verify", "--json"]);
+    assert_eq!(out.code, 2, "{out}");
+    let v = out.json();
+    assert_eq!(v["status"], "error", "{out}");
+    assert_eq!(v["damaged"], serde_json::json!(["cap", "sealed"]), "{out}");
+    let status = |name: &str| {
+        v["capsules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| c["status"].as_str().unwrap_or_default().to_string())
+    };
+    assert_eq!(status("cap").as_deref(), Some("damaged"));
+    assert_eq!(status("sealed").as_deref(), Some("damaged"));
+    assert_eq!(status("fine").as_deref(), Some("clean"));
+    let out = f.run(&["verify", "cap"]);
+    assert_error(&out, &["cap: DAMAGED", "no record"]);
+    let out = f.run(&["show", "sealed"]);
+    assert_error(&out, &["\"sealed\" is damaged", "undecodable"]);
+    // A registration over the damage is refused: its baseline is unknown.
+    let out = f.run(&["register", s(&f.tree), "--name", "cap"]);
+    assert_error(&out, &["\"cap\" is damaged"]);
+    // The whole index gone: still every capsule, by name.
+    fs::remove_dir_all(f.reg.join("db")).unwrap();
+    let out = f.run(&["verify"]);
+    assert_error(&out, &["cap: DAMAGED", "sealed: DAMAGED", "fine: DAMAGED"]);
+    assert!(!out.stdout.contains("no capsules registered"), "{out}");
+    assert!(!f.reg.join("db").exists(), "a reader recreated the index");
+    let out = f.run(&["registry", "rebuild"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = f.run(&["verify"]);
+    assert_eq!(out.code, 0, "{out}");
+    let out = f.run(&["list"]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("sealed ") && l.contains("sealed")),
+        "{out}"
+    );
+}
+
+/// A baseline changes only on purpose, and its history stays.
+#[test]
+fn register_of_a_drifted_tree_needs_update_and_history_is_kept() {
+    let f = Fixture::new();
+    f.write("a", "one");
+    f.write("b", "b");
+    let d1 = f.register("cap", &[]);
+    let file = f.reg.join("manifests/cap").join(format!("{d1}.manifest"));
+    let ino = || {
+        use std::os::unix::fs::MetadataExt;
+        fs::metadata(&file).unwrap().ino()
+    };
+    let first_ino = ino();
+    // Unchanged: exit 0, nothing rewritten.
+    let out = f.run(&["register", s(&f.tree), "--name", "cap"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(
+        out.stdout.contains("unchanged") && out.stdout.contains("nothing rewritten"),
+        "{out}"
+    );
+    assert_eq!(ino(), first_ino, "the manifest was rewritten");
+    // Drifted: exit 1, the drift listed, nothing changed.
+    f.write("a", "two");
+    fs::remove_file(f.p("b")).unwrap();
+    let before = snapshot(&f.reg.join("manifests"));
+    let out = f.run(&["register", s(&f.tree), "--name", "cap"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("content        a: "), "{out}");
+    assert!(out.stdout.contains("removed        b"), "{out}");
+    assert_eq!(snapshot(&f.reg.join("manifests")), before);
+    assert_eq!(f.show_digest("cap"), d1);
+    // A moved root with the same content is a change too.
+    let moved = f.base().join("moved");
+    fs::rename(&f.tree, &moved).unwrap();
+    let out = f.run(&["register", s(&moved), "--name", "cap"]);
+    assert_eq!(out.code, 1, "{out}");
+    assert!(out.stdout.contains("the root was"), "{out}");
+    fs::rename(&moved, &f.tree).unwrap();
+    // --update: the new baseline; the old manifest kept, both in the history.
+    let d2 = f.register("cap", &["--update"]);
+    assert_ne!(d1, d2);
+    assert_eq!(ino(), first_ino, "the previous manifest is kept as it was");
+    let out = f.run(&["show", "cap", "--history"]);
+    assert_eq!(out.code, 0, "{out}");
+    let hist: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("history"))
+        .skip(1)
+        .collect();
+    assert_eq!(hist.len(), 2, "{out}");
+    assert!(
+        hist[0].contains(&d2) && hist[0].contains("(current)"),
+        "{out}"
+    );
+    assert!(
+        hist[1].contains(&d1) && !hist[1].contains("current"),
+        "{out}"
+    );
+    assert!(
+        hist[0].trim_start().starts_with("20"),
+        "a time first: {out}"
+    );
+    f.expect_clean("cap");
+}
+
+/// Registry operations the manifest directory refuses midway (immutable, append-only,
+/// read-only) change nothing: the index and the files agree as before.
+#[test]
+fn refused_manifest_directory_changes_nothing() {
+    require_root!();
+    let f = Fixture::new();
+    let _m = Mount::tmpfs(&f.reg, "size=16m");
+    f.write("a", "a");
+    let d1 = f.register("cap", &[]);
+    f.write("a", "changed");
+    let dir = f.reg.join("manifests/cap");
+    // The manifests (temporary files, named with a leading dot, are never read).
+    let manifests = || -> Vec<String> {
+        f.manifest_files("cap")
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    };
+    let agree = |what: &str, current: &str, files: &[&String]| {
+        let out = f.run(&["list"]);
+        assert_eq!(out.code, 0, "{what}: index and files disagree:\n{out}");
+        assert_eq!(f.show_digest("cap"), current, "{what}");
+        let mut want: Vec<String> = files.iter().map(|d| format!("{d}.manifest")).collect();
+        want.sort();
+        assert_eq!(manifests(), want, "{what}");
+    };
+    {
+        let _attr = Chattr::set(&dir, "i");
+        let out = f.run(&["register", s(&f.tree), "--name", "cap", "--update"]);
+        assert_error(&out, &[s(&dir), "Operation not permitted"]);
+        let out = f.run(&["remove", "cap"]);
+        assert_error(&out, &[s(&dir), "Operation not permitted"]);
+    }
+    agree("immutable", &d1, &[&d1]);
+    let d2 = {
+        // Append-only: a new manifest can be added (as at level 2), nothing removed or
+        // replaced.
+        let _attr = Chattr::set(&dir, "a");
+        let out = f.run(&["remove", "cap"]);
+        assert_error(&out, &[s(&dir), "Operation not permitted"]);
+        agree("append-only, remove", &d1, &[&d1]);
+        let d2 = f.register("cap", &["--update"]);
+        agree("append-only, a new manifest", &d2, &[&d1, &d2]);
+        // The first tree again: its manifest would be replaced (a new time), refused.
+        f.write("a", "a");
+        let out = f.run(&["register", s(&f.tree), "--name", "cap", "--update"]);
+        assert_error(&out, &[s(&dir), "Operation not permitted"]);
+        agree("append-only, a replaced manifest", &d2, &[&d1, &d2]);
+        d2
+    };
+    {
+        let _attr = Chattr::set(&f.reg.join("manifests"), "a");
+        let out = f.run(&["remove", "cap"]);
+        assert_error(&out, &["Operation not permitted"]);
+    }
+    agree("append-only manifests", &d2, &[&d1, &d2]);
+    {
+        let _ro = Mount::bind_ro(&dir, &dir);
+        let out = f.run(&["register", s(&f.tree), "--name", "cap", "--update"]);
+        assert_error(&out, &["Read-only file system"]);
+        // (A mount point can't be moved aside: EBUSY, as refused.)
+        let out = f.run(&["remove", "cap"]);
+        assert_error(&out, &[s(&dir), "cannot remove the manifests"]);
+    }
+    agree("read-only", &d2, &[&d1, &d2]);
+    // The control: without the refusals both work.
+    let d3 = f.register("cap", &["--update"]);
+    assert_eq!(d3, d1);
+    agree("control", &d1, &[&d1, &d2]);
+    let out = f.run(&["remove", "cap"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert!(!dir.exists());
+    assert!(
+        find_named(&f.reg.join("manifests"), "").is_empty(),
+        "nothing is left aside"
+    );
+}
+
+/// A registry path that is a file, for readers and writers: exit 2 naming it, no panic.
+#[test]
+fn a_registry_path_that_is_not_a_directory() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    let file = f.base().join("not-a-dir");
+    fs::write(&file, "x").unwrap();
+    for args in [
+        vec!["list"],
+        vec!["verify", "--json"],
+        vec!["show", "cap"],
+        vec!["audit", "--since", "10m"],
+        vec!["register", s(&f.tree), "--name", "cap"],
+        vec!["registry", "rebuild"],
+    ] {
+        let mut all = vec!["--registry", s(&file)];
+        all.extend_from_slice(&args);
+        let mut c = Command::new(sealtool());
+        c.env_remove("CAPSULE_REGISTRY").args(&all);
+        let out = run_with_deadline(c, DEADLINE);
+        assert_error(&out, &[s(&file)]);
+        assert!(!out.stderr.contains("panicked"), "{args:?}: {out}");
+    }
+    assert_eq!(fs::read_to_string(&file).unwrap(), "x");
 }

@@ -5,14 +5,13 @@
 //! one second of the change. Latencies are printed (`--nocapture` shows them).
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,33 +22,7 @@ const REPORT_WITHIN: Duration = Duration::from_secs(1);
 /// How long starting the watcher or a one-shot sealtool run may take.
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// The sealtool binary, built once per test process with the same profile as this test.
-fn sealtool() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current_exe");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("the test binary lives in target/<profile>/deps")
-            .to_path_buf();
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.args(["build", "--quiet", "-p", "sealtool"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile_dir.file_name().and_then(OsStr::to_str) {
-            Some("debug") | None => {}
-            Some(profile) => {
-                cmd.args(["--profile", profile]);
-            }
-        }
-        let status = cmd.status().expect("cannot run cargo");
-        assert!(status.success(), "`cargo build -p sealtool` failed");
-        let bin = profile_dir.join("sealtool");
-        assert!(bin.is_file(), "{} was not built", bin.display());
-        bin
-    })
-}
+use capsule_tests::{sealtool, Out};
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -58,23 +31,6 @@ fn is_root() -> bool {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
-}
-
-#[derive(Debug)]
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl std::fmt::Display for Out {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit {}\n--- stdout ---\n{}--- stderr ---\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
 }
 
 /// Runs `cmd` to completion (killed and failed after `DEADLINE`).
@@ -818,4 +774,27 @@ fn vanished_roots() {
         v["event"] == "root-gone" && v["capsule"] == "other"
     });
     assert_eq!(w.wait_exit(), 2);
+}
+
+/// A sealed capsule whose index record was lost is not silently left unwatched: `watch`
+/// refuses to start, naming it.
+#[test]
+fn damaged_capsule_is_not_left_unwatched() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    f.seal("app");
+    let out = f.run(&["register", s(&f.tree), "--name", "other", "--seal"]);
+    assert_eq!(out.code, 3, "{out}");
+    {
+        let db = sled::open(f.reg.join("db")).expect("open the index");
+        db.open_tree("capsules").unwrap().remove("app").unwrap();
+        db.flush().unwrap();
+    }
+    let out = f.run(&["watch"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.stderr.contains("app: ") && out.stderr.contains("damaged"),
+        "{out}"
+    );
+    assert!(!out.stderr.contains("other: "), "{out}");
 }

@@ -63,7 +63,8 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
 }
 
 fn check(ctx: &Context, json: bool) -> Result<u8> {
-    let log = AuditLog::open(&ctx.registry_dir, DEFAULT_WAIT)?;
+    let log = AuditLog::open_read(&ctx.registry_dir, DEFAULT_WAIT)?;
+    note_copy(ctx, &log);
     let result = log.check()?;
     drop(log);
     match result {
@@ -96,6 +97,16 @@ fn check(ctx: &Context, json: bool) -> Result<u8> {
     }
 }
 
+/// Says on stderr when a registry that refuses writes was read through a copy of its log.
+fn note_copy(ctx: &Context, log: &AuditLog) {
+    if log.copied_to().is_some() {
+        eprintln!(
+            "sealtool: note: {} refuses writes: its audit log was read from a copy",
+            capsule_core::display::path(&ctx.registry_dir)
+        );
+    }
+}
+
 /// How often `--follow` looks for new records.
 const FOLLOW_EVERY: Duration = Duration::from_millis(500);
 
@@ -104,7 +115,10 @@ fn show(ctx: &Context, args: &Args) -> Result<u8> {
     let mut last = 0u64;
     loop {
         {
-            let log = AuditLog::open(&ctx.registry_dir, DEFAULT_WAIT)?;
+            let log = AuditLog::open_read(&ctx.registry_dir, DEFAULT_WAIT)?;
+            if last == 0 {
+                note_copy(ctx, &log);
+            }
             for entry in log.entries_after(last) {
                 let entry = entry?;
                 last = entry.seq;
@@ -246,7 +260,9 @@ fn parse_since_at(s: &str, now: u64) -> Result<u64, String> {
             .checked_mul(NS)
             .ok_or_else(|| format!("{s:?} is too large"));
     }
-    let (num, unit) = s.split_at(s.len() - 1);
+    // The unit is the last character, whatever its width (`5µ` must not split a character).
+    let unit_at = s.char_indices().last().map_or(0, |(i, _)| i);
+    let (num, unit) = s.split_at(unit_at);
     if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
         let unit_s = match unit {
             "s" => 1,
@@ -318,8 +334,11 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
     }
     let offset_s = match rest {
         "Z" | "z" => 0,
-        o if o.len() == 6 && (o.starts_with('+') || o.starts_with('-')) && &o[3..4] == ":" => {
-            let v = num(&o[1..3], 2)? * 3600 + num(&o[4..6], 2)? * 60;
+        o if o.len() == 6
+            && (o.starts_with('+') || o.starts_with('-'))
+            && o.get(3..4) == Some(":") =>
+        {
+            let v = num(o.get(1..3)?, 2)? * 3600 + num(o.get(4..6)?, 2)? * 60;
             if o.starts_with('-') {
                 -v
             } else {
@@ -382,8 +401,33 @@ mod tests {
             "2026-11-28T25:00:00Z",
             "99999999999999999999",
             "-5m",
+            "5µ",
+            "µ",
+            "10µs",
+            "2026-11-28T19:00:00+0é00",
+            "2026-11-28T19:00:00+01é0",
+            "2026-11-28T19:00:00.é",
+            "2026-11-28Té9:00:00Z",
+            "18446744073709551615d",
+            "18446744073709551616",
         ] {
             assert!(parse_since_at(bad, now).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(4096))]
+        /// Any input, ASCII-like or not, is answered without a panic; accepted ages never lie
+        /// in the future.
+        #[test]
+        fn since_never_panics(s in "\\PC{0,40}", t in "[0-9:.TZ+ µé-]{0,30}", now in proptest::prelude::any::<u64>()) {
+            for input in [&s, &t] {
+                if let Ok(v) = parse_since_at(input, now) {
+                    if input.trim().ends_with(['s', 'm', 'h', 'd']) {
+                        proptest::prop_assert!(v <= now);
+                    }
+                }
+            }
         }
     }
 

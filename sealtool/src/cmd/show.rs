@@ -1,4 +1,4 @@
-//! `sealtool show NAME [--entries]`
+//! `sealtool show NAME [--entries] [--history]`
 
 use anyhow::Result;
 use capsule_core::display;
@@ -14,6 +14,9 @@ pub struct Args {
     /// Also list every recorded entry
     #[arg(long)]
     entries: bool,
+    /// Also list every manifest registered under this name, newest first
+    #[arg(long)]
+    history: bool,
 }
 
 fn entry_line(e: &Entry) -> String {
@@ -66,8 +69,14 @@ fn entry_line(e: &Entry) -> String {
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
-    let rec = reg.require(&args.name)?;
+    super::note_index_copy(&reg);
+    let rec = reg.require_sound(&args.name)?;
     let manifest = reg.load_manifest(&rec)?;
+    let history = if args.history {
+        reg.history(&args.name)?
+    } else {
+        Vec::new()
+    };
     drop(reg);
     println!("name        {}", rec.name);
     println!("state       {}", rec.state.name());
@@ -78,6 +87,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     println!("bytes       {} ({})", rec.bytes, human_bytes(rec.bytes));
     if !manifest.tree.excludes.is_empty() {
         println!("excludes    {}", manifest.tree.excludes.join(" "));
+    }
+    if args.history {
+        println!();
+        println!("history     (newest first)");
+        for h in &history {
+            let mut marks = Vec::new();
+            if h.current {
+                marks.push("current");
+            }
+            if h.sealed {
+                marks.push("sealed");
+            }
+            let mut line = format!("  {}  {}", time(h.registered_at), h.digest);
+            if !marks.is_empty() {
+                line.push_str(&format!("  ({})", marks.join(", ")));
+            }
+            if h.root != rec.root {
+                line.push_str(&format!("  root {}", display::path(&h.root)));
+            }
+            println!("{line}");
+        }
     }
     if args.entries {
         println!();

@@ -24,14 +24,25 @@ pub struct Args {
 }
 
 enum Outcome {
-    Clean { entries: usize },
+    Clean {
+        entries: usize,
+    },
     Drift(Vec<Drift>),
     Error(String),
+    /// The index and the manifest and seal files disagree: nothing is trusted.
+    Damaged(String),
 }
 
 /// A capsule's record and manifest, or why they could not be read. The manifest is kept
 /// encoded (checked, not decoded): a fraction of the memory of its entries.
 type Loaded = Result<(CapsuleRecord, ManifestBytes), String>;
+
+/// What is checked for one name: its record and manifest, and its damage if any.
+struct Job {
+    name: String,
+    loaded: Loaded,
+    damage: Option<String>,
+}
 
 struct Checked {
     name: String,
@@ -43,39 +54,81 @@ struct Checked {
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     // Read what is needed and release the registry before the (long) walks.
-    let jobs: Vec<(String, Loaded)> = {
+    let jobs: Vec<Job> = {
         let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
-        let names: Vec<String> = if args.names.is_empty() {
-            reg.list()?.into_iter().map(|r| r.name).collect()
+        super::note_index_copy(&reg);
+        // Every capsule the index or the files know of: one whose index record is missing is
+        // damaged, never left out.
+        let listed = if args.names.is_empty() {
+            reg.survey()?.into_iter().map(Ok).collect()
         } else {
-            args.names.clone()
+            let mut v = Vec::new();
+            for n in &args.names {
+                v.push(reg.inspect(n)?.ok_or_else(|| {
+                    (
+                        n.clone(),
+                        capsule_core::Error::UnknownCapsule { name: n.clone() }.to_string(),
+                    )
+                }));
+            }
+            v
         };
-        names
+        listed
             .into_iter()
-            .map(|n| {
-                let loaded = reg
-                    .require(&n)
-                    .and_then(|rec| {
-                        // What `Registry::load_manifest` checks, without decoding it.
-                        let path = reg.manifest_path(&rec.name, &rec.digest);
-                        ManifestBytes::read(&path, &rec.name, &rec.digest).map(|m| (rec, m))
-                    })
-                    .map_err(|e| e.to_string());
-                (n, loaded)
+            .map(|l| match l {
+                Err((name, e)) => Job {
+                    name,
+                    loaded: Err(e),
+                    damage: None,
+                },
+                Ok(l) => {
+                    let loaded = match l.record {
+                        None => Err(l.damage.clone().unwrap_or_default()),
+                        Some(rec) => {
+                            // What `Registry::load_manifest` checks, without decoding it.
+                            let path = reg.manifest_path(&rec.name, &rec.digest);
+                            ManifestBytes::read(&path, &rec.name, &rec.digest)
+                                .map(|m| (rec, m))
+                                .map_err(|e| e.to_string())
+                        }
+                    };
+                    Job {
+                        name: l.name,
+                        loaded,
+                        damage: l.damage,
+                    }
+                }
             })
             .collect()
     };
     let mut results = Vec::new();
-    for (name, loaded) in jobs {
-        let checked = match loaded {
-            Err(e) => Checked {
+    for job in jobs {
+        let name = job.name;
+        let checked = match (job.loaded, job.damage) {
+            (Err(e), damage) => Checked {
                 name,
                 rec: None,
                 root: None,
-                outcome: Outcome::Error(e),
+                outcome: match damage {
+                    Some(d) => Outcome::Damaged(format!("{d}; run `sealtool registry rebuild`")),
+                    None => Outcome::Error(e),
+                },
             },
-            Ok((rec, manifest)) => {
-                let outcome = check(ctx, &rec, &manifest);
+            (Ok((rec, manifest)), damage) => {
+                let mut outcome = check(ctx, &rec, &manifest);
+                if let Some(d) = damage {
+                    // The tree is walked where the manifest the index names puts it, for
+                    // information only.
+                    let tree = match &outcome {
+                        Outcome::Clean { entries } => format!("clean ({entries} entries)"),
+                        Outcome::Drift(d) => format!("DRIFT ({} differences)", d.len()),
+                        Outcome::Error(e) | Outcome::Damaged(e) => format!("ERROR: {e}"),
+                    };
+                    outcome = Outcome::Damaged(format!(
+                        "{d}; the tree at {} is {tree}; run `sealtool registry rebuild`",
+                        display::path(&manifest.root)
+                    ));
+                }
                 Checked {
                     name,
                     rec: Some(rec),
@@ -91,7 +144,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         .map(|c| match c.outcome {
             Outcome::Clean { .. } => 0,
             Outcome::Drift(_) => 1,
-            Outcome::Error(_) => EXIT_ERROR,
+            Outcome::Error(_) | Outcome::Damaged(_) => EXIT_ERROR,
         })
         .max()
         .unwrap_or(0);
@@ -123,27 +176,13 @@ fn check(ctx: &Context, rec: &CapsuleRecord, manifest: &ManifestBytes) -> Outcom
         Err(e) => return Outcome::Error(e.to_string()),
         Ok(report) => report,
     };
-    let outcome = match diff::diff_packed(manifest, &report.tree) {
+    match diff::diff_packed(manifest, &report.tree) {
         Err(e) => Outcome::Error(format!("cannot compare with the manifest: {e}")),
         Ok(drift) if drift.is_empty() => Outcome::Clean {
             entries: report.tree.len(),
         },
         Ok(drift) => Outcome::Drift(drift),
-    };
-    if rec.root == manifest.root {
-        return outcome;
     }
-    let tree = match &outcome {
-        Outcome::Clean { entries } => format!("clean ({entries} entries)"),
-        Outcome::Drift(d) => format!("DRIFT ({} differences)", d.len()),
-        Outcome::Error(e) => format!("ERROR: {e}"),
-    };
-    Outcome::Error(format!(
-        "the registry index is damaged: it puts the tree at {} but its manifest at {}; \
-         the tree there is {tree}; run `sealtool registry rebuild`",
-        display::path(&rec.root),
-        display::path(&manifest.root)
-    ))
 }
 
 fn print_text(results: &[Checked]) {
@@ -165,6 +204,7 @@ fn print_text(results: &[Checked]) {
                 }
             }
             Outcome::Error(e) => println!("{}: ERROR: {e}", c.name),
+            Outcome::Damaged(e) => println!("{}: DAMAGED: {e}", c.name),
         }
     }
 }
@@ -177,6 +217,7 @@ fn print_json(results: &[Checked], code: u8) {
                 "name": c.name,
                 "root": c.root.as_ref().map(|r| display::path(r)),
                 "digest": c.rec.as_ref().map(|r| r.digest.to_hex()),
+                "state": c.rec.as_ref().map(|r| r.state.name()),
             });
             match &c.outcome {
                 Outcome::Clean { entries } => {
@@ -195,15 +236,24 @@ fn print_json(results: &[Checked], code: u8) {
                     v["status"] = json!("error");
                     v["error"] = json!(e);
                 }
+                Outcome::Damaged(e) => {
+                    v["status"] = json!("damaged");
+                    v["error"] = json!(e);
+                }
             }
             v
         })
+        .collect();
+    let damaged: Vec<&str> = results
+        .iter()
+        .filter(|c| matches!(c.outcome, Outcome::Damaged(_)))
+        .map(|c| c.name.as_str())
         .collect();
     let status = match code {
         0 => "clean",
         1 => "drift",
         _ => "error",
     };
-    let doc = json!({"version": 1, "status": status, "capsules": capsules});
+    let doc = json!({"version": 1, "status": status, "damaged": damaged, "capsules": capsules});
     println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
 }

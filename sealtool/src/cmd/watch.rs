@@ -56,6 +56,18 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     // we watch.
     let chosen: Vec<Chosen> = {
         let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
+        // A capsule whose index and files disagree is not silently left unwatched.
+        let damaged: Vec<String> = reg
+            .survey()?
+            .into_iter()
+            .filter_map(|l| l.damage.map(|d| format!("{}: {d}", l.name)))
+            .collect();
+        if !damaged.is_empty() {
+            anyhow::bail!(
+                "damaged capsules, not watched (run `sealtool registry rebuild`): {}",
+                damaged.join("; ")
+            );
+        }
         let records = if args.names.is_empty() {
             let mut sealed = Vec::new();
             for r in reg.list()? {
