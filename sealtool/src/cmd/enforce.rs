@@ -5,6 +5,7 @@
 use anyhow::Result;
 use capsule_core::check;
 use capsule_core::display;
+use capsule_core::manifest::ManifestBytes;
 use capsule_core::registry::{Access, CapsuleState, Registry};
 use capsule_core::walk::Progress;
 use fsguard::enforce;
@@ -40,6 +41,52 @@ impl std::fmt::Display for Summary {
     }
 }
 
+/// Where the registry index and the seal files disagree, in words.
+fn index_disagreements(
+    reg: &Registry,
+    seals: &[capsule_core::policy::SealRecord],
+) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for rec in reg
+        .list()?
+        .iter()
+        .filter(|r| r.state == CapsuleState::Sealed)
+    {
+        if !seals
+            .iter()
+            .any(|s| s.name == rec.name && s.digest == rec.digest)
+        {
+            out.push(format!(
+                "the registry index says {} is sealed, but no seal file matches it; it is NOT enforced",
+                rec.name
+            ));
+        }
+    }
+    for seal in seals {
+        let indexed = reg.get(&seal.name)?;
+        match indexed {
+            Some(r) if r.state == CapsuleState::Sealed && r.digest == seal.digest => {
+                let path = capsule_core::registry::manifest_path_in(reg.dir(), &r.name, &r.digest);
+                if let Ok(m) = ManifestBytes::read(&path, &r.name, &r.digest) {
+                    if m.root != r.root {
+                        out.push(format!(
+                            "the registry index puts {} at {}, its sealed manifest at {}; enforcing the manifest's",
+                            r.name,
+                            display::path(&r.root),
+                            display::path(&m.root)
+                        ));
+                    }
+                }
+            }
+            _ => out.push(format!(
+                "seal file of {} ({}) is not in the registry index as sealed; enforcing the seal file",
+                seal.name, seal.digest
+            )),
+        }
+    }
+    Ok(out)
+}
+
 /// Hands every sealed capsule to `guard`. The seal files are the source of truth (the sled
 /// index is derived data, which root could rewrite at level 2): they are read without the
 /// index, which is only compared with them when `reg` could be opened, and disagreement is
@@ -68,37 +115,27 @@ pub fn enforce_all(
         );
         failed.push(display::path(path));
     }
+    let mut index_damaged = false;
+    // The index is compared with the seal files only to report: nothing it says, or fails
+    // to say (a damaged index), stops or changes what is enforced; disagreement makes the
+    // exit status say something is wrong.
     if let Some(reg) = reg {
-        for rec in reg
-            .list()?
-            .iter()
-            .filter(|r| r.state == CapsuleState::Sealed)
-        {
-            if !files
-                .seals
-                .iter()
-                .any(|s| s.name == rec.name && s.digest == rec.digest)
-            {
+        match index_disagreements(reg, &files.seals) {
+            Ok(found) => {
+                for what in &found {
+                    eprintln!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
+                }
+                index_damaged |= !found.is_empty();
+            }
+            Err(e) => {
                 eprintln!(
-                    "sealtool: WARNING: the registry index says {} is sealed, but no seal file matches it; it is NOT enforced (run `sealtool registry rebuild`)",
-                    rec.name
+                    "sealtool: ERROR: the registry index is damaged ({e:#}); enforcing from the seal files alone (run `sealtool registry rebuild`)"
                 );
+                index_damaged = true;
             }
         }
     }
     for seal in &files.seals {
-        if let Some(reg) = reg {
-            let indexed = reg.get(&seal.name)?;
-            if !indexed
-                .as_ref()
-                .is_some_and(|r| r.state == CapsuleState::Sealed && r.digest == seal.digest)
-            {
-                eprintln!(
-                    "sealtool: WARNING: seal file of {} ({}) is not in the registry index as sealed; enforcing the seal file (run `sealtool registry rebuild`)",
-                    seal.name, seal.digest
-                );
-            }
-        }
         let mut seal = seal.clone();
         if files.seals.iter().filter(|s| s.name == seal.name).count() > 1 {
             eprintln!(
@@ -130,6 +167,11 @@ pub fn enforce_all(
         anyhow::bail!(
             "sealed capsules not (fully) enforced: {} ({summary})",
             failed.join(", ")
+        );
+    }
+    if index_damaged {
+        anyhow::bail!(
+            "every usable seal file is enforced ({summary}), but the registry index is damaged or disagrees with them (above); run `sealtool registry rebuild`"
         );
     }
     Ok(summary)

@@ -3,29 +3,37 @@
 use anyhow::Result;
 use capsule_core::display;
 use capsule_core::manifest::ManifestBytes;
-use capsule_core::registry::{Access, CapsuleState, Registry};
+use capsule_core::registry::{Access, Registry};
 use fsguard::guard::Guard;
 
 use crate::{Context, EXIT_ERROR, EXIT_NOT_ENFORCED};
 
 pub fn run(ctx: &Context) -> Result<u8> {
-    // Each sealed capsule with where its manifest puts the tree (the index only helps find
-    // the manifest), or why that can't be read.
-    let sealed: Vec<_> = {
+    // What is sealed comes from the seal files (as at boot), each with where its sealed
+    // manifest puts the tree, or why that can't be read; the index is only compared with
+    // the files (Registry::survey), and every capsule where they disagree is named.
+    let (sealed, unusable, survey_damage) = {
         let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
-        reg.list()?
-            .into_iter()
-            .filter(|r| r.state == CapsuleState::Sealed)
-            .map(|r| {
-                let path = reg.manifest_path(&r.name, &r.digest);
-                let root = ManifestBytes::read(&path, &r.name, &r.digest)
+        let files = capsule_core::registry::seals_in(reg.dir());
+        let sealed: Vec<_> = files
+            .seals
+            .iter()
+            .map(|seal| {
+                let path = reg.manifest_path(&seal.name, &seal.digest);
+                let root = ManifestBytes::read(&path, &seal.name, &seal.digest)
                     .map(|m| m.root)
                     .map_err(|e| e.to_string());
-                (r, root)
+                (seal.name.clone(), root)
             })
-            .collect()
+            .collect();
+        let damage: Vec<(String, String)> = reg
+            .survey()?
+            .into_iter()
+            .filter_map(|l| l.damage.map(|d| (l.name, d)))
+            .collect();
+        (sealed, files.bad, damage)
     };
-    let mut damaged = false;
+    let mut damaged = !unusable.is_empty() || !survey_damage.is_empty();
     // The guard is identified by the kernel's ids and tags (Guard::open): absent, this
     // build's (pins and all), hidden (attached, but the pins are not visible here), or pins
     // that are not it. Only the first two are told apart from an error.
@@ -77,8 +85,8 @@ pub fn run(ctx: &Context) -> Result<u8> {
     if sealed.is_empty() {
         println!("no sealed capsules");
     }
-    for (r, root) in &sealed {
-        let slot = slots.iter().find(|s| s.name == r.name);
+    for (name, root) in &sealed {
+        let slot = slots.iter().find(|s| s.name == *name);
         let state = match slot {
             Some(s) => format!("enforced (slot {})", s.id),
             None => {
@@ -87,21 +95,22 @@ pub fn run(ctx: &Context) -> Result<u8> {
             }
         };
         let at = match root {
-            Ok(root) if *root == r.root => display::path(root),
-            Ok(root) => {
-                damaged = true;
-                format!(
-                    "{} (the registry index is damaged: it says {}; run `sealtool registry rebuild`)",
-                    display::path(root),
-                    display::path(&r.root)
-                )
-            }
+            Ok(root) => display::path(root),
             Err(e) => {
                 damaged = true;
                 format!("(manifest unreadable: {e})")
             }
         };
-        println!("capsule      {:<20} {:<22} {at}", r.name, state);
+        println!("capsule      {name:<20} {state:<22} {at}");
+    }
+    for (path, why) in &unusable {
+        println!(
+            "seal file    {} is unusable and NOT enforced: {why}",
+            display::path(path)
+        );
+    }
+    for (name, why) in &survey_damage {
+        println!("damaged      {name:<20} {why} (run `sealtool registry rebuild`)");
     }
     Ok(if damaged {
         EXIT_ERROR
