@@ -1168,6 +1168,23 @@ static __always_inline bool created_by_atomic_open(struct file *file)
 	return !dir || !dir->i_op || dir->i_op->atomic_open;
 }
 
+/* Whether a sysfs file named by `dentry` unbinds, removes or probes devices again (a driver's
+ * bind/unbind, a device's remove or delete, a bus's rescan or scan, a controller's reset or
+ * deletion, a driver's new_id or override): a disk probed again comes back under a new
+ * device number, which nothing protects. */
+static __always_inline bool reprobes_devices(struct dentry *dentry)
+{
+	char name[20] = {};
+
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	return same_cstr(name, "bind", 5) || same_cstr(name, "unbind", 7) ||
+	       same_cstr(name, "remove", 7) || same_cstr(name, "delete", 7) ||
+	       same_cstr(name, "rescan", 7) || same_cstr(name, "scan", 5) ||
+	       same_cstr(name, "new_id", 7) || same_cstr(name, "driver_override", 16) ||
+	       same_cstr(name, "drivers_probe", 14) || same_cstr(name, "reset_controller", 16) ||
+	       same_cstr(name, "delete_controller", 16);
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
@@ -1196,6 +1213,11 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 			       decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE) : 0;
 	if (!is_regular(inode))
 		return 0;
+	/* Level 2: no device is unbound, removed or probed again through sysfs. */
+	if ((file->f_mode & FMODE_WRITE) && inode->i_sb->s_magic == SYSFS_MAGIC &&
+	    current_level() >= FSGUARD_LEVEL_LOCKED && reprobes_devices(file->f_path.dentry))
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
+			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
 	/*
 	 * Made by this very open(O_CREAT): inode_create has judged it (an outsider can't create
 	 * in a capsule's directory) and inode_init_security, where the filesystem calls it, has

@@ -144,6 +144,7 @@ enum bpf_map_type {
 #define CGROUP2_ROOT_ID 1
 #define CLONE_INTO_CGROUP 0x200000000ULL /* clone3(2): kernel_clone_args.flags, 64 bits */
 #define PROC_SUPER_MAGIC 0x9fa0
+#define SYSFS_MAGIC 0x62656572
 #define TMPFS_MAGIC 0x01021994
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */

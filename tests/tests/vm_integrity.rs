@@ -20,6 +20,8 @@ fn run(which: &str, min_passed: usize) {
         .into(),
         "--add".into(),
         format!("{}:/inside.sh", guest.join("inside.sh").display()).into(),
+        "--add".into(),
+        format!("{}:/checks.sh", guest.join("checks.sh").display()).into(),
         "--".into(),
         "sh".into(),
         "/integrity-suite.sh".into(),

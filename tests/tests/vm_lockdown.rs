@@ -10,7 +10,8 @@ use std::ffi::OsString;
 use std::path::Path;
 
 fn boot(disk: &Path, which: &str, min_passed: usize) {
-    let suite = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/guest/lockdown-suite.sh");
+    let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/guest");
+    let suite = guest.join("lockdown-suite.sh");
     let args: Vec<OsString> = vec![
         "--timeout".into(),
         "400".into(),
@@ -18,6 +19,8 @@ fn boot(disk: &Path, which: &str, min_passed: usize) {
         disk.into(),
         "--add".into(),
         format!("{}:/lockdown-suite.sh", suite.display()).into(),
+        "--add".into(),
+        format!("{}:/checks.sh", guest.join("checks.sh").display()).into(),
         "--".into(),
         "sh".into(),
         "/lockdown-suite.sh".into(),

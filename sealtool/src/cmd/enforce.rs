@@ -210,17 +210,16 @@ fn enforce_one(
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     let dir = &ctx.registry_dir;
-    // At boot the seal files are what counts: an index that can't be opened (damaged, its
-    // lock file replaced) must not stop enforcement.
-    let reg = match Registry::open(dir, Access::Write) {
-        Ok(r) => Some(r),
-        Err(e) if args.boot => {
+    // The seal files are what counts: an index that can't be opened (damaged, its lock file
+    // replaced) must not stop enforcement; the exit status says so at the end.
+    let (reg, unusable_index) = match Registry::open(dir, Access::Write) {
+        Ok(r) => (Some(r), None),
+        Err(e) => {
             eprintln!(
-                "sealtool: WARNING: the registry index can't be used ({e}); enforcing from the seal files alone"
+                "sealtool: ERROR: the registry index can't be used ({e}); enforcing from the seal files alone"
             );
-            None
+            (None, Some(e))
         }
-        Err(e) => return Err(e.into()),
     };
     if let Err(why) = fsguard::check_support() {
         println!("enforcement is NOT active: {why}");
@@ -254,6 +253,11 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         crate::cmd::level::lock_registry(dir, &mut guard)?;
     }
     let summary = enforced?;
+    if let Some(e) = unusable_index {
+        anyhow::bail!(
+            "every usable seal file is enforced ({summary}), but the registry index can't be used ({e}); run `sealtool registry rebuild`"
+        );
+    }
     println!(
         "fsguard {} at level {}; {summary}",
         if loaded_now {

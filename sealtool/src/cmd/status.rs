@@ -13,24 +13,31 @@ pub fn run(ctx: &Context) -> Result<u8> {
     // manifest puts the tree, or why that can't be read; the index is only compared with
     // the files (Registry::survey), and every capsule where they disagree is named.
     let (sealed, unusable, survey_damage) = {
-        let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
-        let files = capsule_core::registry::seals_in(reg.dir());
+        let dir = &ctx.registry_dir;
+        if !dir.is_dir() {
+            anyhow::bail!("no registry at {}", display::path(dir));
+        }
+        let files = capsule_core::registry::seals_in(dir);
         let sealed: Vec<_> = files
             .seals
             .iter()
             .map(|seal| {
-                let path = reg.manifest_path(&seal.name, &seal.digest);
+                let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
                 let root = ManifestBytes::read(&path, &seal.name, &seal.digest)
                     .map(|m| m.root)
                     .map_err(|e| e.to_string());
                 (seal.name.clone(), root)
             })
             .collect();
-        let damage: Vec<(String, String)> = reg
-            .survey()?
-            .into_iter()
-            .filter_map(|l| l.damage.map(|d| (l.name, d)))
-            .collect();
+        // A damaged index is reported, and changes nothing above.
+        let damage: Vec<(String, String)> =
+            match Registry::open(dir, Access::Read).and_then(|reg| reg.survey()) {
+                Ok(listed) => listed
+                    .into_iter()
+                    .filter_map(|l| l.damage.map(|d| (l.name, d)))
+                    .collect(),
+                Err(e) => vec![("(the index)".to_string(), e.to_string())],
+            };
         (sealed, files.bad, damage)
     };
     let mut damaged = !unusable.is_empty() || !survey_damage.is_empty();

@@ -28,26 +28,12 @@ set -u
 export CAPSULE_REGISTRY=/tmp/registry
 LOG=/tmp/integrity-suite.log
 . /inside.sh
-: >"$LOG"
 PINS=/sys/fs/bpf/fsguard
 PROG=fsguard_file_permission
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "PASS: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-expect() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected $2, got ${3:-nothing})"; fi; }
-contains() {
-    case "$2" in *"$3"*) ok "$1" ;; *) bad "$1 (expected '$3' in: $(printf '%s' "$2" | tr '\n' '|'))" ;; esac
-}
-res() { "$@" >>"$LOG" 2>&1 && echo allowed || echo refused; }
+SUITE=integrity-suite
+. /checks.sh
 attack() { guard-attack "$@" 2>>"$LOG"; }
 rejected() { bpf-probe request-level $PINS "$1" 2>>"$LOG"; }
-finish() {
-    if [ "$fail" -gt 0 ]; then echo "--- $LOG (last 60 lines):"; tail -n 60 "$LOG"; fi
-    echo "integrity-suite: $pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit $?
-}
 
 if [ "${1:-}" = enforce2 ]; then
     # A fresh boot, a registry configured for level 2 (as `sealtool level 2` records it), and

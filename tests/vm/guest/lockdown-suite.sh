@@ -19,23 +19,9 @@ BOOT=${1:-}
 case "$BOOT" in boot1 | boot2) ;; *) echo "usage: lockdown-suite.sh boot1|boot2" >&2; exit 2 ;; esac
 export CAPSULE_REGISTRY=/disk/registry
 LOG=/tmp/lockdown-suite.log
-: >"$LOG"
 PINS=/sys/fs/bpf/fsguard
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "PASS: $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL: $1"; }
-expect() { if [ "$2" = "$3" ]; then ok "$1"; else bad "$1 (expected $2, got ${3:-nothing})"; fi; }
-contains() {
-    case "$2" in *"$3"*) ok "$1" ;; *) bad "$1 (expected '$3' in: $(printf '%s' "$2" | tr '\n' '|'))" ;; esac
-}
-res() { "$@" >>"$LOG" 2>&1 && echo allowed || echo refused; }
-finish() {
-    if [ "$fail" -gt 0 ]; then echo "--- $LOG (last 60 lines):"; tail -n 60 "$LOG"; fi
-    echo "lockdown-suite: $pass passed, $fail failed"
-    [ "$fail" -eq 0 ]
-    exit $?
-}
+SUITE=lockdown-suite
+. /checks.sh
 grep -q ' /disk ext4 ' /proc/mounts || { bad "setup: /disk is not mounted (run with --disk)"; finish; }
 DEV=/dev/vda
 
@@ -147,6 +133,11 @@ if [ "$BOOT" = boot1 ]; then
     expect "level 1: open that partition for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>${DEV}1")"
     # Block-device commands other than queries (none of these can do anything here: virtio
     # has no SCSI, and zeroing needs a descriptor opened for writing).
+    # Device controls in sysfs that would probe the disk again (under a new device number):
+    # opened for writing, never written.
+    for f in /sys/bus/virtio/drivers/virtio_blk/unbind /sys/bus/virtio/drivers/virtio_blk/bind; do
+        expect "level 1: open $f for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>$f")"
+    done
     for c in 1 127f; do
         got=$(bpf-probe blk-ioctl $DEV $c 2>>"$LOG")
         [ "$got" = refused ] && v=refused || v="the kernel's answer"
@@ -168,6 +159,10 @@ if [ "$BOOT" = boot1 ]; then
     expect "level 2: SCSI_IOCTL_SEND_COMMAND on the tree's disk" refused "$(bpf-probe blk-ioctl $DEV 1 2>>"$LOG")"
     expect "level 2: BLKZEROOUT on the tree's disk" refused "$(bpf-probe blk-ioctl $DEV 127f 2>>"$LOG")"
     expect "level 2: an ioctl nobody knows on the tree's disk" refused "$(bpf-probe blk-ioctl $DEV 4242 2>>"$LOG")"
+    for f in /sys/bus/virtio/drivers/virtio_blk/unbind /sys/bus/virtio/drivers/virtio_blk/bind; do
+        expect "level 2: open $f for writing (the disk would come back under a new number)" refused "$(res sh -c "exec 3>>$f")"
+    done
+    expect "level 2: open another sysfs attribute for writing (control)" allowed "$(res sh -c 'exec 3>>/sys/block/vda/queue/read_ahead_kb')"
     expect "level 2: BLKGETSIZE64 on the tree's disk (a query; control)" allowed "$(bpf-probe blk-ioctl $DEV 80081272 2>>"$LOG")"
     # Adding a capsule is still possible; its registry files are frozen at once.
     mkdir -p /disk/jails/b && echo b >/disk/jails/b/f

@@ -1,0 +1,162 @@
+#!/bin/sh
+# registry-suite.sh STEP: seals hold across reboots whatever happens to the registry
+# (tests/tests/vm_registry.rs runs the steps, one boot each, on one ext4 disk; busybox sh).
+#
+#   setup          on /disk: capsules app and b sealed (registry /disk/registry), level 2;
+#                  then the index gets an undecodable record (root may, at every level).
+#   check WAS NEXT a fresh kernel: `sealtool enforce --boot` as init would, which must
+#                  enforce both trees, name what is wrong with the index (WAS, the last
+#                  damage), exit non-zero, and `status` too; then the next damage NEXT: truncate (the index's files cut short), delete (the index
+#                  gone), root (app's record naming another root), none.
+#   crash          enforce --boot, register capsule c, seal it and cut the power (sysrq b,
+#                  no sync) after a random delay while the seal runs: the run ends without
+#                  a status, on purpose.
+#   after-crash    enforce --boot: either c's seal is recorded (a seal file) and enforced,
+#                  or it is not recorded; never recorded and not enforced.
+#   disk2          the registry on a second disk of its own (/disk2), the tree on /disk: at
+#                  level 2 the registry's block device is protected like the tree's.
+#
+# Output: `PASS:`/`FAIL:` lines, then `registry-suite: N passed, M failed`; exit 0 when M is
+# 0 (`crash` ends before).
+set -u
+STEP=${1:-}
+export CAPSULE_REGISTRY=/disk/registry
+LOG=/tmp/registry-suite.log
+SUITE=registry-suite
+. /checks.sh
+grep -q ' /disk ext4 ' /proc/mounts || { bad "setup: /disk is not mounted (run with --disk)"; finish; }
+
+# Both trees refuse outside writes; an unrelated file on the same disk does not.
+enforced_checks() { # LABEL
+    for t in app b; do
+        expect "$1: outside write to capsule $t" refused "$(res sh -c "echo x >> /disk/jails/$t/f")"
+        expect "$1: outside removal in capsule $t" refused "$(res rm -f /disk/jails/$t/f)"
+    done
+    expect "$1: write to an unrelated file on the same disk (control)" allowed "$(res sh -c 'echo x >> /disk/unrelated')"
+    expect "$1: the level is 2" 2 "$(sealtool level 2>>"$LOG")"
+}
+
+damage() { # KIND
+    case "$1" in
+        junk) index-tamper junk /disk/registry zz-junk >>"$LOG" 2>&1 ;;
+        truncate) for f in /disk/registry/db/*; do [ -f "$f" ] && truncate -s 7 "$f"; done ;;
+        delete) rm -rf /disk/registry/db ;;
+        root)
+            # A fresh index first (the last boot's was deleted), then app's record lies.
+            sealtool registry rebuild >>"$LOG" 2>&1
+            mkdir -p /disk/decoy && echo x >/disk/decoy/f
+            index-tamper root /disk/registry app /disk/decoy >>"$LOG" 2>&1
+            ;;
+        none) ;;
+    esac
+    sync
+    echo "damage $1 done" >>"$LOG"
+}
+
+case "$STEP" in
+    setup)
+        rm -rf /disk/jails /disk/registry /disk/decoy
+        mkdir -p /disk/jails/app /disk/jails/b
+        echo app >/disk/jails/app/f
+        echo b >/disk/jails/b/f
+        for t in app b; do
+            out=$(sealtool register /disk/jails/$t --name $t --seal 2>&1)
+            echo "$out" >>"$LOG"
+            contains "setup: seal $t" "$out" "enforced by fsguard"
+        done
+        out=$(sealtool level 2 2>&1)
+        echo "$out" >>"$LOG"
+        contains "setup: level 2" "$out" "registry /disk/registry locked"
+        enforced_checks "setup"
+        damage junk
+        expect "setup: the index holds an undecodable record" "exit 2" "$(sealtool list >>"$LOG" 2>&1; echo "exit $?")"
+        ;;
+    check)
+        was=${2:-}
+        next=${3:-none}
+        expect "check: nothing is enforced before enforce --boot" absent \
+            "$([ -e /sys/fs/bpf/fsguard/link_fsguard_file_open ] && echo present || echo absent)"
+        out=$(sealtool enforce --boot 2>&1)
+        rc=$?
+        echo "$out" >>"$LOG"
+        contains "check: enforce --boot enforces both trees" "$out" "2 sealed capsules enforced"
+        expect "check: enforce --boot says something is wrong in its exit status" "exit 2" "exit $rc"
+        case "$was" in
+            junk) why="the registry index is damaged" ;;
+            truncate) why="the registry index can't be used" ;;
+            delete) why="is not in the registry index as sealed" ;;
+            root) why="the registry index puts app at /disk/decoy, its sealed manifest at /disk/jails/app" ;;
+            *) why="registry index" ;;
+        esac
+        contains "check ($was): enforce --boot names what is wrong with the index" "$out" "$why"
+        enforced_checks "check"
+        st=$(sealtool status 2>&1)
+        echo "$st" >>"$LOG"
+        expect "check: status lists app as enforced" 1 "$(echo "$st" | grep -c '^capsule *app *enforced')"
+        expect "check: status lists b as enforced" 1 "$(echo "$st" | grep -c '^capsule *b *enforced')"
+        expect "check: status lists app at its sealed root, not where the index says" 1 \
+            "$(echo "$st" | grep -c '^capsule *app .* /disk/jails/app$')"
+        n=$(echo "$st" | grep -c '^damaged ')
+        expect "check ($was): status names the damage ($n lines)" yes "$([ "$n" -ge 1 ] && echo yes || echo no)"
+        damage "$next"
+        ;;
+    crash)
+        out=$(sealtool enforce --boot 2>&1)
+        echo "$out" >>"$LOG"
+        mkdir -p /disk/jails/c && echo c >/disk/jails/c/f
+        sealtool register /disk/jails/c --name c >>"$LOG" 2>&1
+        sync
+        # Up to 1.5 s into the seal (which takes about one second under the emulator).
+        delay=$(($(od -An -N2 -tu2 /dev/urandom) % 1500))
+        echo "crash: the power goes $delay ms into sealing c"
+        sleep 0.5
+        sealtool seal c >>"$LOG" 2>&1 &
+        usleep $((delay * 1000))
+        echo b >/proc/sysrq-trigger
+        sleep 10
+        bad "crash: still running after the power was cut"
+        ;;
+    after-crash)
+        out=$(sealtool enforce --boot 2>&1)
+        echo "$out" >>"$LOG"
+        if ls /disk/registry/manifests/c/*.seal >/dev/null 2>&1; then
+            ok "after-crash: c's seal was recorded (the power went after its seal file)"
+            expect "after-crash: ... and c is enforced" refused "$(res sh -c 'echo x >> /disk/jails/c/f')"
+            expect "after-crash: ... and status says so" 1 "$(sealtool status 2>>"$LOG" | grep -c '^capsule *c *enforced')"
+        else
+            ok "after-crash: c's seal was not recorded (the power went before its seal file)"
+            expect "after-crash: ... and nothing lists c as sealed" 0 "$(sealtool status 2>>"$LOG" | grep -c '^capsule *c ')"
+            expect "after-crash: ... and c can still be sealed" "exit 0" "$(sealtool seal c >>"$LOG" 2>&1; echo "exit $?")"
+        fi
+        expect "after-crash: app stays enforced" refused "$(res sh -c 'echo x >> /disk/jails/app/f')"
+        ;;
+    disk2)
+        grep -q ' /disk2 ext4 ' /proc/mounts || { bad "disk2: /disk2 is not mounted (run with --disk2)"; finish; }
+        export CAPSULE_REGISTRY=/disk2/registry
+        TREE_DEV=$(awk '$2 == "/disk" { print $1 }' /proc/mounts)
+        REG_DEV=$(awk '$2 == "/disk2" { print $1 }' /proc/mounts)
+        echo "tree on $TREE_DEV, registry on $REG_DEV" >>"$LOG"
+        rm -rf /disk/jails /disk2/registry
+        mkdir -p /disk/jails/app && echo app >/disk/jails/app/f
+        out=$(sealtool register /disk/jails/app --name app --seal 2>&1)
+        echo "$out" >>"$LOG"
+        contains "disk2: seal app (registry on a disk of its own)" "$out" "enforced by fsguard"
+        expect "disk2: level 1: open the registry's device for writing (control: allowed below 2)" allowed "$(res sh -c "exec 3>>$REG_DEV")"
+        out=$(sealtool level 2 2>&1)
+        echo "$out" >>"$LOG"
+        contains "disk2: level 2 locks the registry" "$out" "registry /disk2/registry locked"
+        expect "disk2: level 2: open the registry's device for writing" refused "$(res sh -c "exec 3>>$REG_DEV")"
+        expect "disk2: level 2: SG_IO-free query of it (BLKGETSIZE64; control)" allowed "$(bpf-probe blk-ioctl $REG_DEV 80081272 2>>"$LOG")"
+        expect "disk2: level 2: BLKZEROOUT on it" refused "$(bpf-probe blk-ioctl $REG_DEV 127f 2>>"$LOG")"
+        expect "disk2: level 2: open the tree's device for writing" refused "$(res sh -c "exec 3>>$TREE_DEV")"
+        expect "disk2: level 2: read the registry's device (control)" allowed "$(res sh -c "exec 3<$REG_DEV")"
+        for f in /disk2/registry/manifests/app/*.seal /disk2/registry/level; do
+            expect "disk2: level 2: rewrite ${f##*/}" refused "$(res sh -c "echo x >> $f")"
+        done
+        ;;
+    *)
+        echo "usage: registry-suite.sh setup|check WAS NEXT|crash|after-crash|disk2" >&2
+        exit 2
+        ;;
+esac
+finish
