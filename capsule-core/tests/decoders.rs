@@ -301,6 +301,8 @@ fn accepted_as(bytes: &[u8], name: &str, digest: &Digest) -> bool {
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: cases(),
+        // Some mutations give the bytes back unchanged (about 1 in 800), and are skipped.
+        max_global_rejects: cases() / 50 + 1024,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]

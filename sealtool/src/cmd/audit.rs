@@ -18,7 +18,7 @@ use serde_json::json;
 
 use crate::{Context, EXIT_DRIFT};
 
-pub use collect::ensure_collector_running;
+pub use collect::{ensure_collector_running, syslog_error};
 
 /// Starts the collector once the guard runs; a failure is a warning, not the command's.
 pub fn start_collector(ctx: &Context) {

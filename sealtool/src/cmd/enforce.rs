@@ -20,6 +20,16 @@ pub struct Args {
     boot: bool,
 }
 
+/// Prints a finding on stderr and sends it to syslog (authpriv, error): at boot, stderr is
+/// the journal at best, and nobody reads it unless told.
+macro_rules! loud {
+    ($($arg:tt)*) => {{
+        let msg = format!($($arg)*);
+        eprintln!("{msg}");
+        crate::cmd::audit::syslog_error(&msg);
+    }};
+}
+
 /// What enforcing the registry did, for one summary line.
 pub struct Summary {
     pub capsules: usize,
@@ -109,7 +119,7 @@ pub fn enforce_all(
     let files = capsule_core::registry::seals_in(dir);
     let mut failed = Vec::new();
     for (path, why) in &files.bad {
-        eprintln!(
+        loud!(
             "sealtool: ERROR: seal file {} is unusable and NOT enforced: {why}",
             display::path(path)
         );
@@ -123,12 +133,12 @@ pub fn enforce_all(
         match index_disagreements(reg, &files.seals) {
             Ok(found) => {
                 for what in &found {
-                    eprintln!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
+                    loud!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
                 }
                 index_damaged |= !found.is_empty();
             }
             Err(e) => {
-                eprintln!(
+                loud!(
                     "sealtool: ERROR: the registry index is damaged ({e:#}); enforcing from the seal files alone (run `sealtool registry rebuild`)"
                 );
                 index_damaged = true;
@@ -138,7 +148,7 @@ pub fn enforce_all(
     for seal in &files.seals {
         let mut seal = seal.clone();
         if files.seals.iter().filter(|s| s.name == seal.name).count() > 1 {
-            eprintln!(
+            loud!(
                 "sealtool: ERROR: capsule {} has more than one seal file; its tree ({}) is enforced with NO inside until this is resolved",
                 seal.name, seal.digest
             );
@@ -154,7 +164,7 @@ pub fn enforce_all(
                 }
             }
             Err(e) => {
-                eprintln!(
+                loud!(
                     "sealtool: ERROR: capsule {} is NOT enforced: {e:#}",
                     seal.name
                 );
@@ -215,7 +225,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     let (reg, unusable_index) = match Registry::open(dir, Access::Write) {
         Ok(r) => (Some(r), None),
         Err(e) => {
-            eprintln!(
+            loud!(
                 "sealtool: ERROR: the registry index can't be used ({e}); enforcing from the seal files alone"
             );
             (None, Some(e))
@@ -229,7 +239,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         Ok(level) => level,
         Err(e) if args.boot => {
             // The level file is frozen at level 2: an unreadable one was tampered with.
-            eprintln!("sealtool: ERROR: {e}; raising to level 2 (fail closed)");
+            loud!("sealtool: ERROR: {e}; raising to level 2 (fail closed)");
             Some(fsguard::shared::FSGUARD_LEVEL_LOCKED)
         }
         Err(e) => return Err(e.into()),

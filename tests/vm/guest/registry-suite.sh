@@ -76,6 +76,8 @@ case "$STEP" in
         next=${3:-none}
         expect "check: nothing is enforced before enforce --boot" absent \
             "$([ -e /sys/fs/bpf/fsguard/link_fsguard_file_open ] && echo present || echo absent)"
+        syslogd -n -O /tmp/messages >>"$LOG" 2>&1 &
+        sleep 0.3
         out=$(sealtool enforce --boot 2>&1)
         rc=$?
         echo "$out" >>"$LOG"
@@ -89,6 +91,8 @@ case "$STEP" in
             *) why="registry index" ;;
         esac
         contains "check ($was): enforce --boot names what is wrong with the index" "$out" "$why"
+        sleep 0.3
+        contains "check ($was): ... in syslog too" "$(cat /tmp/messages 2>/dev/null)" "$why"
         enforced_checks "check"
         st=$(sealtool status 2>&1)
         echo "$st" >>"$LOG"

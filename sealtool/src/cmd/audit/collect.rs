@@ -171,6 +171,13 @@ pub fn ensure_collector_running(ctx: &Context) -> Result<()> {
 
 // ---------------------------------------------------------------------------- syslog
 
+/// Sends one error message to syslog (authpriv), outside the collector's rate limit: for
+/// the few findings of `enforce` that must not stay on a terminal nobody reads.
+pub fn syslog_error(msg: &str) {
+    let _ = Syslog::open();
+    Syslog::raw(libc::LOG_AUTHPRIV | libc::LOG_ERR, msg);
+}
+
 struct Syslog {
     window: Instant,
     sent: u32,
