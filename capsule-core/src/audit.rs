@@ -144,37 +144,50 @@ pub struct LostRecord {
     pub dropped: u64,
 }
 
+/// Something `sealtool enforce` found wrong with the registry (an unusable seal file, a
+/// damaged or disagreeing index, a capsule it could not enforce), in words.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct FindingRecord {
+    pub time_ns: u64,
+    pub what: String,
+}
+
 /// One entry of the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Record {
     Refusal(RefusalRecord),
     Lost(LostRecord),
+    Finding(FindingRecord),
 }
 
 const KIND_REFUSAL: u8 = 1;
 const KIND_LOST: u8 = 2;
+const KIND_FINDING: u8 = 3;
 
 impl Record {
     pub fn time_ns(&self) -> u64 {
         match self {
             Record::Refusal(r) => r.time_ns,
             Record::Lost(l) => l.time_ns,
+            Record::Finding(f) => f.time_ns,
         }
     }
 
-    /// `"refusal"` or `"lost"`.
+    /// `"refusal"`, `"lost"` or `"finding"`.
     pub fn kind(&self) -> &'static str {
         match self {
             Record::Refusal(_) => "refusal",
             Record::Lost(_) => "lost",
+            Record::Finding(_) => "finding",
         }
     }
 
-    /// How many refusals this record accounts for (1, or the lost counts).
+    /// How many refusals this record accounts for (1, the lost counts, or none).
     pub fn refusals(&self) -> u64 {
         match self {
             Record::Refusal(_) => 1,
             Record::Lost(l) => l.ratelimited.saturating_add(l.dropped),
+            Record::Finding(_) => 0,
         }
     }
 
@@ -210,6 +223,11 @@ impl Record {
                 e.u64(l.time_ns);
                 e.u64(l.ratelimited);
                 e.u64(l.dropped);
+            }
+            Record::Finding(f) => {
+                e.u8(KIND_FINDING);
+                e.u64(f.time_ns);
+                e.bytes(f.what.as_bytes());
             }
         }
         e.into_inner()
@@ -257,6 +275,10 @@ impl Record {
                 time_ns: d.u64("time")?,
                 ratelimited: d.u64("rate-limited count")?,
                 dropped: d.u64("dropped count")?,
+            }),
+            KIND_FINDING => Record::Finding(FindingRecord {
+                time_ns: d.u64("time")?,
+                what: text(&mut d, "finding")?,
             }),
             k => return Err(format!("unknown record kind {k}")),
         };

@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use capsule_core::audit::{LostRecord, Record, RefusalRecord};
+use capsule_core::audit::{FindingRecord, LostRecord, Record, RefusalRecord};
 use capsule_core::manifest::{Digest, Manifest, ManifestBytes, ManifestHeader, Tree};
 use capsule_core::policy::SealRecord;
 use capsule_core::registry::{CapsuleRecord, CapsuleState};
@@ -125,6 +125,10 @@ fn audit_records() -> Vec<Record> {
             time_ns: 1,
             ratelimited: 10,
             dropped: 2,
+        }),
+        Record::Finding(FindingRecord {
+            time_ns: 2,
+            what: "the registry index is damaged".into(),
         }),
     ]
 }
@@ -388,7 +392,7 @@ proptest! {
     /// latter) decode only what their encoders write.
     #[test]
     fn records_decode_canonically(
-        which in 0usize..3,
+        which in 0usize..4,
         muts in proptest::collection::vec(mutation(), 1..4),
     ) {
         let bytes = match which {

@@ -52,7 +52,7 @@ fn boot_enforcement_stands_on_the_seal_files_whatever_the_index() {
         ("delete", "root"),
         ("root", "none"),
     ] {
-        step(&disk, &["check", was, next], 14);
+        step(&disk, &["check", was, next], 15);
     }
 }
 

@@ -198,6 +198,12 @@ pub fn human_line(e: &Entry) -> String {
             l.ratelimited,
             l.dropped
         ),
+        Record::Finding(f) => format!(
+            "{} #{} finding: {}",
+            rfc3339(f.time_ns),
+            e.seq,
+            escape_bytes(f.what.as_bytes())
+        ),
     }
 }
 
@@ -229,6 +235,13 @@ pub fn json_line(e: &Entry) -> serde_json::Value {
             "kind": "lost",
             "ratelimited": l.ratelimited,
             "dropped": l.dropped,
+        }),
+        Record::Finding(f) => json!({
+            "seq": e.seq,
+            "time": rfc3339(f.time_ns),
+            "time_ns": f.time_ns,
+            "kind": "finding",
+            "what": f.what,
         }),
     }
 }

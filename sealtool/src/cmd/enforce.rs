@@ -3,6 +3,7 @@
 //! loudly (enforcement goes on regardless), then the guard is raised to the configured level.
 
 use anyhow::Result;
+use capsule_core::audit::{AuditLog, FindingRecord, Record, DEFAULT_WAIT};
 use capsule_core::check;
 use capsule_core::display;
 use capsule_core::manifest::ManifestBytes;
@@ -27,7 +28,38 @@ macro_rules! loud {
         let msg = format!($($arg)*);
         eprintln!("{msg}");
         crate::cmd::audit::syslog_error(&msg);
+        FINDINGS.lock().unwrap_or_else(|e| e.into_inner()).push(msg);
     }};
+}
+
+/// What `loud!` said during this run, for the audit log at its end.
+static FINDINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Appends this run's findings to the registry's audit log (chained like its refusals),
+/// once the registry's database is no longer held here. A log that can't be opened (the
+/// database itself damaged) is said, on stderr and to syslog.
+pub(crate) fn record_findings(dir: &std::path::Path) {
+    let findings = std::mem::take(&mut *FINDINGS.lock().unwrap_or_else(|e| e.into_inner()));
+    if findings.is_empty() {
+        return;
+    }
+    let time_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let records: Vec<Record> = findings
+        .into_iter()
+        .map(|what| Record::Finding(FindingRecord { time_ns, what }))
+        .collect();
+    let appended = AuditLog::open(dir, DEFAULT_WAIT).and_then(|log| log.append(&records, None));
+    if let Err(e) = appended {
+        let msg = format!(
+            "sealtool: ERROR: {} finding(s) above could not be added to the audit log: {e}",
+            records.len()
+        );
+        eprintln!("{msg}");
+        crate::cmd::audit::syslog_error(&msg);
+    }
 }
 
 /// What enforcing the registry did, for one summary line.
@@ -219,6 +251,12 @@ fn enforce_one(
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
+    let result = run_enforce(ctx, args);
+    record_findings(&ctx.registry_dir);
+    result
+}
+
+fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     let dir = &ctx.registry_dir;
     // The seal files are what counts: an index that can't be opened (damaged, its lock file
     // replaced) must not stop enforcement; the exit status says so at the end.

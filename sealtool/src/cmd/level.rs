@@ -17,6 +17,13 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
+    let result = run_level(ctx, args);
+    // What loading the guard here found wrong with the registry (enforce_all).
+    crate::cmd::enforce::record_findings(&ctx.registry_dir);
+    result
+}
+
+fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     let Some(requested) = args.level else {
         return show(ctx);
     };

@@ -263,6 +263,7 @@ pub fn syslog_message(r: &Record) -> String {
             l.ratelimited,
             l.dropped
         ),
+        Record::Finding(f) => format!("finding: {}", escape_bytes(f.what.as_bytes())),
     }
 }
 
@@ -443,6 +444,8 @@ impl Collector {
                     match r {
                         Record::Refusal(_) => self.syslog.limited(&syslog_message(r)),
                         Record::Lost(_) => Syslog::raw(libc::LOG_WARNING, &syslog_message(r)),
+                        // enforce sent it to syslog itself.
+                        Record::Finding(_) => {}
                     }
                 }
                 self.head_to_syslog(head, false);
