@@ -285,3 +285,33 @@ fn a_tree_registered_again_is_current_and_history_is_kept() {
         "no temporary or backup file is left"
     );
 }
+
+/// A seal file planted under a name no capsule may have (the registry's and the guard's own
+/// slots start with '.') is unusable at boot, whatever it holds: it must not take their
+/// slots.
+#[test]
+fn seals_under_reserved_names_are_unusable() {
+    use capsule_core::manifest::Digest;
+    use capsule_core::policy::SealRecord;
+    let dir = tempfile::tempdir().unwrap();
+    for name in [".registry", ".fsguard", "-x", "app"] {
+        let seal = SealRecord {
+            name: name.into(),
+            digest: Digest([7; 32]),
+            cgroup: Some("/sys/fs/cgroup/app".into()),
+            frozen: Vec::new(),
+            sealed_at: 1_795_892_400,
+        };
+        let d = dir.path().join("manifests").join(name);
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join(format!("{}.seal", seal.digest)), seal.encode()).unwrap();
+    }
+    let found = capsule_core::registry::seals_in(dir.path());
+    let names: Vec<_> = found.seals.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["app"], "{:?}", found.bad);
+    assert_eq!(found.bad.len(), 3, "{:?}", found.bad);
+    assert!(found
+        .bad
+        .iter()
+        .all(|(_, why)| why.contains("is not a capsule name")));
+}

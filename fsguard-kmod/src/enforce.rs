@@ -111,6 +111,18 @@ pub fn apply_new(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
     apply_in(guard, plan, slot)
 }
 
+/// The tree of `plan` protected with nobody inside, in the registry's own slot: for a
+/// capsule that can't have its slot (another seal took its cgroup, or the slots are used
+/// up, at boot from seal files planted in the registry). Its tree stays protected (frozen
+/// for everyone) rather than not at all.
+pub fn apply_fail_closed(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
+    let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
+    guard.protect(slot, &plan.inodes)?;
+    guard.protect_ancestors(slot, &plan.ancestors)?;
+    guard.protect_devices(slot, &plan.devices)?;
+    Ok(slot)
+}
+
 fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32) -> crate::Result<u32> {
     guard.protect(slot, &plan.inodes)?;
     guard.protect_ancestors(slot, &plan.ancestors)?;

@@ -2,7 +2,8 @@
 //! (tests/vm/guest/registry-suite.sh), one boot per step on one ext4 disk:
 //!
 //! - the index damaged four ways (an undecodable record, its files cut short, deleted, a
-//!   record naming another root), each followed by a reboot in which `enforce --boot` must
+//!   record naming another root) and held open by another process, each followed by a
+//!   reboot in which `enforce --boot` must
 //!   enforce every sealed tree and say, in its exit status, that something is wrong;
 //! - the power cut while a seal runs, then a boot: the seal is recorded and enforced, or
 //!   not recorded at all;
@@ -50,7 +51,8 @@ fn boot_enforcement_stands_on_the_seal_files_whatever_the_index() {
         ("junk", "truncate"),
         ("truncate", "delete"),
         ("delete", "root"),
-        ("root", "none"),
+        ("root", "held"),
+        ("held", "none"),
     ] {
         step(&disk, &["check", was, next], 15);
     }

@@ -1252,6 +1252,11 @@ pub fn seals_in(dir: &Path) -> SealFiles {
                 .map_err(|e| e.to_string())
                 .and_then(|b| SealRecord::decode(&b));
             match decoded {
+                // A name no capsule may have (one starting with '.', the guard's and the
+                // registry's own slots) is planted: it must not take their slots at boot.
+                Ok(seal) if validate_name(&seal.name).is_err() => out
+                    .bad
+                    .push((path, format!("{:?} is not a capsule name", seal.name))),
                 Ok(seal) => {
                     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
                     if dir.file_name() != Some(std::ffi::OsStr::new(&seal.name))

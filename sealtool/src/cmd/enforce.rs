@@ -32,6 +32,26 @@ macro_rules! loud {
     }};
 }
 
+/// How long the index (or the audit log in it) may take to open and be read.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs `f` in a thread of its own and waits for it at most `wait`: a panic or a wait
+/// without end there (sled on a crafted database) is an error here, never a hang. A thread
+/// still blocked when the process exits ends with it.
+fn bounded<T: Send + 'static>(
+    wait: std::time::Duration,
+    f: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
+) -> std::result::Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|_| Err("reading it panicked".into()));
+        let _ = tx.send(r);
+    });
+    rx.recv_timeout(wait)
+        .unwrap_or_else(|_| Err(format!("reading it took more than {} s", wait.as_secs())))
+}
+
 /// What `loud!` said during this run, for the audit log at its end.
 static FINDINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -51,11 +71,17 @@ pub(crate) fn record_findings(dir: &std::path::Path) {
         .into_iter()
         .map(|what| Record::Finding(FindingRecord { time_ns, what }))
         .collect();
-    let appended = AuditLog::open(dir, DEFAULT_WAIT).and_then(|log| log.append(&records, None));
+    let n = records.len();
+    let dir = dir.to_path_buf();
+    let appended = bounded(INDEX_WAIT, move || {
+        AuditLog::open(&dir, DEFAULT_WAIT)
+            .and_then(|log| log.append(&records, None))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    });
     if let Err(e) = appended {
         let msg = format!(
-            "sealtool: ERROR: {} finding(s) above could not be added to the audit log: {e}",
-            records.len()
+            "sealtool: ERROR: {n} finding(s) above could not be added to the audit log: {e}"
         );
         eprintln!("{msg}");
         crate::cmd::audit::syslog_error(&msg);
@@ -228,6 +254,14 @@ fn enforce_one(
 ) -> Result<(usize, bool)> {
     let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
     let (manifest, _) = capsule_core::registry::read_manifest_file(&path)?;
+    if manifest.name != seal.name {
+        anyhow::bail!(
+            "{} describes capsule {:?}, not {:?}",
+            display::path(&path),
+            manifest.name,
+            seal.name
+        );
+    }
     let (report, drift) = check::against_manifest(&manifest, &Progress::default())?;
     if !drift.is_empty() && loud {
         eprintln!(
@@ -246,7 +280,15 @@ fn enforce_one(
         }
     }
     let plan = enforce::plan(&report.tree, &report.root, seal)?;
-    enforce::apply(guard, &plan)?;
+    if let Err(e) = enforce::apply(guard, &plan) {
+        // Its own slot refused (its cgroup taken by another seal, the slots used up): the
+        // tree is still protected, with nobody inside, and the run ends in an error.
+        enforce::apply_fail_closed(guard, &plan)?;
+        anyhow::bail!(
+            "{} (its tree is protected with NO inside until this is resolved)",
+            fsguard::report(&e)
+        );
+    }
     Ok((plan.inodes.len(), !drift.is_empty()))
 }
 
@@ -258,17 +300,10 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
 
 fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     let dir = &ctx.registry_dir;
-    // The seal files are what counts: an index that can't be opened (damaged, its lock file
-    // replaced) must not stop enforcement; the exit status says so at the end.
-    let (reg, unusable_index) = match Registry::open(dir, Access::Write) {
-        Ok(r) => (Some(r), None),
-        Err(e) => {
-            loud!(
-                "sealtool: ERROR: the registry index can't be used ({e}); enforcing from the seal files alone"
-            );
-            (None, Some(e))
-        }
-    };
+    // The seal files are what counts, and the index (sled: a crafted database can make it
+    // panic or block for good) is not touched before everything is enforced, the level
+    // raised and the registry locked; then it is compared with the seal files in a thread
+    // of its own, for a bounded time, only to report.
     if let Err(why) = fsguard::check_support() {
         println!("enforcement is NOT active: {why}");
         return Ok(EXIT_NOT_ENFORCED);
@@ -285,7 +320,7 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
     crate::cmd::audit::start_collector(ctx);
-    let enforced = enforce_all(dir, reg.as_ref(), &mut guard, args.boot);
+    let enforced = enforce_all(dir, None, &mut guard, args.boot);
     // The level is raised and the registry locked even when a capsule failed.
     if args.boot {
         if let Some(level) = configured {
@@ -296,14 +331,46 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     }
     // Whichever way the guard came to level 2 (raised now, or loaded at the configured
     // level), level 2's locks hold as after `sealtool level 2`.
+    // Each lock is tried whatever the other did; a failure is a finding.
+    let mut unlocked = false;
     if guard.level()? >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-        crate::cmd::level::lock_kernel()?;
-        crate::cmd::level::lock_registry(dir, &mut guard)?;
+        if let Err(e) = crate::cmd::level::lock_kernel() {
+            loud!("sealtool: ERROR: lockdown is not raised: {e:#}");
+            unlocked = true;
+        }
+        if let Err(e) = crate::cmd::level::lock_registry(dir, &mut guard) {
+            loud!("sealtool: ERROR: the registry is not (fully) locked: {e:#}");
+            unlocked = true;
+        }
     }
+    let index_ok = match bounded(INDEX_WAIT, {
+        let dir = dir.to_path_buf();
+        let seals = capsule_core::registry::seals_in(&dir).seals;
+        move || {
+            let reg = Registry::open(&dir, Access::Write).map_err(|e| e.to_string())?;
+            index_disagreements(&reg, &seals).map_err(|e| format!("{e:#}"))
+        }
+    }) {
+        Ok(found) => {
+            for what in &found {
+                loud!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
+            }
+            found.is_empty()
+        }
+        Err(e) => {
+            loud!(
+                "sealtool: ERROR: the registry index can't be used ({e}); everything was enforced from the seal files alone (run `sealtool registry rebuild`)"
+            );
+            false
+        }
+    };
     let summary = enforced?;
-    if let Some(e) = unusable_index {
+    if unlocked {
+        anyhow::bail!("every usable seal file is enforced ({summary}), but level 2's locks are not all in place (above)");
+    }
+    if !index_ok {
         anyhow::bail!(
-            "every usable seal file is enforced ({summary}), but the registry index can't be used ({e}); run `sealtool registry rebuild`"
+            "every usable seal file is enforced ({summary}), but the registry index is damaged or disagrees with them (above); run `sealtool registry rebuild`"
         );
     }
     println!(

@@ -5,6 +5,7 @@
 //! ```text
 //! index-tamper junk REGISTRY NAME       an undecodable record under NAME
 //! index-tamper root REGISTRY NAME PATH  capsule NAME's record, its root rewritten to PATH
+//! index-tamper hold REGISTRY            keeps the index open (sled's lock held) until killed
 //! ```
 //!
 //! Prints one line saying what it did; exit 0, 1 on a failure, 64 on a usage error.
@@ -15,7 +16,7 @@ use std::process::ExitCode;
 use capsule_core::registry::CapsuleRecord;
 
 fn usage() -> ExitCode {
-    eprintln!("usage: index-tamper junk REGISTRY NAME | root REGISTRY NAME PATH");
+    eprintln!("usage: index-tamper junk REGISTRY NAME | root REGISTRY NAME PATH | hold REGISTRY");
     ExitCode::from(64)
 }
 
@@ -51,6 +52,15 @@ fn main() -> ExitCode {
     let r = match args.as_slice() {
         ["junk", reg, name] => tamper(Path::new(reg), name, None),
         ["root", reg, name, path] => tamper(Path::new(reg), name, Some(path)),
+        ["hold", reg] => match sled::open(Path::new(reg).join("db")) {
+            Ok(_db) => {
+                println!("holding the index");
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(3600));
+                }
+            }
+            Err(e) => Err(format!("open the index: {e}")),
+        },
         _ => return usage(),
     };
     match r {
