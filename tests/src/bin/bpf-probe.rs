@@ -366,29 +366,11 @@ fn perf_open() -> ExitCode {
     })
 }
 
+/// SG_IO with a zeroed sg_io_hdr (no data, no command) on a read-only descriptor.
 fn sg_io(dev: &str) -> ExitCode {
-    let Ok(c) = CString::new(dev.as_bytes()) else {
-        return usage();
-    };
-    // SAFETY: opening a path from a NUL-terminated string.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
-    if fd < 0 {
-        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        println!("error: setup open: {}", errno_name(e));
-        return ExitCode::from(2);
-    }
     let mut hdr = [0u8; 88];
     hdr[0] = b'S'; // interface_id
-                   // SAFETY: SG_IO with a zeroed sg_io_hdr (no data, no command) on our descriptor.
-    let rc = unsafe { libc::ioctl(fd, 0x2285, hdr.as_mut_ptr()) };
-    let r = if rc < 0 {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
-    } else {
-        Ok(i64::from(rc))
-    };
-    // SAFETY: closing our descriptor.
-    unsafe { libc::close(fd) };
-    judged(r)
+    block_ioctl(dev, 0x2285, hdr.as_mut_ptr().cast())
 }
 
 const BLKPG: libc::c_ulong = 0x1269;
