@@ -2412,6 +2412,14 @@ static __always_inline bool slot_active(__u32 slot)
 	return c && (c->flags & FSGUARD_CAPSULE_ACTIVE);
 }
 
+/* A slot whose capsule has no processes inside (no cgroup): its tree is frozen for all. */
+static __always_inline bool slot_has_no_inside(__u32 slot)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+
+	return c && (c->flags & FSGUARD_CAPSULE_ACTIVE) && !(c->flags & FSGUARD_CAPSULE_HAS_CGROUP);
+}
+
 /* What applying a request came to. */
 #define APPLIED 1
 #define REJECTED 0
@@ -2460,6 +2468,15 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 	have = bpf_map_lookup_elem(&inodes, &key);
 	if (have && have->capsule == r->slot && have->flags == value.flags)
 		return APPLIED;
+	/* One tightening: append-only to frozen, in a slot nobody is inside of (the registry's:
+	 * a capsule's directory once its seal is recorded). It takes nothing from any process
+	 * inside, only the additions root outside could still make. */
+	if (have && have->capsule == r->slot &&
+	    have->flags == (FSGUARD_INODE_APPEND_ONLY | FSGUARD_INODE_CLAIMED) &&
+	    value.flags == (FSGUARD_INODE_FROZEN | FSGUARD_INODE_CLAIMED) && slot_has_no_inside(r->slot)) {
+		have->flags = value.flags;
+		return APPLIED;
+	}
 	return REJECTED;
 }
 

@@ -14,7 +14,8 @@
 #   after-crash    enforce --boot: either c's seal is recorded (a seal file) and enforced,
 #                  or it is not recorded; never recorded and not enforced.
 #   disk2          the registry on a second disk of its own (/disk2), the tree on /disk: at
-#                  level 2 the registry's block device is protected like the tree's.
+#                  level 2 the registry's block device is protected like the tree's; a
+#                  capsule registered and sealed at level 2 has its registry directory frozen.
 #
 # Output: `PASS:`/`FAIL:` lines, then `registry-suite: N passed, M failed`; exit 0 when M is
 # 0 (`crash` ends before).
@@ -170,6 +171,17 @@ case "$STEP" in
         for f in /disk2/registry/manifests/app/*.seal /disk2/registry/level; do
             expect "disk2: level 2: rewrite ${f##*/}" refused "$(res sh -c "echo x >> $f")"
         done
+        # A capsule registered and sealed at level 2: its directory in the registry takes
+        # new files until its seal is recorded, then none (a planted second seal would name
+        # another inside at the next boot).
+        mkdir -p /disk/jails/d && echo d >/disk/jails/d/f
+        expect "disk2: level 2: register d" "exit 0" "$(sealtool register /disk/jails/d --name d >>"$LOG" 2>&1; echo "exit $?")"
+        expect "disk2: level 2: d's directory in the registry takes a new file before its seal (control)" allowed \
+            "$(res sh -c 'echo x > /disk2/registry/manifests/d/.before')"
+        expect "disk2: level 2: seal d" "exit 0" "$(sealtool seal d >>"$LOG" 2>&1; echo "exit $?")"
+        expect "disk2: level 2: d's directory takes no file once sealed" refused \
+            "$(res sh -c 'echo x > /disk2/registry/manifests/d/.after')"
+        expect "disk2: level 2: d is enforced" refused "$(res sh -c 'echo x >> /disk/jails/d/f')"
         ;;
     *)
         echo "usage: registry-suite.sh setup|check WAS NEXT|crash|after-crash|disk2" >&2
