@@ -394,6 +394,65 @@ pub fn remember_members(cgroup: &Path) -> crate::Result<()> {
     Ok(())
 }
 
+/// A capsule's claim on its inside, to find two capsules whose insides overlap: the cgroup as
+/// it resolves now and, when it exists, its id and the ids of the cgroups above it (so that
+/// the same cgroup reached through another mount of the hierarchy is still the same).
+#[derive(Debug, Clone)]
+pub struct InsideClaim {
+    pub name: String,
+    pub cgroup: PathBuf,
+    real: PathBuf,
+    id: Option<u64>,
+    above: Vec<u64>,
+}
+
+impl InsideClaim {
+    /// The claim of capsule `name` on `cgroup`. Nothing is created: a cgroup that does not
+    /// exist (yet) is compared by its path alone.
+    pub fn new(name: &str, cgroup: &Path) -> InsideClaim {
+        let real = std::fs::canonicalize(cgroup).unwrap_or_else(|_| cgroup.to_path_buf());
+        let id = std::fs::metadata(&real).ok().map(|m| m.ino());
+        let above = match id {
+            Some(_) => cgroups_above(&real).unwrap_or_default(),
+            None => Vec::new(),
+        };
+        InsideClaim {
+            name: name.to_string(),
+            cgroup: cgroup.to_path_buf(),
+            real,
+            id,
+            above,
+        }
+    }
+
+    /// Whether the two insides are one cgroup or one holds the other: the kernel gives each
+    /// cgroup to one capsule, and none to a capsule whose cgroup holds another's.
+    pub fn overlaps(&self, other: &InsideClaim) -> bool {
+        if self.real.starts_with(&other.real) || other.real.starts_with(&self.real) {
+            return true;
+        }
+        match (self.id, other.id) {
+            (Some(a), Some(b)) => a == b || self.above.contains(&b) || other.above.contains(&a),
+            _ => false,
+        }
+    }
+}
+
+/// The pairs of differently named capsules whose insides overlap. Which of the two came first
+/// can't be told at boot from anything root can't rewrite (seal files can be planted, clocks
+/// set), so both are to be enforced with no inside.
+pub fn overlapping_insides(claims: &[InsideClaim]) -> Vec<(&InsideClaim, &InsideClaim)> {
+    let mut out = Vec::new();
+    for (i, a) in claims.iter().enumerate() {
+        for b in &claims[i + 1..] {
+            if a.name != b.name && a.overlaps(b) {
+                out.push((a, b));
+            }
+        }
+    }
+    out
+}
+
 /// One line of /proc/self/mountinfo: (mount id, "major:minor", mount point, fs type).
 fn mountinfo() -> std::io::Result<Vec<(u64, String, PathBuf, String)>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
@@ -540,6 +599,30 @@ pub fn cgroup_inside(cgroup: &Path) -> Result<Inside, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insides_overlap_when_one_cgroup_holds_the_other() {
+        let claim = |name: &str, path: &str| InsideClaim::new(name, Path::new(path));
+        let claims = [
+            claim("a", "/nonexistent-cg/app"),
+            claim("b", "/nonexistent-cg/app/sub"),
+            claim("c", "/nonexistent-cg/apple"),
+            claim("d", "/nonexistent-cg/other"),
+            claim("e", "/nonexistent-cg/other"),
+        ];
+        let pairs: Vec<(&str, &str)> = overlapping_insides(&claims)
+            .into_iter()
+            .map(|(a, b)| (a.name.as_str(), b.name.as_str()))
+            .collect();
+        // "apple" is not under "app": components, not string prefixes.
+        assert_eq!(pairs, vec![("a", "b"), ("d", "e")]);
+    }
+
+    #[test]
+    fn one_name_twice_is_not_an_overlap_between_capsules() {
+        let a = InsideClaim::new("a", Path::new("/nonexistent-cg/x"));
+        assert!(overlapping_insides(&[a.clone(), a]).is_empty());
+    }
 
     #[test]
     fn mountinfo_escapes() {

@@ -7,7 +7,8 @@
 //!   enforce every sealed tree and say, in its exit status, that something is wrong;
 //! - the power cut while a seal runs, then a boot: the seal is recorded and enforced, or
 //!   not recorded at all;
-//! - the registry on a disk of its own, whose block device level 2 protects.
+//! - the registry on a disk of its own, whose block device level 2 protects;
+//! - a seal planted at level 2 claiming another capsule's cgroup: neither gets an inside.
 //!
 //! Run: `cargo test -p capsule-tests --test vm_registry -- --test-threads=1`.
 
@@ -26,6 +27,8 @@ fn args(disks: &[(&str, &Path)], step: &[&str]) -> Vec<OsString> {
     a.push(format!("{}:/registry-suite.sh", suite.display()).into());
     a.push("--add".into());
     a.push(format!("{}:/checks.sh", guest.join("checks.sh").display()).into());
+    a.push("--add".into());
+    a.push(format!("{}:/inside.sh", guest.join("inside.sh").display()).into());
     a.push("--".into());
     a.push("sh".into());
     a.push("/registry-suite.sh".into());
@@ -94,4 +97,12 @@ fn the_registry_on_a_disk_of_its_own_is_protected_at_level_2() {
         "disk2",
         14,
     );
+}
+
+#[test]
+fn overlapping_insides_leave_both_capsules_without_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let disk = dir.path().join("disk.img");
+    step(&disk, &["overlap-setup"], 8);
+    step(&disk, &["overlap-boot"], 7);
 }

@@ -160,7 +160,8 @@ fn index_disagreements(
 /// index, which is only compared with them when `reg` could be opened, and disagreement is
 /// reported. A seal file that can't be used, or a capsule that can't be enforced, is reported
 /// loudly and the others are enforced all the same; the error comes at the end. Two seals
-/// naming one capsule (a planted one) fail closed: the capsule is enforced with no inside.
+/// naming one capsule (a planted one), or two capsules whose insides overlap, fail closed:
+/// those trees are enforced with no inside.
 /// Each tree is re-walked for its live identities; with `loud`, drift is printed entry by
 /// entry on stderr.
 pub fn enforce_all(
@@ -203,8 +204,36 @@ pub fn enforce_all(
             }
         }
     }
+    // Two capsules whose insides overlap: neither gets one (which came first can't be told
+    // from anything root can't rewrite, and the kernel would give the cgroup to the first
+    // enforced).
+    let claims: Vec<enforce::InsideClaim> = files
+        .seals
+        .iter()
+        .filter_map(|s| {
+            s.cgroup
+                .as_ref()
+                .map(|c| enforce::InsideClaim::new(&s.name, c))
+        })
+        .collect();
+    let mut no_inside = std::collections::BTreeSet::new();
+    for (a, b) in enforce::overlapping_insides(&claims) {
+        loud!(
+            "sealtool: ERROR: the insides of capsules {} (cgroup {}) and {} (cgroup {}) overlap; both trees are enforced with NO inside until one seal file is removed",
+            a.name,
+            display::path(&a.cgroup),
+            b.name,
+            display::path(&b.cgroup)
+        );
+        no_inside.insert(a.name.clone());
+        no_inside.insert(b.name.clone());
+    }
     for seal in &files.seals {
         let mut seal = seal.clone();
+        if no_inside.contains(&seal.name) {
+            seal.cgroup = None;
+            failed.push(seal.name.clone());
+        }
         if files.seals.iter().filter(|s| s.name == seal.name).count() > 1 {
             loud!(
                 "sealtool: ERROR: capsule {} has more than one seal file; its tree ({}) is enforced with NO inside until this is resolved",

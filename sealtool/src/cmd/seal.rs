@@ -84,6 +84,7 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     // Everything that can be checked before the point of no return is checked here.
     let plan = enforce::plan(&report.tree, &report.root, &seal)
         .with_context(|| format!("capsule {name:?} cannot be sealed"))?;
+    refuse_overlapping_inside(reg, &seal)?;
     reg.seal(&seal)?;
     println!("sealed {name} ({}): this cannot be undone", rec.digest);
     println!(
@@ -149,4 +150,30 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         return Ok(crate::EXIT_DRIFT);
     }
     Ok(0)
+}
+
+/// A cgroup that is, holds or lies in another sealed capsule's inside is refused before the
+/// point of no return: the kernel would refuse it, and at the next boot the two seals would
+/// leave both capsules with no inside.
+fn refuse_overlapping_inside(reg: &Registry, seal: &SealRecord) -> Result<()> {
+    let Some(cgroup) = &seal.cgroup else {
+        return Ok(());
+    };
+    let mine = enforce::InsideClaim::new(&seal.name, cgroup);
+    for other in registry::seals_in(reg.dir()).seals {
+        let Some(theirs) = &other.cgroup else {
+            continue;
+        };
+        if other.name != seal.name && mine.overlaps(&enforce::InsideClaim::new(&other.name, theirs))
+        {
+            bail!(
+                "capsule {:?} cannot be sealed: its cgroup {} overlaps the inside of sealed capsule {:?} (cgroup {}); give it a cgroup of its own",
+                seal.name,
+                display::path(cgroup),
+                other.name,
+                display::path(theirs)
+            );
+        }
+    }
+    Ok(())
 }

@@ -16,6 +16,11 @@
 #   disk2          the registry on a second disk of its own (/disk2), the tree on /disk: at
 #                  level 2 the registry's block device is protected like the tree's; a
 #                  capsule registered and sealed at level 2 has its registry directory frozen.
+#   overlap-setup  app sealed inside cgroup app: sealing e in app's cgroup, one below or above
+#                  it is refused; level 2; then root plants a seal of capsule 0evil claiming
+#                  app's cgroup (made in a registry of its own, copied into the real one).
+#   overlap-boot   enforce --boot: the two overlapping insides leave both capsules with none
+#                  (which seal came first can't be told), said, exit non-zero.
 #
 # Output: `PASS:`/`FAIL:` lines, then `registry-suite: N passed, M failed`; exit 0 when M is
 # 0 (`crash` ends before).
@@ -183,8 +188,49 @@ case "$STEP" in
             "$(res sh -c 'echo x > /disk2/registry/manifests/d/.after')"
         expect "disk2: level 2: d is enforced" refused "$(res sh -c 'echo x >> /disk/jails/d/f')"
         ;;
+    overlap-setup)
+        . /inside.sh
+        rm -rf /disk/jails /disk/registry /tmp/forge
+        mkdir -p /disk/jails/app /disk/jails/e /disk/jails/evil /sys/fs/cgroup/app
+        for t in app e evil; do echo $t >/disk/jails/$t/f; done
+        inside_start /sys/fs/cgroup/app
+        for t in app e; do sealtool register /disk/jails/$t --name $t >>"$LOG" 2>&1; done
+        expect "overlap-setup: seal app, inside its cgroup" "exit 0" \
+            "$(sealtool seal app --cgroup /sys/fs/cgroup/app >>"$LOG" 2>&1; echo "exit $?")"
+        expect "overlap-setup: a write from inside app (control)" allowed "$(res inside sh -c 'echo x >> /disk/jails/app/f' </dev/null)"
+        for cg in /sys/fs/cgroup/app /sys/fs/cgroup/app/sub /sys/fs/cgroup; do
+            expect "overlap-setup: sealing e inside $cg (app's, or holding or in it) is refused" "exit 2" \
+                "$(sealtool seal e --cgroup $cg >>"$LOG" 2>&1; echo "exit $?")"
+        done
+        expect "overlap-setup: ... and nothing of it recorded" 0 "$(ls /disk/registry/manifests/e/ | grep -c 'seal$')"
+        expect "overlap-setup: sealing e inside a cgroup of its own (control)" "exit 0" \
+            "$(sealtool seal e --cgroup /sys/fs/cgroup/e >>"$LOG" 2>&1; echo "exit $?")"
+        contains "overlap-setup: level 2" "$(sealtool level 2 2>&1)" "registry /disk/registry locked"
+        # Root at level 2 plants a capsule claiming app's cgroup: its files made in a registry
+        # of its own, then added to the real one (its manifests/ takes new capsules).
+        CAPSULE_REGISTRY=/tmp/forge sealtool register /disk/jails/evil --name 0evil >>"$LOG" 2>&1
+        CAPSULE_REGISTRY=/tmp/forge sealtool seal 0evil --cgroup /sys/fs/cgroup/app >>"$LOG" 2>&1
+        expect "overlap-setup: a seal claiming app's cgroup planted at level 2 (the attack's start)" allowed \
+            "$(res sh -c 'mkdir /disk/registry/manifests/0evil && cp /tmp/forge/manifests/0evil/* /disk/registry/manifests/0evil/')"
+        sync
+        ;;
+    overlap-boot)
+        . /inside.sh
+        mkdir -p /sys/fs/cgroup/app
+        inside_start /sys/fs/cgroup/app
+        out=$(sealtool enforce --boot 2>&1)
+        rc=$?
+        echo "$out" >>"$LOG"
+        expect "overlap-boot: enforce --boot says something is wrong" "exit 2" "exit $rc"
+        expect "overlap-boot: ... and names the overlap" 1 "$(echo "$out" | grep 'the insides of capsules' | grep 0evil | grep -c 'app (cgroup /sys/fs/cgroup/app)')"
+        expect "overlap-boot: from app's cgroup, a write to the planted capsule's tree" refused "$(res inside sh -c 'echo x >> /disk/jails/evil/f' </dev/null)"
+        expect "overlap-boot: from app's cgroup, a write to app's tree (no inside: fail closed)" refused "$(res inside sh -c 'echo x >> /disk/jails/app/f' </dev/null)"
+        expect "overlap-boot: an outside write to app's tree" refused "$(res sh -c 'echo x >> /disk/jails/app/f')"
+        expect "overlap-boot: an outside write to e's tree (its inside is its own)" refused "$(res sh -c 'echo x >> /disk/jails/e/f')"
+        expect "overlap-boot: status lists e as enforced" 1 "$(sealtool status 2>>"$LOG" | grep -c '^capsule *e *enforced')"
+        ;;
     *)
-        echo "usage: registry-suite.sh setup|check WAS NEXT|crash|after-crash|disk2" >&2
+        echo "usage: registry-suite.sh setup|check WAS NEXT|crash|after-crash|disk2|overlap-setup|overlap-boot" >&2
         exit 2
         ;;
 esac
