@@ -95,7 +95,7 @@ fn the_registry_on_a_disk_of_its_own_is_protected_at_level_2() {
         &args(&[("--disk", &disk), ("--disk2", &disk2)], &["disk2"]),
         "registry-suite",
         "disk2",
-        14,
+        20,
     );
 }
 

@@ -308,7 +308,23 @@ fn enforce_one(
             );
         }
     }
-    let plan = enforce::plan(&report.tree, &report.root, seal)?;
+    let plan = match enforce::plan(&report.tree, &report.root, seal) {
+        Ok(plan) => plan,
+        Err(e) if seal.cgroup.is_some() || !seal.frozen.is_empty() => {
+            // Its inside or frozen rules can't be used (no cgroup2 where the seal says, a
+            // pattern that does not parse): the tree is protected all the same, with nobody
+            // inside, in the registry's slot.
+            let bare = capsule_core::policy::SealRecord {
+                cgroup: None,
+                frozen: Vec::new(),
+                ..seal.clone()
+            };
+            let plan = enforce::plan(&report.tree, &report.root, &bare)?;
+            enforce::apply_fail_closed(guard, &plan)?;
+            anyhow::bail!("{e} (its tree is protected with NO inside until this is resolved)");
+        }
+        Err(e) => return Err(e.into()),
+    };
     if let Err(e) = enforce::apply(guard, &plan) {
         // Its own slot refused (its cgroup taken by another seal, the slots used up): the
         // tree is still protected, with nobody inside, and the run ends in an error.

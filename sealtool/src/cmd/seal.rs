@@ -84,6 +84,12 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     // Everything that can be checked before the point of no return is checked here.
     let plan = enforce::plan(&report.tree, &report.root, &seal)
         .with_context(|| format!("capsule {name:?} cannot be sealed"))?;
+    if plan.inside.is_some_and(|i| i.cgroup_level == 0) {
+        bail!(
+            "capsule {name:?} cannot be sealed: {} is the root of the cgroup hierarchy, where every process would be inside; give it a cgroup of its own",
+            display::path(seal.cgroup.as_deref().unwrap_or(std::path::Path::new("/")))
+        );
+    }
     refuse_overlapping_inside(reg, &seal)?;
     reg.seal(&seal)?;
     println!("sealed {name} ({}): this cannot be undone", rec.digest);

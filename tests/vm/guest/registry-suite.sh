@@ -187,6 +187,26 @@ case "$STEP" in
         expect "disk2: level 2: d's directory takes no file once sealed" refused \
             "$(res sh -c 'echo x > /disk2/registry/manifests/d/.after')"
         expect "disk2: level 2: d is enforced" refused "$(res sh -c 'echo x >> /disk/jails/d/f')"
+        # Seals whose inside can't be given (sealtool refuses to write them; root plants
+        # them where manifests/ takes new capsules): the tree is protected all the same,
+        # with nobody inside. rootcg: the kernel refuses the cgroup root; nocg: its cgroup
+        # is not in the cgroup2 hierarchy at all.
+        for t in rootcg nocg; do
+            mkdir -p /disk/jails/$t && echo $t >/disk/jails/$t/f
+            sealtool register /disk/jails/$t --name $t >>"$LOG" 2>&1
+        done
+        expect "disk2: sealing a capsule inside the cgroup root is refused" "exit 2" \
+            "$(sealtool seal rootcg --cgroup /sys/fs/cgroup >>"$LOG" 2>&1; echo "exit $?")"
+        expect "disk2: an outside write to rootcg's tree, unsealed (control)" allowed "$(res sh -c 'echo x >> /disk/jails/rootcg/f')"
+        index-tamper seal /disk2/registry rootcg /sys/fs/cgroup >>"$LOG" 2>&1
+        index-tamper seal /disk2/registry nocg /tmp/nocg >>"$LOG" 2>&1
+        out=$(sealtool enforce 2>&1; echo "exit $?")
+        echo "$out" >>"$LOG"
+        contains "disk2: enforce says it failed" "$out" "exit 2"
+        expect "disk2: ... rootcg and nocg protected with no inside" 2 "$(echo "$out" | grep -c 'is NOT enforced: .*protected with NO inside')"
+        for t in rootcg nocg; do
+            expect "disk2: an outside write to $t's tree" refused "$(res sh -c "echo x >> /disk/jails/$t/f")"
+        done
         ;;
     overlap-setup)
         . /inside.sh
