@@ -675,7 +675,8 @@ impl ManifestBytes {
     /// `name` with root digest `digest` (its file name is `<digest>.manifest`), with the
     /// errors of the registry's `load_manifest`.
     pub fn read(path: &Path, name: &str, digest: &Digest) -> crate::Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, "read the manifest", e))?;
+        let bytes = crate::sys::read_regular(path, crate::sys::MAX_MANIFEST_FILE)
+            .map_err(|e| Error::io(path, "read the manifest", e))?;
         let corrupt = |reason: String| Error::ManifestCorrupt {
             path: path.to_path_buf(),
             reason,
@@ -791,9 +792,16 @@ impl ManifestHeader {
     /// Reads the header of the manifest file at `path`.
     pub fn read(path: &Path) -> crate::Result<Self> {
         use std::io::Read;
+        use std::os::unix::fs::OpenOptionsExt as _;
         let mut bytes = Vec::new();
-        std::fs::File::open(path)
-            .and_then(|f| f.take(MAX_HEADER).read_to_end(&mut bytes))
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .and_then(|f| match f.metadata()?.is_file() {
+                true => f.take(MAX_HEADER).read_to_end(&mut bytes),
+                false => Err(std::io::Error::other("not a regular file")),
+            })
             .map_err(|e| Error::io(path, "read the manifest", e))?;
         Self::decode(&bytes).map_err(|reason| Error::ManifestCorrupt {
             path: path.to_path_buf(),

@@ -268,3 +268,38 @@ pub fn raise_fd_limit() {
         }
     }
 }
+
+/// Reads the registry file at `path` whole: never through a symlink, never blocking on a
+/// FIFO or device planted in its place (it must be a regular file), and at most `max` bytes
+/// (a larger file is an error, not a read without end).
+pub fn read_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    if meta.len() > max {
+        return Err(io::Error::other(format!(
+            "{} bytes, more than such a file can hold ({max})",
+            meta.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(io::Error::other(format!(
+            "more than such a file can hold ({max} bytes)"
+        )));
+    }
+    Ok(bytes)
+}
+
+/// The largest seal or level file read (they hold a few hundred bytes).
+pub const MAX_SMALL_FILE: u64 = 1 << 20;
+/// The largest manifest file read: 2^26 entries of up to a few hundred bytes each.
+pub const MAX_MANIFEST_FILE: u64 = 1 << 36;

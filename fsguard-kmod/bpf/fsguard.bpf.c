@@ -1066,13 +1066,12 @@ static __always_inline void release_if_last_link(struct inode *inode, struct ent
  *   only to root at level 0.
  * Members of the same capsule deal with each other normally.
  */
-static __always_inline int decide_process(struct task_struct *target, __u32 op, bool attach,
-					  bool report)
+static __always_inline int decide_process_slot(__u32 slot, __u32 tgid, __u32 op, bool attach,
+					       bool report)
 {
 	struct fsguard_capsule *c;
-	__u32 slot = task_capsule(target), level, uid;
 	struct fsguard_stats *st;
-	__u32 rule;
+	__u32 rule, level, uid;
 
 	if (!slot || current_capsule() == slot)
 		return 0;
@@ -1094,7 +1093,14 @@ static __always_inline int decide_process(struct task_struct *target, __u32 op, 
 			__sync_fetch_and_add(&st->denied, 1);
 		return -EPERM;
 	}
-	return refuse_event(NULL, NULL, BPF_CORE_READ(target, tgid), slot, op, rule, level, uid);
+	return refuse_event(NULL, NULL, tgid, slot, op, rule, level, uid);
+}
+
+static __always_inline int decide_process(struct task_struct *target, __u32 op, bool attach,
+					  bool report)
+{
+	return decide_process_slot(task_capsule(target), BPF_CORE_READ(target, tgid), op, attach,
+				   report);
 }
 
 /* Whether the first `n` bytes (NUL included) of `a` and `b` are equal; no memcmp call,
@@ -1236,6 +1242,57 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 }
 
 /* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
+/* The capsule of the process behind a pid (0: none), by its cgroup. */
+static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
+{
+	struct hlist_node *node = BPF_CORE_READ(pid, tasks[0].first);
+	struct task_struct *task;
+
+	if (!node)
+		return 0;
+	task = (struct task_struct *)((void *)node -
+				      bpf_core_field_offset(struct task_struct, pid_links));
+	*tgid = BPF_CORE_READ(task, tgid);
+	return cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
+}
+
+/*
+ * A /proc/PID (or /proc/PID/task/TID) file of a capsule process, read or written through a
+ * descriptor, which may have been opened at level 0 or before the seal: what the kernel
+ * checked then does not hold now. Writing any of them (mem, oom_score_adj, comm, clear_refs,
+ * attr/\*) acts on the process: refused to outside processes at every level. Reading mem is
+ * debugging it (the same); reading environ, auxv or pagemap is seeing it (root outside at
+ * level 0 only). Other reads (stat, status, cmdline: what ps reads) are left alone.
+ */
+static __always_inline int decide_proc_file(struct file *file, struct inode *inode, int mask)
+{
+	struct proc_inode *pi =
+		(struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
+	struct pid *pid = BPF_CORE_READ(pi, pid);
+	char name[8] = {};
+	bool attach = mask & (MAY_WRITE | MAY_APPEND);
+	__u32 slot, tgid = 0;
+
+	if (!pid)
+		return 0;
+	/* By its cgroup: the pid's task is not a pointer the verifier trusts for task storage. */
+	slot = pid_capsule(pid, &tgid);
+	if (!slot || current_capsule() == slot)
+		return 0;
+	if (!attach) {
+		if (!(mask & MAY_READ))
+			return 0;
+		bpf_probe_read_kernel_str(name, sizeof(name),
+					  BPF_CORE_READ(file, f_path.dentry, d_name.name));
+		if (name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && !name[3])
+			attach = true;
+		else if (!same_cstr(name, "environ", 8) && !same_cstr(name, "auxv", 5) &&
+			 !same_cstr(name, "pagemap", 8))
+			return 0;
+	}
+	return decide_process_slot(slot, tgid, FSGUARD_OP_PROC_FILE, attach, true);
+}
+
 SEC("lsm/file_permission")
 int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 {
@@ -1244,9 +1301,11 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 
 	if (ret)
 		return ret;
+	inode = file->f_inode;
+	if (inode->i_sb->s_magic == PROC_SUPER_MAGIC)
+		return decide_proc_file(file, inode, mask);
 	if (!(mask & (MAY_WRITE | MAY_APPEND)))
 		return 0;
-	inode = file->f_inode;
 	/* A write through a descriptor of a capsule's FIFO opened before the seal. */
 	if (is_named_fifo(inode))
 		return decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
@@ -1909,19 +1968,6 @@ int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_f
 	return 0;
 }
 
-/* The capsule of the process behind a pid (0: none), by its cgroup. */
-static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
-{
-	struct hlist_node *node = BPF_CORE_READ(pid, tasks[0].first);
-	struct task_struct *task;
-
-	if (!node)
-		return 0;
-	task = (struct task_struct *)((void *)node -
-				      bpf_core_field_offset(struct task_struct, pid_links));
-	*tgid = BPF_CORE_READ(task, tgid);
-	return cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
-}
 
 /*
  * /proc/PID/ns/\* (and /proc/PID/task/TID/ns/\*) of a capsule process: following one of

@@ -133,6 +133,7 @@
 #define FSGUARD_OP_MOVEMEMORY 28u     /* migrate_pages, move_pages */
 #define FSGUARD_OP_CGROUP 29u         /* joining, creating, removing, configuring its cgroups */
 #define FSGUARD_OP_SETNS 30u          /* setns(2) through a pidfd of a capsule process */
+#define FSGUARD_OP_PROC_FILE 31u      /* a /proc/PID file of a capsule process, by descriptor */
 /* Lock down: the guard itself, mounts, raw devices. */
 #define FSGUARD_OP_BPF_MAP 40u
 #define FSGUARD_OP_BPF_LINK 41u

@@ -68,6 +68,7 @@ enum bpf_map_type {
 
 /* include/linux/fs.h: the mask of security_file_permission(). */
 #define MAY_WRITE 0x00000002
+#define MAY_READ 0x00000004
 #define MAY_APPEND 0x00000008
 
 /* include/uapi/asm-generic/fcntl.h (x86): struct file::f_flags bits. */

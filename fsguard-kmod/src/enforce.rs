@@ -116,11 +116,46 @@ pub fn apply_new(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
 /// up, at boot from seal files planted in the registry). Its tree stays protected (frozen
 /// for everyone) rather than not at all.
 pub fn apply_fail_closed(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
+    apply_fail_closed_all(guard, &[plan])
+}
+
+/// [`apply_fail_closed`] for several trees at once (trees that share inodes: each inode goes
+/// in once, with every flag asked for). Every part is asked for whatever another's answer.
+pub fn apply_fail_closed_all(guard: &mut Guard, plans: &[&Plan]) -> crate::Result<u32> {
     let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
-    guard.protect(slot, &plan.inodes)?;
-    guard.protect_ancestors(slot, &plan.ancestors)?;
-    guard.protect_devices(slot, &plan.devices)?;
-    Ok(slot)
+    let inodes: Vec<Protected> = plans
+        .iter()
+        .flat_map(|p| p.inodes.iter().copied())
+        .collect();
+    let mut result = guard.protect(slot, &inodes);
+    for plan in plans {
+        result = result
+            .and(guard.protect_ancestors(slot, &plan.ancestors))
+            .and(guard.protect_devices(slot, &plan.devices));
+    }
+    result.map(|()| slot)
+}
+
+/// The pairs of capsules (by index in `plans`) whose plans name a common inode: nested trees,
+/// or hard links between them. The kernel gives an inode to one capsule only.
+pub fn shared_inodes(plans: &[&Plan]) -> Vec<(usize, usize)> {
+    let mut owner = std::collections::HashMap::new();
+    let mut pairs = std::collections::BTreeSet::new();
+    for (i, plan) in plans.iter().enumerate() {
+        for p in &plan.inodes {
+            match owner.entry((p.key.dev, p.key.ino)) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(i);
+                }
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    if *e.get() != i {
+                        pairs.insert((*e.get(), i));
+                    }
+                }
+            }
+        }
+    }
+    pairs.into_iter().collect()
 }
 
 fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32) -> crate::Result<u32> {
@@ -160,19 +195,24 @@ pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {
         });
         Ok(())
     };
+    // Never through a symlink: one planted in manifests/ (which takes new capsules) would
+    // name another capsule's inode for the registry's slot.
+    let is = |path: &Path, dir: bool| {
+        std::fs::symlink_metadata(path).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+    };
     let manifests = dir.join("manifests");
-    if manifests.is_dir() {
+    if is(&manifests, true) {
         add(&manifests, append_only)?;
         for capsule in std::fs::read_dir(&manifests).map_err(io(&manifests))? {
             let capsule = capsule.map_err(io(&manifests))?.path();
-            if !capsule.is_dir() {
+            if !is(&capsule, true) {
                 continue;
             }
             let mut sealed = false;
             for f in std::fs::read_dir(&capsule).map_err(io(&capsule))? {
                 let f = f.map_err(io(&capsule))?.path();
                 let ext = f.extension().and_then(|e| e.to_str());
-                if matches!(ext, Some("manifest") | Some("seal")) && f.is_file() {
+                if matches!(ext, Some("manifest") | Some("seal")) && is(&f, false) {
                     sealed |= ext == Some("seal");
                     add(&f, FSGUARD_INODE_FROZEN)?;
                 }
@@ -190,17 +230,24 @@ pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {
         }
     }
     let level = dir.join("level");
-    if level.is_file() {
+    if is(&level, false) {
         add(&level, FSGUARD_INODE_FROZEN)?;
     }
     let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
-    guard.protect(slot, &inodes)?;
-    let mut above = vec![fsguard_inode_key::of_path(dir)?];
-    above.extend(ancestors_of(dir)?);
-    guard.protect_ancestors(slot, &above)?;
+    // Each part is asked for whatever another part's answer was: an inode the guard
+    // refuses must not leave the directories above or the block devices unprotected.
+    let files = guard.protect(slot, &inodes);
+    let above = fsguard_inode_key::of_path(dir).and_then(|key| {
+        let mut above = vec![key];
+        above.extend(ancestors_of(dir)?);
+        guard.protect_ancestors(slot, &above)
+    });
     // The block devices under it, as under a sealed tree: a raw write would rewrite what the
     // next boot enforces.
-    guard.protect_devices(slot, &block_devices_of(dir).map_err(plan_to_stat(dir))?)?;
+    let devices = block_devices_of(dir)
+        .map_err(plan_to_stat(dir))
+        .and_then(|devices| guard.protect_devices(slot, &devices));
+    files.and(above).and(devices)?;
     Ok(inodes.len())
 }
 
@@ -368,28 +415,10 @@ pub fn cgroups_above(cgroup: &Path) -> crate::Result<Vec<u64>> {
 /// guard records membership whenever a thread's scheduling policy is read; threads created
 /// from now on inherit it at fork.
 pub fn remember_members(cgroup: &Path) -> crate::Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| crate::Error::Cgroup { path, source }
-    };
-    let mut dirs = vec![cgroup.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        let threads = dir.join("cgroup.threads");
-        let text = std::fs::read_to_string(&threads).map_err(io(&threads))?;
-        for tid in text
-            .lines()
-            .filter_map(|l| l.trim().parse::<libc::pid_t>().ok())
-        {
-            // SAFETY: sched_getscheduler only reads the policy of thread `tid`; a thread that
-            // has exited meanwhile gives ESRCH, which is fine (it needs no membership).
-            unsafe { libc::sched_getscheduler(tid) };
-        }
-        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
-            let entry = entry.map_err(io(&dir))?;
-            if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
-                dirs.push(entry.path());
-            }
-        }
+    for tid in threads_in(cgroup)? {
+        // SAFETY: sched_getscheduler only reads the policy of thread `tid`; a thread that
+        // has exited meanwhile gives ESRCH, which is fine (it needs no membership).
+        unsafe { libc::sched_getscheduler(tid as libc::pid_t) };
     }
     Ok(())
 }
@@ -451,6 +480,54 @@ pub fn overlapping_insides(claims: &[InsideClaim]) -> Vec<(&InsideClaim, &Inside
         }
     }
     out
+}
+
+/// The threads in `cgroup`'s subtree (an absent cgroup has none).
+fn threads_in(cgroup: &Path) -> crate::Result<std::collections::BTreeSet<u32>> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| crate::Error::Cgroup { path, source }
+    };
+    let mut tids = std::collections::BTreeSet::new();
+    if !cgroup.exists() {
+        return Ok(tids);
+    }
+    let mut dirs = vec![cgroup.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let threads = dir.join("cgroup.threads");
+        let text = std::fs::read_to_string(&threads).map_err(io(&threads))?;
+        tids.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+        for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
+            let entry = entry.map_err(io(&dir))?;
+            if entry.file_type().map_err(io(&entry.path()))?.is_dir() {
+                dirs.push(entry.path());
+            }
+        }
+    }
+    Ok(tids)
+}
+
+/// The threads of `cgroup`'s subtree traced by a process outside it, with their tracer: a
+/// trace attached before the seal survives it (ptrace requests on an attached tracee meet no
+/// LSM hook), so such a seal is refused.
+pub fn outside_tracers(cgroup: &Path) -> crate::Result<Vec<(u32, u32)>> {
+    let inside = threads_in(cgroup)?;
+    let mut out = Vec::new();
+    for &tid in &inside {
+        // A thread that has exited meanwhile has nothing to say.
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+            continue;
+        };
+        let tracer = status
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse::<u32>().ok())
+            .unwrap_or(0);
+        if tracer != 0 && !inside.contains(&tracer) {
+            out.push((tid, tracer));
+        }
+    }
+    Ok(out)
 }
 
 /// One line of /proc/self/mountinfo: (mount id, "major:minor", mount point, fs type).

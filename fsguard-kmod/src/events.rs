@@ -228,6 +228,8 @@ pub fn op_name(op: u32) -> String {
         27 => "prlimit",
         28 => "move-memory",
         29 => "cgroup",
+        30 => "setns",
+        31 => "proc-file",
         40 => "bpf-map",
         41 => "bpf-link",
         42 => "bpf-prog",
@@ -245,7 +247,7 @@ pub fn op_name(op: u32) -> String {
 
 /// Whether `op` acts on a process (its event has a target pid and no inode).
 pub fn is_process_op(op: u32) -> bool {
-    (20..30).contains(&op)
+    (20..=31).contains(&op)
 }
 
 /// The name of an `FSGUARD_RULE_*` value; `rule-N` for an unknown one.

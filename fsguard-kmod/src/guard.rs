@@ -527,6 +527,14 @@ impl Guard {
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }
+            // Process accounting switched on at level 0 may point at a sealed file, which the
+            // kernel would go on appending to without any check (and this kernel's BPF LSM
+            // has no acct hook): switched off. Switching it on again from level 1 on opens
+            // the file for writing, which the guard judges like any other open.
+            crate::support::stop_process_accounting().map_err(|source| Error::Stat {
+                path: "acct(2)".into(),
+                source,
+            })?;
         }
         Self::open_maps(dir)
     }
@@ -649,6 +657,11 @@ impl Guard {
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }
+            // As at a load above 0 (see there): accounting from level 0 is switched off.
+            crate::support::stop_process_accounting().map_err(|source| Error::Stat {
+                path: "acct(2)".into(),
+                source,
+            })?;
         }
         self.submit(&[fsguard_request {
             kind: FSGUARD_REQ_LEVEL,

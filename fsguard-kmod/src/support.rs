@@ -153,6 +153,15 @@ pub fn lockdown_mode(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
+/// Switches process accounting off (acct(2) with no file; a no-op when it is off).
+pub fn stop_process_accounting() -> std::io::Result<()> {
+    // SAFETY: acct with a null path only turns accounting off; no memory is passed.
+    if unsafe { libc::acct(std::ptr::null()) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Raises the kernel lockdown to `integrity` (no unsigned modules, no /dev/mem writes, no
 /// unsigned kexec), so the guard can't be removed by loading kernel code. Lockdown can only
 /// be raised; it lasts until reboot.

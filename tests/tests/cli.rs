@@ -1190,6 +1190,95 @@ fn registry_lock_held_by_another_process() {
 }
 
 #[test]
+fn registry_lock_planted_as_a_symlink_or_fifo_is_refused() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    let digest = f.register("cap", &[]);
+    f.write("a", "changed");
+    let lock = f.reg.join("lock");
+    // A symlink to a file elsewhere: never followed (the file would be truncated and locked).
+    let elsewhere = f.reg.parent().unwrap().join("precious");
+    std::fs::write(&elsewhere, "keep me").unwrap();
+    std::fs::remove_file(&lock).unwrap();
+    symlink(&elsewhere, &lock).unwrap();
+    for args in [
+        &["register", s(&f.tree), "--name", "cap", "--update"][..],
+        &["list"],
+    ] {
+        let out = f.run(args);
+        assert_error(&out, &[s(&lock), "lock file"]);
+    }
+    assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "keep me");
+    // A fifo: refused at once, never waited on.
+    std::fs::remove_file(&lock).unwrap();
+    let made = Command::new("mkfifo").arg(&lock).status().expect("mkfifo");
+    assert!(made.success());
+    let start = Instant::now();
+    let out = f.run(&["register", s(&f.tree), "--name", "cap", "--update"]);
+    assert_error(&out, &[s(&lock), "not a regular file"]);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "waited on the fifo"
+    );
+    // Nothing was lost: with the fifo gone, the baseline is the one registered.
+    std::fs::remove_file(&lock).unwrap();
+    assert_eq!(f.show_digest("cap"), digest);
+}
+
+#[test]
+fn a_tree_nested_in_a_sealed_one_is_refused_before_its_seal_is_recorded() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    f.write("sub/b", "b");
+    f.register("outer", &[]);
+    let sub = f.tree.join("sub");
+    let out = f.run(&["register", s(&sub), "--name", "inner"]);
+    assert_eq!(out.code, 0, "{out}");
+    // Control: the outer tree seals (recorded; this host can't enforce: exit 3).
+    assert_eq!(f.run(&["seal", "outer"]).code, 3);
+    let out = f.run(&["seal", "inner"]);
+    assert_error(
+        &out,
+        &["inner", "lies in the tree of sealed capsule \"outer\""],
+    );
+    assert!(
+        !f.manifest_files("inner")
+            .iter()
+            .any(|n| n.ends_with(".seal")),
+        "a seal was recorded: {:?}",
+        f.manifest_files("inner")
+    );
+}
+
+#[test]
+fn planted_fifos_and_symlinks_in_the_registry_never_hang_a_reader() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    f.register("cap", &[]);
+    let planted = f.reg.join("manifests").join("00x");
+    std::fs::create_dir(&planted).unwrap();
+    let fifo = planted.join(format!("{}.seal", "ab".repeat(32)));
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    // A capsule directory that is a symlink to another capsule's is never followed.
+    symlink(
+        f.reg.join("manifests").join("cap"),
+        f.reg.join("manifests").join("01y"),
+    )
+    .unwrap();
+    for args in [&["status"][..], &["list"]] {
+        let out = f.run(args);
+        assert_eq!(out.code, 2, "{out}");
+        if args == ["status"] {
+            assert_error(&out, &[s(&fifo), "not a regular file"]);
+        }
+    }
+}
+
+#[test]
 fn registry_on_full_filesystem() {
     require_root!();
     let f = Fixture::new();

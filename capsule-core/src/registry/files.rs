@@ -61,7 +61,7 @@ pub fn read(dir: &Path, name: &str) -> io::Result<Option<CapsuleFiles>> {
                 Ok(h) => out.manifests.push((path, h)),
                 Err(e) => out.bad.push((path, e.to_string())),
             },
-            "seal" => match fs::read(&path)
+            "seal" => match crate::sys::read_regular(&path, crate::sys::MAX_SMALL_FILE)
                 .map_err(|e| e.to_string())
                 .and_then(|b| SealRecord::decode(&b))
             {

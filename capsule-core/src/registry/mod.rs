@@ -19,9 +19,10 @@ pub mod files;
 pub mod readdb;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read as _, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -290,32 +291,53 @@ impl Drop for Lock {
 /// ran) it goes on unlocked, and where the file can't be opened for writing it locks it
 /// through a read-only descriptor (flock needs no write access).
 fn lock(dir: &Path, access: Access) -> Result<Option<Lock>> {
+    let wait = match access {
+        Access::Write => Duration::ZERO,
+        Access::Read => READ_LOCK_WAIT,
+    };
+    lock_with(dir, access, wait)
+}
+
+/// [`lock`], waiting up to `wait` for another holder.
+fn lock_with(dir: &Path, access: Access, wait: Duration) -> Result<Option<Lock>> {
     let path = dir.join("lock");
+    // Never through a symlink (root's lock must not be a file elsewhere, truncated below),
+    // never blocking on a fifo planted in its place.
+    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
     let opened = OpenOptions::new()
         .read(true)
         .write(true)
         .create(access == Access::Write)
         .truncate(false)
+        .custom_flags(flags)
         .open(&path);
     let mut file = match opened {
         Ok(f) => f,
         Err(e) if access == Access::Read && e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if access == Access::Read && refuses_writes(&e) => {
-            File::open(&path).map_err(|e| Error::io(&path, "open the lock file", e))?
-        }
+        Err(e) if access == Access::Read && refuses_writes(&e) => OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(&path)
+            .map_err(|e| Error::io(&path, "open the lock file", e))?,
         Err(e) => return Err(Error::io(&path, "open the lock file", e)),
     };
-    let wait = match access {
-        Access::Write => Duration::ZERO,
-        Access::Read => READ_LOCK_WAIT,
-    };
+    let kind = file
+        .metadata()
+        .map_err(|e| Error::io(&path, "examine the lock file", e))?
+        .file_type();
+    if !kind.is_file() {
+        return Err(Error::io(
+            &path,
+            "use the lock file",
+            io::Error::other("it is not a regular file"),
+        ));
+    }
     match readdb::flock_waiting(&file, libc::LOCK_EX, wait) {
         Ok(()) => {}
         Err(err) if err.raw_os_error() == Some(libc::EWOULDBLOCK) => {
-            let holder = fs::read_to_string(&path)
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let mut holder = String::new();
+            let _ = (&file).read_to_string(&mut holder);
+            let holder = holder.trim().to_string();
             return Err(Error::RegistryBusy {
                 path: dir.to_path_buf(),
                 holder: if holder.is_empty() {
@@ -947,7 +969,8 @@ impl Registry {
     /// The seal of a sealed capsule, checked against its record.
     pub fn seal_record(&self, rec: &CapsuleRecord) -> Result<SealRecord> {
         let path = self.seal_path(&rec.name, &rec.digest);
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, "read the seal record", e))?;
+        let bytes = crate::sys::read_regular(&path, crate::sys::MAX_SMALL_FILE)
+            .map_err(|e| Error::io(&path, "read the seal record", e))?;
         let seal = SealRecord::decode(&bytes).map_err(|reason| Error::ManifestCorrupt {
             path: path.clone(),
             reason,
@@ -1174,7 +1197,8 @@ impl Registry {
 
 /// Reads a manifest file and checks it against its own name (`<digest>.manifest`).
 pub fn read_manifest_file(path: &Path) -> Result<(Manifest, Digest)> {
-    let bytes = fs::read(path).map_err(|e| Error::io(path, "read the manifest", e))?;
+    let bytes = crate::sys::read_regular(path, crate::sys::MAX_MANIFEST_FILE)
+        .map_err(|e| Error::io(path, "read the manifest", e))?;
     let corrupt = |reason: String| Error::ManifestCorrupt {
         path: path.to_path_buf(),
         reason,
@@ -1201,11 +1225,28 @@ fn config_path_in(dir: &Path) -> PathBuf {
     dir.join("level")
 }
 
+/// Raises the level the registry at `dir` configures for boot to `level` (never lowers it),
+/// under the registry lock and without the sled index: a damaged or crafted index must not
+/// keep the level down. Returns whether the file changed.
+pub fn raise_configured_level_in(dir: &Path, level: u32) -> Result<bool> {
+    ensure_dir(dir)?;
+    // Another writer (a seal walking its tree) is waited for: the raise must not stop half way.
+    let _lock = lock_with(dir, Access::Write, Duration::from_secs(120))?;
+    // A file that can't be read is replaced: raising must not depend on it.
+    if matches!(configured_level_in(dir), Ok(Some(l)) if l >= level) {
+        return Ok(false);
+    }
+    write_atomic(&config_path_in(dir), format!("{level}\n").as_bytes())?;
+    Ok(true)
+}
+
 /// The level configured in the registry at `dir` (its `level` file), read without the index
 /// or the lock: what boot enforcement raises the guard to.
 pub fn configured_level_in(dir: &Path) -> Result<Option<u32>> {
     let path = config_path_in(dir);
-    match fs::read_to_string(&path) {
+    match crate::sys::read_regular(&path, crate::sys::MAX_SMALL_FILE)
+        .and_then(|b| String::from_utf8(b).map_err(io::Error::other))
+    {
         Ok(s) => s
             .trim()
             .parse()
@@ -1241,14 +1282,15 @@ pub fn seals_in(dir: &Path) -> SealFiles {
         return out;
     }
     for dir in entries_noting(&root, &mut out.bad) {
-        if !dir.is_dir() {
+        // Never through a symlink planted where manifests/ takes new capsules.
+        if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
             continue;
         }
         for path in entries_noting(&dir, &mut out.bad) {
             if path.extension().and_then(|x| x.to_str()) != Some("seal") {
                 continue;
             }
-            let decoded = fs::read(&path)
+            let decoded = crate::sys::read_regular(&path, crate::sys::MAX_SMALL_FILE)
                 .map_err(|e| e.to_string())
                 .and_then(|b| SealRecord::decode(&b));
             match decoded {
@@ -1296,4 +1338,24 @@ fn entries_noting(dir: &Path, bad: &mut Vec<(PathBuf, String)>) -> Vec<PathBuf> 
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_configured_level_only_rises_and_replaces_an_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let reg = dir.path().join("registry");
+        assert_eq!(configured_level_in(&reg).unwrap(), None);
+        assert!(raise_configured_level_in(&reg, 1).unwrap());
+        assert!(raise_configured_level_in(&reg, 2).unwrap());
+        assert!(!raise_configured_level_in(&reg, 1).unwrap());
+        assert_eq!(configured_level_in(&reg).unwrap(), Some(2));
+        fs::write(config_path_in(&reg), "junk").unwrap();
+        assert!(configured_level_in(&reg).is_err());
+        assert!(raise_configured_level_in(&reg, 1).unwrap());
+        assert_eq!(configured_level_in(&reg).unwrap(), Some(1));
+    }
 }

@@ -351,7 +351,11 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
             && (o.starts_with('+') || o.starts_with('-'))
             && o.get(3..4) == Some(":") =>
         {
-            let v = num(o.get(1..3)?, 2)? * 3600 + num(o.get(4..6)?, 2)? * 60;
+            let (oh, om) = (num(o.get(1..3)?, 2)?, num(o.get(4..6)?, 2)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let v = oh * 3600 + om * 60;
             if o.starts_with('-') {
                 -v
             } else {
@@ -364,6 +368,7 @@ fn parse_rfc3339(s: &str) -> Option<u64> {
     if !(1..=12).contains(&mo)
         || day < 1
         || day > month_days[(mo - 1) as usize]
+        || (mo == 2 && day == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))
         || h > 23
         || mi > 59
         || sec > 60
@@ -397,6 +402,8 @@ mod tests {
             Ok(1_795_892_400 * NS + NS / 2)
         );
         assert_eq!(parse_since_at("1970-01-01T00:00:00Z", now), Ok(0));
+        assert!(parse_since_at("2024-02-29T00:00:00Z", now).is_ok());
+        assert!(parse_since_at("2000-02-29T00:00:00Z", now).is_ok());
         assert_eq!(parse_since_at("1700000000", now), Ok(1_700_000_000 * NS));
         assert_eq!(parse_since_at("10m", now), Ok(now - 600 * NS));
         assert_eq!(parse_since_at("2h", now), Ok(now - 7200 * NS));
@@ -409,6 +416,9 @@ mod tests {
             "m",
             "2026-13-01T00:00:00Z",
             "2026-02-30T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "1970-01-01T00:00:00-99:00",
+            "2026-11-28T19:00:00+01:60",
             "2026-11-28T19:00:00",
             "2026-11-28 19:00",
             "2026-11-28T25:00:00Z",

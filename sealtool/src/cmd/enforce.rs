@@ -12,6 +12,7 @@ use capsule_core::walk::Progress;
 use fsguard::enforce;
 use fsguard::guard::Guard;
 
+use crate::cmd::{bounded, INDEX_WAIT};
 use crate::{Context, EXIT_DRIFT, EXIT_NOT_ENFORCED};
 
 #[derive(clap::Args)]
@@ -32,26 +33,6 @@ macro_rules! loud {
     }};
 }
 
-/// How long the index (or the audit log in it) may take to open and be read.
-const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Runs `f` in a thread of its own and waits for it at most `wait`: a panic or a wait
-/// without end there (sled on a crafted database) is an error here, never a hang. A thread
-/// still blocked when the process exits ends with it.
-fn bounded<T: Send + 'static>(
-    wait: std::time::Duration,
-    f: impl FnOnce() -> std::result::Result<T, String> + Send + 'static,
-) -> std::result::Result<T, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-            .unwrap_or_else(|_| Err("reading it panicked".into()));
-        let _ = tx.send(r);
-    });
-    rx.recv_timeout(wait)
-        .unwrap_or_else(|_| Err(format!("reading it took more than {} s", wait.as_secs())))
-}
-
 /// What `loud!` said during this run, for the audit log at its end.
 static FINDINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
 
@@ -61,6 +42,10 @@ static FINDINGS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new(
 pub(crate) fn record_findings(dir: &std::path::Path) {
     let findings = std::mem::take(&mut *FINDINGS.lock().unwrap_or_else(|e| e.into_inner()));
     if findings.is_empty() {
+        return;
+    }
+    // No registry there: none is made for the log (the findings went to syslog).
+    if !dir.join("manifests").is_dir() {
         return;
     }
     let time_ns = std::time::SystemTime::now()
@@ -157,19 +142,13 @@ fn index_disagreements(
 
 /// Hands every sealed capsule to `guard`. The seal files are the source of truth (the sled
 /// index is derived data, which root could rewrite at level 2): they are read without the
-/// index, which is only compared with them when `reg` could be opened, and disagreement is
-/// reported. A seal file that can't be used, or a capsule that can't be enforced, is reported
+/// index (see [`report_index`] for the comparison, made after). A seal file that can't be used, or a capsule that can't be enforced, is reported
 /// loudly and the others are enforced all the same; the error comes at the end. Two seals
 /// naming one capsule (a planted one), or two capsules whose insides overlap, fail closed:
 /// those trees are enforced with no inside.
 /// Each tree is re-walked for its live identities; with `loud`, drift is printed entry by
 /// entry on stderr.
-pub fn enforce_all(
-    dir: &std::path::Path,
-    reg: Option<&Registry>,
-    guard: &mut Guard,
-    loud: bool,
-) -> Result<Summary> {
+pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard, loud: bool) -> Result<Summary> {
     let mut summary = Summary {
         capsules: 0,
         inodes: 0,
@@ -183,26 +162,6 @@ pub fn enforce_all(
             display::path(path)
         );
         failed.push(display::path(path));
-    }
-    let mut index_damaged = false;
-    // The index is compared with the seal files only to report: nothing it says, or fails
-    // to say (a damaged index), stops or changes what is enforced; disagreement makes the
-    // exit status say something is wrong.
-    if let Some(reg) = reg {
-        match index_disagreements(reg, &files.seals) {
-            Ok(found) => {
-                for what in &found {
-                    loud!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
-                }
-                index_damaged |= !found.is_empty();
-            }
-            Err(e) => {
-                loud!(
-                    "sealtool: ERROR: the registry index is damaged ({e:#}); enforcing from the seal files alone (run `sealtool registry rebuild`)"
-                );
-                index_damaged = true;
-            }
-        }
     }
     // Two capsules whose insides overlap: neither gets one (which came first can't be told
     // from anything root can't rewrite, and the kernel would give the cgroup to the first
@@ -228,6 +187,11 @@ pub fn enforce_all(
         no_inside.insert(a.name.clone());
         no_inside.insert(b.name.clone());
     }
+    // Every tree is walked and planned first; trees that share inodes (one nested in the
+    // other, hard links between them) are then protected together with nobody inside,
+    // before any capsule's own slot: the kernel gives an inode to the first capsule that
+    // asks, and the order of seal files is the name's, which whoever plants a seal chooses.
+    let mut prepared = Vec::new();
     for seal in &files.seals {
         let mut seal = seal.clone();
         if no_inside.contains(&seal.name) {
@@ -242,14 +206,8 @@ pub fn enforce_all(
             seal.cgroup = None;
             failed.push(seal.name.clone());
         }
-        match enforce_one(dir, guard, &seal, loud) {
-            Ok((inodes, drifted)) => {
-                summary.capsules += 1;
-                summary.inodes += inodes;
-                if drifted {
-                    summary.drifted.push(seal.name.clone());
-                }
-            }
+        match prepare_one(dir, &seal, loud) {
+            Ok(p) => prepared.push(p),
             Err(e) => {
                 loud!(
                     "sealtool: ERROR: capsule {} is NOT enforced: {e:#}",
@@ -259,28 +217,75 @@ pub fn enforce_all(
             }
         }
     }
+    let plans: Vec<&enforce::Plan> = prepared.iter().map(|p| &p.plan).collect();
+    let mut contested = std::collections::BTreeSet::new();
+    for (a, b) in enforce::shared_inodes(&plans) {
+        loud!(
+            "sealtool: ERROR: the trees of capsules {} and {} share inodes (one holds the other, or hard links join them); both are enforced with NO inside until one seal file is removed",
+            prepared[a].name,
+            prepared[b].name
+        );
+        contested.insert(a);
+        contested.insert(b);
+    }
+    if !contested.is_empty() {
+        let together: Vec<&enforce::Plan> = contested.iter().map(|&i| &prepared[i].plan).collect();
+        if let Err(e) = enforce::apply_fail_closed_all(guard, &together) {
+            loud!(
+                "sealtool: ERROR: the trees that share inodes are not (fully) protected: {}",
+                fsguard::report(&e)
+            );
+        }
+        for &i in &contested {
+            failed.push(prepared[i].name.clone());
+        }
+    }
+    for (i, p) in prepared.iter().enumerate() {
+        if contested.contains(&i) {
+            continue;
+        }
+        match apply_one(guard, p) {
+            Ok(()) => {
+                summary.capsules += 1;
+                summary.inodes += p.plan.inodes.len();
+                if p.drifted {
+                    summary.drifted.push(p.name.clone());
+                }
+            }
+            Err(e) => {
+                loud!("sealtool: ERROR: capsule {} is NOT enforced: {e:#}", p.name);
+                failed.push(p.name.clone());
+            }
+        }
+    }
     if !failed.is_empty() {
+        failed.sort();
         failed.dedup();
         anyhow::bail!(
             "sealed capsules not (fully) enforced: {} ({summary})",
             failed.join(", ")
         );
     }
-    if index_damaged {
-        anyhow::bail!(
-            "every usable seal file is enforced ({summary}), but the registry index is damaged or disagrees with them (above); run `sealtool registry rebuild`"
-        );
-    }
     Ok(summary)
 }
 
-/// Enforces one sealed capsule; returns its inode count and whether its tree drifted.
-fn enforce_one(
+/// One sealed capsule, walked and planned, ready for the kernel.
+struct Prepared {
+    name: String,
+    plan: enforce::Plan,
+    /// Why its inside can't be given (its tree goes in the registry's slot), if so.
+    no_inside: Option<String>,
+    drifted: bool,
+}
+
+/// Reads a sealed capsule's manifest, walks its tree for the live identities (drift printed
+/// when `loud`) and plans it; a plan whose inside or frozen rules can't be used is made
+/// without them, to be protected with nobody inside.
+fn prepare_one(
     dir: &std::path::Path,
-    guard: &mut Guard,
     seal: &capsule_core::policy::SealRecord,
     loud: bool,
-) -> Result<(usize, bool)> {
+) -> Result<Prepared> {
     let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
     let (manifest, _) = capsule_core::registry::read_manifest_file(&path)?;
     if manifest.name != seal.name {
@@ -308,33 +313,44 @@ fn enforce_one(
             );
         }
     }
-    let plan = match enforce::plan(&report.tree, &report.root, seal) {
-        Ok(plan) => plan,
+    let (plan, no_inside) = match enforce::plan(&report.tree, &report.root, seal) {
+        Ok(plan) => (plan, None),
         Err(e) if seal.cgroup.is_some() || !seal.frozen.is_empty() => {
             // Its inside or frozen rules can't be used (no cgroup2 where the seal says, a
-            // pattern that does not parse): the tree is protected all the same, with nobody
-            // inside, in the registry's slot.
+            // pattern that does not parse): the tree is protected all the same.
             let bare = capsule_core::policy::SealRecord {
                 cgroup: None,
                 frozen: Vec::new(),
                 ..seal.clone()
             };
-            let plan = enforce::plan(&report.tree, &report.root, &bare)?;
-            enforce::apply_fail_closed(guard, &plan)?;
-            anyhow::bail!("{e} (its tree is protected with NO inside until this is resolved)");
+            (
+                enforce::plan(&report.tree, &report.root, &bare)?,
+                Some(e.to_string()),
+            )
         }
         Err(e) => return Err(e.into()),
     };
-    if let Err(e) = enforce::apply(guard, &plan) {
-        // Its own slot refused (its cgroup taken by another seal, the slots used up): the
-        // tree is still protected, with nobody inside, and the run ends in an error.
-        enforce::apply_fail_closed(guard, &plan)?;
-        anyhow::bail!(
-            "{} (its tree is protected with NO inside until this is resolved)",
-            fsguard::report(&e)
-        );
-    }
-    Ok((plan.inodes.len(), !drift.is_empty()))
+    Ok(Prepared {
+        name: seal.name.clone(),
+        plan,
+        no_inside,
+        drifted: !drift.is_empty(),
+    })
+}
+
+/// Hands one prepared capsule to the guard in its own slot; where that can't be (its inside
+/// unusable, its slot refused: its cgroup taken, the slots used up) the tree is protected
+/// with nobody inside, in the registry's slot, and the answer is an error that says so.
+fn apply_one(guard: &mut Guard, p: &Prepared) -> Result<()> {
+    let why = match &p.no_inside {
+        Some(why) => why.clone(),
+        None => match enforce::apply(guard, &p.plan) {
+            Ok(_) => return Ok(()),
+            Err(e) => fsguard::report(&e),
+        },
+    };
+    enforce::apply_fail_closed(guard, &p.plan)?;
+    anyhow::bail!("{why} (its tree is protected with NO inside until this is resolved)")
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
@@ -362,10 +378,18 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
         }
         Err(e) => return Err(e.into()),
     };
+    // A registry that is not there (renamed, not mounted, hidden by a mount) is not "nothing
+    // sealed": every seal it held would be dropped without a word.
+    let missing = !dir.join("manifests").is_dir();
+    if missing {
+        loud!(
+            "sealtool: ERROR: no registry at {} (its manifests/ directory is missing): NOTHING sealed there is enforced",
+            display::path(dir)
+        );
+    }
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
-    crate::cmd::audit::start_collector(ctx);
-    let enforced = enforce_all(dir, None, &mut guard, args.boot);
+    let enforced = enforce_all(dir, &mut guard, args.boot);
     // The level is raised and the registry locked even when a capsule failed.
     if args.boot {
         if let Some(level) = configured {
@@ -388,28 +412,16 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
             unlocked = true;
         }
     }
-    let index_ok = match bounded(INDEX_WAIT, {
-        let dir = dir.to_path_buf();
-        let seals = capsule_core::registry::seals_in(&dir).seals;
-        move || {
-            let reg = Registry::open(&dir, Access::Write).map_err(|e| e.to_string())?;
-            index_disagreements(&reg, &seals).map_err(|e| format!("{e:#}"))
-        }
-    }) {
-        Ok(found) => {
-            for what in &found {
-                loud!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
-            }
-            found.is_empty()
-        }
-        Err(e) => {
-            loud!(
-                "sealtool: ERROR: the registry index can't be used ({e}); everything was enforced from the seal files alone (run `sealtool registry rebuild`)"
-            );
-            false
-        }
-    };
+    let index_ok = missing || report_index(dir);
+    // The collector only after enforcement: it opens files in the registry directory, which
+    // root may have replaced.
+    if !missing {
+        crate::cmd::audit::start_collector(ctx);
+    }
     let summary = enforced?;
+    if missing {
+        anyhow::bail!("no registry at {} ({summary})", display::path(dir));
+    }
     if unlocked {
         anyhow::bail!("every usable seal file is enforced ({summary}), but level 2's locks are not all in place (above)");
     }
@@ -432,4 +444,32 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     } else {
         EXIT_DRIFT
     })
+}
+
+/// Compares the registry index with the seal files, in a thread of its own for a bounded
+/// time (sled on a crafted database can panic or block for good), only to report: each
+/// disagreement, or why the index can't be used, is a finding. Returns whether they agree.
+pub(crate) fn report_index(dir: &std::path::Path) -> bool {
+    let found = bounded(INDEX_WAIT, {
+        let dir = dir.to_path_buf();
+        let seals = capsule_core::registry::seals_in(&dir).seals;
+        move || {
+            let reg = Registry::open(&dir, Access::Read).map_err(|e| e.to_string())?;
+            index_disagreements(&reg, &seals).map_err(|e| format!("{e:#}"))
+        }
+    });
+    match found {
+        Ok(found) => {
+            for what in &found {
+                loud!("sealtool: WARNING: {what} (run `sealtool registry rebuild`)");
+            }
+            found.is_empty()
+        }
+        Err(e) => {
+            loud!(
+                "sealtool: ERROR: the registry index can't be used ({e}); everything was enforced from the seal files alone (run `sealtool registry rebuild`)"
+            );
+            false
+        }
+    }
 }

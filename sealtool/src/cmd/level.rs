@@ -4,7 +4,7 @@
 //! 1: nobody outside may; 2: the guard itself is locked down too.
 
 use anyhow::Result;
-use capsule_core::registry::{Access, Registry};
+use capsule_core::registry::Registry;
 use fsguard::guard::Guard;
 
 use crate::cmd::enforce::enforce_all;
@@ -30,28 +30,48 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     if requested > fsguard::shared::FSGUARD_LEVEL_LOCKED {
         return Err(fsguard::Error::NoSuchLevel { requested }.into());
     }
-    let reg = Registry::open(&ctx.registry_dir, Access::Write)?;
+    let dir = &ctx.registry_dir;
     if let Err(why) = fsguard::check_support() {
         println!("level not changed: kernel enforcement is NOT available: {why}");
         return Ok(EXIT_NOT_ENFORCED);
     }
+    // Nothing here waits on the sled index (a crafted one can block or panic sled): the
+    // guard, the seal files and the level file are what the raise needs. The index is only
+    // compared with the seal files afterwards, in a bounded thread, to report.
+    // Boot enforcement raises the guard to the highest level ever asked for: recorded first
+    // (the next boot raises to it whatever happens below), and a failure to record it stops
+    // nothing that follows.
+    let recorded = capsule_core::registry::raise_configured_level_in(dir, requested);
     let (mut guard, loaded_now) = Guard::open_or_load(requested)?;
+    let from = guard.level()?;
     guard.raise_level(requested)?;
-    // Boot enforcement raises the guard to the highest level ever asked for.
-    if reg.configured_level()?.is_none_or(|l| l < requested) {
-        reg.set_configured_level(requested)?;
+    if from == fsguard::shared::FSGUARD_LEVEL_MAINTENANCE && requested > from {
+        println!("process accounting switched off, if it was on (the kernel writes its file without any check); `accton FILE` switches it on again");
     }
-    if loaded_now {
+    let enforced = if loaded_now {
         // The guard was not running: every sealed capsule is enforced from now on too.
-        let summary = enforce_all(reg.dir(), Some(&reg), &mut guard, false)?;
-        println!("fsguard loaded at level {requested}; {summary}");
+        Some(enforce_all(dir, &mut guard, false))
     } else {
-        println!("level {requested}");
+        None
+    };
+    match &enforced {
+        Some(Ok(summary)) => println!("fsguard loaded at level {requested}; {summary}"),
+        Some(Err(_)) => println!("fsguard loaded at level {requested}"),
+        None => println!("level {requested}"),
     }
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-        // Lockdown first: a registry that can't be locked whole must not keep it off.
-        lock_kernel()?;
-        lock_registry(reg.dir(), &mut guard)?;
+        // Each lock is tried whatever the other did.
+        let kernel = lock_kernel();
+        let registry = lock_registry(dir, &mut guard);
+        kernel?;
+        registry?;
+    }
+    recorded?;
+    if let Some(enforced) = enforced {
+        enforced?;
+        if !crate::cmd::enforce::report_index(dir) {
+            anyhow::bail!("the registry index is damaged or disagrees with the seal files (above); run `sealtool registry rebuild`");
+        }
     }
     Ok(0)
 }
@@ -125,7 +145,7 @@ fn show(ctx: &Context) -> Result<u8> {
             Ok(0)
         }
         None => {
-            let configured = Registry::open(&ctx.registry_dir, Access::Read)?.configured_level()?;
+            let configured = capsule_core::registry::configured_level_in(&ctx.registry_dir)?;
             let configured = configured
                 .map(|l| format!(", configured level {l}"))
                 .unwrap_or_default();

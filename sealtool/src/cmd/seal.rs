@@ -91,6 +91,15 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         );
     }
     refuse_overlapping_inside(reg, &seal)?;
+    refuse_nested_tree(reg, name, &report.root)?;
+    if let Some(cgroup) = &seal.cgroup {
+        if let Some((tid, tracer)) = enforce::outside_tracers(cgroup)?.first() {
+            bail!(
+                "capsule {name:?} cannot be sealed: thread {tid} in its cgroup {} is traced by process {tracer} outside it, and a trace attached before the seal would survive it; detach it (or stop the tracer) and seal again",
+                display::path(cgroup)
+            );
+        }
+    }
     reg.seal(&seal)?;
     println!("sealed {name} ({}): this cannot be undone", rec.digest);
     println!(
@@ -132,6 +141,14 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         plan.inodes.len(),
         started.elapsed().as_secs_f64()
     );
+    // A tracer that attached between the check above and the kernel taking the capsule
+    // keeps its trace: said, and the exit status says the capsule is not whole.
+    if let Some(cgroup) = &seal.cgroup {
+        if let Some((tid, tracer)) = enforce::outside_tracers(cgroup)?.first() {
+            println!("  WARNING: thread {tid} of the capsule is traced by process {tracer} outside it (attached while the seal ran); the trace survives the seal: stop the tracer");
+            return Ok(EXIT_NOT_ENFORCED);
+        }
+    }
     crate::cmd::level::relock_registry_if_locked(reg)?;
     crate::cmd::audit::start_collector(ctx);
     // Whatever changed between the check above and the kernel taking over is reported now,
@@ -178,6 +195,35 @@ fn refuse_overlapping_inside(reg: &Registry, seal: &SealRecord) -> Result<()> {
                 display::path(cgroup),
                 other.name,
                 display::path(theirs)
+            );
+        }
+    }
+    Ok(())
+}
+
+/// A tree that holds, or lies in, another sealed capsule's tree is refused before the point
+/// of no return: the kernel gives each inode to one capsule, and at the next boot the two
+/// seals would leave both trees with no inside.
+fn refuse_nested_tree(reg: &Registry, name: &str, root: &std::path::Path) -> Result<()> {
+    let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let mine = real(root);
+    for other in registry::seals_in(reg.dir()).seals {
+        if other.name == name {
+            continue;
+        }
+        let path = registry::manifest_path_in(reg.dir(), &other.name, &other.digest);
+        let Ok(m) = capsule_core::manifest::ManifestBytes::read(&path, &other.name, &other.digest)
+        else {
+            continue; // reported by enforce and status; its tree is not known here
+        };
+        let theirs = real(&m.root);
+        if mine.starts_with(&theirs) || theirs.starts_with(&mine) {
+            bail!(
+                "capsule {name:?} cannot be sealed: its tree {} {} the tree of sealed capsule {:?} ({}); a file belongs to one capsule only",
+                display::path(root),
+                if mine.starts_with(&theirs) { "lies in" } else { "holds" },
+                other.name,
+                display::path(&m.root)
             );
         }
     }

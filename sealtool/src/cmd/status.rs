@@ -30,14 +30,23 @@ pub fn run(ctx: &Context) -> Result<u8> {
             })
             .collect();
         // A damaged index is reported, and changes nothing above.
-        let damage: Vec<(String, String)> =
-            match Registry::open(dir, Access::Read).and_then(|reg| reg.survey()) {
-                Ok(listed) => listed
-                    .into_iter()
-                    .filter_map(|l| l.damage.map(|d| (l.name, d)))
-                    .collect(),
-                Err(e) => vec![("(the index)".to_string(), e.to_string())],
-            };
+        // In a thread of its own, for a bounded time: sled on a crafted database can panic
+        // or block for good, and status must still answer.
+        let survey = crate::cmd::bounded(crate::cmd::INDEX_WAIT, {
+            let dir = dir.clone();
+            move || {
+                Registry::open(&dir, Access::Read)
+                    .and_then(|reg| reg.survey())
+                    .map_err(|e| e.to_string())
+            }
+        });
+        let damage: Vec<(String, String)> = match survey {
+            Ok(listed) => listed
+                .into_iter()
+                .filter_map(|l| l.damage.map(|d| (l.name, d)))
+                .collect(),
+            Err(e) => vec![("(the index)".to_string(), e)],
+        };
         (sealed, files.bad, damage)
     };
     let mut damaged = !unusable.is_empty() || !survey_damage.is_empty();

@@ -56,6 +56,14 @@
 //!                          shared), the second one parked until the clone is done
 //!   traceme                judged: PTRACE_TRACEME in this process, which then exits (the
 //!                          suite arranges who the parent, so the tracer, is)
+//!   held-pwrite FD ADDR VALUE  judged: pwrite of the u64 VALUE at offset ADDR through
+//!                          descriptor FD, inherited already open (a /proc/PID/mem opened
+//!                          before the seal)
+//!   held-pread FD ADDR     judged: pread of 8 bytes at offset ADDR through descriptor FD
+//!   trace-hold PID READY   judged: PTRACE_SEIZE (the target keeps running); then writes
+//!                          READY and stays attached until killed (not in batch)
+//!   acct PATH              judged: acct(PATH), process accounting into PATH
+//!   acct-off               judged: acct(NULL)
 //!   sleeper [READY]        the target, see below (not in batch)
 //!   batch                  reads operations from stdin, one per line (OP ARGS..., separated
 //!                          by blanks, so TEXT cannot hold any), and prints one result line for
@@ -263,6 +271,10 @@ fn arg_sig(s: &OsString) -> Option<libc::c_int> {
     arg_str(s)?.parse().ok().filter(|s| (0..=64).contains(s))
 }
 
+fn arg_fd(s: &OsString) -> Option<libc::c_int> {
+    s.to_str()?.parse().ok().filter(|fd| *fd >= 0)
+}
+
 fn arg_hex(s: &OsString) -> Option<u64> {
     let s = arg_str(s)?;
     let digits = s
@@ -387,6 +399,56 @@ fn vm_transfer(pid: libc::pid_t, addr: usize, write: Option<u64>) -> Result<(), 
         eprintln!("vm-read {pid} {addr:#x}: {:#018x}", u64::from_ne_bytes(buf));
     }
     Ok(())
+}
+
+/// pread or pwrite of 8 bytes at offset `addr` through an inherited descriptor.
+fn held_transfer(fd: libc::c_int, addr: usize, write: Option<u64>) -> Result<(), Step> {
+    let mut buf = write.unwrap_or(0).to_ne_bytes();
+    let off = addr as libc::off_t;
+    // SAFETY: `buf` is a live 8-byte local buffer, read (pwrite) or written (pread) within
+    // its length; `fd` is only passed to the kernel.
+    let n = unsafe {
+        if write.is_some() {
+            libc::pwrite(fd, buf.as_ptr().cast(), buf.len(), off)
+        } else {
+            libc::pread(fd, buf.as_mut_ptr().cast(), buf.len(), off)
+        }
+    };
+    if check(n as libc::c_long)? != buf.len() as libc::c_long {
+        return Err(Step::Other("short transfer"));
+    }
+    Ok(())
+}
+
+/// acct(2) into `path`, or off.
+fn acct(path: Option<&CString>) -> Result<(), Step> {
+    let p = path.map_or(std::ptr::null(), |p| p.as_ptr());
+    // SAFETY: `p` is NULL or a live NUL-terminated string.
+    check(unsafe { libc::acct(p) } as libc::c_long)?;
+    Ok(())
+}
+
+/// `trace-hold PID READY`: seizes PID and stays its tracer until killed.
+fn trace_hold(args: &[OsString]) -> ExitCode {
+    let (Some(pid), Some(ready)) = (args.first().and_then(arg_pid), args.get(1)) else {
+        return usage("trace-hold PID READY");
+    };
+    if let Err(e) = ptrace(libc::PTRACE_SEIZE, pid, 0) {
+        println!("{}", Outcome::Failed(e));
+        return ExitCode::from(2);
+    }
+    if std::fs::write(
+        PathBuf::from(ready),
+        format!("tracer={}\n", std::process::id()),
+    )
+    .is_err()
+    {
+        return ExitCode::from(2);
+    }
+    loop {
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
+    }
 }
 
 // ---- scheduling ----
@@ -583,6 +645,10 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         }
         ("clone-into-cgroup-threaded", [d]) => clone_into_cgroup(&arg_path(d)?, None, true),
         ("traceme", []) => traceme(),
+        ("held-pwrite", [f, a, v]) => held_transfer(arg_fd(f)?, arg_addr(a)?, Some(arg_hex(v)?)),
+        ("held-pread", [f, a]) => held_transfer(arg_fd(f)?, arg_addr(a)?, None),
+        ("acct", [f]) => acct(Some(&arg_path(f)?)),
+        ("acct-off", []) => acct(None),
         _ => return None,
     };
     Some(outcome(r))
@@ -755,6 +821,7 @@ fn main() -> ExitCode {
     let op = String::from_utf8_lossy(OsStr::new(&op).as_bytes()).into_owned();
     match op.as_str() {
         "sleeper" => sleeper(&rest),
+        "trace-hold" => trace_hold(&rest),
         "batch" if rest.is_empty() => batch(),
         "batch" => usage("batch < OPERATIONS"),
         _ => match run(&op, &rest) {

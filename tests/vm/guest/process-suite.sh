@@ -173,6 +173,23 @@ workload() { # -> one line per step
 inside_start "$CG" || die "cannot start the inside agent"
 BEFORE=$(workload)
 
+# Carried state. A tracer outside attached to a capsule process before the seal would keep
+# its trace (ptrace requests meet no LSM hook): the seal is refused while one is attached.
+proc-probe trace-hold "$IN_PID" "$W/tracer.ready" >/dev/null 2>>"$LOG" &
+TRACER=$!
+i=0
+while [ ! -s "$W/tracer.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+out=$(sealtool run app --seal --cgroup "$CG" -- true 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "a seal while an outside tracer holds a capsule process is refused" "exit 2" "exit $rc"
+contains "... naming the tracer" "$out" "is traced by process $TRACER outside it"
+expect "... and no seal is recorded" 0 "$(ls /var/lib/capsule/manifests/app/ 2>/dev/null | grep -c 'seal$')"
+kill "$TRACER"
+wait "$TRACER" 2>/dev/null
+# Descriptors of /proc/PID files opened before the seal are judged when used after it.
+exec 7<>"/proc/$IN_PID/mem" 8<>"/proc/$OUT_PID/mem" 9<"/proc/$IN_PID/environ"
+
 # Seal with `sealtool run --seal`: it joins the cgroup, seals from inside, then execs.
 out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup' 2>&1)
 rc=$?
@@ -306,6 +323,24 @@ else
 fi
 case "$AFTER" in *refused* | *error*) bad "the inside workload is all allowed: $(echo "$AFTER" | tr '\n' '|')" ;; *) ok "the inside workload is all allowed ($(echo "$AFTER" | wc -l) steps)" ;; esac
 
+# The descriptors opened before the seal: memory through one is debugging (every level),
+# the environment seeing (root at level 0 only).
+expect "root-out: write a capsule process's memory through /proc/PID/mem opened before the seal" refused "$(proc-probe held-pwrite 7 "$IN_ADDR" 0123456789abcdef 2>>"$LOG")"
+expect "root-out: read it through that descriptor" refused "$(proc-probe held-pread 7 "$IN_ADDR" 2>>"$LOG")"
+expect "root-out: write an outside process's memory through a descriptor as old (control)" allowed "$(proc-probe held-pwrite 8 "$OUT_ADDR" 0123456789abcdef 2>>"$LOG")"
+expect "root-out: read a capsule process's environ through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 9 0 2>>"$LOG")"
+exec 7<&- 8<&- 9<&-
+# Process accounting: the kernel appends to its file with no check. Onto a sealed file it is
+# refused like any write-open from level 1 on; at level 0 root may (it may modify the tree),
+# and the raise switches it off (checked at the end).
+if [ "$LEVEL" = 0 ]; then want=allowed; else want=refused; fi
+expect "root-out: process accounting onto a sealed file (level $LEVEL)" "$want" "$(proc-probe acct /jails/app/etc/app.conf 2>>"$LOG")"
+if [ "$LEVEL" = 1 ]; then
+    : >"$W/acct"
+    expect "root-out: process accounting onto an outside file (control)" allowed "$(proc-probe acct "$W/acct" 2>>"$LOG")"
+    proc-probe acct-off >>"$LOG" 2>&1
+fi
+
 # A capsule process asking an outside parent to trace it.
 touch "$W/go.traceme"
 wait $TRACEME_JOB
@@ -321,6 +356,22 @@ expect "root-out: a capsule process moved out of its cgroup" yes "$(grep -qx "$I
 expect "root-out: ptrace-attach the moved-out capsule process" refused "$(pp root-out ptrace-attach "$IN")"
 expect "root-out: setaffinity the moved-out capsule process" refused "$(pp root-out setaffinity "$IN")"
 expect "user-out: kill -0 the moved-out capsule process" refused "$(pp user-out kill "$IN" 0)"
+
+if [ "$LEVEL" = 0 ]; then
+    # Accounting switched on at level 0 onto a sealed file writes to it at each process exit;
+    # the raise to 1 switches it off, so nothing more is appended.
+    a=$(wc -c </jails/app/etc/app.conf)
+    /bin/true
+    b=$(wc -c </jails/app/etc/app.conf)
+    [ "$b" -gt "$a" ] && ok "level 0: accounting appends to the sealed file (control: $a -> $b bytes)" || bad "level 0: accounting appends to the sealed file ($a -> $b bytes)"
+    out=$(sealtool level 1 2>&1)
+    echo "$out" >>"$LOG"
+    contains "the raise to 1 says process accounting was switched off" "$out" "process accounting switched off"
+    a=$(wc -c </jails/app/etc/app.conf)
+    /bin/true
+    /bin/true
+    expect "after the raise nothing more is appended to the sealed file" "$a" "$(wc -c </jails/app/etc/app.conf)"
+fi
 
 out=$(sealtool status 2>&1)
 refusals=$(printf '%s\n' "$out" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')

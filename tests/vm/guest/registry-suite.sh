@@ -107,7 +107,16 @@ case "$STEP" in
         sleep 0.3
         contains "check ($was): ... in syslog too" "$(cat /tmp/messages 2>/dev/null)" "$why"
         # ... and in the audit log, wherever the database holding it still opens.
-        [ "$was" = held ] && kill "$holder"
+        if [ "$was" = held ]; then
+            # Neither waits on the index either: the level and the seal files are enough.
+            expect "check (held): level 2 asked again while the index is held" "exit 0" \
+                "$(sealtool level 2 >>"$LOG" 2>&1; echo "exit $?")"
+            st=$(sealtool status 2>&1; echo "exit $?")
+            echo "$st" >>"$LOG"
+            contains "check (held): status answers, naming the index" "$st" "(the index)"
+            contains "check (held): ... and lists app as enforced" "$st" "enforced"
+            kill "$holder"
+        fi
         if [ "$was" != truncate ] && [ "$was" != held ]; then
             contains "check ($was): ... and in the audit log" "$(sealtool audit 2>&1)" "$why"
             expect "check ($was): the audit chain holds with it" "exit 0" "$(sealtool audit --check >>"$LOG" 2>&1; echo "exit $?")"
@@ -207,14 +216,22 @@ case "$STEP" in
         for t in rootcg nocg; do
             expect "disk2: an outside write to $t's tree" refused "$(res sh -c "echo x >> /disk/jails/$t/f")"
         done
+        # A registry that is not there (not mounted, renamed) is an error naming it, never
+        # "nothing sealed", and enforce does not create one.
+        out=$(CAPSULE_REGISTRY=/disk2/gone sealtool enforce 2>&1; echo "exit $?")
+        echo "$out" >>"$LOG"
+        contains "disk2: enforce with the registry missing fails" "$out" "exit 2"
+        contains "disk2: ... naming it" "$out" "no registry at /disk2/gone"
+        expect "disk2: ... and creates nothing there" absent "$([ -e /disk2/gone ] && echo present || echo absent)"
         ;;
     overlap-setup)
         . /inside.sh
         rm -rf /disk/jails /disk/registry /tmp/forge
-        mkdir -p /disk/jails/app /disk/jails/e /disk/jails/evil /sys/fs/cgroup/app
-        for t in app e evil; do echo $t >/disk/jails/$t/f; done
+        mkdir -p /disk/jails/app /disk/jails/e /disk/jails/evil /disk/jails/t /sys/fs/cgroup/app
+        for t in app e evil t; do echo $t >/disk/jails/$t/f; done
         inside_start /sys/fs/cgroup/app
-        for t in app e; do sealtool register /disk/jails/$t --name $t >>"$LOG" 2>&1; done
+        for t in app e t; do sealtool register /disk/jails/$t --name $t >>"$LOG" 2>&1; done
+        expect "overlap-setup: seal t (no inside)" "exit 0" "$(sealtool seal t >>"$LOG" 2>&1; echo "exit $?")"
         expect "overlap-setup: seal app, inside its cgroup" "exit 0" \
             "$(sealtool seal app --cgroup /sys/fs/cgroup/app >>"$LOG" 2>&1; echo "exit $?")"
         expect "overlap-setup: a write from inside app (control)" allowed "$(res inside sh -c 'echo x >> /disk/jails/app/f' </dev/null)"
@@ -232,11 +249,26 @@ case "$STEP" in
         CAPSULE_REGISTRY=/tmp/forge sealtool seal 0evil --cgroup /sys/fs/cgroup/app >>"$LOG" 2>&1
         expect "overlap-setup: a seal claiming app's cgroup planted at level 2 (the attack's start)" allowed \
             "$(res sh -c 'mkdir /disk/registry/manifests/0evil && cp /tmp/forge/manifests/0evil/* /disk/registry/manifests/0evil/')"
+        # ... one claiming t's tree, with an inside of its own (it would come first by name),
+        CAPSULE_REGISTRY=/tmp/forge sealtool register /disk/jails/t --name 0twin >>"$LOG" 2>&1
+        CAPSULE_REGISTRY=/tmp/forge sealtool seal 0twin --cgroup /sys/fs/cgroup/twin >>"$LOG" 2>&1
+        expect "overlap-setup: a seal claiming t's tree planted" allowed \
+            "$(res sh -c 'mkdir /disk/registry/manifests/0twin && cp /tmp/forge/manifests/0twin/* /disk/registry/manifests/0twin/')"
+        # ... a FIFO as a seal file (a reader that opened it would wait for good), and a
+        # capsule directory that is a symlink to a sealed tree (protecting the registry
+        # through it would ask for app's root inode and be refused).
+        expect "overlap-setup: a FIFO planted as a seal file" allowed \
+            "$(res sh -c "mkdir /disk/registry/manifests/00hang && mkfifo /disk/registry/manifests/00hang/$(printf 'ab%.0s' $(seq 32)).seal")"
+        expect "overlap-setup: a symlink planted as a capsule directory" allowed "$(res ln -s /disk/jails/app /disk/registry/manifests/zz)"
         sync
         ;;
     overlap-boot)
         . /inside.sh
-        mkdir -p /sys/fs/cgroup/app
+        # An agent in the cgroup the planted 0twin names, then one in app's (the default).
+        mkdir -p /sys/fs/cgroup/app /sys/fs/cgroup/twin
+        INSIDE_DIR=/tmp/inside-twin
+        inside_start /sys/fs/cgroup/twin
+        INSIDE_DIR=/tmp/inside-agent
         inside_start /sys/fs/cgroup/app
         out=$(sealtool enforce --boot 2>&1)
         rc=$?
@@ -248,6 +280,15 @@ case "$STEP" in
         expect "overlap-boot: an outside write to app's tree" refused "$(res sh -c 'echo x >> /disk/jails/app/f')"
         expect "overlap-boot: an outside write to e's tree (its inside is its own)" refused "$(res sh -c 'echo x >> /disk/jails/e/f')"
         expect "overlap-boot: status lists e as enforced" 1 "$(sealtool status 2>>"$LOG" | grep -c '^capsule *e *enforced')"
+        contains "overlap-boot: enforce names the trees that share inodes" "$out" "the trees of capsules 0twin and t share inodes"
+        INSIDE_DIR=/tmp/inside-twin
+        expect "overlap-boot: from the planted 0twin's cgroup, a write to t's tree" refused "$(res inside sh -c 'echo x >> /disk/jails/t/f' </dev/null)"
+        expect "overlap-boot: from the planted 0twin's cgroup, a write elsewhere (control)" allowed "$(res inside sh -c 'echo x >> /disk/unrelated' </dev/null)"
+        INSIDE_DIR=/tmp/inside-agent
+        expect "overlap-boot: an outside write to t's tree" refused "$(res sh -c 'echo x >> /disk/jails/t/f')"
+        contains "overlap-boot: the FIFO seal file is named, not waited on" "$out" "00hang"
+        contains "overlap-boot: the registry is locked despite the planted symlink" "$out" "registry /disk/registry locked"
+        expect "overlap-boot: renaming the registry away" refused "$(res mv /disk/registry /disk/registry.away)"
         ;;
     *)
         echo "usage: registry-suite.sh setup|check WAS NEXT|crash|after-crash|disk2|overlap-setup|overlap-boot" >&2
