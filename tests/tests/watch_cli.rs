@@ -783,7 +783,11 @@ fn damaged_capsule_is_not_left_unwatched() {
     let f = Fixture::new();
     f.write("a", "a");
     f.seal("app");
-    let out = f.run(&["register", s(&f.tree), "--name", "other", "--seal"]);
+    // A tree of its own: one nested in app's would be refused.
+    let other = f.tmp.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::write(other.join("o"), "o").unwrap();
+    let out = f.run(&["register", s(&other), "--name", "other", "--seal"]);
     assert_eq!(out.code, 3, "{out}");
     {
         let db = sled::open(f.reg.join("db")).expect("open the index");
