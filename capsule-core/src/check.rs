@@ -16,8 +16,20 @@ pub fn against_manifest(
     let opts = WalkOptions {
         excludes: GlobSet::new(&manifest.tree.excludes)?,
         skip_unreadable: true,
+        identities_only: false,
     };
     let report = walk(&manifest.root, &opts, progress)?;
     let drift = diff(&manifest.tree, &report.tree);
     Ok((report, drift))
+}
+
+/// The live tree of `manifest`'s root, identities and metadata only (no file is read): what
+/// enforcement needs, and quick whatever the files hold.
+pub fn identities(manifest: &Manifest) -> Result<WalkReport> {
+    let opts = WalkOptions {
+        excludes: GlobSet::new(&manifest.tree.excludes)?,
+        skip_unreadable: true,
+        identities_only: true,
+    };
+    walk(&manifest.root, &opts, &Progress::default())
 }

@@ -283,13 +283,19 @@ pub fn read_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
     if !meta.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
+    // Never more than half the memory the machine has free: a file planted larger (a sparse
+    // one costs nothing on disk) is an error naming it, not the reader killed.
+    let max = max.min(mem_available().map_or(u64::MAX, |m| m / 2));
     if meta.len() > max {
         return Err(io::Error::other(format!(
-            "{} bytes, more than such a file can hold ({max})",
+            "{} bytes, more than such a file can hold or this machine can read ({max})",
             meta.len()
         )));
     }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    let mut bytes = Vec::new();
+    bytes
+        .try_reserve_exact(meta.len() as usize)
+        .map_err(|_| io::Error::other(format!("{} bytes can't be held", meta.len())))?;
     file.take(max + 1).read_to_end(&mut bytes)?;
     if bytes.len() as u64 > max {
         return Err(io::Error::other(format!(
@@ -297,6 +303,20 @@ pub fn read_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
         )));
     }
     Ok(bytes)
+}
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
 }
 
 /// The largest seal or level file read (they hold a few hundred bytes).

@@ -35,6 +35,9 @@ pub struct WalkOptions {
     pub excludes: GlobSet,
     /// Record unreadable entries as such instead of failing.
     pub skip_unreadable: bool,
+    /// Read no file's content (no hash): the identities and metadata only, which is all
+    /// enforcement needs, and which no file planted huge or endless can stall.
+    pub identities_only: bool,
 }
 
 /// Counters a caller may watch from another thread to show progress.
@@ -464,6 +467,12 @@ impl Walker<'_> {
         if let Some(what) = same_content(st, &before) {
             return Err(WalkErr::Changed(what));
         }
+        if self.opts.identities_only {
+            let mut entry = base_entry(rel, EntryKind::File, &before);
+            entry.size = before.size;
+            entry.xattrs = self.entry_xattrs(&XattrSource::Fd(fd.as_fd()), rel)?;
+            return Ok(self.counted(entry, before.nlink));
+        }
         let (hash, read) = self.hash_fd(fd.as_fd(), before.size).map_err(|e| {
             if is_access_error(&e) {
                 WalkErr::Unreadable(e)
@@ -589,6 +598,7 @@ mod tests {
         let opts = WalkOptions {
             excludes: GlobSet::new(&["d3/f2"]).unwrap(),
             skip_unreadable: false,
+            identities_only: false,
         };
         // In a pool of its own, and from a thread outside any pool.
         let pool = rayon::ThreadPoolBuilder::new()

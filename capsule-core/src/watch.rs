@@ -960,6 +960,7 @@ mod tests {
         let opts = WalkOptions {
             excludes: GlobSet::new(&["*.o"]).unwrap(),
             skip_unreadable: true,
+            identities_only: false,
         };
         let walked = walk(&root, &opts, &Progress::default()).unwrap().tree;
         let mut c = capsule("t", &root, walked.clone());
@@ -1048,6 +1049,7 @@ mod tests {
         let opts = WalkOptions {
             excludes: GlobSet::new(&["*.o"]).unwrap(),
             skip_unreadable: true,
+            identities_only: false,
         };
         let tree = walk(&root, &opts, &Progress::default()).unwrap().tree;
         let manifest = Manifest {

@@ -1191,6 +1191,25 @@ static __always_inline bool reprobes_devices(struct dentry *dentry)
 	       same_cstr(name, "delete_controller", 16);
 }
 
+/*
+ * Level 2: tracefs's kprobe, uprobe and dynamic event files define probes that record any
+ * process's registers and user memory (`+u0(%si):ustring`) with no BPF and no perf event:
+ * writing them is refused from level 2 on, like loading tracing programs.
+ */
+static __always_inline int decide_trace_events(struct file *file, struct inode *inode)
+{
+	char name[16] = {};
+
+	if (inode->i_sb->s_magic != TRACEFS_MAGIC || current_level() < FSGUARD_LEVEL_LOCKED)
+		return 0;
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (!same_cstr(name, "kprobe_events", 14) && !same_cstr(name, "uprobe_events", 14) &&
+	    !same_cstr(name, "dynamic_events", 15))
+		return 0;
+	return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
+		      FSGUARD_LEVEL_LOCKED, current_fsuid());
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
@@ -1219,6 +1238,12 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 			       decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE) : 0;
 	if (!is_regular(inode))
 		return 0;
+	if (file->f_mode & FMODE_WRITE) {
+		int r = decide_trace_events(file, inode);
+
+		if (r)
+			return r;
+	}
 	/* Level 2: no device is unbound, removed or probed again through sysfs. */
 	if ((file->f_mode & FMODE_WRITE) && inode->i_sb->s_magic == SYSFS_MAGIC &&
 	    current_level() >= FSGUARD_LEVEL_LOCKED && reprobes_devices(file->f_path.dentry))
@@ -1312,6 +1337,10 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	if (!is_regular(inode))
 		/* A block device opened for writing before level 2. */
 		return decide_blockdev(inode, file->f_path.dentry);
+	/* A probe definition file opened for writing before level 2. */
+	r = decide_trace_events(file, inode);
+	if (r)
+		return r;
 	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
 	return r ? r : decide_cgroup(inode, file->f_path.dentry, FSGUARD_OP_CGROUP);
 }

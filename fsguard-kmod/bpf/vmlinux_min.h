@@ -147,6 +147,7 @@ enum bpf_map_type {
 #define PROC_SUPER_MAGIC 0x9fa0
 #define SYSFS_MAGIC 0x62656572
 #define TMPFS_MAGIC 0x01021994
+#define TRACEFS_MAGIC 0x74726163
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
 #define PTRACE_MODE_READ 0x01

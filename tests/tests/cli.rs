@@ -1279,6 +1279,36 @@ fn planted_fifos_and_symlinks_in_the_registry_never_hang_a_reader() {
 }
 
 #[test]
+fn a_planted_giant_manifest_is_an_error_not_an_abort() {
+    let f = Fixture::new();
+    f.write("a", "a");
+    let digest = f.register("cap", &[]);
+    assert_eq!(f.run(&["seal", "cap"]).code, 3);
+    // Root replaces the sealed manifest with a sparse 60 GiB file (nothing on disk).
+    let manifest = f
+        .reg
+        .join("manifests")
+        .join("cap")
+        .join(format!("{digest}.manifest"));
+    std::fs::remove_file(&manifest).unwrap();
+    let file = std::fs::File::create(&manifest).unwrap();
+    file.set_len(60 << 30).unwrap();
+    let out = f.run(&["status"]);
+    assert_eq!(out.code, 2, "{out}");
+    assert!(
+        out.all().contains("more than such a file can hold"),
+        "{out}"
+    );
+    // Sealing another capsule reads it too (is one tree in the other?): no abort either.
+    let other = f.tmp.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("o"), "o").unwrap();
+    let out = f.run(&["register", s(&other), "--name", "other"]);
+    assert_eq!(out.code, 0, "{out}");
+    assert_eq!(f.run(&["seal", "other"]).code, 3);
+}
+
+#[test]
 fn registry_on_full_filesystem() {
     require_root!();
     let f = Fixture::new();

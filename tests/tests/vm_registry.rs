@@ -103,6 +103,6 @@ fn the_registry_on_a_disk_of_its_own_is_protected_at_level_2() {
 fn overlapping_insides_leave_both_capsules_without_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = dir.path().join("disk.img");
-    step(&disk, &["overlap-setup"], 13);
-    step(&disk, &["overlap-boot"], 13);
+    step(&disk, &["overlap-setup"], 14);
+    step(&disk, &["overlap-boot"], 16);
 }

@@ -146,9 +146,9 @@ fn index_disagreements(
 /// loudly and the others are enforced all the same; the error comes at the end. Two seals
 /// naming one capsule (a planted one), or two capsules whose insides overlap, fail closed:
 /// those trees are enforced with no inside.
-/// Each tree is re-walked for its live identities; with `loud`, drift is printed entry by
-/// entry on stderr.
-pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard, loud: bool) -> Result<Summary> {
+/// Each tree is re-walked for its live identities only (no file read); drift is looked for
+/// after, by [`drift_all`].
+pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard) -> Result<Summary> {
     let mut summary = Summary {
         capsules: 0,
         inodes: 0,
@@ -206,7 +206,7 @@ pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard, loud: bool) -> Resu
             seal.cgroup = None;
             failed.push(seal.name.clone());
         }
-        match prepare_one(dir, &seal, loud) {
+        match prepare_one(dir, &seal) {
             Ok(p) => prepared.push(p),
             Err(e) => {
                 loud!(
@@ -248,9 +248,6 @@ pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard, loud: bool) -> Resu
             Ok(()) => {
                 summary.capsules += 1;
                 summary.inodes += p.plan.inodes.len();
-                if p.drifted {
-                    summary.drifted.push(p.name.clone());
-                }
             }
             Err(e) => {
                 loud!("sealtool: ERROR: capsule {} is NOT enforced: {e:#}", p.name);
@@ -269,23 +266,89 @@ pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard, loud: bool) -> Resu
     Ok(summary)
 }
 
+/// How long checking every sealed tree for drift may take, after enforcement (15 minutes;
+/// `CAPSULE_DRIFT_WAIT_SECS` in the environment sets another bound).
+fn drift_wait() -> std::time::Duration {
+    let secs = std::env::var("CAPSULE_DRIFT_WAIT_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(900);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Checks every sealed tree against its manifest (the files' content hashed), after
+/// enforcement, in a thread of its own for a bounded time ([`drift_wait`]): returns the capsules that
+/// drifted, each difference printed on stderr when `loud`. A tree that can't be read, or a
+/// check that does not end in time, is a finding.
+pub(crate) fn drift_all(dir: &std::path::Path, loud: bool) -> Vec<String> {
+    let seals = capsule_core::registry::seals_in(dir).seals;
+    let dir = dir.to_path_buf();
+    let checked = bounded(drift_wait(), move || {
+        let mut out = Vec::new();
+        for seal in &seals {
+            let path = capsule_core::registry::manifest_path_in(&dir, &seal.name, &seal.digest);
+            let Ok((manifest, _)) = capsule_core::registry::read_manifest_file(&path) else {
+                continue; // already reported by enforcement
+            };
+            let drift = match check::against_manifest(&manifest, &Progress::default()) {
+                Ok((_, drift)) => drift,
+                Err(e) => {
+                    out.push((seal.name.clone(), Err(format!("{e:#}"))));
+                    continue;
+                }
+            };
+            if drift.is_empty() {
+                continue;
+            }
+            if loud {
+                eprintln!(
+                    "sealtool: DRIFT: sealed capsule {} at {} differs from its manifest in {} places (enforced anyway):",
+                    seal.name,
+                    display::path(&manifest.root),
+                    drift.len()
+                );
+                for d in &drift {
+                    eprintln!(
+                        "sealtool: DRIFT:   {} {}: {}",
+                        d.kind.name(),
+                        display::rel_path(&d.path),
+                        d.detail
+                    );
+                }
+            }
+            out.push((seal.name.clone(), Ok(())));
+        }
+        Ok(out)
+    });
+    let mut drifted = Vec::new();
+    match checked {
+        Ok(found) => {
+            for (name, r) in found {
+                if let Err(e) = r {
+                    loud!("sealtool: ERROR: sealed capsule {name} could not be checked for drift: {e}");
+                }
+                drifted.push(name);
+            }
+        }
+        Err(e) => loud!(
+            "sealtool: ERROR: the sealed trees could not all be checked for drift ({e}); everything was enforced before"
+        ),
+    }
+    drifted
+}
+
 /// One sealed capsule, walked and planned, ready for the kernel.
 struct Prepared {
     name: String,
     plan: enforce::Plan,
     /// Why its inside can't be given (its tree goes in the registry's slot), if so.
     no_inside: Option<String>,
-    drifted: bool,
 }
 
 /// Reads a sealed capsule's manifest, walks its tree for the live identities (drift printed
 /// when `loud`) and plans it; a plan whose inside or frozen rules can't be used is made
 /// without them, to be protected with nobody inside.
-fn prepare_one(
-    dir: &std::path::Path,
-    seal: &capsule_core::policy::SealRecord,
-    loud: bool,
-) -> Result<Prepared> {
+fn prepare_one(dir: &std::path::Path, seal: &capsule_core::policy::SealRecord) -> Result<Prepared> {
     let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
     let (manifest, _) = capsule_core::registry::read_manifest_file(&path)?;
     if manifest.name != seal.name {
@@ -296,23 +359,9 @@ fn prepare_one(
             seal.name
         );
     }
-    let (report, drift) = check::against_manifest(&manifest, &Progress::default())?;
-    if !drift.is_empty() && loud {
-        eprintln!(
-            "sealtool: DRIFT: sealed capsule {} at {} differs from its manifest in {} places (enforcing anyway):",
-            seal.name,
-            display::path(&manifest.root),
-            drift.len()
-        );
-        for d in &drift {
-            eprintln!(
-                "sealtool: DRIFT:   {} {}: {}",
-                d.kind.name(),
-                display::rel_path(&d.path),
-                d.detail
-            );
-        }
-    }
+    // Identities only: no file's content is read before every tree is handed over (a tree
+    // planted with endless or huge files must not hold enforcement up); drift after.
+    let report = check::identities(&manifest)?;
     let (plan, no_inside) = match enforce::plan(&report.tree, &report.root, seal) {
         Ok(plan) => (plan, None),
         Err(e) if seal.cgroup.is_some() || !seal.frozen.is_empty() => {
@@ -334,7 +383,6 @@ fn prepare_one(
         name: seal.name.clone(),
         plan,
         no_inside,
-        drifted: !drift.is_empty(),
     })
 }
 
@@ -389,7 +437,7 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     }
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
-    let enforced = enforce_all(dir, &mut guard, args.boot);
+    let enforced = enforce_all(dir, &mut guard);
     // The level is raised and the registry locked even when a capsule failed.
     if args.boot {
         if let Some(level) = configured {
@@ -418,7 +466,10 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     if !missing {
         crate::cmd::audit::start_collector(ctx);
     }
-    let summary = enforced?;
+    // Drift is looked for once everything is enforced and locked, whatever enforcement said.
+    let drifted = drift_all(dir, args.boot);
+    let mut summary = enforced?;
+    summary.drifted = drifted;
     if missing {
         anyhow::bail!("no registry at {} ({summary})", display::path(dir));
     }

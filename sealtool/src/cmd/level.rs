@@ -50,7 +50,7 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     }
     let enforced = if loaded_now {
         // The guard was not running: every sealed capsule is enforced from now on too.
-        Some(enforce_all(dir, &mut guard, false))
+        Some(enforce_all(dir, &mut guard))
     } else {
         None
     };

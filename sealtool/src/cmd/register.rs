@@ -67,6 +67,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
     let opts = WalkOptions {
         excludes: GlobSet::new(&args.exclude)?,
         skip_unreadable: args.skip_unreadable,
+        identities_only: false,
     };
     // The walk is kept packed and the manifest file is streamed from it.
     let report = {

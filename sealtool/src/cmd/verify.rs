@@ -165,6 +165,7 @@ fn check(ctx: &Context, rec: &CapsuleRecord, manifest: &ManifestBytes) -> Outcom
     let opts = WalkOptions {
         excludes,
         skip_unreadable: true,
+        identities_only: false,
     };
     let shown = progress::Display::start(&format!("verifying {}", rec.name), ctx.quiet);
     // The tree is where its manifest says: the index (which root may rewrite at every level)

@@ -81,6 +81,12 @@ locked_checks() { # LABEL WANT(refused|allowed)
     expect "$1: open the tree's block device for reading (control)" allowed "$(res sh -c "exec 3<$DEV")"
     expect "$1: load a kprobe BPF program" "$w" "$(bpf-probe load-kprobe 2>>"$LOG")"
     expect "$1: open a perf event" "$w" "$(bpf-probe perf-open 2>>"$LOG")"
+    # tracefs probes record any process's registers and user memory, no BPF needed.
+    mkdir -p /tmp/tr && { grep -q ' /tmp/tr tracefs ' /proc/mounts || mount -t tracefs nodev /tmp/tr 2>>"$LOG"; }
+    got=$(res sh -c 'echo "p:capsule_probe ksys_write" >> /tmp/tr/kprobe_events')
+    [ "$got" = allowed ] && echo "-:capsule_probe" >>/tmp/tr/kprobe_events 2>>"$LOG"
+    expect "$1: define a kprobe event through tracefs" "$w" "$got"
+    expect "$1: read tracefs's kprobe events (control)" allowed "$(res cat /tmp/tr/kprobe_events)"
     r=$(bpf-probe sg-io $DEV 2>>"$LOG")
     [ "$w" = refused ] && want_sg=refused || want_sg="not refused"
     [ "$r" = refused ] && got_sg=refused || got_sg="not refused"

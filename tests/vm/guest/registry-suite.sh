@@ -260,6 +260,13 @@ case "$STEP" in
         expect "overlap-setup: a FIFO planted as a seal file" allowed \
             "$(res sh -c "mkdir /disk/registry/manifests/00hang && mkfifo /disk/registry/manifests/00hang/$(printf 'ab%.0s' $(seq 32)).seal")"
         expect "overlap-setup: a symlink planted as a capsule directory" allowed "$(res ln -s /disk/jails/app /disk/registry/manifests/zz)"
+        # ... and a capsule whose tree will hold a file that takes for ever to read (made 1
+        # TiB, sparse, at the next boot before enforcement).
+        mkdir -p /disk/jails/huge && echo h >/disk/jails/huge/f
+        CAPSULE_REGISTRY=/tmp/forge sealtool register /disk/jails/huge --name huge >>"$LOG" 2>&1
+        CAPSULE_REGISTRY=/tmp/forge sealtool seal huge >>"$LOG" 2>&1
+        expect "overlap-setup: a capsule with a tree of its own planted" allowed \
+            "$(res sh -c 'mkdir /disk/registry/manifests/huge && cp /tmp/forge/manifests/huge/* /disk/registry/manifests/huge/')"
         sync
         ;;
     overlap-boot)
@@ -270,10 +277,15 @@ case "$STEP" in
         inside_start /sys/fs/cgroup/twin
         INSIDE_DIR=/tmp/inside-agent
         inside_start /sys/fs/cgroup/app
-        out=$(sealtool enforce --boot 2>&1)
+        # Drift is checked after enforcement, for a bounded time (here 20 s): the huge file
+        # must not hold enforcement up.
+        truncate -s 1099511627776 /disk/jails/huge/f || bad "overlap-boot: cannot make the huge file"
+        out=$(CAPSULE_DRIFT_WAIT_SECS=20 sealtool enforce --boot 2>&1)
         rc=$?
         echo "$out" >>"$LOG"
         expect "overlap-boot: enforce --boot says something is wrong" "exit 2" "exit $rc"
+        contains "overlap-boot: ... the drift check of the huge tree ran out of time, after enforcement" "$out" "could not all be checked for drift"
+        expect "overlap-boot: an outside write to the huge capsule's tree" refused "$(res sh -c 'echo x > /disk/jails/huge/g')"
         expect "overlap-boot: ... and names the overlap" 1 "$(echo "$out" | grep 'the insides of capsules' | grep 0evil | grep -c 'app (cgroup /sys/fs/cgroup/app)')"
         expect "overlap-boot: from app's cgroup, a write to the planted capsule's tree" refused "$(res inside sh -c 'echo x >> /disk/jails/evil/f' </dev/null)"
         expect "overlap-boot: from app's cgroup, a write to app's tree (no inside: fail closed)" refused "$(res inside sh -c 'echo x >> /disk/jails/app/f' </dev/null)"
