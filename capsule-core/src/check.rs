@@ -13,23 +13,27 @@ pub fn against_manifest(
     manifest: &Manifest,
     progress: &Progress,
 ) -> Result<(WalkReport, Vec<Drift>)> {
+    let report = walk_as_registered(manifest, false, progress)?;
+    let drift = diff(&manifest.tree, &report.tree);
+    Ok((report, drift))
+}
+
+/// Walks `manifest`'s root with its recorded excludes, unreadable entries walked as such.
+fn walk_as_registered(
+    manifest: &Manifest,
+    identities_only: bool,
+    progress: &Progress,
+) -> Result<WalkReport> {
     let opts = WalkOptions {
         excludes: GlobSet::new(&manifest.tree.excludes)?,
         skip_unreadable: true,
-        identities_only: false,
+        identities_only,
     };
-    let report = walk(&manifest.root, &opts, progress)?;
-    let drift = diff(&manifest.tree, &report.tree);
-    Ok((report, drift))
+    walk(&manifest.root, &opts, progress)
 }
 
 /// The live tree of `manifest`'s root, identities and metadata only (no file is read): what
 /// enforcement needs, and quick whatever the files hold.
 pub fn identities(manifest: &Manifest) -> Result<WalkReport> {
-    let opts = WalkOptions {
-        excludes: GlobSet::new(&manifest.tree.excludes)?,
-        skip_unreadable: true,
-        identities_only: true,
-    };
-    walk(&manifest.root, &opts, &Progress::default())
+    walk_as_registered(manifest, true, &Progress::default())
 }

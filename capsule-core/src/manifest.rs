@@ -792,16 +792,9 @@ impl ManifestHeader {
     /// Reads the header of the manifest file at `path`.
     pub fn read(path: &Path) -> crate::Result<Self> {
         use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt as _;
         let mut bytes = Vec::new();
-        std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(path)
-            .and_then(|f| match f.metadata()?.is_file() {
-                true => f.take(MAX_HEADER).read_to_end(&mut bytes),
-                false => Err(std::io::Error::other("not a regular file")),
-            })
+        crate::sys::open_regular(std::fs::OpenOptions::new().read(true), path)
+            .and_then(|f| f.take(MAX_HEADER).read_to_end(&mut bytes))
             .map_err(|e| Error::io(path, "read the manifest", e))?;
         Self::decode(&bytes).map_err(|reason| Error::ManifestCorrupt {
             path: path.to_path_buf(),

@@ -269,20 +269,28 @@ pub fn raise_fd_limit() {
     }
 }
 
-/// Reads the registry file at `path` whole: never through a symlink, never blocking on a
-/// FIFO or device planted in its place (it must be a regular file), and at most `max` bytes
-/// (a larger file is an error, not a read without end).
-pub fn read_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
-    use std::io::Read as _;
+/// Opens a registry file at `path` with `options`: never through a symlink, never blocking on
+/// a FIFO or device planted in its place, and only if it is a regular file.
+pub fn open_regular(
+    options: &mut std::fs::OpenOptions,
+    path: &std::path::Path,
+) -> io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
+    let file = options
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
         .open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
+    if !file.metadata()?.is_file() {
         return Err(io::Error::other("not a regular file"));
     }
+    Ok(file)
+}
+
+/// Reads the registry file at `path` whole ([`open_regular`]), at most `max` bytes (a larger
+/// file is an error, not a read without end).
+pub fn read_regular(path: &std::path::Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = open_regular(std::fs::OpenOptions::new().read(true), path)?;
+    let meta = file.metadata()?;
     // Never more than half the memory the machine has free: a file planted larger (a sparse
     // one costs nothing on disk) is an error naming it, not the reader killed.
     let max = max.min(mem_available().map_or(u64::MAX, |m| m / 2));

@@ -1266,7 +1266,6 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	return 0;
 }
 
-/* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
 /* The capsule of the process behind a pid (0: none), by its cgroup. */
 static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
 {
@@ -1318,6 +1317,7 @@ static __always_inline int decide_proc_file(struct file *file, struct inode *ino
 	return decide_process_slot(slot, tgid, FSGUARD_OP_PROC_FILE, attach, true);
 }
 
+/* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
 SEC("lsm/file_permission")
 int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 {
@@ -1996,7 +1996,6 @@ int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_f
 		*mark = slot;
 	return 0;
 }
-
 
 /*
  * /proc/PID/ns/\* (and /proc/PID/task/TID/ns/\*) of a capsule process: following one of

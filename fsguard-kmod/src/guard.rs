@@ -308,6 +308,17 @@ fn capsule_name(c: &fsguard_capsule) -> String {
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
+/// Process accounting switched on at level 0 may point at a sealed file, which the kernel
+/// would go on appending to without any check (and this kernel's BPF LSM has no acct hook):
+/// switched off whenever the guard goes above 0. Switching it on again from level 1 on opens
+/// the file for writing, which the guard judges like any other open.
+fn stop_process_accounting() -> Result<()> {
+    crate::support::stop_process_accounting().map_err(|source| Error::Stat {
+        path: "acct(2)".into(),
+        source,
+    })
+}
+
 impl Guard {
     /// Whether every program of the guard is attached (pinned) in `dir`.
     pub fn is_loaded_at(dir: &Path) -> bool {
@@ -527,14 +538,7 @@ impl Guard {
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }
-            // Process accounting switched on at level 0 may point at a sealed file, which the
-            // kernel would go on appending to without any check (and this kernel's BPF LSM
-            // has no acct hook): switched off. Switching it on again from level 1 on opens
-            // the file for writing, which the guard judges like any other open.
-            crate::support::stop_process_accounting().map_err(|source| Error::Stat {
-                path: "acct(2)".into(),
-                source,
-            })?;
+            stop_process_accounting()?;
         }
         Self::open_maps(dir)
     }
@@ -657,11 +661,7 @@ impl Guard {
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }
-            // As at a load above 0 (see there): accounting from level 0 is switched off.
-            crate::support::stop_process_accounting().map_err(|source| Error::Stat {
-                path: "acct(2)".into(),
-                source,
-            })?;
+            stop_process_accounting()?;
         }
         self.submit(&[fsguard_request {
             kind: FSGUARD_REQ_LEVEL,

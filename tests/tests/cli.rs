@@ -1299,7 +1299,7 @@ fn a_planted_giant_manifest_is_an_error_not_an_abort() {
         out.all().contains("more than such a file can hold"),
         "{out}"
     );
-    // Sealing another capsule reads it too (is one tree in the other?): no abort either.
+    // Sealing another capsule looks at where its tree is (its header only): no abort either.
     let other = f.tmp.path().join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("o"), "o").unwrap();

@@ -22,7 +22,6 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read as _, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -303,35 +302,23 @@ fn lock_with(dir: &Path, access: Access, wait: Duration) -> Result<Option<Lock>>
     let path = dir.join("lock");
     // Never through a symlink (root's lock must not be a file elsewhere, truncated below),
     // never blocking on a fifo planted in its place.
-    let flags = libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC;
-    let opened = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(access == Access::Write)
-        .truncate(false)
-        .custom_flags(flags)
-        .open(&path);
+    let opened = crate::sys::open_regular(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(access == Access::Write)
+            .truncate(false),
+        &path,
+    );
     let mut file = match opened {
         Ok(f) => f,
         Err(e) if access == Access::Read && e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if access == Access::Read && refuses_writes(&e) => OpenOptions::new()
-            .read(true)
-            .custom_flags(flags)
-            .open(&path)
-            .map_err(|e| Error::io(&path, "open the lock file", e))?,
+        Err(e) if access == Access::Read && refuses_writes(&e) => {
+            crate::sys::open_regular(OpenOptions::new().read(true), &path)
+                .map_err(|e| Error::io(&path, "open the lock file", e))?
+        }
         Err(e) => return Err(Error::io(&path, "open the lock file", e)),
     };
-    let kind = file
-        .metadata()
-        .map_err(|e| Error::io(&path, "examine the lock file", e))?
-        .file_type();
-    if !kind.is_file() {
-        return Err(Error::io(
-            &path,
-            "use the lock file",
-            io::Error::other("it is not a regular file"),
-        ));
-    }
     match readdb::flock_waiting(&file, libc::LOCK_EX, wait) {
         Ok(()) => {}
         Err(err) if err.raw_os_error() == Some(libc::EWOULDBLOCK) => {

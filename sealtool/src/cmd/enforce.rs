@@ -142,8 +142,9 @@ fn index_disagreements(
 
 /// Hands every sealed capsule to `guard`. The seal files are the source of truth (the sled
 /// index is derived data, which root could rewrite at level 2): they are read without the
-/// index (see [`report_index`] for the comparison, made after). A seal file that can't be used, or a capsule that can't be enforced, is reported
-/// loudly and the others are enforced all the same; the error comes at the end. Two seals
+/// index (see [`report_index`] for the comparison, made after). A seal file that can't be
+/// used, or a capsule that can't be enforced, is reported loudly and the others are enforced
+/// all the same; the error comes at the end. Two seals
 /// naming one capsule (a planted one), or two capsules whose insides overlap, fail closed:
 /// those trees are enforced with no inside.
 /// Each tree is re-walked for its live identities only (no file read); drift is looked for
@@ -277,8 +278,8 @@ fn drift_wait() -> std::time::Duration {
 }
 
 /// Checks every sealed tree against its manifest (the files' content hashed), after
-/// enforcement, in a thread of its own for a bounded time ([`drift_wait`]): returns the capsules that
-/// drifted, each difference printed on stderr when `loud`. A tree that can't be read, or a
+/// enforcement, in a thread of its own for a bounded time ([`drift_wait`]): returns the
+/// capsules that drifted, each difference printed on stderr when `loud`. A tree that can't be read, or a
 /// check that does not end in time, is a finding.
 pub(crate) fn drift_all(dir: &std::path::Path, loud: bool) -> Vec<String> {
     let seals = capsule_core::registry::seals_in(dir).seals;
@@ -345,8 +346,8 @@ struct Prepared {
     no_inside: Option<String>,
 }
 
-/// Reads a sealed capsule's manifest, walks its tree for the live identities (drift printed
-/// when `loud`) and plans it; a plan whose inside or frozen rules can't be used is made
+/// Reads a sealed capsule's manifest, walks its tree for the live identities (no file read)
+/// and plans it; a plan whose inside or frozen rules can't be used is made
 /// without them, to be protected with nobody inside.
 fn prepare_one(dir: &std::path::Path, seal: &capsule_core::policy::SealRecord) -> Result<Prepared> {
     let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);

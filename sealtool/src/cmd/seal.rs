@@ -90,8 +90,9 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
             display::path(seal.cgroup.as_deref().unwrap_or(std::path::Path::new("/")))
         );
     }
-    refuse_overlapping_inside(reg, &seal)?;
-    refuse_nested_tree(reg, name, &report.root)?;
+    let sealed = registry::seals_in(reg.dir()).seals;
+    refuse_overlapping_inside(&sealed, &seal)?;
+    refuse_nested_tree(reg, &sealed, name, &report.root)?;
     if let Some(cgroup) = &seal.cgroup {
         if let Some((tid, tracer)) = enforce::outside_tracers(cgroup)?.first() {
             bail!(
@@ -178,12 +179,12 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
 /// A cgroup that is, holds or lies in another sealed capsule's inside is refused before the
 /// point of no return: the kernel would refuse it, and at the next boot the two seals would
 /// leave both capsules with no inside.
-fn refuse_overlapping_inside(reg: &Registry, seal: &SealRecord) -> Result<()> {
+fn refuse_overlapping_inside(sealed: &[SealRecord], seal: &SealRecord) -> Result<()> {
     let Some(cgroup) = &seal.cgroup else {
         return Ok(());
     };
     let mine = enforce::InsideClaim::new(&seal.name, cgroup);
-    for other in registry::seals_in(reg.dir()).seals {
+    for other in sealed {
         let Some(theirs) = &other.cgroup else {
             continue;
         };
@@ -204,17 +205,24 @@ fn refuse_overlapping_inside(reg: &Registry, seal: &SealRecord) -> Result<()> {
 /// A tree that holds, or lies in, another sealed capsule's tree is refused before the point
 /// of no return: the kernel gives each inode to one capsule, and at the next boot the two
 /// seals would leave both trees with no inside.
-fn refuse_nested_tree(reg: &Registry, name: &str, root: &std::path::Path) -> Result<()> {
+fn refuse_nested_tree(
+    reg: &Registry,
+    sealed: &[SealRecord],
+    name: &str,
+    root: &std::path::Path,
+) -> Result<()> {
     let real = |p: &std::path::Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mine = real(root);
-    for other in registry::seals_in(reg.dir()).seals {
+    for other in sealed {
         if other.name == name {
             continue;
         }
+        // The header alone says where the tree is: no sealed manifest is read whole here.
         let path = registry::manifest_path_in(reg.dir(), &other.name, &other.digest);
-        let Ok(m) = capsule_core::manifest::ManifestBytes::read(&path, &other.name, &other.digest)
-        else {
-            continue; // reported by enforce and status; its tree is not known here
+        let m = match capsule_core::manifest::ManifestHeader::read(&path) {
+            Ok(h) if h.name == other.name && h.digest == other.digest => h,
+            // Reported by enforce and status; its tree is not known here.
+            _ => continue,
         };
         let theirs = real(&m.root);
         if mine.starts_with(&theirs) || theirs.starts_with(&mine) {

@@ -16,11 +16,11 @@
 //! collector stops reading and the kernel counts what no longer fits its ring buffer as
 //! dropped (and so does the log, once the database is free again).
 
+use capsule_core::sys::open_regular;
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, Write as _};
 use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -68,26 +68,16 @@ fn open_lock(dir: &Path) -> Result<File> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the registry directory {}", dir.display()))?;
     let path = dir.join(LOCK_FILE);
-    regular(
+    // Root may plant a FIFO or a symlink in the registry directory.
+    open_regular(
         OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&path),
+            .truncate(false),
+        &path,
     )
     .with_context(|| format!("cannot open {}", path.display()))
-}
-
-/// A file opened without following a symlink or blocking, if it is a regular file (root may
-/// plant a FIFO or a symlink in the registry directory).
-fn regular(opened: std::io::Result<File>) -> std::io::Result<File> {
-    let file = opened?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
-    }
-    Ok(file)
 }
 
 fn flock(file: &File, blocking: bool) -> std::io::Result<bool> {
@@ -152,14 +142,8 @@ pub fn ensure_collector_running(ctx: &Context) -> Result<()> {
     drop(file);
     let exe = std::env::current_exe().context("cannot find the sealtool executable")?;
     let log_path = ctx.registry_dir.join(LOG_FILE);
-    let log = regular(
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(&log_path),
-    )
-    .with_context(|| format!("cannot open {}", log_path.display()))?;
+    let log = open_regular(OpenOptions::new().create(true).append(true), &log_path)
+        .with_context(|| format!("cannot open {}", log_path.display()))?;
     let log2 = log
         .try_clone()
         .with_context(|| format!("cannot open {}", log_path.display()))?;
