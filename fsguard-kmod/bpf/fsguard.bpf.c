@@ -1177,7 +1177,8 @@ static __always_inline bool created_by_atomic_open(struct file *file)
 /* Whether a sysfs file named by `dentry` unbinds, removes or probes devices again (a driver's
  * bind/unbind, a device's remove or delete, a bus's rescan or scan, a controller's reset or
  * deletion, a driver's new_id or override): a disk probed again comes back under a new
- * device number, which nothing protects. */
+ * device number, which nothing protects. Or builds a block device over others, which the
+ * kernel then opens itself, unhooked: an md array's new_dev, bcache's register. */
 static __always_inline bool reprobes_devices(struct dentry *dentry)
 {
 	char name[20] = {};
@@ -1188,7 +1189,18 @@ static __always_inline bool reprobes_devices(struct dentry *dentry)
 	       same_cstr(name, "rescan", 7) || same_cstr(name, "scan", 5) ||
 	       same_cstr(name, "new_id", 7) || same_cstr(name, "driver_override", 16) ||
 	       same_cstr(name, "drivers_probe", 14) || same_cstr(name, "reset_controller", 16) ||
-	       same_cstr(name, "delete_controller", 16);
+	       same_cstr(name, "delete_controller", 16) || same_cstr(name, "new_dev", 8) ||
+	       same_cstr(name, "register", 9) || same_cstr(name, "register_quiet", 15);
+}
+
+/* Whether a configfs file named by `dentry` enables a storage target's device (LIO's
+ * backstores, nvmet's namespaces and passthrough controllers all call it `enable`). */
+static __always_inline bool enables_target(struct dentry *dentry)
+{
+	char name[8] = {};
+
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	return same_cstr(name, "enable", 7);
 }
 
 /*
@@ -1244,9 +1256,12 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 		if (r)
 			return r;
 	}
-	/* Level 2: no device is unbound, removed or probed again through sysfs. */
-	if ((file->f_mode & FMODE_WRITE) && inode->i_sb->s_magic == SYSFS_MAGIC &&
-	    current_level() >= FSGUARD_LEVEL_LOCKED && reprobes_devices(file->f_path.dentry))
+	/* Level 2: no device is unbound, removed, probed again or stacked through sysfs, and no
+	 * storage target (LIO, nvmet) is enabled through configfs: it opens its block device
+	 * itself, unhooked, and writes it for whoever is on the other end. */
+	if ((file->f_mode & FMODE_WRITE) && current_level() >= FSGUARD_LEVEL_LOCKED &&
+	    ((inode->i_sb->s_magic == SYSFS_MAGIC && reprobes_devices(file->f_path.dentry)) ||
+	     (inode->i_sb->s_magic == CONFIGFS_MAGIC && enables_target(file->f_path.dentry))))
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
 			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
 	/*
@@ -1646,17 +1661,46 @@ static __always_inline bool blockdev_query(unsigned int cmd)
 	return false;
 }
 
+/*
+ * Level 2, on any device: commands that build a block device over others, which the kernel
+ * then opens itself, unhooked (a device-mapper table load; an md array's commands but its
+ * queries), or that pass commands to a disk past the block layer from a character device
+ * (SCSI generic and bsg's SG_IO and SCSI_IOCTL_SEND_COMMAND, NVMe's commands but
+ * NVME_IOCTL_ID): which disk such a device reaches can't be told here.
+ */
+static __always_inline bool stacks_or_passes_through(unsigned int cmd, umode_t type)
+{
+	unsigned int kind = (cmd >> 8) & 0xff, nr = cmd & 0xff;
+
+	if (kind == 0xfd)				/* device-mapper */
+		return nr == 9;				/* DM_TABLE_LOAD */
+	if (kind == 9)					/* md (MD_MAJOR) */
+		return nr != 0x10 && nr != 0x11 && nr != 0x12 && nr != 0x15;
+	if (type != S_IFCHR)
+		return false;
+	if (cmd == 0x2285 || cmd == 1)			/* SG_IO, SCSI_IOCTL_SEND_COMMAND */
+		return true;
+	return kind == 'N' && nr != 0x40;		/* NVMe, but NVME_IOCTL_ID */
+}
+
 /* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
 SEC("lsm/file_ioctl")
 int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
 {
+	umode_t type;
+
 	if (ret)
 		return ret;
+	type = file->f_inode ? file->f_inode->i_mode & S_IFMT : 0;
+	if ((type == S_IFBLK || type == S_IFCHR) && stacks_or_passes_through(cmd, type) &&
+	    current_level() >= FSGUARD_LEVEL_LOCKED)
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
+			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
 	/* A protected block device (level 2) answers only queries: commands that write (SG_IO,
 	 * SCSI_IOCTL_SEND_COMMAND, NVMe I/O, most need only a read-only descriptor), zeroing
 	 * and discards, and partitions added, resized or read again over it (new block devices
 	 * over its sectors) are all refused, and so is anything not known to be a query. */
-	if (file->f_inode && (file->f_inode->i_mode & S_IFMT) == S_IFBLK)
+	if (type == S_IFBLK)
 		return blockdev_query(cmd) ? 0 : decide_blockdev(file->f_inode, file->f_path.dentry);
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;

@@ -148,6 +148,7 @@ enum bpf_map_type {
 #define SYSFS_MAGIC 0x62656572
 #define TMPFS_MAGIC 0x01021994
 #define TRACEFS_MAGIC 0x74726163
+#define CONFIGFS_MAGIC 0x62656570
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
 #define PTRACE_MODE_READ 0x01

@@ -2,7 +2,7 @@
 //! inside, and the checks that make sure the kernel's view of identity matches ours.
 
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use capsule_core::glob::GlobSet;
@@ -299,9 +299,10 @@ pub fn ancestors_of(path: &Path) -> crate::Result<Vec<fsguard_inode_key>> {
 /// dev_t values: its own device; the whole disk of a partition; every partition of the same
 /// disk whose sectors overlap it (one added over it earlier, e.g. through BLKPG), or every
 /// partition of a whole disk holding it; the devices a device-mapper or md device is built on
-/// (sysfs `slaves`); and every device already built on any of these (sysfs `holders`: a
-/// second device-mapper target over the same disk). Empty for filesystems without a block
-/// device (tmpfs, ...).
+/// (sysfs `slaves`); every device already built on any of these (sysfs `holders`: a second
+/// device-mapper target over the same disk, an md array, bcache), every loop device backed by
+/// one of them, and every other path to the same disk (the same wwid; all of its partitions,
+/// fail closed). Empty for filesystems without a block device (tmpfs, ...).
 pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
     let meta = std::fs::metadata(root).map_err(|source| PlanError::Io {
         path: root.to_path_buf(),
@@ -338,7 +339,22 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
         format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev())),
         true,
     )];
-    while let Some((majmin, aliases)) = todo.pop() {
+    let mut seen = Vec::new(); // major:minor of every device in `out`
+    loop {
+        let Some((majmin, aliases)) = todo.pop() else {
+            // Devices over the same sectors that sysfs doesn't link: loop devices backed by
+            // one of them, other paths to the same disk (the same wwid).
+            let more: Vec<String> = loops_over(&seen)
+                .into_iter()
+                .chain(same_disks(&seen))
+                .filter(|d| !seen.contains(d))
+                .collect();
+            if more.is_empty() {
+                break;
+            }
+            todo.extend(more.into_iter().map(|d| (d, true)));
+            continue;
+        };
         let sys = PathBuf::from(format!("/sys/dev/block/{majmin}"));
         let Ok(dir) = std::fs::canonicalize(&sys) else {
             continue; // not a block device
@@ -354,6 +370,7 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
             continue;
         }
         out.push(kdev);
+        seen.push(majmin.clone());
         let is_partition = dir.join("partition").exists();
         if is_partition {
             if let Some(disk) = dir.parent() {
@@ -386,6 +403,124 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
         }
     }
     Ok(out)
+}
+
+/// The storage-target exports enabled over one of the block devices `devices` (kernel dev_t):
+/// LIO block and SCSI passthrough backstores (configfs `target/core/*/*`, `udev_path`) and
+/// nvmet namespaces (`nvmet/subsystems/*/namespaces/*`, `device_path`). The kernel opened
+/// their device itself, unhooked, and writes it for whoever is on the other end, which level 2
+/// can't refuse once they are enabled (it refuses enabling them). One whose path no longer
+/// names a block device can't be told, and counts. Each as "CONFIGFS_DIR (PATH)".
+pub fn target_exports_over(devices: &[u64]) -> Vec<String> {
+    let config = Path::new("/sys/kernel/config");
+    let dirs_in = |d: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(d)
+            .map(|es| {
+                es.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut exports: Vec<(PathBuf, &str)> = Vec::new();
+    for hba in dirs_in(&config.join("target/core")) {
+        exports.extend(dirs_in(&hba).into_iter().map(|d| (d, "udev_path")));
+    }
+    for subsystem in dirs_in(&config.join("nvmet/subsystems")) {
+        exports.extend(
+            dirs_in(&subsystem.join("namespaces"))
+                .into_iter()
+                .map(|d| (d, "device_path")),
+        );
+    }
+    let mut out = Vec::new();
+    for (dir, path_file) in exports {
+        let enabled = std::fs::read_to_string(dir.join("enable"))
+            .map(|s| s.trim() == "1")
+            .unwrap_or(false);
+        if !enabled {
+            continue;
+        }
+        let path = std::fs::read_to_string(dir.join(path_file)).unwrap_or_default();
+        let path = path.trim();
+        let over = match std::fs::metadata(path) {
+            Ok(m) if m.file_type().is_block_device() => {
+                kernel_dev_from_user(m.rdev()).is_none_or(|d| devices.contains(&u64::from(d)))
+            }
+            Ok(m) => !m.file_type().is_file(), // a file: its writes are judged (filp_open)
+            Err(_) => true,
+        };
+        if over {
+            out.push(format!("{} ({path})", dir.display()));
+        }
+    }
+    out
+}
+
+/// The loop devices (major:minor) whose backing file is one of the block devices `devices`
+/// (major:minor), or can't be told (deleted, unreadable): such a loop writes their sectors,
+/// with direct I/O past every hook. Loop devices over regular files are not aliases.
+fn loops_over(devices: &[String]) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Ok(backing) = std::fs::read_to_string(dir.join("loop/backing_file")) else {
+            continue; // not a loop device, or not bound
+        };
+        let Ok(dev) = std::fs::read_to_string(dir.join("dev")) else {
+            continue;
+        };
+        let backing = backing.trim_end_matches('\n');
+        let alias = match std::fs::metadata(backing) {
+            Ok(m) if m.file_type().is_file() => false,
+            Ok(m) if m.file_type().is_block_device() => devices
+                .iter()
+                .any(|d| *d == format!("{}:{}", libc::major(m.rdev()), libc::minor(m.rdev()))),
+            _ => true, // "(deleted)", renamed, or not resolvable: can't be told
+        };
+        if alias {
+            out.push(dev.trim().to_string());
+        }
+    }
+    out
+}
+
+/// The disks (major:minor) that report the same world-wide id as one of `devices`: other
+/// paths to the same disk (SCSI multipath, NVMe multipath controllers), no holder of the
+/// other in sysfs.
+fn same_disks(devices: &[String]) -> Vec<String> {
+    let wwid = |dir: &Path| {
+        ["wwid", "device/wwid"]
+            .iter()
+            .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+    };
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let disks: Vec<(String, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.path();
+            let dev = std::fs::read_to_string(dir.join("dev")).ok()?;
+            Some((dev.trim().to_string(), wwid(&dir)?))
+        })
+        .collect();
+    let ours: Vec<&String> = disks
+        .iter()
+        .filter(|(dev, _)| devices.contains(dev))
+        .map(|(_, id)| id)
+        .collect();
+    disks
+        .iter()
+        .filter(|(_, id)| ours.contains(&id))
+        .map(|(dev, _)| dev.clone())
+        .collect()
 }
 
 /// The cgroup v2 ids (directory inode numbers) of the cgroups strictly above `cgroup`, below

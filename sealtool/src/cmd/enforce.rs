@@ -460,6 +460,13 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
             loud!("sealtool: ERROR: the registry is not (fully) locked: {e:#}");
             unlocked = true;
         }
+        // Enabled before enforcement (a target's configuration restored earlier in boot):
+        // the kernel keeps writing for them, which level 2 can't refuse.
+        let exports = crate::cmd::level::carried_exports(dir);
+        if !exports.is_empty() {
+            loud!("sealtool: ERROR: storage-target exports are enabled over a sealed tree's block device and keep writing it past every check: {}; remove them (and start them after enforcement, or not at all)", exports.join(", "));
+            unlocked = true;
+        }
     }
     let index_ok = missing || report_index(dir);
     // The collector only after enforcement: it opens files in the registry directory, which

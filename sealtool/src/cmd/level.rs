@@ -35,6 +35,9 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
         println!("level not changed: kernel enforcement is NOT available: {why}");
         return Ok(EXIT_NOT_ENFORCED);
     }
+    if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
+        refuse_carried_exports(dir)?;
+    }
     // Nothing here waits on the sled index (a crafted one can block or panic sled): the
     // guard, the seal files and the level file are what the raise needs. The index is only
     // compared with the seal files afterwards, in a bounded thread, to report.
@@ -76,6 +79,46 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     Ok(0)
 }
 
+/// The sealed trees' names and roots (from their manifests), and what could not be read.
+fn sealed_roots(dir: &std::path::Path) -> (Vec<(String, std::path::PathBuf)>, Vec<String>) {
+    let mut sealed = Vec::new();
+    let mut failed = Vec::new();
+    for seal in capsule_core::registry::seals_in(dir).seals {
+        let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
+        match capsule_core::manifest::ManifestBytes::read(&path, &seal.name, &seal.digest) {
+            Ok(m) => sealed.push((seal.name, m.root)),
+            Err(e) => failed.push(format!("{}: {e}", seal.name)),
+        }
+    }
+    (sealed, failed)
+}
+
+/// The storage-target exports (LIO, nvmet) enabled over a sealed tree's block device. Level 2
+/// refuses to enable one, but can't stop one enabled before: it writes its device from the
+/// kernel, past every hook.
+pub fn carried_exports(dir: &std::path::Path) -> Vec<String> {
+    let (sealed, _) = sealed_roots(dir);
+    let mut devices = Vec::new();
+    for (_, root) in &sealed {
+        // A tree whose devices can't be computed is left to lock_registry, which says so.
+        devices.extend(fsguard::enforce::block_devices_of(root).unwrap_or_default());
+    }
+    fsguard::enforce::target_exports_over(&devices)
+}
+
+/// A raise to 2 while a storage target is enabled over a sealed tree's device is refused,
+/// before anything is recorded.
+fn refuse_carried_exports(dir: &std::path::Path) -> Result<()> {
+    let exports = carried_exports(dir);
+    if !exports.is_empty() {
+        anyhow::bail!(
+            "level not raised: storage-target exports are enabled over a sealed tree's block device, and would keep writing it at level 2 past every check: {}; remove them first",
+            exports.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Level 2's registry part (see fsguard::enforce::protect_registry).
 pub fn lock_registry(dir: &std::path::Path, guard: &mut Guard) -> Result<()> {
     let n = fsguard::enforce::protect_registry(guard, dir)?;
@@ -87,15 +130,7 @@ pub fn lock_registry(dir: &std::path::Path, guard: &mut Guard) -> Result<()> {
     // its disk, a device-mapper target over it) are protected as the device itself.
     // A tree whose manifest can't be read fails the lock (after the others are done): the
     // aliases made over its device since its seal would stay writable.
-    let mut sealed = Vec::new();
-    let mut failed = Vec::new();
-    for seal in capsule_core::registry::seals_in(dir).seals {
-        let path = capsule_core::registry::manifest_path_in(dir, &seal.name, &seal.digest);
-        match capsule_core::manifest::ManifestBytes::read(&path, &seal.name, &seal.digest) {
-            Ok(m) => sealed.push((seal.name, m.root)),
-            Err(e) => failed.push(format!("{}: {e}", seal.name)),
-        }
-    }
+    let (sealed, failed) = sealed_roots(dir);
     let d = fsguard::enforce::protect_devices_again(guard, &sealed)?;
     println!("block devices: {d} under the sealed trees protected (aliases included)");
     if !failed.is_empty() {

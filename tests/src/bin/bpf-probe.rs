@@ -15,6 +15,11 @@
 //!   blkpg-add DEV PNO START LEN   BLKPG_ADD_PARTITION (sectors) through a read-only descriptor
 //!   blkrrpart DEV         BLKRRPART (re-read the partition table), read-only descriptor
 //!   blk-ioctl DEV CMD     ioctl CMD (hex) with a zeroed 256-byte argument, read-only descriptor
+//!   dm-linear NAME DEV    a device-mapper device NAME mapping all of block device DEV
+//!                         (DM_DEV_CREATE, DM_TABLE_LOAD (judged), resume); prints
+//!                         `allowed dm-N` on success
+//!   loop-over DEV         a free loop device backed by DEV opened read-write (judged:
+//!                         LOOP_SET_FD); prints `allowed loopN` on success
 //!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
 //!                         `opened N refused M` (M: EPERM)
 //!   link-detach PATH      BPF_OBJ_GET the link pin (setup), BPF_LINK_DETACH (judged)
@@ -400,6 +405,121 @@ fn block_ioctl(dev: &str, cmd: libc::c_ulong, arg: *mut libc::c_void) -> ExitCod
     judged(r)
 }
 
+/// One device-mapper control command on `ctl` with `data` after the header; the header back.
+fn dm_command(ctl: i32, cmd: libc::c_ulong, name: &str, data: &[u8]) -> Result<Vec<u8>, i32> {
+    const HEADER: usize = 312; // sizeof(struct dm_ioctl)
+    let mut buf = vec![0u8; HEADER + data.len() + 16384];
+    let put = |buf: &mut [u8], at: usize, v: u32| buf[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    put(&mut buf, 0, 4); // version 4.0.0
+    let size = buf.len() as u32;
+    put(&mut buf, 12, size); // data_size
+    put(&mut buf, 16, HEADER as u32); // data_start
+    put(&mut buf, 20, u32::from(!data.is_empty())); // target_count
+    buf[48..48 + name.len().min(127)].copy_from_slice(&name.as_bytes()[..name.len().min(127)]);
+    buf[HEADER..HEADER + data.len()].copy_from_slice(data);
+    // SAFETY: `buf` is a struct dm_ioctl of data_size bytes, as the command expects.
+    let rc = unsafe { libc::ioctl(ctl, cmd, buf.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0));
+    }
+    Ok(buf)
+}
+
+/// `dm-linear NAME DEV`: device-mapper device NAME over all of DEV; the table load is judged.
+fn dm_linear(name: &str, dev: &str) -> ExitCode {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(meta), Ok(ctl)) = (
+        std::fs::metadata(dev),
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/mapper/control"),
+    ) else {
+        println!("error: setup: {dev} or /dev/mapper/control");
+        return ExitCode::from(2);
+    };
+    let ctl = std::os::fd::AsRawFd::as_raw_fd(&ctl);
+    let sectors = std::fs::read_to_string(format!(
+        "/sys/dev/block/{}:{}/size",
+        libc::major(meta.rdev()),
+        libc::minor(meta.rdev())
+    ))
+    .ok()
+    .and_then(|s| s.trim().parse::<u64>().ok())
+    .unwrap_or(0);
+    if let Err(e) = dm_command(ctl, 0xc138_fd03, name, &[]) {
+        println!("error: setup DM_DEV_CREATE: {}", errno_name(e));
+        return ExitCode::from(2);
+    }
+    // struct dm_target_spec (40 bytes) + "MAJ:MIN 0\0", padded to 8.
+    let params = format!(
+        "{}:{} 0\0",
+        libc::major(meta.rdev()),
+        libc::minor(meta.rdev())
+    );
+    let mut spec = vec![0u8; 40];
+    spec[8..16].copy_from_slice(&sectors.to_ne_bytes());
+    spec[24..30].copy_from_slice(b"linear");
+    spec.extend_from_slice(params.as_bytes());
+    spec.resize(spec.len().div_ceil(8) * 8, 0);
+    match dm_command(ctl, 0xc138_fd09, name, &spec) {
+        Ok(_) => {}
+        Err(e) => {
+            let _ = dm_command(ctl, 0xc138_fd04, name, &[]); // DM_DEV_REMOVE
+            return judged(Err(e));
+        }
+    }
+    match dm_command(ctl, 0xc138_fd06, name, &[]) {
+        Ok(hdr) => {
+            let dev = u64::from_ne_bytes(hdr[40..48].try_into().unwrap_or([0; 8]));
+            println!("allowed dm-{}", libc::minor(dev));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            println!("error: setup resume: {}", errno_name(e));
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `loop-over DEV`: a free loop device backed by DEV (read-write); LOOP_SET_FD is judged.
+fn loop_over(dev: &str) -> ExitCode {
+    use std::os::fd::AsRawFd;
+    let setup = || -> std::io::Result<(i32, std::fs::File, std::fs::File)> {
+        let ctl = std::fs::File::open("/dev/loop-control")?;
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let lo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/loop{n}"))?;
+        let backing = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dev)?;
+        Ok((n, lo, backing))
+    };
+    let (n, lo, backing) = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error: setup: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
+    let rc = unsafe { libc::ioctl(lo.as_raw_fd(), 0x4C00, backing.as_raw_fd()) };
+    if rc < 0 {
+        return judged(Err(std::io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(0)));
+    }
+    println!("allowed loop{n}");
+    ExitCode::SUCCESS
+}
+
 /// `blkpg-add DEV PNO START LEN`: BLKPG_ADD_PARTITION of partition PNO over sectors
 /// [START, START + LEN) of DEV, through a read-only descriptor.
 fn blkpg_add(dev: &str, pno: i32, start: i64, len: i64) -> ExitCode {
@@ -565,6 +685,8 @@ fn main() -> ExitCode {
             (Ok(p), Ok(s), Ok(l)) => blkpg_add(dev, p, s, l),
             _ => usage(),
         },
+        ["dm-linear", name, dev] => dm_linear(name, dev),
+        ["loop-over", dev] => loop_over(dev),
         ["blkrrpart", dev] => block_ioctl(dev, BLKRRPART, std::ptr::null_mut()),
         ["blk-ioctl", dev, cmd] => match u64::from_str_radix(cmd.trim_start_matches("0x"), 16) {
             Ok(c) => {

@@ -17,6 +17,14 @@ contains() {
     case "$2" in *"$3"*) ok "$1" ;; *) bad "$1 (expected '$3' in: $(printf '%s' "$2" | tr '\n' '|'))" ;; esac
 }
 res() { "$@" >>"$LOG" 2>&1 && echo allowed || echo refused; }
+# Loads the storage modules (tests/vm/lib/build-base: loop, device-mapper, md, bcache, LIO,
+# nvmet, scsi_debug, sg), in dependency order; a failure is a FAIL.
+load_storage_modules() {
+    while read -r m; do
+        [ -n "$m" ] && [ ! -d "/sys/module/$m" ] || continue
+        insmod "/lib/modules/vm/$m.ko" 2>>"$LOG" || { bad "insmod $m"; return 1; }
+    done </lib/modules/vm/order-storage
+}
 finish() {
     if [ "$fail" -gt 0 ]; then echo "--- $LOG (last 60 lines):"; tail -n 60 "$LOG"; fi
     echo "$SUITE: $pass passed, $fail failed"

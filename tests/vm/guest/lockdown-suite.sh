@@ -120,6 +120,56 @@ locked_checks() { # LABEL WANT(refused|allowed)
     expect "$1: write the registry's lock file (not protected; control)" allowed "$(res sh -c 'echo >> /disk/registry/lock')"
 }
 
+# Block devices built over others (device-mapper, md, bcache), storage targets exporting one
+# (LIO, nvmet) and commands passed to a disk past the block layer (SCSI generic, NVMe): the
+# kernel opens or writes the disk itself there, unhooked, so level 2 refuses building or
+# enabling them, whatever the device. storage_setup makes what the checks use: an md array
+# without members, a LIO backstore and an nvmet namespace not enabled, a SCSI generic
+# device (scsi_debug).
+CFG=/sys/kernel/config
+LIO=$CFG/target/core/iblock_0/t
+NS=$CFG/nvmet/subsystems/s/namespaces/1
+storage_setup() {
+    load_storage_modules || return 0
+    grep -q " $CFG configfs " /proc/mounts || mount -t configfs none $CFG
+    [ -e /sys/block/md_t ] || echo md_t >/sys/module/md_mod/parameters/new_array
+    mkdir -p $LIO $NS 2>>"$LOG"
+    SG=
+    i=0
+    while [ "$i" -lt 50 ] && [ -z "$SG" ]; do
+        SG=$(ls /dev/sg* 2>/dev/null | head -n 1)
+        [ -n "$SG" ] || sleep 0.1
+        i=$((i + 1))
+    done
+    [ -n "$SG" ] || bad "setup: no SCSI generic device after loading scsi_debug and sg"
+}
+judged() { # a bpf-probe answer: refused (EPERM), or the kernel's (anything else)
+    case "$1" in refused) echo refused ;; *) echo "the kernel's" ;; esac
+}
+storage_checks() { # LABEL WANT (allowed below 2, refused from 2)
+    k="the kernel's"
+    [ "$2" = refused ] && k=refused
+    r=$(bpf-probe blk-ioctl /dev/mapper/control c138fd09 2>>"$LOG")
+    expect "$1: a device-mapper table load (DM_TABLE_LOAD; $r)" "$k" "$(judged "$r")"
+    r=$(bpf-probe blk-ioctl /dev/mapper/control c138fd02 2>>"$LOG")
+    expect "$1: a device-mapper query (DM_LIST_DEVICES; control; $r)" "the kernel's" "$(judged "$r")"
+    r=$(bpf-probe blk-ioctl /dev/md_t 40140921 2>>"$LOG")
+    expect "$1: adding a disk to an md array (ADD_NEW_DISK; $r)" "$k" "$(judged "$r")"
+    r=$(bpf-probe blk-ioctl /dev/md_t 80480911 2>>"$LOG")
+    expect "$1: an md query (GET_ARRAY_INFO; control; $r)" "the kernel's" "$(judged "$r")"
+    expect "$1: open md's new_dev for writing" "$2" "$(res sh -c 'exec 3>>/sys/block/md_t/md/new_dev')"
+    expect "$1: open bcache's register for writing" "$2" "$(res sh -c 'exec 3>>/sys/fs/bcache/register')"
+    expect "$1: open a LIO backstore's enable for writing" "$2" "$(res sh -c "exec 3>>$LIO/enable")"
+    expect "$1: open an nvmet namespace's enable for writing" "$2" "$(res sh -c "exec 3>>$NS/enable")"
+    expect "$1: open an nvmet namespace's device_path for writing (control)" allowed "$(res sh -c "exec 3>>$NS/device_path")"
+    r=$(bpf-probe sg-io "${SG:-/dev/sg0}" 2>>"$LOG")
+    expect "$1: SG_IO on a SCSI generic device ($r)" "$k" "$(judged "$r")"
+    r=$(bpf-probe blk-ioctl /dev/null c0484e41 2>>"$LOG")
+    expect "$1: an NVMe command (NVME_IOCTL_ADMIN_CMD) on a character device ($r)" "$k" "$(judged "$r")"
+    r=$(bpf-probe blk-ioctl /dev/null 4e40 2>>"$LOG")
+    expect "$1: NVME_IOCTL_ID on a character device (control; $r)" "the kernel's" "$(judged "$r")"
+}
+
 if [ "$BOOT" = boot1 ]; then
     rm -rf /disk/jails /disk/registry
     mkdir -p /disk/jails/app/etc /disk/jails/app/bin
@@ -149,7 +199,36 @@ if [ "$BOOT" = boot1 ]; then
         [ "$got" = refused ] && v=refused || v="the kernel's answer"
         expect "level 1: block ioctl $c on the tree's disk is the kernel's to answer below 2 ($got)" "the kernel's answer" "$v"
     done
-    exec 4<>$DEV && HELD_FD=1
+    storage_setup
+    storage_checks "level 1" allowed
+    # Devices over the sealed filesystem's sectors made below level 2 that sysfs doesn't link
+    # to its disk: a loop device over the disk, and a device-mapper target over that loop
+    # (the disk itself is claimed by its filesystem). Level 2 protects them as the disk.
+    got=$(bpf-probe loop-over $DEV 2>>"$LOG")
+    LOOP=${got#allowed }
+    expect "level 1: a loop device over the sealed filesystem's disk (allowed below 2)" allowed "${got%% *}"
+    got=$(bpf-probe dm-linear over /dev/$LOOP 2>>"$LOG")
+    DM=${got#allowed }
+    expect "level 1: a device-mapper target over that loop device (allowed below 2)" allowed "${got%% *}"
+    head -c 1048576 /dev/zero >/tmp/plain.img
+    got=$(bpf-probe loop-over /tmp/plain.img 2>>"$LOG")
+    PLAIN=${got#allowed }
+    expect "level 1: a loop device over a plain file (control)" allowed "${got%% *}"
+    for d in $LOOP $DM; do
+        expect "level 1: open /dev/$d for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>/dev/$d")"
+    done
+    # An nvmet namespace over the disk, enabled below 2: nothing refuses its writes at level
+    # 2 (the kernel opened the disk itself), so the raise is refused while it is enabled.
+    printf %s $DEV >$NS/device_path 2>>"$LOG" && echo 1 >$NS/enable 2>>"$LOG"
+    expect "level 1: enable an nvmet namespace over the sealed filesystem's disk" 1 "$(cat $NS/enable 2>>"$LOG")"
+    out=$(sealtool level 2 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    expect "boot1: sealtool level 2 refused while that namespace is enabled" "exit 2" "exit $rc"
+    contains "boot1: the refusal names the namespace" "$out" "namespaces/1 ($DEV)"
+    expect "boot1: the refused raise left the level at 1" 1 "$(sealtool level 2>>"$LOG")"
+    echo 0 >$NS/enable
+    command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     out=$(sealtool level 2 2>&1)
     echo "$out" >>"$LOG"
     contains "boot1: sealtool level 2" "$out" "level 2"
@@ -158,6 +237,12 @@ if [ "$BOOT" = boot1 ]; then
     expect "boot1: lowering the level is refused" "exit 2" "$(sealtool level 1 >>"$LOG" 2>&1; echo "exit $?")"
     guard_checks "level 2"
     locked_checks "level 2" refused
+    storage_checks "level 2" refused
+    for d in $LOOP $DM; do
+        expect "level 2: open /dev/$d (over the sealed filesystem's disk) for writing" refused "$(res sh -c "exec 3>>/dev/$d")"
+        expect "level 2: open /dev/$d for reading (control)" allowed "$(res sh -c "exec 3</dev/$d")"
+    done
+    expect "level 2: open /dev/$PLAIN (a loop over a plain file) for writing (control)" allowed "$(res sh -c "exec 3>>/dev/$PLAIN")"
     expect "level 2: add another partition over the sealed filesystem (BLKPG)" refused "$(bpf-probe blkpg-add $DEV 2 2048 2048 2>>"$LOG")"
     expect "level 2: re-read the disk's partition table (BLKRRPART)" refused "$(bpf-probe blkrrpart $DEV 2>>"$LOG")"
     expect "level 2: open the partition added at level 1 for writing" refused "$(res sh -c "exec 3>>${DEV}1")"
@@ -192,7 +277,7 @@ if [ "$BOOT" = boot1 ]; then
 else
     [ -d /disk/registry ] || { bad "boot2: no registry on /disk (boot1 did not run?)"; finish; }
     expect "boot2: nothing enforced before enforce --boot" absent "$([ -e $PINS/link_fsguard_file_open ] && echo present || echo absent)"
-    exec 4<>$DEV && HELD_FD=1
+    command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     out=$(sealtool enforce --boot 2>&1)
     rc=$?
     echo "$out" >>"$LOG"
@@ -216,6 +301,8 @@ else
     expect "boot2: write to an unrelated file on the same disk (control)" allowed "$(res sh -c 'echo x >> /disk/unrelated')"
     guard_checks "boot2"
     locked_checks "boot2" refused
+    storage_setup
+    storage_checks "boot2" refused
     expect "boot2: verify is clean" "exit 0" "$(sealtool verify app b >>"$LOG" 2>&1; echo "exit $?")"
 fi
 finish
