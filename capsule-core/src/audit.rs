@@ -142,6 +142,10 @@ pub struct LostRecord {
     pub ratelimited: u64,
     /// The ring buffer was full (or an event could not be decoded).
     pub dropped: u64,
+    /// Sent to the ring buffer but never received by the collector: taken by another
+    /// reader (anyone holding a writable descriptor of `events` can consume it), or read by
+    /// a collector that stopped before storing them.
+    pub taken: u64,
 }
 
 /// Something `sealtool enforce` found wrong with the registry (an unusable seal file, a
@@ -186,7 +190,10 @@ impl Record {
     pub fn refusals(&self) -> u64 {
         match self {
             Record::Refusal(_) => 1,
-            Record::Lost(l) => l.ratelimited.saturating_add(l.dropped),
+            Record::Lost(l) => l
+                .ratelimited
+                .saturating_add(l.dropped)
+                .saturating_add(l.taken),
             Record::Finding(_) => 0,
         }
     }
@@ -223,6 +230,10 @@ impl Record {
                 e.u64(l.time_ns);
                 e.u64(l.ratelimited);
                 e.u64(l.dropped);
+                // Only when there are: records from before this count are read the same.
+                if l.taken > 0 {
+                    e.u64(l.taken);
+                }
             }
             Record::Finding(f) => {
                 e.u8(KIND_FINDING);
@@ -275,6 +286,11 @@ impl Record {
                 time_ns: d.u64("time")?,
                 ratelimited: d.u64("rate-limited count")?,
                 dropped: d.u64("dropped count")?,
+                taken: if d.remaining() > 0 {
+                    d.u64("taken count")?
+                } else {
+                    0
+                },
             }),
             KIND_FINDING => Record::Finding(FindingRecord {
                 time_ns: d.u64("time")?,
@@ -762,6 +778,7 @@ mod tests {
             time_ns: 9,
             ratelimited: 1_000_000,
             dropped: 3,
+            taken: 4,
         });
         for r in [refusal(1), lost] {
             assert_eq!(Record::decode(&r.encode()).unwrap(), r);
@@ -787,6 +804,7 @@ mod tests {
             time_ns: 5,
             ratelimited: 10,
             dropped: 2,
+            taken: 0,
         });
         let head = log
             .append(&[refusal(4), lost.clone()], Some(b"cur"))

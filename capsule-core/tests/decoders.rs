@@ -125,6 +125,7 @@ fn audit_records() -> Vec<Record> {
             time_ns: 1,
             ratelimited: 10,
             dropped: 2,
+            taken: 0,
         }),
         Record::Finding(FindingRecord {
             time_ns: 2,

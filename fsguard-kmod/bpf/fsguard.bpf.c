@@ -356,6 +356,9 @@ static __always_inline int refuse_event(struct fsguard_inode_key *key, struct de
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
 	fill_path(ev, dentry);
 	bpf_ringbuf_submit(ev, 0);
+	/* After the submit: whoever reads this count finds the event readable. */
+	if (st)
+		__sync_fetch_and_add(&st->events_sent, 1);
 	return -EPERM;
 }
 

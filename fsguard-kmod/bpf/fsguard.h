@@ -278,6 +278,8 @@ struct fsguard_stats {
 	__u64 events_ratelimited; /* refusals beyond FSGUARD_EVENTS_PER_SEC, not sent */
 	__u64 inherited;      /* inodes created inside a capsule and added to it */
 	__u64 released;       /* inodes removed from a capsule by their last unlink */
+	__u64 events_sent;    /* events put in the ring buffer (a reader other than the
+			       * collector that takes some shows as fewer received) */
 };
 
 _Static_assert(sizeof(struct fsguard_config) == 16, "fsguard_config layout changed");
@@ -285,7 +287,7 @@ _Static_assert(sizeof(struct fsguard_inode_key) == 16, "fsguard_inode_key layout
 _Static_assert(sizeof(struct fsguard_inode_value) == 8, "fsguard_inode_value layout changed");
 _Static_assert(sizeof(struct fsguard_capsule) == 80, "fsguard_capsule layout changed");
 _Static_assert(sizeof(struct fsguard_event) == 592, "fsguard_event layout changed");
-_Static_assert(sizeof(struct fsguard_stats) == 40, "fsguard_stats layout changed");
+_Static_assert(sizeof(struct fsguard_stats) == 48, "fsguard_stats layout changed");
 
 _Static_assert(sizeof(struct fsguard_ratelimit) == 16, "fsguard_ratelimit layout changed");
 _Static_assert(sizeof(struct fsguard_request) == 112, "fsguard_request layout changed");

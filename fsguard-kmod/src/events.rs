@@ -15,11 +15,11 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use aya::maps::{Array, Map, MapData, MapError, PerCpuArray, RingBuf};
+use aya::maps::{Array, Map, MapData, MapError, PerCpuArray};
 
 use crate::shared::{
     fsguard_capsule, fsguard_event, fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_MAX_CAPSULES,
@@ -458,14 +458,163 @@ pub fn sum_stats(per_cpu: impl IntoIterator<Item = fsguard_stats>) -> fsguard_st
         total.events_ratelimited += s.events_ratelimited;
         total.inherited += s.inherited;
         total.released += s.released;
+        total.events_sent += s.events_sent;
     }
     total
+}
+
+/// A consumer of the guard's ring buffer, mapped as the kernel lays it out: the consumer
+/// position's page (read-write), then the producer position's page and the data twice over
+/// (read-only). aya's reader (0.13) starts with no cached producer position and, when the
+/// consumer position is not 0 (a collector started after another one consumed), reads the
+/// stale records behind it as new; this one reads the producer position first.
+struct Ring {
+    map: MapData,
+    consumer: *mut libc::c_void,
+    producer: *mut libc::c_void,
+    page: usize,
+    size: usize,
+}
+
+const RINGBUF_BUSY: u32 = 1 << 31;
+const RINGBUF_DISCARD: u32 = 1 << 30;
+const RINGBUF_HEADER: usize = 8;
+
+impl Ring {
+    fn new(map: MapData, path: &Path) -> Result<Self, EventError> {
+        let err = |source: io::Error| EventError::Map {
+            op: "map",
+            path: path.to_path_buf(),
+            source: MapError::from(aya::sys::SyscallError {
+                call: "mmap",
+                io_error: source,
+            }),
+        };
+        let size = map
+            .info()
+            .map_err(|source| EventError::Map {
+                op: "inspect",
+                path: path.to_path_buf(),
+                source,
+            })?
+            .max_entries() as usize;
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        if !size.is_power_of_two() || !size.is_multiple_of(page) {
+            return Err(err(io::Error::other(format!(
+                "a ring buffer of {size} bytes is not a power of two pages"
+            ))));
+        }
+        let fd = map.fd().as_fd().as_raw_fd();
+        // SAFETY: mapping the ring buffer's pages as the kernel offers them (kernel/bpf/
+        // ringbuf.c: the consumer page writable, the rest read-only); checked below.
+        let consumer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if consumer == libc::MAP_FAILED {
+            return Err(err(io::Error::last_os_error()));
+        }
+        // SAFETY: as above; the data pages follow the producer page, mapped twice by the
+        // kernel so that a record that wraps is contiguous.
+        let producer = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                page + 2 * size,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                page as libc::off_t,
+            )
+        };
+        if producer == libc::MAP_FAILED {
+            let e = io::Error::last_os_error();
+            // SAFETY: unmapping what was mapped just above.
+            unsafe { libc::munmap(consumer, page) };
+            return Err(err(e));
+        }
+        Ok(Ring {
+            map,
+            consumer,
+            producer,
+            page,
+            size,
+        })
+    }
+
+    fn positions(&self) -> (&std::sync::atomic::AtomicU64, &std::sync::atomic::AtomicU64) {
+        // SAFETY: both positions are 8-byte aligned u64s at the start of their pages, which
+        // stay mapped while `self` lives; the kernel writes the producer's, only we the
+        // consumer's: accessed atomically.
+        unsafe {
+            (
+                &*(self.consumer as *const std::sync::atomic::AtomicU64),
+                &*(self.producer as *const std::sync::atomic::AtomicU64),
+            )
+        }
+    }
+
+    /// Calls `each` with up to `max` records (discarded ones skipped and not counted),
+    /// consuming each after the call; returns how many.
+    fn consume(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> usize {
+        use std::sync::atomic::Ordering;
+        let (consumer, producer) = self.positions();
+        let mut pos = consumer.load(Ordering::Relaxed);
+        let mut n = 0;
+        while n < max {
+            // Release by the kernel after a record's header: Acquire sees the header.
+            if pos >= producer.load(Ordering::Acquire) {
+                break;
+            }
+            let offset = (pos as usize) & (self.size - 1);
+            // SAFETY: offset < size, and the data is mapped twice over: header and record
+            // (at most the ring's size) lie within the mapping.
+            let header = unsafe {
+                let at = (self.producer as *const u8).add(self.page + offset);
+                (*(at as *const std::sync::atomic::AtomicU32)).load(Ordering::Acquire)
+            };
+            if header & RINGBUF_BUSY != 0 {
+                break; // reserved, not yet submitted
+            }
+            let len = ((header & !RINGBUF_DISCARD) as usize).min(self.size - RINGBUF_HEADER);
+            if header & RINGBUF_DISCARD == 0 {
+                // SAFETY: as above; `len` is bounded by the ring's size.
+                let data = unsafe {
+                    std::slice::from_raw_parts(
+                        (self.producer as *const u8).add(self.page + offset + RINGBUF_HEADER),
+                        len,
+                    )
+                };
+                each(data);
+                n += 1;
+            }
+            pos += ((RINGBUF_HEADER + len).div_ceil(8) * 8) as u64;
+            consumer.store(pos, Ordering::Release);
+        }
+        n
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        // SAFETY: unmapping exactly what new() mapped.
+        unsafe {
+            libc::munmap(self.consumer, self.page);
+            libc::munmap(self.producer, self.page + 2 * self.size);
+        }
+    }
 }
 
 /// The pinned maps the audit collector needs: the ring buffer, the counters and the capsule
 /// names. Opening them needs only the pins, not the programs.
 pub struct EventReader {
-    ring: RingBuf<MapData>,
+    ring: Ring,
     stats: PerCpuArray<MapData, fsguard_stats>,
     capsules: Array<MapData, fsguard_capsule>,
     names: HashMap<u32, String>,
@@ -526,8 +675,7 @@ impl EventReader {
                 source,
             })
         };
-        let ring = RingBuf::try_from(Map::RingBuf(open_map("events")?))
-            .map_err(type_err(dir, "events"))?;
+        let ring = Ring::new(open_map("events")?, &dir.join("events"))?;
         let stats = PerCpuArray::try_from(Map::PerCpuArray(open_map("stats")?))
             .map_err(type_err(dir, "stats"))?;
         let capsules = Array::try_from(Map::Array(open_map("capsules_view")?))
@@ -549,7 +697,7 @@ impl EventReader {
     ) -> Result<bool, EventError> {
         let mut fds = [
             libc::pollfd {
-                fd: self.ring.as_raw_fd(),
+                fd: self.ring.map.fd().as_fd().as_raw_fd(),
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -577,18 +725,10 @@ impl EventReader {
     /// record that cannot be decoded is consumed and reported in `bad` (counted, not lost
     /// silently).
     pub fn drain(&mut self, max: usize, out: &mut Vec<Refusal>, bad: &mut u64) -> usize {
-        let mut n = 0;
-        while n < max {
-            let Some(item) = self.ring.next() else {
-                break;
-            };
-            match Refusal::decode(&item) {
-                Ok(r) => out.push(r),
-                Err(_) => *bad += 1,
-            }
-            n += 1;
-        }
-        n
+        self.ring.consume(max, |data| match Refusal::decode(data) {
+            Ok(r) => out.push(r),
+            Err(_) => *bad += 1,
+        })
     }
 
     /// The guard's counters, summed over CPUs.

@@ -191,12 +191,17 @@ pub fn human_line(e: &Entry) -> String {
             escape_bytes(&r.comm),
         ),
         Record::Lost(l) => format!(
-            "{} #{} lost: {} refusals not recorded one by one ({} beyond the rate limit, {} with the ring buffer full)",
+            "{} #{} lost: {} refusals not recorded one by one ({} beyond the rate limit, {} with the ring buffer full{})",
             rfc3339(l.time_ns),
             e.seq,
-            l.ratelimited.saturating_add(l.dropped),
+            e.record.refusals(),
             l.ratelimited,
-            l.dropped
+            l.dropped,
+            if l.taken > 0 {
+                format!(", {} TAKEN from the ring buffer by another reader or never stored", l.taken)
+            } else {
+                String::new()
+            }
         ),
         Record::Finding(f) => format!(
             "{} #{} finding: {}",
@@ -235,6 +240,7 @@ pub fn json_line(e: &Entry) -> serde_json::Value {
             "kind": "lost",
             "ratelimited": l.ratelimited,
             "dropped": l.dropped,
+            "taken": l.taken,
         }),
         Record::Finding(f) => json!({
             "seq": e.seq,
@@ -497,6 +503,7 @@ mod tests {
                 time_ns: 0,
                 ratelimited: 10,
                 dropped: 1,
+                taken: 0,
             }),
         };
         assert!(human_line(&l).contains("lost: 11 refusals"));

@@ -49,6 +49,7 @@ fn inject(reg: &Path, n: u64) -> Result<String, String> {
         time_ns: (1_795_892_400 + n) * 1_000_000_000,
         ratelimited: 5000,
         dropped: 7,
+        taken: 0,
     }));
     let head = log.append(&records, None).map_err(|e| e.to_string())?;
     Ok(format!(

@@ -18,6 +18,9 @@
 //!   dm-linear NAME DEV    a device-mapper device NAME mapping all of block device DEV
 //!                         (DM_DEV_CREATE, DM_TABLE_LOAD (judged), resume); prints
 //!                         `allowed dm-N` on success
+//!   ringbuf-take PATH     opens the ring buffer pinned at PATH read-write (judged) and
+//!                         consumes everything in it, as a reader other than the audit
+//!                         collector would; prints `allowed took N bytes`
 //!   loop-over DEV         a free loop device backed by DEV opened read-write (judged:
 //!                         LOOP_SET_FD); prints `allowed loopN` on success
 //!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
@@ -482,6 +485,54 @@ fn dm_linear(name: &str, dev: &str) -> ExitCode {
     }
 }
 
+/// `ringbuf-take PATH`: moves the ring buffer's consumer position to its producer position.
+fn ringbuf_take(path: &str) -> ExitCode {
+    let fd = match obj_get(path, 0) {
+        Ok(fd) => fd as i32,
+        Err(e) => return judged(Err(e)),
+    };
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    // SAFETY: the ring buffer's first page (the consumer position) is mapped shared and
+    // writable, the second (the producer position) read-only, as libbpf's reader does.
+    let (cons, prod) = unsafe {
+        (
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            ),
+            libc::mmap(
+                std::ptr::null_mut(),
+                page,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                fd,
+                page as libc::off_t,
+            ),
+        )
+    };
+    if cons == libc::MAP_FAILED || prod == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error();
+        println!("error: mmap: {e}");
+        return ExitCode::from(2);
+    }
+    // SAFETY: both positions are naturally aligned u64s at the start of their mapped pages,
+    // shared with the kernel: accessed atomically.
+    let took = unsafe {
+        let cons = &*(cons as *const std::sync::atomic::AtomicU64);
+        let prod = &*(prod as *const std::sync::atomic::AtomicU64);
+        let p = prod.load(std::sync::atomic::Ordering::Acquire);
+        let c = cons.swap(p, std::sync::atomic::Ordering::Release);
+        p.saturating_sub(c)
+    };
+    println!("allowed took {took} bytes");
+    ExitCode::SUCCESS
+}
+
 /// `loop-over DEV`: a free loop device backed by DEV (read-write); LOOP_SET_FD is judged.
 fn loop_over(dev: &str) -> ExitCode {
     use std::os::fd::AsRawFd;
@@ -687,6 +738,7 @@ fn main() -> ExitCode {
         },
         ["dm-linear", name, dev] => dm_linear(name, dev),
         ["loop-over", dev] => loop_over(dev),
+        ["ringbuf-take", path] => ringbuf_take(path),
         ["blkrrpart", dev] => block_ioctl(dev, BLKRRPART, std::ptr::null_mut()),
         ["blk-ioctl", dev, cmd] => match u64::from_str_radix(cmd.trim_start_matches("0x"), 16) {
             Ok(c) => {

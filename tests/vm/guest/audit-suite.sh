@@ -12,7 +12,9 @@
 #     answers EPERM, the guest stays responsive, the kernel's refusal counter grows by exactly
 #     N, and the log accounts for exactly N (refusal records + lost counts); overall, the log
 #     accounts for every refusal the kernel counted;
-#   - the collector stops on SIGTERM; editing a record (audit-tamper, tests/src/bin) makes
+#   - the collector stops on SIGTERM; events another reader takes from the ring buffer
+#     (bpf-probe ringbuf-take) while no collector runs are counted as taken by the next
+#     one (and those nobody took recorded one by one: the control); editing a record (audit-tamper, tests/src/bin) makes
 #     `--check` exit 1 naming it.
 #
 # Output: `PASS: <what>` / `FAIL: <what> (...)` / `NOTE: <what>` lines, then
@@ -22,6 +24,7 @@ set -u
 LOG=/tmp/audit-suite.log
 CG=/sys/fs/cgroup/app
 REG=/var/lib/capsule
+PINS=/sys/fs/bpf/fsguard
 N=${AUDIT_FLOOD_N:-1000000}
 : >"$LOG"
 pass=0
@@ -73,10 +76,11 @@ totals() {
         /"kind":"lost"/ {
             if (match($0, /"ratelimited":[0-9]+/)) rl += substr($0, RSTART + 14, RLENGTH - 14)
             if (match($0, /"dropped":[0-9]+/)) dr += substr($0, RSTART + 10, RLENGTH - 10)
+            if (match($0, /"taken":[0-9]+/)) tk += substr($0, RSTART + 8, RLENGTH - 8)
         }
-        END { printf "%d %d %d\n", r, rl, dr }'
+        END { printf "%d %d %d %d\n", r, rl, dr, tk }'
 }
-accounted() { set -- $(totals); echo $(($1 + $2 + $3)); }
+accounted() { set -- $(totals); echo $(($1 + $2 + $3 + $4)); }
 denied() { sealtool status 2>>"$LOG" | sed -n 's/^refusals *\([0-9]*\).*/\1/p'; }
 
 # ----------------------------------------------------------------------------- setup
@@ -299,6 +303,44 @@ wait "$COLL"
 expect "the collector exits 0 on SIGTERM" 0 "$?"
 COLL=
 contains "syslog: the collector anchors the head" "$(cat /tmp/messages)" "audit log head: seq"
+
+# ----------------------------------------------------------------------------- another reader
+# Anyone holding a writable descriptor of the ring buffer can consume it (the kernel can't
+# freeze one): what the collector didn't receive of the events the guard sent is counted as
+# taken. Refusals while no collector runs, then a collector: the control (recorded one by
+# one), then the same with the events taken first.
+refuse_outside() { # N refusals of an outside write
+    i=0
+    while [ "$i" -lt "$1" ]; do sh -c 'echo x >> /jails/app/victim' 2>/dev/null; i=$((i + 1)); done
+}
+collect_until() { # TARGET: runs a collector until the log accounts for TARGET refusals
+    sealtool audit --collect >>"$LOG" 2>&1 &
+    C=$!
+    a=$(settle "$1")
+    kill -TERM "$C"
+    wait "$C"
+    echo "$a"
+}
+set -- $(totals)
+R2=$1 TK2=$4
+D2=$(denied)
+refuse_outside 3
+expect "3 refusals counted while no collector runs" 3 "$(($(denied) - D2))"
+expect "a collector started later accounts for them" "$((D2 + 3))" "$(collect_until "$((D2 + 3))")"
+set -- $(totals)
+expect "they are recorded one by one (control)" "$((R2 + 3)) $TK2" "$1 $4"
+R3=$1 TK3=$4
+D3=$(denied)
+refuse_outside 4
+out=$(bpf-probe ringbuf-take $PINS/events 2>>"$LOG")
+note "another reader: $out"
+expect "another reader opens the ring buffer and consumes it" allowed "${out%% *}"
+expect "a collector started later accounts for the 4 refusals" "$((D3 + 4))" "$(collect_until "$((D3 + 4))")"
+set -- $(totals)
+expect "the 4 events taken are counted as taken, none recorded" "$R3 $((TK3 + 4))" "$1 $4"
+HUMAN=$(sealtool audit --since 10m 2>>"$LOG" | grep ' lost: ' | tail -n 1)
+contains "sealtool audit says they were taken" "$HUMAN" "4 TAKEN from the ring buffer"
+contains "syslog: the taken count" "$(cat /tmp/messages)" "taken=4"
 out=$(audit-tamper edit "$REG" 2 2>&1)
 expect "audit-tamper edits record 2" "edited record 2" "$out"
 out=$(sealtool audit --check 2>&1)

@@ -10,7 +10,12 @@
 //! sealtool command opens it). Every second, and with each batch, the kernel's
 //! `events_ratelimited` and `events_dropped` counters are compared with what the log already
 //! accounts for (the cursor, stored with the records) and any growth becomes a `lost`
-//! record, so `refusals recorded + lost counts = refusals counted by the kernel`.
+//! record, so `refusals recorded + lost counts = refusals counted by the kernel`. So is
+//! `events_sent`, against the events received: anyone holding a writable descriptor of the
+//! ring buffer can consume events (the kernel can't freeze a ring buffer, and no hook sees its
+//! consumer position move), and what another reader takes is counted as `taken`. The counters
+//! are read before the ring buffer is emptied, so every event they count has been received by
+//! then unless somebody else took it.
 //!
 //! When the database stays busy, events wait in memory up to 65536; beyond that the
 //! collector stops reading and the kernel counts what no longer fits its ring buffer as
@@ -259,10 +264,11 @@ pub fn syslog_message(r: &Record) -> String {
             }
         ),
         Record::Lost(l) => format!(
-            "lost: {} refusals not recorded one by one (ratelimited={} dropped={})",
-            l.ratelimited.saturating_add(l.dropped),
+            "lost: {} refusals not recorded one by one (ratelimited={} dropped={} taken={})",
+            r.refusals(),
             l.ratelimited,
-            l.dropped
+            l.dropped,
+            l.taken
         ),
         Record::Finding(f) => format!("finding: {}", escape_bytes(f.what.as_bytes())),
     }
@@ -276,9 +282,15 @@ struct Cursor {
     boot_id: Vec<u8>,
     ratelimited: u64,
     dropped: u64,
+    /// The kernel's `events_sent` when stored (None: stored by a collector that did not
+    /// count it).
+    sent: Option<u64>,
+    /// Of the events sent, how many the log accounts for (received, or counted as taken).
+    accounted: u64,
 }
 
-const CURSOR_VERSION: u8 = 1;
+/// Version 1: without `sent` and `accounted`.
+const CURSOR_VERSION: u8 = 2;
 
 impl Cursor {
     fn encode(&self) -> Vec<u8> {
@@ -287,36 +299,66 @@ impl Cursor {
         e.bytes(&self.boot_id);
         e.u64(self.ratelimited);
         e.u64(self.dropped);
+        e.u64(self.sent.unwrap_or(0));
+        e.u64(self.accounted);
         e.into_inner()
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
         let mut d = Decoder::new(b);
-        if d.u8("version").ok()? != CURSOR_VERSION {
+        let version = d.u8("version").ok()?;
+        if version != 1 && version != CURSOR_VERSION {
             return None;
         }
-        let c = Cursor {
+        let mut c = Cursor {
             boot_id: d.bytes("boot id").ok()?.to_vec(),
             ratelimited: d.u64("ratelimited").ok()?,
             dropped: d.u64("dropped").ok()?,
+            ..Cursor::default()
         };
+        if version == CURSOR_VERSION {
+            c.sent = Some(d.u64("sent").ok()?);
+            c.accounted = d.u64("accounted").ok()?;
+        }
         d.finish("cursor").ok()?;
         Some(c)
     }
 
-    /// The growth since this cursor to `now` (same boot). Counters lower than the cursor
-    /// mean the guard was loaded anew: all of `now` is new.
+    /// Whether `now` counts on from this cursor: the same boot, and no counter lower (lower
+    /// ones mean the guard was loaded anew).
+    fn same_guard(&self, now: &Cursor) -> bool {
+        self.boot_id == now.boot_id
+            && now.ratelimited >= self.ratelimited
+            && now.dropped >= self.dropped
+            && now.sent.unwrap_or(0) >= self.sent.unwrap_or(0)
+    }
+
+    /// The growth since this cursor to `now`; all of `now` for another guard.
     fn delta(&self, now: &Cursor) -> (u64, u64) {
-        if self.boot_id != now.boot_id
-            || now.ratelimited < self.ratelimited
-            || now.dropped < self.dropped
-        {
+        if !self.same_guard(now) {
             return (now.ratelimited, now.dropped);
         }
         (
             now.ratelimited - self.ratelimited,
             now.dropped - self.dropped,
         )
+    }
+
+    /// The events the log accounts for once `received` more (since this cursor) are stored,
+    /// and how many of those sent were taken by somebody else. Only when the ring buffer was
+    /// emptied after `now`'s counters were read (`complete`) can a shortfall be told.
+    fn events(&self, now: &Cursor, received: u64, complete: bool) -> (u64, u64) {
+        let same = self.same_guard(now);
+        let accounted = if same { self.accounted } else { 0 }.saturating_add(received);
+        let sent = now.sent.unwrap_or(0);
+        if same && self.sent.is_none() {
+            // Nothing to count from (a collector that did not count): from here on.
+            return (accounted.max(sent), 0);
+        }
+        if complete && sent > accounted {
+            return (sent, sent - accounted);
+        }
+        (accounted, 0)
     }
 }
 
@@ -337,6 +379,8 @@ struct Collector {
     oldest: Option<Instant>,
     /// Undecodable ring buffer records since the last write (counted as dropped).
     bad: u64,
+    /// Ring buffer records received since the stored cursor (decoded or not).
+    received: u64,
     /// The cursor as stored in the log; `None` until read.
     cursor: Option<Cursor>,
     syslog: Syslog,
@@ -365,15 +409,17 @@ impl Collector {
         })
     }
 
-    fn drain(&mut self) {
+    /// Reads what the ring buffer holds, as far as there is room; whether it is now empty.
+    fn drain(&mut self) -> bool {
         let room = PENDING_MAX.saturating_sub(self.pending.len());
         if room == 0 {
-            return;
+            return false;
         }
         let mut raw = Vec::new();
         let mut bad = 0;
-        self.reader.drain(room, &mut raw, &mut bad);
+        let n = self.reader.drain(room, &mut raw, &mut bad);
         self.bad += bad;
+        self.received += n as u64;
         if !raw.is_empty() && self.oldest.is_none() {
             self.oldest = Some(Instant::now());
         }
@@ -381,6 +427,7 @@ impl Collector {
             let rec = self.record_of(r);
             self.pending.push(rec);
         }
+        n < room
     }
 
     fn due(&self) -> bool {
@@ -405,13 +452,21 @@ impl Collector {
     fn write(&mut self) -> Result<()> {
         self.last_counters = Instant::now();
         let stats = self.reader.counters()?;
-        let now = Cursor {
+        // After the counters: every event they count is now received, or somebody took it.
+        let complete = self.drain();
+        let mut now = Cursor {
             boot_id: self.boot_id.clone(),
             ratelimited: stats.events_ratelimited,
             dropped: stats.events_dropped,
+            sent: Some(stats.events_sent),
+            accounted: 0,
         };
-        if self.pending.is_empty() && self.bad == 0 && self.cursor.as_ref() == Some(&now) {
-            return Ok(());
+        if let Some(c) = &self.cursor {
+            let (accounted, taken) = c.events(&now, self.received, complete);
+            now.accounted = accounted;
+            if self.pending.is_empty() && self.bad == 0 && taken == 0 && *c == now {
+                return Ok(());
+            }
         }
         let log = match AuditLog::open(&self.dir, DB_WAIT) {
             Ok(l) => l,
@@ -427,12 +482,15 @@ impl Collector {
         };
         let (ratelimited, dropped) = stored.delta(&now);
         let dropped = dropped + self.bad;
+        let (accounted, taken) = stored.events(&now, self.received, complete);
+        now.accounted = accounted;
         let mut records = std::mem::take(&mut self.pending);
-        if ratelimited + dropped > 0 {
+        if ratelimited + dropped + taken > 0 {
             records.push(Record::Lost(LostRecord {
                 time_ns: now_unix_ns(),
                 ratelimited,
                 dropped,
+                taken,
             }));
         }
         match log.append(&records, Some(&now.encode())) {
@@ -440,10 +498,15 @@ impl Collector {
                 drop(log);
                 self.cursor = Some(now);
                 self.bad = 0;
+                self.received = 0;
                 self.oldest = None;
                 for r in &records {
                     match r {
                         Record::Refusal(_) => self.syslog.limited(&syslog_message(r)),
+                        // Taken: somebody else reads the refusals (an attack on the log).
+                        Record::Lost(l) if l.taken > 0 => {
+                            Syslog::raw(libc::LOG_ALERT, &syslog_message(r))
+                        }
                         Record::Lost(_) => Syslog::raw(libc::LOG_WARNING, &syslog_message(r)),
                         // enforce sent it to syslog itself.
                         Record::Finding(_) => {}
@@ -542,6 +605,7 @@ pub fn run(ctx: &Context) -> Result<u8> {
         pending: Vec::new(),
         oldest: None,
         bad: 0,
+        received: 0,
         cursor: None,
         syslog: Syslog::open(),
         // Compare the counters at once: what was lost while no collector ran.
@@ -605,6 +669,7 @@ mod tests {
             boot_id: b.to_vec(),
             ratelimited: r,
             dropped: d,
+            ..Cursor::default()
         };
         assert_eq!(c(b"a", 10, 2).delta(&c(b"a", 15, 2)), (5, 0));
         // Another boot, or a guard loaded anew: everything counted now is new.
@@ -612,9 +677,48 @@ mod tests {
         assert_eq!(c(b"a", 10, 2).delta(&c(b"a", 3, 2)), (3, 2));
         // No cursor yet: all of it.
         assert_eq!(Cursor::default().delta(&c(b"a", 7, 1)), (7, 1));
-        let x = c(b"boot", 1, 2);
+        let x = Cursor {
+            sent: Some(7),
+            accounted: 6,
+            ..c(b"boot", 1, 2)
+        };
         assert_eq!(Cursor::decode(&x.encode()), Some(x));
         assert_eq!(Cursor::decode(b"junk"), None);
+        // A version 1 cursor (no event counts) is still read.
+        let mut v1 = Encoder::new();
+        v1.u8(1);
+        v1.bytes(b"boot");
+        v1.u64(1);
+        v1.u64(2);
+        assert_eq!(Cursor::decode(&v1.into_inner()), Some(c(b"boot", 1, 2)));
+    }
+
+    #[test]
+    fn events_taken_by_another_reader() {
+        let at = |sent, accounted| Cursor {
+            boot_id: b"a".to_vec(),
+            sent: Some(sent),
+            accounted,
+            ..Cursor::default()
+        };
+        // 10 sent since 4 accounted for, 6 received: nothing taken.
+        assert_eq!(at(4, 4).events(&at(10, 0), 6, true), (10, 0));
+        // Only 2 received: 4 taken.
+        assert_eq!(at(4, 4).events(&at(10, 0), 2, true), (10, 4));
+        // The ring buffer not emptied (no room): nothing can be told yet.
+        assert_eq!(at(4, 4).events(&at(10, 0), 2, false), (6, 0));
+        // Received more than counted (sent after the counters were read): no shortfall,
+        // and the next count starts from there.
+        assert_eq!(at(4, 4).events(&at(10, 0), 8, true), (12, 0));
+        assert_eq!(at(10, 12).events(&at(13, 0), 0, true), (13, 1));
+        // Another guard (a count lower than the cursor's): counted from 0.
+        assert_eq!(at(40, 40).events(&at(5, 0), 3, true), (5, 2));
+        // A version 1 cursor of this boot: counted from here on.
+        let v1 = Cursor {
+            boot_id: b"a".to_vec(),
+            ..Cursor::default()
+        };
+        assert_eq!(v1.events(&at(50, 0), 3, true), (50, 0));
     }
 
     #[test]
