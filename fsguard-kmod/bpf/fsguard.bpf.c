@@ -1206,6 +1206,34 @@ static __always_inline bool enables_target(struct dentry *dentry)
 	return same_cstr(name, "enable", 7);
 }
 
+/* Level 2: SCSI generic devices (sg, major 21) pass commands to a disk through write(2)
+ * too, not only SG_IO: no descriptor of one is opened for writing, none written. */
+static __always_inline int decide_sg_write(struct inode *inode, struct dentry *dentry)
+{
+	if ((inode->i_mode & S_IFMT) != S_IFCHR || (inode->i_rdev >> 20) != 21 ||
+	    current_level() < FSGUARD_LEVEL_LOCKED)
+		return 0;
+	return refuse(NULL, dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE, FSGUARD_RULE_LOCKED,
+		      FSGUARD_LEVEL_LOCKED, current_fsuid());
+}
+
+/* Level 2, writing a sysfs or configfs control file (a new open, or a descriptor opened
+ * before the raise): see reprobes_devices and enables_target. */
+static __always_inline int decide_device_control(struct file *file, struct inode *inode)
+{
+	__u64 magic = inode->i_sb->s_magic;
+
+	if ((magic != SYSFS_MAGIC && magic != CONFIGFS_MAGIC) ||
+	    current_level() < FSGUARD_LEVEL_LOCKED)
+		return 0;
+	if ((magic == SYSFS_MAGIC && reprobes_devices(file->f_path.dentry)) ||
+	    (magic == CONFIGFS_MAGIC && enables_target(file->f_path.dentry)))
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
+			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
+	return 0;
+}
+
+
 /*
  * Level 2: tracefs's kprobe, uprobe and dynamic event files define probes that record any
  * process's registers and user memory (`+u0(%si):ustring`) with no BPF and no perf event:
@@ -1248,9 +1276,14 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
 	/* A named FIFO or a character device node, opened for writing: judged like a file
 	 * (a capsule's FIFO is a way into it; its device nodes are part of its tree). */
-	if (inode && (is_named_fifo(inode) || (inode->i_mode & S_IFMT) == S_IFCHR))
-		return (file->f_mode & FMODE_WRITE) ?
-			       decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE) : 0;
+	if (inode && (is_named_fifo(inode) || (inode->i_mode & S_IFMT) == S_IFCHR)) {
+		int r;
+
+		if (!(file->f_mode & FMODE_WRITE))
+			return 0;
+		r = decide_sg_write(inode, file->f_path.dentry);
+		return r ? r : decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
+	}
 	if (!is_regular(inode))
 		return 0;
 	if (file->f_mode & FMODE_WRITE) {
@@ -1262,11 +1295,12 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	/* Level 2: no device is unbound, removed, probed again or stacked through sysfs, and no
 	 * storage target (LIO, nvmet) is enabled through configfs: it opens its block device
 	 * itself, unhooked, and writes it for whoever is on the other end. */
-	if ((file->f_mode & FMODE_WRITE) && current_level() >= FSGUARD_LEVEL_LOCKED &&
-	    ((inode->i_sb->s_magic == SYSFS_MAGIC && reprobes_devices(file->f_path.dentry)) ||
-	     (inode->i_sb->s_magic == CONFIGFS_MAGIC && enables_target(file->f_path.dentry))))
-		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
-			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
+	if (file->f_mode & FMODE_WRITE) {
+		int r = decide_device_control(file, inode);
+
+		if (r)
+			return r;
+	}
 	/*
 	 * Made by this very open(O_CREAT): inode_create has judged it (an outsider can't create
 	 * in a capsule's directory) and inode_init_security, where the filesystem calls it, has
@@ -1352,11 +1386,15 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	/* A write through a descriptor of a capsule's FIFO opened before the seal. */
 	if (is_named_fifo(inode))
 		return decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
-	if (!is_regular(inode))
-		/* A block device opened for writing before level 2. */
-		return decide_blockdev(inode, file->f_path.dentry);
-	/* A probe definition file opened for writing before level 2. */
+	if (!is_regular(inode)) {
+		/* A block device or a SCSI generic device opened for writing before level 2. */
+		r = decide_sg_write(inode, file->f_path.dentry);
+		return r ? r : decide_blockdev(inode, file->f_path.dentry);
+	}
+	/* A probe definition or device control file opened for writing before level 2. */
 	r = decide_trace_events(file, inode);
+	if (!r)
+		r = decide_device_control(file, inode);
 	if (r)
 		return r;
 	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
@@ -1389,6 +1427,9 @@ int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long re
 	file = vma->vm_file;
 	if (!file)
 		return 0;
+	/* A protected block device mapped read-only, then made writable (level 2). */
+	if (decide_blockdev(file->f_inode, file->f_path.dentry))
+		return -EPERM;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MPROTECT_SHARED_WRITE);
 }
 
@@ -1659,44 +1700,58 @@ static __always_inline bool blockdev_query(unsigned int cmd)
 	case 0x0301:		/* HDIO_GETGEO */
 	case 0x0002:		/* FIGETBSZ */
 	case 0x5331:		/* CDROM_GET_CAPABILITY (udev asks every disk) */
+	case 0x4c03:		/* LOOP_GET_STATUS */
+	case 0x4c05:		/* LOOP_GET_STATUS64 (which file backs a loop device) */
 		return true;
 	}
 	return false;
 }
 
 /*
- * Level 2, on any device: commands that build a block device over others, which the kernel
- * then opens itself, unhooked (a device-mapper table load; an md array's commands but its
- * queries), or that pass commands to a disk past the block layer from a character device
- * (SCSI generic and bsg's SG_IO and SCSI_IOCTL_SEND_COMMAND, NVMe's commands but
- * NVME_IOCTL_ID): which disk such a device reaches can't be told here.
+ * Level 2, on any device: commands that build a block device over others or change one
+ * (which the kernel then opens or writes itself, unhooked: device-mapper's commands but its
+ * queries, among them a table load and the resume that swaps in a table loaded earlier; an
+ * md array's commands but its queries; a loop device's but its status), or that pass
+ * commands to a disk past the block layer (SG_IO and SCSI_IOCTL_SEND_COMMAND, NVMe's
+ * commands but NVME_IOCTL_ID, ATA taskfiles, CD packets), whether from a character device
+ * (sg, bsg, NVMe's) or from another partition of the disk, with absolute sector numbers:
+ * which sectors such a command reaches can't be told here. Or that add a device to a
+ * mounted btrfs (asked of any of its files). Compat (32-bit) numbers differ
+ * only in size bits, which none of these tests look at but SG_IO's and the ATA ones.
  */
 static __always_inline bool stacks_or_passes_through(unsigned int cmd, umode_t type)
 {
 	unsigned int kind = (cmd >> 8) & 0xff, nr = cmd & 0xff;
 
-	if (kind == 0xfd)				/* device-mapper */
-		return nr == 9;				/* DM_TABLE_LOAD */
-	if (kind == 9)					/* md (MD_MAJOR) */
+	if (kind == 0xfd)		/* device-mapper: DM_VERSION, LIST_DEVICES, DEV_STATUS,
+					 * DEV_WAIT, TABLE_DEPS, TABLE_STATUS, LIST_VERSIONS,
+					 * DEV_ARM_POLL, GET_TARGET_VERSION are queries */
+		return nr != 0 && nr != 2 && nr != 7 && nr != 8 && nr != 11 && nr != 12 &&
+		       nr != 13 && nr != 16 && nr != 17;
+	if (kind == 0x94)		/* btrfs: adding a device, replacing one (by path) */
+		return nr == 10 || nr == 53;
+	if (type != S_IFBLK && type != S_IFCHR)
+		return false;		/* the others are device commands (1 is FIBMAP on files) */
+	if (kind == 9)			/* md (MD_MAJOR), but its queries */
 		return nr != 0x10 && nr != 0x11 && nr != 0x12 && nr != 0x15;
-	if (type != S_IFCHR)
-		return false;
-	if (cmd == 0x2285 || cmd == 1)			/* SG_IO, SCSI_IOCTL_SEND_COMMAND */
+	if (kind == 'L' && type == S_IFBLK) /* a loop device, but LOOP_GET_STATUS(64) */
+		return nr < 0x80 && nr != 0x03 && nr != 0x05;
+	if (cmd == 0x2285 || cmd == 1)	/* SG_IO, SCSI_IOCTL_SEND_COMMAND */
 		return true;
-	return kind == 'N' && nr != 0x40;		/* NVMe, but NVME_IOCTL_ID */
+	if (cmd == 0x031d || cmd == 0x031e || cmd == 0x031f) /* HDIO_DRIVE_TASKFILE, _TASK, _CMD */
+		return true;
+	if (cmd == 0x5393)		/* CDROM_SEND_PACKET */
+		return true;
+	return kind == 'N' && nr != 0x40; /* NVMe, but NVME_IOCTL_ID */
 }
 
 /* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
-SEC("lsm/file_ioctl")
-int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+static __always_inline int decide_ioctl(struct file *file, unsigned int cmd)
 {
 	umode_t type;
 
-	if (ret)
-		return ret;
 	type = file->f_inode ? file->f_inode->i_mode & S_IFMT : 0;
-	if ((type == S_IFBLK || type == S_IFCHR) && stacks_or_passes_through(cmd, type) &&
-	    current_level() >= FSGUARD_LEVEL_LOCKED)
+	if (stacks_or_passes_through(cmd, type) && current_level() >= FSGUARD_LEVEL_LOCKED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
 			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
 	/* A protected block device (level 2) answers only queries: commands that write (SG_IO,
@@ -1708,6 +1763,55 @@ int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned l
 	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
 		return 0;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_IOCTL_SETFLAGS);
+}
+
+SEC("lsm/file_ioctl")
+int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
+{
+	return ret ? ret : decide_ioctl(file, cmd);
+}
+
+/* The same for a 32-bit caller's ioctls (compat_sys_ioctl calls this hook instead). */
+SEC("lsm/file_ioctl_compat")
+int BPF_PROG(fsguard_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg,
+	     int ret)
+{
+	return ret ? ret : decide_ioctl(file, cmd);
+}
+
+/* Level 2: io_uring's passthrough commands (NVMe's character devices, ublk) reach a
+ * device's driver with no ioctl hook: refused, whatever the device. */
+SEC("lsm/uring_cmd")
+int BPF_PROG(fsguard_uring_cmd, struct io_uring_cmd *ioucmd, int ret)
+{
+	if (ret || current_level() < FSGUARD_LEVEL_LOCKED)
+		return ret;
+	return refuse(NULL, NULL, 0, FSGUARD_OP_BLOCKDEV_WRITE, FSGUARD_RULE_LOCKED,
+		      FSGUARD_LEVEL_LOCKED, current_fsuid());
+}
+
+/* Level 2: no kernel is loaded to boot into (kexec): it would start without the guard, with
+ * a command line nobody signs. kexec_file_load reads its files here; kexec_load's
+ * segments come here. */
+static __always_inline int decide_kexec(__u32 id)
+{
+	/* READING_KEXEC_IMAGE/INITRAMFS and LOADING_KEXEC_IMAGE/INITRAMFS are 3 and 4. */
+	if ((id != 3 && id != 4) || current_level() < FSGUARD_LEVEL_LOCKED)
+		return 0;
+	return refuse(NULL, NULL, 0, FSGUARD_OP_KEXEC, FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED,
+		      current_fsuid());
+}
+
+SEC("lsm/kernel_read_file")
+int BPF_PROG(fsguard_kernel_read_file, struct file *file, int id, bool contents, int ret)
+{
+	return ret ? ret : decide_kexec(id);
+}
+
+SEC("lsm/kernel_load_data")
+int BPF_PROG(fsguard_kernel_load_data, int id, bool contents, int ret)
+{
+	return ret ? ret : decide_kexec(id);
 }
 
 /*
@@ -2087,6 +2191,31 @@ int BPF_PROG(fsguard_perf_event_open, struct perf_event_attr *attr, int type, in
 }
 
 /* ---------------------------------------------------------------- mounts */
+
+/*
+ * Level 2: no filesystem that needs a block device is mounted anew. The kernel opens the
+ * device named by `source` itself, unhooked, and a second mount of a sealed filesystem
+ * through an alias of its disk (a partition over it, another path to it) would edit it past
+ * every inode rule (a new superblock, other identities), its journal replayed first. Which
+ * device a source path names can't be told here, so none is mounted. (0 lets the hook's
+ * default answer, -ENOPARAM, "not an LSM's parameter", through to the filesystem.)
+ */
+SEC("lsm/fs_context_parse_param")
+int BPF_PROG(fsguard_fs_context_parse_param, struct fs_context *fc, struct fs_parameter *param,
+	     int ret)
+{
+	char key[8] = {};
+
+	if (ret || current_level() < FSGUARD_LEVEL_LOCKED)
+		return ret;
+	if (!(BPF_CORE_READ(fc, fs_type, fs_flags) & FS_REQUIRES_DEV))
+		return 0;
+	bpf_probe_read_kernel_str(key, sizeof(key), BPF_CORE_READ(param, key));
+	if (!same_cstr(key, "source", 7))
+		return 0;
+	return refuse(NULL, NULL, 0, FSGUARD_OP_MOUNT, FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED,
+		      current_fsuid());
+}
 
 SEC("lsm/sb_mount")
 int BPF_PROG(fsguard_sb_mount, const char *dev_name, const struct path *path, const char *type,

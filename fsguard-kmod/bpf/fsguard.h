@@ -19,8 +19,8 @@
 /* Version of every struct in this header and of what the pinned maps hold: a loader that
  * finds another version's config over a reused `inodes` map does not trust what that guard
  * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. 5: entries
- * made by requests are marked FSGUARD_INODE_CLAIMED. */
-#define FSGUARD_ABI_VERSION 5u
+ * made by requests are marked FSGUARD_INODE_CLAIMED. 6: stats count events_sent. */
+#define FSGUARD_ABI_VERSION 6u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -145,6 +145,7 @@
 #define FSGUARD_OP_BLOCKDEV_WRITE 47u
 #define FSGUARD_OP_BPF_TRACING 48u    /* loading a program that runs in other processes' context */
 #define FSGUARD_OP_PERF_EVENT 49u
+#define FSGUARD_OP_KEXEC 50u         /* loading a kernel to boot into (kexec) */
 
 /* Why it was refused (struct fsguard_event.rule). */
 #define FSGUARD_RULE_OUTSIDE 1u        /* a process outside the capsule, level >= 1 or not root */

@@ -161,7 +161,22 @@ enum bpf_map_type {
 /* include/uapi/asm-generic/errno-base.h */
 #define EPERM 1
 
+/* include/linux/fs.h, fs_context.h */
+#define FS_REQUIRES_DEV 1
+
 #pragma clang attribute push(__attribute__((preserve_access_index)), apply_to = record)
+
+struct file_system_type {
+	int fs_flags;
+};
+
+struct fs_context {
+	struct file_system_type *fs_type;
+};
+
+struct fs_parameter {
+	const char *key;
+};
 
 struct super_block {
 	dev_t s_dev;
@@ -343,6 +358,7 @@ struct task_struct {
 
 struct iattr;
 struct perf_event_attr;
+struct io_uring_cmd;
 
 /* UAPI: for BPF_PROG_LOAD its first __u32 is prog_type (read at offset 0). */
 union bpf_attr;

@@ -405,13 +405,17 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
     Ok(out)
 }
 
-/// The storage-target exports enabled over one of the block devices `devices` (kernel dev_t):
-/// LIO block and SCSI passthrough backstores (configfs `target/core/*/*`, `udev_path`) and
-/// nvmet namespaces (`nvmet/subsystems/*/namespaces/*`, `device_path`). The kernel opened
-/// their device itself, unhooked, and writes it for whoever is on the other end, which level 2
-/// can't refuse once they are enabled (it refuses enabling them). One whose path no longer
-/// names a block device can't be told, and counts. Each as "CONFIGFS_DIR (PATH)".
+/// The storage-target exports enabled while a sealed tree lies on a block device (`devices`
+/// not empty): LIO backstores but file-backed, RAM and userspace ones (configfs
+/// `target/core/*/*`), nvmet namespaces and passthrough controllers (`nvmet/subsystems/*`).
+/// The kernel opened their device itself, unhooked, and writes it for whoever is on the other
+/// end, which level 2 can't refuse once they are enabled (it refuses enabling them). Which
+/// device one writes can't be told afterwards (its path names what it named when enabled),
+/// so every one counts. Each as "CONFIGFS_DIR (PATH)".
 pub fn target_exports_over(devices: &[u64]) -> Vec<String> {
+    if devices.is_empty() {
+        return Vec::new();
+    }
     let config = Path::new("/sys/kernel/config");
     let dirs_in = |d: &Path| -> Vec<PathBuf> {
         std::fs::read_dir(d)
@@ -425,7 +429,15 @@ pub fn target_exports_over(devices: &[u64]) -> Vec<String> {
     };
     let mut exports: Vec<(PathBuf, &str)> = Vec::new();
     for hba in dirs_in(&config.join("target/core")) {
-        exports.extend(dirs_in(&hba).into_iter().map(|d| (d, "udev_path")));
+        let name = hba.file_name().map(|n| n.to_string_lossy().into_owned());
+        let vfs = name.is_some_and(|n| {
+            ["fileio_", "rd_mcp_", "user_"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        });
+        if !vfs {
+            exports.extend(dirs_in(&hba).into_iter().map(|d| (d, "udev_path")));
+        }
     }
     for subsystem in dirs_in(&config.join("nvmet/subsystems")) {
         exports.extend(
@@ -433,26 +445,16 @@ pub fn target_exports_over(devices: &[u64]) -> Vec<String> {
                 .into_iter()
                 .map(|d| (d, "device_path")),
         );
+        exports.push((subsystem.join("passthru"), "device_path"));
     }
     let mut out = Vec::new();
     for (dir, path_file) in exports {
         let enabled = std::fs::read_to_string(dir.join("enable"))
             .map(|s| s.trim() == "1")
             .unwrap_or(false);
-        if !enabled {
-            continue;
-        }
-        let path = std::fs::read_to_string(dir.join(path_file)).unwrap_or_default();
-        let path = path.trim();
-        let over = match std::fs::metadata(path) {
-            Ok(m) if m.file_type().is_block_device() => {
-                kernel_dev_from_user(m.rdev()).is_none_or(|d| devices.contains(&u64::from(d)))
-            }
-            Ok(m) => !m.file_type().is_file(), // a file: its writes are judged (filp_open)
-            Err(_) => true,
-        };
-        if over {
-            out.push(format!("{} ({path})", dir.display()));
+        if enabled {
+            let path = std::fs::read_to_string(dir.join(path_file)).unwrap_or_default();
+            out.push(format!("{} ({})", dir.display(), path.trim()));
         }
     }
     out
@@ -474,19 +476,45 @@ fn loops_over(devices: &[String]) -> Vec<String> {
         let Ok(dev) = std::fs::read_to_string(dir.join("dev")) else {
             continue;
         };
-        let backing = backing.trim_end_matches('\n');
-        let alias = match std::fs::metadata(backing) {
-            Ok(m) if m.file_type().is_file() => false,
-            Ok(m) if m.file_type().is_block_device() => devices
+        let majmin = |d: u64| format!("{}:{}", libc::major(d), libc::minor(d));
+        let alias = match dir.file_name().and_then(loop_backing) {
+            // The kernel's own word: the backing file's device, or the filesystem's device a
+            // backing file lies on (a file there may be a sealed one, written through a
+            // descriptor opened before the seal; all of them count, fail closed).
+            Some((fs_dev, rdev)) => devices
                 .iter()
-                .any(|d| *d == format!("{}:{}", libc::major(m.rdev()), libc::minor(m.rdev()))),
-            _ => true, // "(deleted)", renamed, or not resolvable: can't be told
+                .any(|d| *d == majmin(fs_dev) || (rdev != 0 && *d == majmin(rdev))),
+            // No node to ask: the path the kernel shows.
+            None => match std::fs::metadata(backing.trim_end_matches('\n')) {
+                Ok(m) if m.file_type().is_file() => devices.iter().any(|d| *d == majmin(m.dev())),
+                Ok(m) if m.file_type().is_block_device() => {
+                    devices.iter().any(|d| *d == majmin(m.rdev()))
+                }
+                _ => true, // "(deleted)", renamed, too long: can't be told
+            },
         };
         if alias {
             out.push(dev.trim().to_string());
         }
     }
     out
+}
+
+/// The backing file of loop device `name` as the kernel reports it (LOOP_GET_STATUS64): the
+/// device of the filesystem it lies on and, for a device node, its device number (both as
+/// stat() encodes them). None when /dev/NAME can't be opened or asked.
+fn loop_backing(name: &std::ffi::OsStr) -> Option<(u64, u64)> {
+    use std::os::fd::AsRawFd;
+    let node = std::fs::File::open(Path::new("/dev").join(name)).ok()?;
+    if !node.metadata().ok()?.file_type().is_block_device() {
+        return None;
+    }
+    // struct loop_info64: lo_device, lo_inode, lo_rdevice (u64 each), then 208 more bytes.
+    let mut info = [0u64; 29];
+    // SAFETY: LOOP_GET_STATUS64 (0x4C05) fills a struct loop_info64 (232 bytes) at `info`,
+    // which is that large.
+    let rc = unsafe { libc::ioctl(node.as_raw_fd(), 0x4C05, info.as_mut_ptr()) };
+    (rc == 0).then_some((info[0], info[2]))
 }
 
 /// The disks (major:minor) that report the same world-wide id as one of `devices`: other

@@ -240,6 +240,7 @@ pub fn op_name(op: u32) -> String {
         47 => "blockdev-write",
         48 => "bpf-tracing",
         49 => "perf-event",
+        50 => "kexec",
         n => return format!("op-{n}"),
     };
     name.to_string()

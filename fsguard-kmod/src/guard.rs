@@ -59,6 +59,10 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_inode_rmdir", "inode_rmdir"),
     ("fsguard_inode_rename", "inode_rename"),
     ("fsguard_file_ioctl", "file_ioctl"),
+    ("fsguard_file_ioctl_compat", "file_ioctl_compat"),
+    ("fsguard_uring_cmd", "uring_cmd"),
+    ("fsguard_kernel_read_file", "kernel_read_file"),
+    ("fsguard_kernel_load_data", "kernel_load_data"),
     ("fsguard_inode_init_security", "inode_init_security"),
     ("fsguard_ptrace_access_check", "ptrace_access_check"),
     ("fsguard_ptrace_traceme", "ptrace_traceme"),
@@ -73,6 +77,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_sb_pivotroot", "sb_pivotroot"),
     ("fsguard_perf_event_open", "perf_event_open"),
     ("fsguard_sb_mount", "sb_mount"),
+    ("fsguard_fs_context_parse_param", "fs_context_parse_param"),
     ("fsguard_move_mount", "move_mount"),
     ("fsguard_sb_umount", "sb_umount"),
 ];

@@ -80,7 +80,7 @@ mod tests {
         assert_eq!(size_of::<fsguard_config>(), 16);
         assert_eq!(size_of::<fsguard_inode_key>(), 16);
         assert_eq!(align_of::<fsguard_inode_key>(), 8);
-        assert_eq!(size_of::<fsguard_stats>(), 40);
+        assert_eq!(size_of::<fsguard_stats>(), 48);
         assert_eq!(size_of::<fsguard_inode_value>(), 8);
         assert_eq!(size_of::<fsguard_capsule>(), 80);
         assert_eq!(size_of::<fsguard_event>(), 592);

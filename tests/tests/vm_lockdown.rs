@@ -33,6 +33,6 @@ fn boot(disk: &Path, which: &str, min_passed: usize) {
 fn level2_holds_across_a_reboot_with_enforce_boot() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disk = dir.path().join("disk.img");
-    boot(&disk, "boot1", 100);
-    boot(&disk, "boot2", 60);
+    boot(&disk, "boot1", 180);
+    boot(&disk, "boot2", 90);
 }

@@ -464,7 +464,7 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
         // the kernel keeps writing for them, which level 2 can't refuse.
         let exports = crate::cmd::level::carried_exports(dir);
         if !exports.is_empty() {
-            loud!("sealtool: ERROR: storage-target exports are enabled over a sealed tree's block device and keep writing it past every check: {}; remove them (and start them after enforcement, or not at all)", exports.join(", "));
+            loud!("sealtool: ERROR: storage-target exports are enabled while a sealed tree lies on a block device, and the kernel writes their device for them past every check: {}; disable them (they can't be enabled again at level 2)", exports.join(", "));
             unlocked = true;
         }
     }

@@ -93,7 +93,7 @@ fn sealed_roots(dir: &std::path::Path) -> (Vec<(String, std::path::PathBuf)>, Ve
     (sealed, failed)
 }
 
-/// The storage-target exports (LIO, nvmet) enabled over a sealed tree's block device. Level 2
+/// The storage-target exports (LIO, nvmet) enabled while a sealed tree lies on a block device. Level 2
 /// refuses to enable one, but can't stop one enabled before: it writes its device from the
 /// kernel, past every hook.
 pub fn carried_exports(dir: &std::path::Path) -> Vec<String> {
@@ -106,13 +106,13 @@ pub fn carried_exports(dir: &std::path::Path) -> Vec<String> {
     fsguard::enforce::target_exports_over(&devices)
 }
 
-/// A raise to 2 while a storage target is enabled over a sealed tree's device is refused,
+/// A raise to 2 while a storage target is enabled (and a sealed tree lies on a block device) is refused,
 /// before anything is recorded.
 fn refuse_carried_exports(dir: &std::path::Path) -> Result<()> {
     let exports = carried_exports(dir);
     if !exports.is_empty() {
         anyhow::bail!(
-            "level not raised: storage-target exports are enabled over a sealed tree's block device, and would keep writing it at level 2 past every check: {}; remove them first",
+            "level not raised: storage-target exports are enabled while a sealed tree lies on a block device; the kernel writes their device for them past every check, which level 2 could not stop, and which device that is can't be told: {}; disable them first",
             exports.join(", ")
         );
     }

@@ -18,6 +18,12 @@
 //!   dm-linear NAME DEV    a device-mapper device NAME mapping all of block device DEV
 //!                         (DM_DEV_CREATE, DM_TABLE_LOAD (judged), resume); prints
 //!                         `allowed dm-N` on success
+//!   compat-ioctl PATH CMD ioctl CMD (hex) as a 32-bit caller makes it (int 0x80, so the kernel
+//!                         takes compat_sys_ioctl), zeroed 256-byte argument below 4 GiB,
+//!                         read-only descriptor
+//!   kexec-file PATH       kexec_file_load of PATH as a kernel, no initramfs (judged)
+//!   mprotect-write FD     maps inherited descriptor FD shared and read-only, then asks for
+//!                         write access (mprotect, judged)
 //!   ringbuf-take PATH     opens the ring buffer pinned at PATH read-write (judged) and
 //!                         consumes everything in it, as a reader other than the audit
 //!                         collector would; prints `allowed took N bytes`
@@ -384,18 +390,27 @@ fn sg_io(dev: &str) -> ExitCode {
 const BLKPG: libc::c_ulong = 0x1269;
 const BLKRRPART: libc::c_ulong = 0x125f;
 
-/// An ioctl on a read-only descriptor of block device `dev`, judged.
-fn block_ioctl(dev: &str, cmd: libc::c_ulong, arg: *mut libc::c_void) -> ExitCode {
-    let Ok(c) = CString::new(dev.as_bytes()) else {
-        return usage();
+/// A read-only descriptor of `path` (setup: a failure is printed and is the exit code).
+fn open_read_only(path: &str) -> Result<i32, ExitCode> {
+    let Ok(c) = CString::new(path.as_bytes()) else {
+        return Err(usage());
     };
     // SAFETY: opening a path from a NUL-terminated string.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY) };
     if fd < 0 {
         let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
         println!("error: setup open: {}", errno_name(e));
-        return ExitCode::from(2);
+        return Err(ExitCode::from(2));
     }
+    Ok(fd)
+}
+
+/// An ioctl on a read-only descriptor of block device `dev`, judged.
+fn block_ioctl(dev: &str, cmd: libc::c_ulong, arg: *mut libc::c_void) -> ExitCode {
+    let fd = match open_read_only(dev) {
+        Ok(fd) => fd,
+        Err(code) => return code,
+    };
     // SAFETY: `cmd` takes `arg` (a live struct of the right layout, or nothing).
     let rc = unsafe { libc::ioctl(fd, cmd, arg) };
     let r = if rc < 0 {
@@ -483,6 +498,107 @@ fn dm_linear(name: &str, dev: &str) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `compat-ioctl PATH CMD`: the ioctl through the 32-bit system call entry.
+fn compat_ioctl(path: &str, cmd: u32) -> ExitCode {
+    let fd = match open_read_only(path) {
+        Ok(fd) => fd,
+        Err(code) => return code,
+    };
+    // SAFETY: an anonymous private mapping below 4 GiB (a 32-bit caller's pointer).
+    let arg = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+            -1,
+            0,
+        )
+    };
+    if arg == libc::MAP_FAILED {
+        println!("error: setup mmap");
+        return ExitCode::from(2);
+    }
+    let mut ret: i64 = 54; // __NR_ioctl in the i386 table
+                           // SAFETY: int 0x80 is the i386 system call entry: eax the number, ebx/ecx/edx the
+                           // arguments; it changes only eax. rbx, reserved by the compiler, is swapped in and out.
+    unsafe {
+        std::arch::asm!(
+            "xchg {b}, rbx",
+            "int 0x80",
+            "xchg {b}, rbx",
+            b = inout(reg) fd as u64 => _,
+            inout("rax") ret,
+            in("rcx") u64::from(cmd),
+            in("rdx") arg as u64,
+        );
+    }
+    // SAFETY: closing our descriptor.
+    unsafe { libc::close(fd) };
+    let ret = ret as i32;
+    judged(if ret < 0 {
+        Err(-ret)
+    } else {
+        Ok(i64::from(ret))
+    })
+}
+
+/// `kexec-file PATH`: kexec_file_load(PATH, no initramfs, empty command line).
+fn kexec_file(path: &str) -> ExitCode {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            println!("error: setup: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cmdline = b"\0";
+    // SAFETY: kexec_file_load(kernel_fd, initrd_fd, cmdline_len, cmdline, flags) with a live
+    // descriptor and a NUL-terminated command line of that length.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_kexec_file_load,
+            std::os::fd::AsRawFd::as_raw_fd(&file),
+            -1,
+            cmdline.len(),
+            cmdline.as_ptr(),
+            4u64, // KEXEC_FILE_NO_INITRAMFS
+        )
+    };
+    judged(if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    })
+}
+
+/// `mprotect-write FD`: a shared read-only mapping of FD made writable.
+fn mprotect_write(fd: i32) -> ExitCode {
+    // SAFETY: mapping one page of an inherited descriptor shared, read-only.
+    let at = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        println!("error: setup mmap: {}", errno_name(e));
+        return ExitCode::from(2);
+    }
+    // SAFETY: changing the protection of the page mapped above; nothing is written.
+    let rc = unsafe { libc::mprotect(at, 4096, libc::PROT_READ | libc::PROT_WRITE) };
+    judged(if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(0)
+    })
 }
 
 /// `ringbuf-take PATH`: moves the ring buffer's consumer position to its producer position.
@@ -739,6 +855,17 @@ fn main() -> ExitCode {
         ["dm-linear", name, dev] => dm_linear(name, dev),
         ["loop-over", dev] => loop_over(dev),
         ["ringbuf-take", path] => ringbuf_take(path),
+        ["compat-ioctl", path, cmd] => {
+            match u32::from_str_radix(cmd.trim_start_matches("0x"), 16) {
+                Ok(c) => compat_ioctl(path, c),
+                Err(_) => usage(),
+            }
+        }
+        ["kexec-file", path] => kexec_file(path),
+        ["mprotect-write", fd] => match fd.parse() {
+            Ok(fd) => mprotect_write(fd),
+            Err(_) => usage(),
+        },
         ["blkrrpart", dev] => block_ioctl(dev, BLKRRPART, std::ptr::null_mut()),
         ["blk-ioctl", dev, cmd] => match u64::from_str_radix(cmd.trim_start_matches("0x"), 16) {
             Ok(c) => {

@@ -48,6 +48,9 @@ guard_checks() { # LABEL
     r2=$(bpf-probe request-append-only $PINS "${slot:-0}" /disk/jails/app 2>>"$LOG" | cut -d' ' -f4)
     expect "$1: a raw request making the sealed root append-only is rejected" "$((r1 + 1))" "$r2"
     expect "$1: create in the sealed root after that request" refused "$(res touch /disk/jails/app/appended)"
+    expect "$1: chattr of a sealed file from a 32-bit caller (FS_IOC32_SETFLAGS, compat)" refused "$(bpf-probe compat-ioctl /disk/jails/app/etc/app.conf 40046602 2>>"$LOG")"
+    : >/tmp/compat-control
+    expect "$1: the same on a file of no capsule (control)" allowed "$(bpf-probe compat-ioctl /tmp/compat-control 40046602 2>>"$LOG")"
     expect "$1: remove a link pin" refused "$(res rm $PINS/link_fsguard_file_open)"
     expect "$1: unmount the bpffs holding the pins" refused "$(res umount /sys/fs/bpf)"
     expect "$1: lazily unmount /sys, the bpffs below it included" refused "$(res umount -l /sys)"
@@ -134,40 +137,59 @@ storage_setup() {
     grep -q " $CFG configfs " /proc/mounts || mount -t configfs none $CFG
     [ -e /sys/block/md_t ] || echo md_t >/sys/module/md_mod/parameters/new_array
     mkdir -p $LIO $NS 2>>"$LOG"
-    SG=
+    # scsi_debug's disk and its SCSI generic device appear asynchronously (up to 5 s).
     i=0
-    while [ "$i" -lt 50 ] && [ -z "$SG" ]; do
+    while [ "$i" -lt 50 ]; do
         SG=$(ls /dev/sg* 2>/dev/null | head -n 1)
-        [ -n "$SG" ] || sleep 0.1
+        SD=/dev/$(ls /sys/class/scsi_generic/${SG##*/}/device/block/ 2>/dev/null | head -n 1)
+        [ -n "$SG" ] && [ -b "$SD" ] && break
+        sleep 0.1
         i=$((i + 1))
     done
     [ -n "$SG" ] || bad "setup: no SCSI generic device after loading scsi_debug and sg"
+    [ -b "$SD" ] || bad "setup: no block device for $SG (scsi_debug's disk)"
 }
 judged() { # a bpf-probe answer: refused (EPERM), or the kernel's (anything else)
     case "$1" in refused) echo refused ;; *) echo "the kernel's" ;; esac
 }
+probe_check() { # WHAT WANT PROBE-ARGS...: bpf-probe's answer, judged (with it in the label)
+    what=$1 want=$2
+    shift 2
+    r=$(bpf-probe "$@" 2>>"$LOG")
+    expect "$what: $r" "$want" "$(judged "$r")"
+}
 storage_checks() { # LABEL WANT (allowed below 2, refused from 2)
     k="the kernel's"
     [ "$2" = refused ] && k=refused
-    r=$(bpf-probe blk-ioctl /dev/mapper/control c138fd09 2>>"$LOG")
-    expect "$1: a device-mapper table load (DM_TABLE_LOAD; $r)" "$k" "$(judged "$r")"
-    r=$(bpf-probe blk-ioctl /dev/mapper/control c138fd02 2>>"$LOG")
-    expect "$1: a device-mapper query (DM_LIST_DEVICES; control; $r)" "the kernel's" "$(judged "$r")"
-    r=$(bpf-probe blk-ioctl /dev/md_t 40140921 2>>"$LOG")
-    expect "$1: adding a disk to an md array (ADD_NEW_DISK; $r)" "$k" "$(judged "$r")"
-    r=$(bpf-probe blk-ioctl /dev/md_t 80480911 2>>"$LOG")
-    expect "$1: an md query (GET_ARRAY_INFO; control; $r)" "the kernel's" "$(judged "$r")"
+    probe_check "$1: a device-mapper table load (DM_TABLE_LOAD)" "$k" blk-ioctl /dev/mapper/control c138fd09
+    probe_check "$1: a device-mapper query (DM_LIST_DEVICES; control)" "the kernel's" blk-ioctl /dev/mapper/control c138fd02
+    probe_check "$1: adding a disk to an md array (ADD_NEW_DISK)" "$k" blk-ioctl /dev/md_t 40140921
+    probe_check "$1: an md query (GET_ARRAY_INFO; control)" "the kernel's" blk-ioctl /dev/md_t 80480911
     expect "$1: open md's new_dev for writing" "$2" "$(res sh -c 'exec 3>>/sys/block/md_t/md/new_dev')"
     expect "$1: open bcache's register for writing" "$2" "$(res sh -c 'exec 3>>/sys/fs/bcache/register')"
     expect "$1: open a LIO backstore's enable for writing" "$2" "$(res sh -c "exec 3>>$LIO/enable")"
     expect "$1: open an nvmet namespace's enable for writing" "$2" "$(res sh -c "exec 3>>$NS/enable")"
     expect "$1: open an nvmet namespace's device_path for writing (control)" allowed "$(res sh -c "exec 3>>$NS/device_path")"
-    r=$(bpf-probe sg-io "${SG:-/dev/sg0}" 2>>"$LOG")
-    expect "$1: SG_IO on a SCSI generic device ($r)" "$k" "$(judged "$r")"
-    r=$(bpf-probe blk-ioctl /dev/null c0484e41 2>>"$LOG")
-    expect "$1: an NVMe command (NVME_IOCTL_ADMIN_CMD) on a character device ($r)" "$k" "$(judged "$r")"
-    r=$(bpf-probe blk-ioctl /dev/null 4e40 2>>"$LOG")
-    expect "$1: NVME_IOCTL_ID on a character device (control; $r)" "the kernel's" "$(judged "$r")"
+    probe_check "$1: a device-mapper table load from a 32-bit caller (compat)" "$k" compat-ioctl /dev/mapper/control c138fd09
+    probe_check "$1: a device-mapper resume (DM_DEV_SUSPEND, swaps in a table loaded before)" "$k" blk-ioctl /dev/mapper/control c138fd06
+    probe_check "$1: binding a loop device (LOOP_SET_FD)" "$k" blk-ioctl /dev/loop7 4c00
+    probe_check "$1: a loop device's status (LOOP_GET_STATUS64; control)" "the kernel's" blk-ioctl /dev/loop7 4c05
+    probe_check "$1: SG_IO on a SCSI generic device" "$k" sg-io "${SG:-/dev/sg0}"
+    probe_check "$1: SG_IO on another disk's block device (absolute sectors)" "$k" sg-io "${SD:-/dev/sda}"
+    probe_check "$1: SG_IO from a 32-bit caller (compat)" "$k" compat-ioctl "${SG:-/dev/sg0}" 2285
+    expect "$1: open a SCSI generic device for writing (its write(2) takes commands)" "$2" "$(res sh -c "exec 3>>${SG:-/dev/sg0}")"
+    expect "$1: open it for reading (control)" allowed "$(res sh -c "exec 3<${SG:-/dev/sg0}")"
+    mkdir -p /mnt/sd
+    out=$(mount -t ext4 "${SD:-/dev/sda}" /mnt/sd 2>&1) && umount /mnt/sd
+    case "$out" in *"not permitted"* | *"permission denied"*) r=refused ;; *) r="${out:-mounted}" ;; esac
+    expect "$1: mount a disk's filesystem anew (it could be a sealed one's alias; $r)" "$k" "$(judged "$r")"
+    out=$(mount -t tmpfs t /mnt/sd 2>&1) && umount /mnt/sd
+    case "$out" in *"not permitted"*) r=refused ;; *) r=allowed ;; esac
+    expect "$1: mount a filesystem without a device (control)" allowed "$r"
+    probe_check "$1: adding a device to a btrfs (BTRFS_IOC_ADD_DEV)" "$k" blk-ioctl /dev/null 5000940a
+    probe_check "$1: kexec_file_load of a kernel to boot into" "$k" kexec-file /bin/busybox
+    probe_check "$1: an NVMe command (NVME_IOCTL_ADMIN_CMD) on a character device" "$k" blk-ioctl /dev/null c0484e41
+    probe_check "$1: NVME_IOCTL_ID on a character device (control)" "the kernel's" blk-ioctl /dev/null 4e40
 }
 
 if [ "$BOOT" = boot1 ]; then
@@ -214,9 +236,18 @@ if [ "$BOOT" = boot1 ]; then
     got=$(bpf-probe loop-over /tmp/plain.img 2>>"$LOG")
     PLAIN=${got#allowed }
     expect "level 1: a loop device over a plain file (control)" allowed "${got%% *}"
-    for d in $LOOP $DM; do
+    head -c 1048576 /dev/zero >/disk/onfs.img
+    got=$(bpf-probe loop-over /disk/onfs.img 2>>"$LOG")
+    ONFS=${got#allowed }
+    expect "level 1: a loop device over a file on the sealed filesystem (allowed below 2)" allowed "${got%% *}"
+    for d in $LOOP $DM $ONFS; do
         expect "level 1: open /dev/$d for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>/dev/$d")"
     done
+    # A device control file opened for writing below 2 and kept: written at level 2 below.
+    command exec 5>>/sys/block/md_t/md/new_dev 2>>"$LOG" && HELD_CONTROL=1
+    out=$(sh -c 'echo 1:2 >/sys/block/md_t/md/new_dev' 2>&1)
+    case "$out" in *"not permitted"*) got=refused ;; *) got="the kernel's" ;; esac
+    expect "level 1: write md's new_dev (the kernel's answer below 2: $out)" "the kernel's" "$got"
     # An nvmet namespace over the disk, enabled below 2: nothing refuses its writes at level
     # 2 (the kernel opened the disk itself), so the raise is refused while it is enabled.
     printf %s $DEV >$NS/device_path 2>>"$LOG" && echo 1 >$NS/enable 2>>"$LOG"
@@ -238,10 +269,27 @@ if [ "$BOOT" = boot1 ]; then
     guard_checks "level 2"
     locked_checks "level 2" refused
     storage_checks "level 2" refused
-    for d in $LOOP $DM; do
+    for d in $LOOP $DM $ONFS; do
         expect "level 2: open /dev/$d (over the sealed filesystem's disk) for writing" refused "$(res sh -c "exec 3>>/dev/$d")"
         expect "level 2: open /dev/$d for reading (control)" allowed "$(res sh -c "exec 3</dev/$d")"
     done
+    if [ -n "${HELD_CONTROL:-}" ]; then
+        out=$(sh -c 'echo 1:2 >&5' 2>&1)
+        case "$out" in *"not permitted"*) got=refused ;; *) got="the kernel's" ;; esac
+        expect "level 2: write md's new_dev through a descriptor opened at level 1 ($out)" refused "$got"
+    else
+        bad "level 2: no descriptor of md's new_dev was kept from level 1"
+    fi
+    exec 5>&-
+    got=$(bpf-probe loop-over /tmp/plain.img 2>>"$LOG")
+    expect "level 2: a new loop device over a plain file (LOOP_SET_FD)" refused "${got%% *}"
+    if [ -n "${HELD_FD:-}" ]; then
+        expect "level 2: make a read-only shared mapping of the disk writable (mprotect, descriptor from level 1)" refused "$(bpf-probe mprotect-write 4 2>>"$LOG")"
+        head -c 8192 /dev/zero >/tmp/mp-control
+        exec 6<>/tmp/mp-control
+        expect "level 2: the same on a file of no capsule (control)" allowed "$(bpf-probe mprotect-write 6 2>>"$LOG")"
+        exec 6>&-
+    fi
     expect "level 2: open /dev/$PLAIN (a loop over a plain file) for writing (control)" allowed "$(res sh -c "exec 3>>/dev/$PLAIN")"
     expect "level 2: add another partition over the sealed filesystem (BLKPG)" refused "$(bpf-probe blkpg-add $DEV 2 2048 2048 2>>"$LOG")"
     expect "level 2: re-read the disk's partition table (BLKRRPART)" refused "$(bpf-probe blkrrpart $DEV 2>>"$LOG")"
