@@ -286,8 +286,12 @@ impl Record {
                 time_ns: d.u64("time")?,
                 ratelimited: d.u64("rate-limited count")?,
                 dropped: d.u64("dropped count")?,
+                // Present only when non-zero (one encoding per record).
                 taken: if d.remaining() > 0 {
-                    d.u64("taken count")?
+                    match d.u64("taken count")? {
+                        0 => return Err("a taken count of 0 written out".into()),
+                        n => n,
+                    }
                 } else {
                     0
                 },
@@ -788,6 +792,10 @@ mod tests {
             r.path = None;
         }
         assert_eq!(Record::decode(&no_path.encode()).unwrap(), no_path);
+        // A lost record's taken count is written only when non-zero: one encoding each.
+        let mut zero_taken = Record::Lost(LostRecord::default()).encode();
+        zero_taken.extend_from_slice(&0u64.to_le_bytes());
+        assert!(Record::decode(&zero_taken).is_err());
         let mut extra = refusal(1).encode();
         extra.push(0);
         assert!(Record::decode(&extra).unwrap_err().contains("trailing"));

@@ -1179,12 +1179,13 @@ static __always_inline bool created_by_atomic_open(struct file *file)
 
 /* Whether a sysfs file named by `dentry` unbinds, removes or probes devices again (a driver's
  * bind/unbind, a device's remove or delete, a bus's rescan or scan, a controller's reset or
- * deletion, a driver's new_id or override): a disk probed again comes back under a new
+ * deletion, a driver's new_id or override, a PCI slot's power, an ACPI device's eject, a USB
+ * device's authorization or configuration): a disk probed again comes back under a new
  * device number, which nothing protects. Or builds a block device over others, which the
  * kernel then opens itself, unhooked: an md array's new_dev, bcache's register. */
 static __always_inline bool reprobes_devices(struct dentry *dentry)
 {
-	char name[20] = {};
+	char name[24] = {};
 
 	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
 	return same_cstr(name, "bind", 5) || same_cstr(name, "unbind", 7) ||
@@ -1193,7 +1194,9 @@ static __always_inline bool reprobes_devices(struct dentry *dentry)
 	       same_cstr(name, "new_id", 7) || same_cstr(name, "driver_override", 16) ||
 	       same_cstr(name, "drivers_probe", 14) || same_cstr(name, "reset_controller", 16) ||
 	       same_cstr(name, "delete_controller", 16) || same_cstr(name, "new_dev", 8) ||
-	       same_cstr(name, "register", 9) || same_cstr(name, "register_quiet", 15);
+	       same_cstr(name, "register", 9) || same_cstr(name, "register_quiet", 15) ||
+	       same_cstr(name, "power", 6) || same_cstr(name, "eject", 6) ||
+	       same_cstr(name, "authorized", 11) || same_cstr(name, "bConfigurationValue", 20);
 }
 
 /* Whether a configfs file named by `dentry` enables a storage target's device (LIO's
@@ -1253,6 +1256,25 @@ static __always_inline int decide_trace_events(struct file *file, struct inode *
 		      FSGUARD_LEVEL_LOCKED, current_fsuid());
 }
 
+/*
+ * /proc/kcore (from level 1 on): all of memory, capsule processes' included, read by walking
+ * their page tables; lockdown refuses it only in its confidentiality mode.
+ */
+static __always_inline int decide_kcore(struct file *file, struct inode *inode)
+{
+	struct dentry *dentry = file->f_path.dentry;
+	char name[8] = {};
+
+	if (BPF_CORE_READ(dentry, d_parent) != BPF_CORE_READ(inode, i_sb, s_root) ||
+	    current_level() < FSGUARD_LEVEL_SEALED)
+		return 0;
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	if (!same_cstr(name, "kcore", 6))
+		return 0;
+	return refuse(NULL, dentry, 0, FSGUARD_OP_PROC_FILE, FSGUARD_RULE_ATTACH, current_level(),
+		      current_fsuid());
+}
+
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
@@ -1274,6 +1296,12 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	}
 	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
 		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
+	if (inode && inode->i_sb->s_magic == PROC_SUPER_MAGIC) {
+		int r = decide_kcore(file, inode);
+
+		if (r)
+			return r;
+	}
 	/* A named FIFO or a character device node, opened for writing: judged like a file
 	 * (a capsule's FIFO is a way into it; its device nodes are part of its tree). */
 	if (inode && (is_named_fifo(inode) || (inode->i_mode & S_IFMT) == S_IFCHR)) {
@@ -1379,8 +1407,10 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	if (ret)
 		return ret;
 	inode = file->f_inode;
-	if (inode->i_sb->s_magic == PROC_SUPER_MAGIC)
-		return decide_proc_file(file, inode, mask);
+	if (inode->i_sb->s_magic == PROC_SUPER_MAGIC) {
+		r = decide_kcore(file, inode);
+		return r ? r : decide_proc_file(file, inode, mask);
+	}
 	if (!(mask & (MAY_WRITE | MAY_APPEND)))
 		return 0;
 	/* A write through a descriptor of a capsule's FIFO opened before the seal. */
@@ -1751,6 +1781,13 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd)
 	umode_t type;
 
 	type = file->f_inode ? file->f_inode->i_mode & S_IFMT : 0;
+	/* From level 1 on, no terminal is made to type (TIOCSTI: input to whatever reads it, a
+	 * capsule's shell included) or to signal its foreground processes (TIOCSIG on a pty's
+	 * master: the kernel's own signal, which task_kill never sees). */
+	if (type == S_IFCHR && (cmd == 0x5412 || cmd == 0x40045436) &&
+	    current_level() >= FSGUARD_LEVEL_SEALED)
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE,
+			      current_level(), current_fsuid());
 	if (stacks_or_passes_through(cmd, type) && current_level() >= FSGUARD_LEVEL_LOCKED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
 			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());

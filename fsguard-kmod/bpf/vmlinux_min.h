@@ -181,6 +181,7 @@ struct fs_parameter {
 struct super_block {
 	dev_t s_dev;
 	unsigned long s_magic;
+	struct dentry *s_root;
 };
 
 struct hlist_node {

@@ -38,6 +38,14 @@ pub enum PlanError {
     CgroupTooDeep { path: PathBuf, level: u32, max: u32 },
     #[error("frozen pattern: {0}")]
     Frozen(#[from] capsule_core::Error),
+    #[error("{path}: its filesystem writes a second device ({what}) that can't be found, so it could not be protected at level 2")]
+    SecondDevice { path: PathBuf, what: String },
+    #[error("{path}: a tree on {kind} can't be protected: {why}")]
+    Unprotectable {
+        path: PathBuf,
+        kind: &'static str,
+        why: &'static str,
+    },
 }
 
 /// What the kernel needs for one capsule.
@@ -339,6 +347,11 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
         format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev())),
         true,
     )];
+    // The filesystem's other devices (an external journal, a log or realtime device): its
+    // writes reach them too. Those that can't be found stop a seal (check_second_devices),
+    // not an enforcement: the rest is protected all the same.
+    let second = second_devices(meta.dev()).unwrap_or_default();
+    todo.extend(second.into_iter().map(|d| (d, true)));
     let mut seen = Vec::new(); // major:minor of every device in `out`
     loop {
         let Some((majmin, aliases)) = todo.pop() else {
@@ -406,7 +419,7 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
 }
 
 /// The storage-target exports enabled while a sealed tree lies on a block device (`devices`
-/// not empty): LIO backstores but file-backed, RAM and userspace ones (configfs
+/// not empty): LIO backstores but RAM and userspace ones (configfs
 /// `target/core/*/*`), nvmet namespaces and passthrough controllers (`nvmet/subsystems/*`).
 /// The kernel opened their device itself, unhooked, and writes it for whoever is on the other
 /// end, which level 2 can't refuse once they are enabled (it refuses enabling them). Which
@@ -430,11 +443,7 @@ pub fn target_exports_over(devices: &[u64]) -> Vec<String> {
     let mut exports: Vec<(PathBuf, &str)> = Vec::new();
     for hba in dirs_in(&config.join("target/core")) {
         let name = hba.file_name().map(|n| n.to_string_lossy().into_owned());
-        let vfs = name.is_some_and(|n| {
-            ["fileio_", "rd_mcp_", "user_"]
-                .iter()
-                .any(|p| n.starts_with(p))
-        });
+        let vfs = name.is_some_and(|n| ["rd_mcp_", "user_"].iter().any(|p| n.starts_with(p)));
         if !vfs {
             exports.extend(dirs_in(&hba).into_iter().map(|d| (d, "udev_path")));
         }
@@ -458,6 +467,138 @@ pub fn target_exports_over(devices: &[u64]) -> Vec<String> {
         }
     }
     out
+}
+
+/// Before a seal: a tree on overlayfs or FUSE can't be protected. The guard keys the
+/// overlay's (or the FUSE mount's) inodes, while the files behind them (an overlay's layers,
+/// a FUSE daemon's backing store) stay writable from outside by their own paths.
+pub fn check_filesystem(root: &Path) -> Result<(), PlanError> {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    const FUSE_SUPER_MAGIC: i64 = 0x6573_5546;
+    let c = std::ffi::CString::new(root.as_os_str().as_bytes()).map_err(|_| PlanError::Io {
+        path: root.to_path_buf(),
+        source: std::io::Error::from(std::io::ErrorKind::InvalidInput),
+    })?;
+    // SAFETY: statfs on a NUL-terminated path, into a zeroed statfs it fills.
+    let st = unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        if libc::statfs(c.as_ptr(), &mut st) != 0 {
+            return Err(PlanError::Io {
+                path: root.to_path_buf(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        st
+    };
+    let (kind, why) = match st.f_type as i64 {
+        OVERLAYFS_SUPER_MAGIC => (
+            "overlayfs",
+            "its layers stay writable by their own paths; seal the layers' trees instead",
+        ),
+        FUSE_SUPER_MAGIC => (
+            "FUSE",
+            "its daemon's backing store stays writable; seal that instead",
+        ),
+        _ => return Ok(()),
+    };
+    Err(PlanError::Unprotectable {
+        path: root.to_path_buf(),
+        kind,
+        why,
+    })
+}
+
+/// Before a seal: a filesystem whose second device (an external journal, a log device) can't
+/// be found could not have it protected at level 2.
+pub fn check_second_devices(root: &Path) -> Result<(), PlanError> {
+    let meta = std::fs::metadata(root).map_err(|source| PlanError::Io {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    second_devices(meta.dev())
+        .map(drop)
+        .map_err(|what| PlanError::SecondDevice {
+            path: root.to_path_buf(),
+            what,
+        })
+}
+
+/// The devices (major:minor) other than its own that the filesystem on device `dev` (as
+/// stat() encodes it) writes: an ext2/3/4 external journal (`s_journal_dev` in its
+/// superblock, which the kernel brings up to date at mount), an XFS log or realtime device
+/// (its `logdev=`, `rtdev=` options). Err names one that can't be found. A superblock that
+/// can't be read (no device node, as in a container) is taken to name none.
+fn second_devices(dev: u64) -> Result<Vec<String>, String> {
+    let majmin = |d: u64| format!("{}:{}", libc::major(d), libc::minor(d));
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Ok(Vec::new());
+    };
+    let Some((fstype, source, options)) = mount_of(&mountinfo, &majmin(dev)) else {
+        return Ok(Vec::new()); // not mounted here (or not a block device's filesystem)
+    };
+    let mut out = Vec::new();
+    match fstype {
+        "xfs" => {
+            for opt in options.split(',') {
+                let Some(path) = opt.strip_prefix("logdev=").or(opt.strip_prefix("rtdev=")) else {
+                    continue;
+                };
+                match std::fs::metadata(unescape_mount(path)) {
+                    Ok(m) if m.file_type().is_block_device() => out.push(majmin(m.rdev())),
+                    _ => return Err(format!("XFS {opt}")),
+                }
+            }
+        }
+        "ext2" | "ext3" | "ext4" => {
+            let mut sb = [0u8; 1024];
+            let read = std::fs::File::open(unescape_mount(source)).and_then(|f| {
+                use std::os::unix::fs::FileExt;
+                if !f.metadata()?.file_type().is_block_device() || f.metadata()?.rdev() != dev {
+                    return Err(std::io::Error::other("not the filesystem's device"));
+                }
+                f.read_exact_at(&mut sb, 1024)
+            });
+            if read.is_err() {
+                // No device node to read (a container): nothing to tell. Where the guard can
+                // enforce, root reads its filesystems' devices.
+                return Ok(out);
+            }
+            match ext4_external_journal(&sb) {
+                None => {}
+                Some(0) => return Err("an ext4 external journal of unknown device".into()),
+                Some(d) => out.push(majmin(u64::from(d))),
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
+}
+
+/// The fstype, mount source and superblock options of a mount of device `majmin` in a
+/// /proc/PID/mountinfo text.
+fn mount_of<'a>(mountinfo: &'a str, majmin: &str) -> Option<(&'a str, &'a str, &'a str)> {
+    mountinfo.lines().find_map(|line| {
+        let (mount, fs) = line.split_once(" - ")?;
+        if mount.split(' ').nth(2)? != majmin {
+            return None;
+        }
+        let mut fs = fs.split(' ');
+        Some((fs.next()?, fs.next()?, fs.next().unwrap_or("")))
+    })
+}
+
+/// For an ext2/3/4 superblock (the 1024 bytes at offset 1024): the device number of its
+/// external journal (`s_journal_dev`, as stat() encodes device numbers; 0 when unknown), or
+/// None when it has none (no journal, or one in an inode).
+fn ext4_external_journal(sb: &[u8; 1024]) -> Option<u32> {
+    let u16_at = |o: usize| u16::from_le_bytes([sb[o], sb[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes([sb[o], sb[o + 1], sb[o + 2], sb[o + 3]]);
+    const MAGIC: u16 = 0xEF53;
+    const HAS_JOURNAL: u32 = 0x4;
+    if u16_at(0x38) != MAGIC || u32_at(0x5C) & HAS_JOURNAL == 0 || u32_at(0xE0) != 0 {
+        return None;
+    }
+    Some(u32_at(0xE4))
 }
 
 /// The loop devices (major:minor) whose backing file is one of the block devices `devices`
@@ -839,6 +980,47 @@ pub fn cgroup_inside(cgroup: &Path) -> Result<Inside, PlanError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ext4_external_journal_from_the_superblock() {
+        let mut sb = [0u8; 1024];
+        sb[0x38..0x3A].copy_from_slice(&0xEF53u16.to_le_bytes());
+        // No journal.
+        assert_eq!(ext4_external_journal(&sb), None);
+        sb[0x5C..0x60].copy_from_slice(&4u32.to_le_bytes());
+        // A journal in inode 8.
+        sb[0xE0..0xE4].copy_from_slice(&8u32.to_le_bytes());
+        assert_eq!(ext4_external_journal(&sb), None);
+        // An external journal on 254:16 (stat()'s encoding), and one of unknown device.
+        sb[0xE0..0xE4].copy_from_slice(&0u32.to_le_bytes());
+        sb[0xE4..0xE8].copy_from_slice(&0xfe10u32.to_le_bytes());
+        assert_eq!(
+            ext4_external_journal(&sb)
+                .map(u64::from)
+                .map(|d| (libc::major(d), libc::minor(d))),
+            Some((254, 16))
+        );
+        sb[0xE4..0xE8].copy_from_slice(&0u32.to_le_bytes());
+        assert_eq!(ext4_external_journal(&sb), Some(0));
+        // Not an ext superblock.
+        sb[0x38] = 0;
+        assert_eq!(ext4_external_journal(&sb), None);
+    }
+
+    #[test]
+    fn mounts_found_by_device() {
+        let info = "22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw,errors=remount-ro\n\
+                    30 22 259:3 / /data rw shared:9 - xfs /dev/nvme0n1p3 rw,logdev=/dev/sdb1,noquota\n";
+        assert_eq!(
+            mount_of(info, "254:1"),
+            Some(("ext4", "/dev/vda1", "rw,errors=remount-ro"))
+        );
+        assert_eq!(
+            mount_of(info, "259:3").map(|m| m.2),
+            Some("rw,logdev=/dev/sdb1,noquota")
+        );
+        assert_eq!(mount_of(info, "8:1"), None);
+    }
 
     #[test]
     fn insides_overlap_when_one_cgroup_holds_the_other() {

@@ -475,6 +475,11 @@ struct Ring {
     producer: *mut libc::c_void,
     page: usize,
     size: usize,
+    /// Where this reader is: the shared consumer position is anyone's to move (it is mapped
+    /// writable), and one moved back would have records read twice.
+    pos: Option<u64>,
+    /// Bytes another reader moved the shared position back by, since last asked.
+    rewound: u64,
 }
 
 const RINGBUF_BUSY: u32 = 1 << 31;
@@ -546,6 +551,8 @@ impl Ring {
             producer,
             page,
             size,
+            pos: None,
+            rewound: 0,
         })
     }
 
@@ -566,7 +573,17 @@ impl Ring {
     fn consume(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> usize {
         use std::sync::atomic::Ordering;
         let (consumer, producer) = self.positions();
-        let mut pos = consumer.load(Ordering::Relaxed);
+        let shared = consumer.load(Ordering::Acquire);
+        let mut rewound = 0;
+        let mut pos = match self.pos {
+            // Moved back: those records were read; this reader goes on where it was.
+            Some(own) if shared < own => {
+                rewound = own - shared;
+                own
+            }
+            // Moved ahead (what another reader took: the counts tell) or ours.
+            _ => shared,
+        };
         let mut n = 0;
         while n < max {
             // Release by the kernel after a record's header: Acquire sees the header.
@@ -598,6 +615,11 @@ impl Ring {
             pos += ((RINGBUF_HEADER + len).div_ceil(8) * 8) as u64;
             consumer.store(pos, Ordering::Release);
         }
+        if shared != pos {
+            consumer.store(pos, Ordering::Release);
+        }
+        self.rewound += rewound;
+        self.pos = Some(pos);
         n
     }
 }
@@ -730,6 +752,24 @@ impl EventReader {
             Ok(r) => out.push(r),
             Err(_) => *bad += 1,
         })
+    }
+
+    /// Where this reader is in the ring buffer (None before its first read): stored with
+    /// the log, so that a reader started later goes on from there ([`EventReader::resume`]).
+    pub fn position(&self) -> Option<u64> {
+        self.ring.pos
+    }
+
+    /// Goes on from `pos`, a position an earlier reader of the same guard stored, unless the
+    /// ring's shared position is past it (another reader took what lies between).
+    pub fn resume(&mut self, pos: u64) {
+        self.ring.pos = Some(pos);
+    }
+
+    /// How many bytes another reader moved the ring's read position back by since the last
+    /// call (those records were not read twice).
+    pub fn take_rewound(&mut self) -> u64 {
+        std::mem::take(&mut self.ring.rewound)
     }
 
     /// The guard's counters, summed over CPUs.

@@ -61,7 +61,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
             ),
             (Some(sealed), _) => sealed,
             (None, Some(asked)) => std::path::absolute(asked)
-                .with_context(|| format!("{}: cannot resolve", asked.display()))?,
+                .map_err(|e| anyhow::anyhow!("{}: cannot resolve: {e}", asked.display()))?,
             (None, None) => bail!(
                 "capsule {:?} has no cgroup yet: name one with --cgroup PATH",
                 args.name
@@ -101,8 +101,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
 /// Moves this process into `cgroup` (creating the directory if absent).
 fn join(name: &str, cgroup: &Path, sealed: bool) -> Result<()> {
     if !cgroup.is_dir() {
-        std::fs::create_dir(cgroup)
-            .with_context(|| format!("{}: cannot create the cgroup", display::path(cgroup)))?;
+        std::fs::create_dir(cgroup).map_err(|e| {
+            anyhow::anyhow!("{}: cannot create the cgroup: {e}", display::path(cgroup))
+        })?;
     }
     let procs: PathBuf = cgroup.join("cgroup.procs");
     let written = std::fs::OpenOptions::new()

@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _, Result};
+use anyhow::{bail, Result};
 use capsule_core::check;
 use capsule_core::display;
 use capsule_core::glob::GlobSet;
@@ -70,7 +70,8 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     }
     let cgroup = match &options.cgroup {
         Some(c) => Some(
-            std::path::absolute(c).with_context(|| format!("{}: cannot resolve", c.display()))?,
+            std::path::absolute(c)
+                .map_err(|e| anyhow::anyhow!("{}: cannot resolve: {e}", c.display()))?,
         ),
         None => None,
     };
@@ -83,13 +84,16 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     };
     // Everything that can be checked before the point of no return is checked here.
     let plan = enforce::plan(&report.tree, &report.root, &seal)
-        .with_context(|| format!("capsule {name:?} cannot be sealed"))?;
+        .map_err(|e| anyhow::anyhow!("capsule {name:?} cannot be sealed: {e}"))?;
     if plan.inside.is_some_and(|i| i.cgroup_level == 0) {
         bail!(
             "capsule {name:?} cannot be sealed: {} is the root of the cgroup hierarchy, where every process would be inside; give it a cgroup of its own",
             display::path(seal.cgroup.as_deref().unwrap_or(std::path::Path::new("/")))
         );
     }
+    enforce::check_filesystem(&report.root)
+        .and_then(|()| enforce::check_second_devices(&report.root))
+        .map_err(|e| anyhow::anyhow!("capsule {name:?} cannot be sealed: {e}"))?;
     let sealed = registry::seals_in(reg.dir()).seals;
     refuse_overlapping_inside(&sealed, &seal)?;
     refuse_nested_tree(reg, &sealed, name, &report.root)?;

@@ -24,6 +24,8 @@
 //!   kexec-file PATH       kexec_file_load of PATH as a kernel, no initramfs (judged)
 //!   mprotect-write FD     maps inherited descriptor FD shared and read-only, then asks for
 //!                         write access (mprotect, judged)
+//!   ringbuf-rewind PATH N moves the ring buffer's shared read position back N bytes (judged:
+//!                         opening it read-write); prints `allowed rewound N bytes`
 //!   ringbuf-take PATH     opens the ring buffer pinned at PATH read-write (judged) and
 //!                         consumes everything in it, as a reader other than the audit
 //!                         collector would; prints `allowed took N bytes`
@@ -601,8 +603,9 @@ fn mprotect_write(fd: i32) -> ExitCode {
     })
 }
 
-/// `ringbuf-take PATH`: moves the ring buffer's consumer position to its producer position.
-fn ringbuf_take(path: &str) -> ExitCode {
+/// `ringbuf-take PATH`: moves the ring buffer's consumer position to its producer position;
+/// `ringbuf-rewind PATH N` (back: Some(N)) moves it back N bytes.
+fn ringbuf_take(path: &str, back: Option<u64>) -> ExitCode {
     let fd = match obj_get(path, 0) {
         Ok(fd) => fd as i32,
         Err(e) => return judged(Err(e)),
@@ -642,10 +645,22 @@ fn ringbuf_take(path: &str) -> ExitCode {
         let cons = &*(cons as *const std::sync::atomic::AtomicU64);
         let prod = &*(prod as *const std::sync::atomic::AtomicU64);
         let p = prod.load(std::sync::atomic::Ordering::Acquire);
-        let c = cons.swap(p, std::sync::atomic::Ordering::Release);
-        p.saturating_sub(c)
+        match back {
+            Some(n) => {
+                let c = cons.load(std::sync::atomic::Ordering::Acquire);
+                cons.store(c.saturating_sub(n), std::sync::atomic::Ordering::Release);
+                c.min(n)
+            }
+            None => {
+                let c = cons.swap(p, std::sync::atomic::Ordering::Release);
+                p.saturating_sub(c)
+            }
+        }
     };
-    println!("allowed took {took} bytes");
+    match back {
+        Some(_) => println!("allowed rewound {took} bytes"),
+        None => println!("allowed took {took} bytes"),
+    }
     ExitCode::SUCCESS
 }
 
@@ -854,7 +869,11 @@ fn main() -> ExitCode {
         },
         ["dm-linear", name, dev] => dm_linear(name, dev),
         ["loop-over", dev] => loop_over(dev),
-        ["ringbuf-take", path] => ringbuf_take(path),
+        ["ringbuf-take", path] => ringbuf_take(path, None),
+        ["ringbuf-rewind", path, n] => match n.parse() {
+            Ok(n) => ringbuf_take(path, Some(n)),
+            Err(_) => usage(),
+        },
         ["compat-ioctl", path, cmd] => {
             match u32::from_str_radix(cmd.trim_start_matches("0x"), 16) {
                 Ok(c) => compat_ioctl(path, c),

@@ -341,6 +341,19 @@ expect "the 4 events taken are counted as taken, none recorded" "$R3 $((TK3 + 4)
 HUMAN=$(sealtool audit --since 10m 2>>"$LOG" | grep ' lost: ' | tail -n 1)
 contains "sealtool audit says they were taken" "$HUMAN" "4 TAKEN from the ring buffer"
 contains "syslog: the taken count" "$(cat /tmp/messages)" "taken=4"
+# Another reader moving the shared read position back (two 600-byte records): a collector
+# goes on from its own position, stored with the log, and says what happened.
+set -- $(totals)
+R4=$1
+out=$(bpf-probe ringbuf-rewind $PINS/events 1200 2>>"$LOG")
+note "another reader: $out"
+expect "another reader moves the ring buffer's read position back" "allowed rewound 1200 bytes" "$out"
+D4=$(denied)
+refuse_outside 2
+expect "a collector started later accounts for the 2 refusals since" "$((D4 + 2))" "$(collect_until "$((D4 + 2))")"
+set -- $(totals)
+expect "no record is read twice: exactly the 2 new refusals are recorded" "$((R4 + 2))" "$1"
+contains "a finding says the position was moved back" "$(sealtool audit --json 2>>"$LOG" | grep '"kind":"finding"')" "moved the refusal ring buffer's read position back by 1200 bytes"
 out=$(audit-tamper edit "$REG" 2 2>&1)
 expect "audit-tamper edits record 2" "edited record 2" "$out"
 out=$(sealtool audit --check 2>&1)

@@ -1,6 +1,7 @@
 #!/bin/sh
 # lockdown-suite.sh BOOT: the "lock it down" checks (level 1 guard self-protection, level 2)
-# across two boots of the test guest on one ext4 disk (tests/vm/run --disk; busybox sh).
+# across two boots of the test guest on two ext4 disks (tests/vm/run --disk --disk2; busybox
+# sh; /disk2 holds nothing sealed but a filesystem image with an external journal).
 #
 #   boot1  on /disk: register and seal a capsule (its registry on /disk too); at level 1 the
 #          guard can't be opened, detached, unpinned or lowered through bpf(2); then
@@ -23,7 +24,9 @@ PINS=/sys/fs/bpf/fsguard
 SUITE=lockdown-suite
 . /checks.sh
 grep -q ' /disk ext4 ' /proc/mounts || { bad "setup: /disk is not mounted (run with --disk)"; finish; }
-DEV=/dev/vda
+# Two disks: the sealed one (vmdisk, /disk) and one that holds nothing sealed (vmdisk2, /disk2).
+DEV=$(findfs LABEL=vmdisk 2>/dev/null)
+[ -b "$DEV" ] || { bad "setup: no disk labelled vmdisk (run with --disk and --disk2)"; finish; }
 
 # Refusals that hold from level 1 on: the guard itself.
 guard_checks() { # LABEL
@@ -51,6 +54,11 @@ guard_checks() { # LABEL
     expect "$1: chattr of a sealed file from a 32-bit caller (FS_IOC32_SETFLAGS, compat)" refused "$(bpf-probe compat-ioctl /disk/jails/app/etc/app.conf 40046602 2>>"$LOG")"
     : >/tmp/compat-control
     expect "$1: the same on a file of no capsule (control)" allowed "$(bpf-probe compat-ioctl /tmp/compat-control 40046602 2>>"$LOG")"
+    expect "$1: read /proc/kcore (all memory, capsule processes' included)" refused "$(res head -c 1 /proc/kcore)"
+    expect "$1: read /proc/version (control)" allowed "$(res head -c 1 /proc/version)"
+    probe_check "$1: make a terminal type (TIOCSTI)" refused blk-ioctl /dev/ptmx 5412
+    probe_check "$1: signal a terminal's foreground processes (TIOCSIG)" refused blk-ioctl /dev/ptmx 40045436
+    probe_check "$1: a terminal's window size (TIOCGWINSZ; control)" "the kernel's" blk-ioctl /dev/ptmx 5413
     expect "$1: remove a link pin" refused "$(res rm $PINS/link_fsguard_file_open)"
     expect "$1: unmount the bpffs holding the pins" refused "$(res umount /sys/fs/bpf)"
     expect "$1: lazily unmount /sys, the bpffs below it included" refused "$(res umount -l /sys)"
@@ -192,6 +200,24 @@ storage_checks() { # LABEL WANT (allowed below 2, refused from 2)
     probe_check "$1: NVME_IOCTL_ID on a character device (control)" "the kernel's" blk-ioctl /dev/null 4e40
 }
 
+# A filesystem with an external journal (tests/vm/lib/make-ext-journal; its two images on
+# /disk/ej) on loop devices, mounted at /ej: the filesystem writes its journal device too.
+# Its superblock is given the journal loop device's number (s_journal_dev) first.
+ej_attach() {
+    got=$(bpf-probe loop-over /disk2/ej/journal.img 2>>"$LOG")
+    EJ_J=${got#allowed }
+    [ "${got%% *}" = allowed ] || { bad "setup: a loop device for the external journal ($got)"; return 1; }
+    n=$(cat /sys/block/$EJ_J/dev)
+    v=$((${n%:*} * 256 + ${n#*:}))
+    printf "\\$(printf %03o $((v & 255)))\\$(printf %03o $((v >> 8)))\\000\\000" |
+        dd of=/disk2/ej/fs.img bs=1 seek=1252 conv=notrunc 2>>"$LOG"
+    got=$(bpf-probe loop-over /disk2/ej/fs.img 2>>"$LOG")
+    EJ_F=${got#allowed }
+    [ "${got%% *}" = allowed ] || { bad "setup: a loop device for the filesystem ($got)"; return 1; }
+    mkdir -p /ej
+    mount -t ext4 /dev/$EJ_F /ej 2>>"$LOG" || { bad "setup: mount the filesystem with an external journal"; return 1; }
+}
+
 if [ "$BOOT" = boot1 ]; then
     rm -rf /disk/jails /disk/registry
     mkdir -p /disk/jails/app/etc /disk/jails/app/bin
@@ -223,6 +249,21 @@ if [ "$BOOT" = boot1 ]; then
     done
     storage_setup
     storage_checks "level 1" allowed
+    mkdir -p /tmp/ovl/l /tmp/ovl/u /tmp/ovl/w /tmp/ovl/m && echo o >/tmp/ovl/l/f
+    mount -t overlay ovl -o lowerdir=/tmp/ovl/l,upperdir=/tmp/ovl/u,workdir=/tmp/ovl/w /tmp/ovl/m 2>>"$LOG"
+    out=$(CAPSULE_REGISTRY=/tmp/ovl/registry sealtool register /tmp/ovl/m --name ovl --seal 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    expect "level 1: sealing a tree on overlayfs is refused (its layers stay writable)" "exit 2" "exit $rc"
+    contains "level 1: the refusal says why" "$out" "a tree on overlayfs can't be protected"
+    umount /tmp/ovl/m
+    if ej_attach; then
+        mkdir -p /ej/tree && echo ej >/ej/tree/f
+        out=$(sealtool register /ej/tree --name ej --seal 2>&1)
+        echo "$out" >>"$LOG"
+        contains "level 1: seal a tree on a filesystem with an external journal" "$out" "enforced by fsguard"
+        expect "level 1: open its journal device /dev/$EJ_J for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>/dev/$EJ_J")"
+    fi
     # Devices over the sealed filesystem's sectors made below level 2 that sysfs doesn't link
     # to its disk: a loop device over the disk, and a device-mapper target over that loop
     # (the disk itself is claimed by its filesystem). Level 2 protects them as the disk.
@@ -269,6 +310,10 @@ if [ "$BOOT" = boot1 ]; then
     guard_checks "level 2"
     locked_checks "level 2" refused
     storage_checks "level 2" refused
+    if [ -n "${EJ_J:-}" ]; then
+        expect "level 2: open the external journal of a sealed filesystem for writing" refused "$(res sh -c "exec 3>>/dev/$EJ_J")"
+        expect "level 2: open it for reading (control)" allowed "$(res sh -c "exec 3</dev/$EJ_J")"
+    fi
     for d in $LOOP $DM $ONFS; do
         expect "level 2: open /dev/$d (over the sealed filesystem's disk) for writing" refused "$(res sh -c "exec 3>>/dev/$d")"
         expect "level 2: open /dev/$d for reading (control)" allowed "$(res sh -c "exec 3</dev/$d")"
@@ -325,6 +370,8 @@ if [ "$BOOT" = boot1 ]; then
 else
     [ -d /disk/registry ] || { bad "boot2: no registry on /disk (boot1 did not run?)"; finish; }
     expect "boot2: nothing enforced before enforce --boot" absent "$([ -e $PINS/link_fsguard_file_open ] && echo present || echo absent)"
+    # As a real boot would: every filesystem mounted before enforcement.
+    load_storage_modules && ej_attach
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     out=$(sealtool enforce --boot 2>&1)
     rc=$?
@@ -332,7 +379,7 @@ else
     expect "boot2: sealtool enforce --boot exits 2 (a seal file is unusable)" "exit 2" "exit $rc"
     contains "boot2: enforce --boot names the junk seal" "$out" "manifests/junk/"
     contains "boot2: enforce --boot goes on without the damaged index" "$out" "was enforced from the seal files alone"
-    contains "boot2: enforce --boot enforces both real capsules" "$out" "2 sealed capsules enforced"
+    contains "boot2: enforce --boot enforces the three real capsules" "$out" "3 sealed capsules enforced"
     contains "boot2: enforce --boot locks the registry" "$out" "registry /disk/registry locked"
     expect "boot2: enforce --boot raised the level to 2" 2 "$(sealtool level 2>>"$LOG")"
     expect "boot2: the registry index is rebuilt from the seal and manifest files" "exit 2" \
@@ -349,6 +396,10 @@ else
     expect "boot2: write to an unrelated file on the same disk (control)" allowed "$(res sh -c 'echo x >> /disk/unrelated')"
     guard_checks "boot2"
     locked_checks "boot2" refused
+    if [ -n "${EJ_J:-}" ]; then
+        expect "boot2: open the external journal of a sealed filesystem for writing" refused "$(res sh -c "exec 3>>/dev/$EJ_J")"
+        expect "boot2: outside write to the tree on it" refused "$(res sh -c 'echo x >> /ej/tree/f')"
+    fi
     storage_setup
     storage_checks "boot2" refused
     expect "boot2: verify is clean" "exit 0" "$(sealtool verify app b >>"$LOG" 2>&1; echo "exit $?")"

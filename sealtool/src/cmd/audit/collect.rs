@@ -32,7 +32,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
-use capsule_core::audit::{AuditLog, Head, LostRecord, Record, RefusalRecord};
+use capsule_core::audit::{AuditLog, FindingRecord, Head, LostRecord, Record, RefusalRecord};
 use capsule_core::codec::{Decoder, Encoder};
 use capsule_core::display::escape_bytes;
 use fsguard::events::{self, EventReader, Mounts, Refusal};
@@ -53,6 +53,9 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 /// How long one write waits for the database before trying again later (the ring buffer
 /// must keep being read meanwhile).
 const DB_WAIT: Duration = Duration::from_millis(200);
+/// How long the collector waits for the database, at its start, to learn where the last one
+/// was in the ring buffer, before reading from the shared position.
+const RESUME_WAIT: Duration = Duration::from_secs(10);
 /// Refusals copied to syslog per second at most; the rest are summed up in one message.
 const SYSLOG_PER_SEC: u32 = 100;
 /// How often the log's head (seq and hash) is written to syslog, an anchor outside the
@@ -287,10 +290,13 @@ struct Cursor {
     sent: Option<u64>,
     /// Of the events sent, how many the log accounts for (received, or counted as taken).
     accounted: u64,
+    /// Where the collector was in the ring buffer (None: not stored), so that the next one
+    /// goes on from there whatever another reader did to the shared position.
+    ring_pos: Option<u64>,
 }
 
-/// Version 1: without `sent` and `accounted`.
-const CURSOR_VERSION: u8 = 2;
+/// Version 1: without `sent` and `accounted`; 2: without `ring_pos`.
+const CURSOR_VERSION: u8 = 3;
 
 impl Cursor {
     fn encode(&self) -> Vec<u8> {
@@ -301,13 +307,14 @@ impl Cursor {
         e.u64(self.dropped);
         e.u64(self.sent.unwrap_or(0));
         e.u64(self.accounted);
+        e.u64(self.ring_pos.unwrap_or(u64::MAX));
         e.into_inner()
     }
 
     fn decode(b: &[u8]) -> Option<Self> {
         let mut d = Decoder::new(b);
         let version = d.u8("version").ok()?;
-        if version != 1 && version != CURSOR_VERSION {
+        if !(1..=CURSOR_VERSION).contains(&version) {
             return None;
         }
         let mut c = Cursor {
@@ -316,9 +323,12 @@ impl Cursor {
             dropped: d.u64("dropped").ok()?,
             ..Cursor::default()
         };
-        if version == CURSOR_VERSION {
+        if version >= 2 {
             c.sent = Some(d.u64("sent").ok()?);
             c.accounted = d.u64("accounted").ok()?;
+        }
+        if version >= 3 {
+            c.ring_pos = Some(d.u64("ring position").ok()?).filter(|&p| p != u64::MAX);
         }
         d.finish("cursor").ok()?;
         Some(c)
@@ -381,6 +391,10 @@ struct Collector {
     bad: u64,
     /// Ring buffer records received since the stored cursor (decoded or not).
     received: u64,
+    /// Whether the ring position was taken from the stored cursor (or given up on), and
+    /// since when the collector tries.
+    resumed: bool,
+    started: Instant,
     /// The cursor as stored in the log; `None` until read.
     cursor: Option<Cursor>,
     syslog: Syslog,
@@ -410,7 +424,15 @@ impl Collector {
     }
 
     /// Reads what the ring buffer holds, as far as there is room; whether it is now empty.
+    /// Nothing before the collector knows where the last one was (see resume).
     fn drain(&mut self) -> bool {
+        if !self.resumed {
+            self.resume();
+            if !self.resumed && self.started.elapsed() < RESUME_WAIT {
+                return false;
+            }
+            self.resumed = true;
+        }
         let room = PENDING_MAX.saturating_sub(self.pending.len());
         if room == 0 {
             return false;
@@ -447,6 +469,40 @@ impl Collector {
             .max(Duration::from_millis(1))
     }
 
+    /// Before the first read: goes on from where the last collector of this guard was in the
+    /// ring buffer (its stored cursor), not from the shared position anyone can move back.
+    /// A busy database or no stored position: the shared one.
+    fn resume(&mut self) {
+        let Ok(stats) = self.reader.counters() else {
+            self.resumed = true;
+            return;
+        };
+        let log = match AuditLog::open(&self.dir, DB_WAIT) {
+            Ok(log) => log,
+            Err(capsule_core::audit::Error::Busy { .. }) => return, // tried again later
+            Err(_) => {
+                self.resumed = true;
+                return;
+            }
+        };
+        self.resumed = true;
+        let stored = log.cursor().ok().flatten().and_then(|b| Cursor::decode(&b));
+        drop(log);
+        let now = Cursor {
+            boot_id: self.boot_id.clone(),
+            ratelimited: stats.events_ratelimited,
+            dropped: stats.events_dropped,
+            sent: Some(stats.events_sent),
+            ..Cursor::default()
+        };
+        if let Some(stored) = stored {
+            if let (true, Some(pos)) = (stored.same_guard(&now), stored.ring_pos) {
+                self.reader.resume(pos);
+            }
+            self.cursor = Some(stored);
+        }
+    }
+
     /// Writes what is pending, with a lost record for any counter growth. On a busy
     /// database nothing changes and the next call tries again.
     fn write(&mut self) -> Result<()> {
@@ -460,6 +516,7 @@ impl Collector {
             dropped: stats.events_dropped,
             sent: Some(stats.events_sent),
             accounted: 0,
+            ring_pos: self.reader.position(),
         };
         if let Some(c) = &self.cursor {
             let (accounted, taken) = c.events(&now, self.received, complete);
@@ -485,6 +542,13 @@ impl Collector {
         let (accounted, taken) = stored.events(&now, self.received, complete);
         now.accounted = accounted;
         let mut records = std::mem::take(&mut self.pending);
+        let rewound = self.reader.take_rewound();
+        if rewound > 0 {
+            records.push(Record::Finding(FindingRecord {
+                time_ns: now_unix_ns(),
+                what: format!("another reader moved the refusal ring buffer's read position back by {rewound} bytes (records would have been read twice; the collector went on from its own position)"),
+            }));
+        }
         if ratelimited + dropped + taken > 0 {
             records.push(Record::Lost(LostRecord {
                 time_ns: now_unix_ns(),
@@ -508,7 +572,10 @@ impl Collector {
                             Syslog::raw(libc::LOG_ALERT, &syslog_message(r))
                         }
                         Record::Lost(_) => Syslog::raw(libc::LOG_WARNING, &syslog_message(r)),
-                        // enforce sent it to syslog itself.
+                        // enforce sent its own to syslog itself; the collector's are alerts.
+                        Record::Finding(f) if f.what.starts_with("another reader") => {
+                            Syslog::raw(libc::LOG_ALERT, &syslog_message(r))
+                        }
                         Record::Finding(_) => {}
                     }
                 }
@@ -606,6 +673,8 @@ pub fn run(ctx: &Context) -> Result<u8> {
         oldest: None,
         bad: 0,
         received: 0,
+        resumed: false,
+        started: Instant::now(),
         cursor: None,
         syslog: Syslog::open(),
         // Compare the counters at once: what was lost while no collector ran.
