@@ -524,7 +524,11 @@ impl Guard {
                     return Err(Error::Pin {
                         op: "create",
                         path,
-                        source: std::io::Error::other(e.to_string()),
+                        // aya's message names the call; its source, the kernel's answer.
+                        source: match std::error::Error::source(&e) {
+                            Some(cause) => std::io::Error::other(format!("{e}: {cause}")),
+                            None => std::io::Error::other(e.to_string()),
+                        },
                     });
                 }
             }
