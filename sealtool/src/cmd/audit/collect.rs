@@ -53,9 +53,6 @@ const COUNTERS_EVERY: Duration = Duration::from_secs(1);
 /// How long one write waits for the database before trying again later (the ring buffer
 /// must keep being read meanwhile).
 const DB_WAIT: Duration = Duration::from_millis(200);
-/// How long the collector waits for the database, at its start, to learn where the last one
-/// was in the ring buffer, before reading from the shared position.
-const RESUME_WAIT: Duration = Duration::from_secs(10);
 /// Refusals copied to syslog per second at most; the rest are summed up in one message.
 const SYSLOG_PER_SEC: u32 = 100;
 /// How often the log's head (seq and hash) is written to syslog, an anchor outside the
@@ -391,10 +388,10 @@ struct Collector {
     bad: u64,
     /// Ring buffer records received since the stored cursor (decoded or not).
     received: u64,
-    /// Whether the ring position was taken from the stored cursor (or given up on), and
-    /// since when the collector tries.
+    /// Whether the collector has read the stored cursor (where the last one was in the ring
+    /// buffer); nothing is read from the ring before, however long the database stays busy:
+    /// the ring holds the events meanwhile (and the kernel counts what no longer fits).
     resumed: bool,
-    started: Instant,
     /// The cursor as stored in the log; `None` until read.
     cursor: Option<Cursor>,
     syslog: Syslog,
@@ -428,10 +425,9 @@ impl Collector {
     fn drain(&mut self) -> bool {
         if !self.resumed {
             self.resume();
-            if !self.resumed && self.started.elapsed() < RESUME_WAIT {
+            if !self.resumed {
                 return false;
             }
-            self.resumed = true;
         }
         let room = PENDING_MAX.saturating_sub(self.pending.len());
         if room == 0 {
@@ -471,7 +467,8 @@ impl Collector {
 
     /// Before the first read: goes on from where the last collector of this guard was in the
     /// ring buffer (its stored cursor), not from the shared position anyone can move back.
-    /// A busy database or no stored position: the shared one.
+    /// A busy database: tried again before the next read. No stored position (or one of
+    /// another guard): the shared one.
     fn resume(&mut self) {
         let Ok(stats) = self.reader.counters() else {
             self.resumed = true;
@@ -674,7 +671,6 @@ pub fn run(ctx: &Context) -> Result<u8> {
         bad: 0,
         received: 0,
         resumed: false,
-        started: Instant::now(),
         cursor: None,
         syslog: Syslog::open(),
         // Compare the counters at once: what was lost while no collector ran.
