@@ -16,7 +16,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 /// Host-side limit for the boot and the whole suite.
-const TIMEOUT_S: &str = "900";
+const TIMEOUT_S: &str = "1200";
 
 /// The suite's last line: `audit-suite: N passed, M failed`.
 fn summary(stdout: &str) -> Option<(usize, usize)> {

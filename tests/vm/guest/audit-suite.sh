@@ -239,8 +239,6 @@ expect "the clone3 refusal: rule" uncheckable "$(jfield "$line" rule)"
 contains "sealtool audit: the clone3 refusal's line" "$(sealtool audit 2>>"$LOG")" \
     "app cgroup refused (uncheckable, level 1)"
 
-# ----------------------------------------------------------------------------- flood
-# Quiet first: everything counted so far is in the log.
 settle() { # TARGET: wait (up to 180 s) until the log accounts for TARGET refusals
     i=0
     while [ "$i" -lt 180 ]; do
@@ -251,6 +249,68 @@ settle() { # TARGET: wait (up to 180 s) until the log accounts for TARGET refusa
     done
     echo "$a"
 }
+
+# ----------------------------------------------------------------------------- another reader
+# Anyone holding a writable descriptor of the ring buffer can consume it (the kernel can't
+# freeze one): what the collector didn't receive of the events the guard sent is counted as
+# taken. Refusals while no collector runs, then a collector: the control (recorded one by
+# one), then the same with the events taken first. Before the flood: the log is small,
+# and listing it (which the checks do often) quick.
+kill -TERM "$COLL"
+wait "$COLL"
+COLL=
+refuse_outside() { # N refusals of an outside write
+    i=0
+    while [ "$i" -lt "$1" ]; do sh -c 'echo x >> /jails/app/victim' 2>/dev/null; i=$((i + 1)); done
+}
+collect_until() { # TARGET: runs a collector until the log accounts for TARGET refusals
+    sealtool audit --collect >>"$LOG" 2>&1 &
+    C=$!
+    a=$(settle "$1")
+    kill -TERM "$C"
+    wait "$C"
+    echo "$a"
+}
+set -- $(totals)
+R2=$1 TK2=$4
+D2=$(denied)
+refuse_outside 3
+expect "3 refusals counted while no collector runs" 3 "$(($(denied) - D2))"
+expect "a collector started later accounts for them" "$((D2 + 3))" "$(collect_until "$((D2 + 3))")"
+set -- $(totals)
+expect "they are recorded one by one (control)" "$((R2 + 3)) $TK2" "$1 $4"
+R3=$1 TK3=$4
+D3=$(denied)
+refuse_outside 4
+out=$(bpf-probe ringbuf-take $PINS/events 2>>"$LOG")
+note "another reader: $out"
+expect "another reader opens the ring buffer and consumes it" allowed "${out%% *}"
+expect "a collector started later accounts for the 4 refusals" "$((D3 + 4))" "$(collect_until "$((D3 + 4))")"
+set -- $(totals)
+expect "the 4 events taken are counted as taken, none recorded" "$R3 $((TK3 + 4))" "$1 $4"
+HUMAN=$(sealtool audit --since 10m 2>>"$LOG" | grep ' lost: ' | tail -n 1)
+contains "sealtool audit says they were taken" "$HUMAN" "4 TAKEN from the ring buffer"
+contains "syslog: the taken count" "$(cat /tmp/messages)" "taken=4"
+# Another reader moving the shared read position back (two 600-byte records): a collector
+# goes on from its own position, stored with the log, and says what happened.
+set -- $(totals)
+R4=$1
+out=$(bpf-probe ringbuf-rewind $PINS/events 1200 2>>"$LOG")
+note "another reader: $out"
+expect "another reader moves the ring buffer's read position back" "allowed rewound 1200 bytes" "$out"
+D4=$(denied)
+refuse_outside 2
+expect "a collector started later accounts for the 2 refusals since" "$((D4 + 2))" "$(collect_until "$((D4 + 2))")"
+set -- $(totals)
+expect "no record is read twice: exactly the 2 new refusals are recorded" "$((R4 + 2))" "$1"
+contains "a finding says the position was moved back" "$(sealtool audit --json 2>>"$LOG" | grep '"kind":"finding"')" "moved the refusal ring buffer's read position back by 1200 bytes"
+sealtool audit --collect >>"$LOG" 2>&1 &
+COLL=$!
+sleep 1
+kill -0 "$COLL" 2>/dev/null && ok "the collector runs again" || bad "the collector runs again"
+
+# ----------------------------------------------------------------------------- flood
+# Quiet first: everything counted so far is in the log.
 D0=$(denied)
 A0=$(settle "$D0")
 expect "before the flood the log accounts for every refusal counted" "$D0" "$A0"
@@ -304,56 +364,6 @@ expect "the collector exits 0 on SIGTERM" 0 "$?"
 COLL=
 contains "syslog: the collector anchors the head" "$(cat /tmp/messages)" "audit log head: seq"
 
-# ----------------------------------------------------------------------------- another reader
-# Anyone holding a writable descriptor of the ring buffer can consume it (the kernel can't
-# freeze one): what the collector didn't receive of the events the guard sent is counted as
-# taken. Refusals while no collector runs, then a collector: the control (recorded one by
-# one), then the same with the events taken first.
-refuse_outside() { # N refusals of an outside write
-    i=0
-    while [ "$i" -lt "$1" ]; do sh -c 'echo x >> /jails/app/victim' 2>/dev/null; i=$((i + 1)); done
-}
-collect_until() { # TARGET: runs a collector until the log accounts for TARGET refusals
-    sealtool audit --collect >>"$LOG" 2>&1 &
-    C=$!
-    a=$(settle "$1")
-    kill -TERM "$C"
-    wait "$C"
-    echo "$a"
-}
-set -- $(totals)
-R2=$1 TK2=$4
-D2=$(denied)
-refuse_outside 3
-expect "3 refusals counted while no collector runs" 3 "$(($(denied) - D2))"
-expect "a collector started later accounts for them" "$((D2 + 3))" "$(collect_until "$((D2 + 3))")"
-set -- $(totals)
-expect "they are recorded one by one (control)" "$((R2 + 3)) $TK2" "$1 $4"
-R3=$1 TK3=$4
-D3=$(denied)
-refuse_outside 4
-out=$(bpf-probe ringbuf-take $PINS/events 2>>"$LOG")
-note "another reader: $out"
-expect "another reader opens the ring buffer and consumes it" allowed "${out%% *}"
-expect "a collector started later accounts for the 4 refusals" "$((D3 + 4))" "$(collect_until "$((D3 + 4))")"
-set -- $(totals)
-expect "the 4 events taken are counted as taken, none recorded" "$R3 $((TK3 + 4))" "$1 $4"
-HUMAN=$(sealtool audit --since 10m 2>>"$LOG" | grep ' lost: ' | tail -n 1)
-contains "sealtool audit says they were taken" "$HUMAN" "4 TAKEN from the ring buffer"
-contains "syslog: the taken count" "$(cat /tmp/messages)" "taken=4"
-# Another reader moving the shared read position back (two 600-byte records): a collector
-# goes on from its own position, stored with the log, and says what happened.
-set -- $(totals)
-R4=$1
-out=$(bpf-probe ringbuf-rewind $PINS/events 1200 2>>"$LOG")
-note "another reader: $out"
-expect "another reader moves the ring buffer's read position back" "allowed rewound 1200 bytes" "$out"
-D4=$(denied)
-refuse_outside 2
-expect "a collector started later accounts for the 2 refusals since" "$((D4 + 2))" "$(collect_until "$((D4 + 2))")"
-set -- $(totals)
-expect "no record is read twice: exactly the 2 new refusals are recorded" "$((R4 + 2))" "$1"
-contains "a finding says the position was moved back" "$(sealtool audit --json 2>>"$LOG" | grep '"kind":"finding"')" "moved the refusal ring buffer's read position back by 1200 bytes"
 out=$(audit-tamper edit "$REG" 2 2>&1)
 expect "audit-tamper edits record 2" "edited record 2" "$out"
 out=$(sealtool audit --check 2>&1)
