@@ -93,7 +93,9 @@ struct {
 } cgroup_capsules SEC(".maps");
 
 /* cgroup v2 ids of the cgroups above capsules' cgroups -> capsule slot: their cgroup.kill
- * and cgroup.freeze act on the capsule's processes too. */
+ * and cgroup.freeze act on the capsule's processes too. Above several capsules:
+ * ABOVE_SEVERAL, nobody's (a member of one would reach the others'). */
+#define ABOVE_SEVERAL 0xffffffffu
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, FSGUARD_MAX_CAPSULES * FSGUARD_MAX_CGROUP_DEPTH);
@@ -162,6 +164,15 @@ struct {
 	__type(value, struct fsguard_state);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } state SEC(".maps");
+
+/* What each sender's tagged requests came to (see fsguard.h); the oldest tag goes first. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FSGUARD_MAX_RESULTS);
+	__type(key, __u64);
+	__type(value, struct fsguard_result);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} results SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -1365,15 +1376,16 @@ static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
  * descriptor, which may have been opened at level 0 or before the seal: what the kernel
  * checked then does not hold now. Writing any of them (mem, oom_score_adj, comm, clear_refs,
  * attr/\*) acts on the process: refused to outside processes at every level. Reading mem is
- * debugging it (the same); reading environ, auxv or pagemap is seeing it (root outside at
- * level 0 only). Other reads (stat, status, cmdline: what ps reads) are left alone.
+ * debugging it (the same); reading environ, auxv, pagemap or the memory maps (maps, smaps,
+ * smaps_rollup, numa_maps) is seeing it (root outside at level 0 only). Other reads (stat,
+ * status, cmdline: what ps reads) are left alone.
  */
 static __always_inline int decide_proc_file(struct file *file, struct inode *inode, int mask)
 {
 	struct proc_inode *pi =
 		(struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
 	struct pid *pid = BPF_CORE_READ(pi, pid);
-	char name[8] = {};
+	char name[16] = {};
 	bool attach = mask & (MAY_WRITE | MAY_APPEND);
 	__u32 slot, tgid = 0;
 
@@ -1391,7 +1403,9 @@ static __always_inline int decide_proc_file(struct file *file, struct inode *ino
 		if (name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && !name[3])
 			attach = true;
 		else if (!same_cstr(name, "environ", 8) && !same_cstr(name, "auxv", 5) &&
-			 !same_cstr(name, "pagemap", 8))
+			 !same_cstr(name, "pagemap", 8) && !same_cstr(name, "maps", 5) &&
+			 !same_cstr(name, "smaps", 6) && !same_cstr(name, "smaps_rollup", 13) &&
+			 !same_cstr(name, "numa_maps", 10))
 			return 0;
 	}
 	return decide_process_slot(slot, tgid, FSGUARD_OP_PROC_FILE, attach, true);
@@ -2350,7 +2364,8 @@ static __always_inline bool is_guarded_map(struct bpf_map *map)
 static __always_inline bool is_guard_map(struct bpf_map *map)
 {
 	return is_guarded_map(map) || map == (void *)&requests || map == (void *)&state ||
-	       map == (void *)&capsules_view || map == (void *)&stats || map == (void *)&events;
+	       map == (void *)&results || map == (void *)&capsules_view ||
+	       map == (void *)&stats || map == (void *)&events;
 }
 
 /* Whether `map` (one of this object's) is frozen. The verifier allows no arithmetic on a
@@ -2381,7 +2396,8 @@ static __always_inline bool guard_frozen(void)
 	       is_frozen(&devices) && is_frozen(&pin_path) && is_frozen(&cgroup_ancestors) &&
 	       is_frozen(&dir_cache) && is_frozen(&dir_cache_epoch) &&
 	       is_frozen(&entry_filesystems) && is_frozen(&fs_marks) && is_frozen(&ratelimit) &&
-	       is_frozen(&state) && is_frozen(&capsules_view) && is_frozen(&stats);
+	       is_frozen(&state) && is_frozen(&results) && is_frozen(&capsules_view) &&
+	       is_frozen(&stats);
 }
 
 /* From the first raise above 0 on (the freeze comes first): the guard is what it is. */
@@ -2445,15 +2461,18 @@ int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 	if (ret)
 		return ret;
 	/* From the freeze on: the reports (frozen) refused to writers, the ways in and out
-	 * refused to readers (a writer of requests, a consumer of events needs write access).
-	 * Useless to anyone, these answers are given by nothing else in the kernel, which is
-	 * how sealtool tells the guard's maps from an impostor's (identity.rs); it asks each
-	 * time it opens the guard, so they are neither reported nor counted. */
+	 * refused to readers (a writer of requests, a consumer of events needs write access),
+	 * `requests` opened only write-only: nobody reads another sender's tags. Useless to
+	 * anyone, these answers are given by nothing else in the kernel, which is how sealtool
+	 * tells the guard's maps from an impostor's (identity.rs); it asks each time it opens
+	 * the guard, so they are neither reported nor counted. */
 	if (map == (void *)&state || map == (void *)&stats || map == (void *)&capsules_view ||
-	    map == (void *)&requests || map == (void *)&events) {
+	    map == (void *)&results || map == (void *)&requests || map == (void *)&events) {
 		if (current_level() < FSGUARD_LEVEL_SEALED && !is_frozen(&config))
 			return 0;
-		if (map == (void *)&requests || map == (void *)&events)
+		if (map == (void *)&requests)
+			return (fmode & FMODE_WRITE) && !(fmode & FMODE_READ) ? 0 : -EPERM;
+		if (map == (void *)&events)
 			return (fmode & FMODE_WRITE) ? 0 : -EPERM;
 		return (fmode & FMODE_WRITE) ? -EPERM : 0;
 	}
@@ -2629,6 +2648,8 @@ static __always_inline bool guard_shaped(struct bpf_map *m)
 			(v == sizeof(struct fsguard_inode_value) || v == sizeof(__u32))) ||
 		       (k == sizeof(__u64) &&
 			(v == sizeof(__u32) || v == sizeof(struct fsguard_request)));
+	case BPF_MAP_TYPE_LRU_HASH:
+		return k == sizeof(__u64) && v == sizeof(struct fsguard_result);
 	case BPF_MAP_TYPE_RINGBUF:
 	case BPF_MAP_TYPE_TASK_STORAGE:
 	case BPF_MAP_TYPE_INODE_STORAGE:
@@ -2832,17 +2853,48 @@ static __always_inline int apply_request(struct fsguard_request *r, struct fsgua
 		return apply_slot_key(&pin_path, &ikey, r->slot) ||
 		       bpf_map_lookup_elem(&pin_path, &ikey);
 	}
-	case FSGUARD_REQ_CGROUP_ANCESTOR:
+	case FSGUARD_REQ_CGROUP_ANCESTOR: {
+		__u32 *have;
+
 		if (!slot_active(r->slot))
 			return false;
-		return apply_slot_key(&cgroup_ancestors, &id, r->slot) ||
-		       bpf_map_lookup_elem(&cgroup_ancestors, &id);
+		if (apply_slot_key(&cgroup_ancestors, &id, r->slot))
+			return true;
+		/* Asked for by a second capsule (the first may be anybody's, asked for around
+		 * the requester's own cgroup): no capsule's members write it any more. */
+		have = bpf_map_lookup_elem(&cgroup_ancestors, &id);
+		if (!have)
+			return false;
+		*have = ABOVE_SEVERAL;
+		return true;
+	}
 	case FSGUARD_REQ_DEVICE:
 		if (!slot_active(r->slot))
 			return false;
 		return apply_slot_key(&devices, &id, r->slot) || bpf_map_lookup_elem(&devices, &id);
 	}
 	return false;
+}
+
+/* Counts what a tagged request came to under its sender's tag. No room (a new tag evicts
+ * the oldest): the sender finds its count short, and fails closed. */
+static __always_inline void count_result(__u64 tag, bool applied)
+{
+	struct fsguard_result *have, fresh = {};
+
+	if (!tag)
+		return;
+	have = bpf_map_lookup_elem(&results, &tag);
+	if (!have) {
+		bpf_map_update_elem(&results, &tag, &fresh, BPF_NOEXIST);
+		have = bpf_map_lookup_elem(&results, &tag);
+		if (!have)
+			return;
+	}
+	if (applied)
+		__sync_fetch_and_add(&have->applied, 1);
+	else
+		__sync_fetch_and_add(&have->rejected, 1);
 }
 
 /*
@@ -2929,6 +2981,7 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 			__sync_fetch_and_add(&st->applied, 1);
 		else
 			__sync_fetch_and_add(&st->rejected, 1);
+		count_result(req.tag, res == APPLIED);
 		st->next = seq + 1;
 	}
 	st->magic = FSGUARD_MAGIC;

@@ -19,8 +19,9 @@
 /* Version of every struct in this header and of what the pinned maps hold: a loader that
  * finds another version's config over a reused `inodes` map does not trust what that guard
  * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. 5: entries
- * made by requests are marked FSGUARD_INODE_CLAIMED. 6: stats count events_sent. */
-#define FSGUARD_ABI_VERSION 6u
+ * made by requests are marked FSGUARD_INODE_CLAIMED. 6: stats count events_sent. 7: requests
+ * carry their sender's tag, and `results` counts what each tag's requests came to. */
+#define FSGUARD_ABI_VERSION 7u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -62,6 +63,11 @@
  * its flags, marked CLAIMED), ancestor, device or cgroup; a capsule in a free slot; a higher
  * level. A request for what is already there, as it is, is applied (nothing changes).
  * Anything else is rejected and counted (fsguard_state.rejected).
+ *
+ * From the freeze on `requests` opens write-only, so nobody reads what another sender left:
+ * a sender tags its requests with a random number and reads in `results` (written by the
+ * guard only) how many requests with that tag were applied and rejected. A request replaced
+ * or removed before the guard applied it is missing from its sender's count.
  */
 #define FSGUARD_REQ_INODE 1u    /* a=dev, b=ino; request.flags; key.slot */
 #define FSGUARD_REQ_CAPSULE 2u  /* key.slot; request.capsule */
@@ -73,6 +79,7 @@
 #define FSGUARD_REQ_CGROUP_ANCESTOR 8u /* a=id of a cgroup above the capsule's cgroup */
 #define FSGUARD_MAX_REQUESTS (1u << 16)
 #define FSGUARD_REQUESTS_PER_CALL 128u
+#define FSGUARD_MAX_RESULTS 4096u
 
 /* Capacities. The inode map allocates on demand (BPF_F_NO_PREALLOC). */
 #define FSGUARD_MAX_INODES (1u << 22)
@@ -258,6 +265,13 @@ struct fsguard_request {
 	__u32 flags; /* FSGUARD_REQ_INODE: FSGUARD_INODE_* to set */
 	__u32 level; /* FSGUARD_REQ_LEVEL */
 	struct fsguard_capsule capsule; /* FSGUARD_REQ_CAPSULE */
+	__u64 tag;   /* the sender's: what its requests came to is counted under it (0: not) */
+};
+
+/* What the requests tagged with one number came to (the `results` map, keyed by tag). */
+struct fsguard_result {
+	__u64 applied;
+	__u64 rejected;
 };
 
 /*
@@ -291,7 +305,8 @@ _Static_assert(sizeof(struct fsguard_event) == 592, "fsguard_event layout change
 _Static_assert(sizeof(struct fsguard_stats) == 48, "fsguard_stats layout changed");
 
 _Static_assert(sizeof(struct fsguard_ratelimit) == 16, "fsguard_ratelimit layout changed");
-_Static_assert(sizeof(struct fsguard_request) == 112, "fsguard_request layout changed");
+_Static_assert(sizeof(struct fsguard_request) == 120, "fsguard_request layout changed");
+_Static_assert(sizeof(struct fsguard_result) == 16, "fsguard_result layout changed");
 _Static_assert(sizeof(struct fsguard_state) == 32, "fsguard_state layout changed");
 
 #endif /* __FSGUARD_H__ */

@@ -10,7 +10,6 @@ use crate::{Error, Result};
 
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_GET_NEXT_KEY: libc::c_long = 4;
 /// Elements per batch call: bounded so one call never holds the map's locks for long.
 const CHUNK: usize = 8192;
 
@@ -66,8 +65,16 @@ pub fn open_pinned_map_ro(path: &Path) -> Result<OwnedFd> {
     open_pinned_with(path, BPF_F_RDONLY)
 }
 
+/// A write-only descriptor for the map pinned at `path` (`requests`: from the freeze on the
+/// guard opens it for nothing else, so nobody reads what another sender left).
+pub fn open_pinned_map_wo(path: &Path) -> Result<OwnedFd> {
+    open_pinned_with(path, BPF_F_WRONLY)
+}
+
 /// BPF_OBJ_GET's file_flags (and GET_FD_BY_ID's open_flags) for a read-only descriptor.
 pub(crate) const BPF_F_RDONLY: u32 = 1 << 3;
+/// ... and for a write-only one.
+pub(crate) const BPF_F_WRONLY: u32 = 1 << 4;
 
 fn open_pinned_with(path: &Path, file_flags: u32) -> Result<OwnedFd> {
     let pin_err = |source| Error::Pin {
@@ -123,37 +130,4 @@ pub fn update<K: Copy, V: Copy>(
         }
     }
     Ok(())
-}
-
-#[repr(C)]
-#[derive(Default)]
-struct NextKeyAttr {
-    map_fd: u32,
-    _pad: u32,
-    key: u64,
-    next_key: u64,
-}
-
-/// Whether the map behind `fd` holds any element (BPF_MAP_GET_NEXT_KEY from the start).
-/// `K` is the map's key type.
-pub fn is_empty<K: Copy + Default>(fd: &OwnedFd, map: &'static str) -> Result<bool> {
-    let mut first = K::default();
-    let mut attr = NextKeyAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: 0,
-        next_key: &mut first as *mut K as u64,
-        ..Default::default()
-    };
-    match bpf(BPF_MAP_GET_NEXT_KEY, &mut attr) {
-        Ok(_) => Ok(false),
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(true),
-        Err(e) => Err(Error::Map {
-            op: "read the keys of",
-            map,
-            source: aya::maps::MapError::SyscallError(aya::sys::SyscallError {
-                call: "bpf_map_get_next_key",
-                io_error: e,
-            }),
-        }),
-    }
 }

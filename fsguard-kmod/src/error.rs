@@ -230,6 +230,28 @@ pub enum Error {
         /// Requests submitted.
         of: usize,
     },
+    /// Fewer of this sender's requests reached the guard than it left: another process
+    /// holding a descriptor of `requests` replaced or removed them before the guard applied
+    /// them (what it left instead was judged as its own, and may have been applied).
+    #[error("{dir}: the guard applied {applied} and rejected {rejected} of the {of} requests this process left: the others were replaced or removed before it applied them (another process writes to its requests map), or their record was pushed out by {max} newer ones; what was asked is NOT enforced as asked")]
+    NotAppliedAsSent {
+        /// The pin directory.
+        dir: std::path::PathBuf,
+        /// Requests applied under this sender's tag.
+        applied: u64,
+        /// Requests rejected under this sender's tag.
+        rejected: u64,
+        /// Requests left.
+        of: usize,
+        /// The guard's record capacity (FSGUARD_MAX_RESULTS).
+        max: u32,
+    },
+    /// No random number for a request tag (the kernel's getrandom failed).
+    #[error("no random number to tag requests with: {source}")]
+    NoRandom {
+        /// The cause.
+        source: getrandom::Error,
+    },
     /// The guard did not apply the requests (its `bpf` hook is not attached?).
     #[error("{dir}: the guard left requests unapplied; is its bpf hook attached?")]
     RequestsPending {

@@ -22,12 +22,12 @@ use aya::{Btf, Ebpf, EbpfLoader};
 use crate::identity::{HeldMaps, Identity};
 use crate::shared::{
     fsguard_capsule, fsguard_config, fsguard_fs_mark, fsguard_inode_key, fsguard_request,
-    fsguard_state, fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD,
+    fsguard_result, fsguard_state, fsguard_stats, FSGUARD_CAPSULE_ACTIVE, FSGUARD_CAPSULE_GUARD,
     FSGUARD_CAPSULE_HAS_CGROUP, FSGUARD_ENTRY_FILESYSTEMS_COMPLETE, FSGUARD_FS_MARK_SLOTS,
     FSGUARD_FS_MARK_VALID, FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES,
-    FSGUARD_MAX_REQUESTS, FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR, FSGUARD_REQ_CAPSULE,
-    FSGUARD_REQ_CGROUP, FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE, FSGUARD_REQ_INODE,
-    FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
+    FSGUARD_MAX_REQUESTS, FSGUARD_MAX_RESULTS, FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR,
+    FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP, FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE,
+    FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
 };
 use crate::{objects, Error, Result};
 
@@ -129,6 +129,7 @@ pub const MAPS: &[&str] = &[
     "devices",
     "requests",
     "state",
+    "results",
     "capsules_view",
     "stats",
     "events",
@@ -165,8 +166,21 @@ pub struct Guard {
     dir: PathBuf,
     requests: std::os::fd::OwnedFd,
     state: Array<MapData, fsguard_state>,
+    results: aya::maps::HashMap<MapData, u64, fsguard_result>,
     capsules_view: Array<MapData, fsguard_capsule>,
     stats: PerCpuArray<MapData, fsguard_stats>,
+}
+
+/// A tag for one call's requests: random, never 0 (untagged).
+fn new_tag() -> Result<u64> {
+    loop {
+        let mut bytes = [0u8; 8];
+        getrandom::fill(&mut bytes).map_err(|source| Error::NoRandom { source })?;
+        let tag = u64::from_ne_bytes(bytes);
+        if tag != 0 {
+            return Ok(tag);
+        }
+    }
 }
 
 /// The initial mount namespace's inode number (init's), for the guard's mount rules that
@@ -372,8 +386,9 @@ impl Guard {
     fn open_maps(dir: &Path) -> Result<Guard> {
         Ok(Guard {
             dir: dir.to_path_buf(),
-            requests: crate::batch::open_pinned_map(&dir.join("requests"))?,
+            requests: crate::batch::open_pinned_map_wo(&dir.join("requests"))?,
             state: open_pinned(dir, "state", Map::Array)?,
+            results: open_pinned(dir, "results", Map::LruHashMap)?,
             capsules_view: open_pinned(dir, "capsules_view", Map::Array)?,
             stats: open_pinned(dir, "stats", Map::PerCpuArray)?,
         })
@@ -390,6 +405,7 @@ impl Guard {
             dir: dir.to_path_buf(),
             requests: take("requests")?,
             state: typed(take("state")?, "state", Map::Array)?,
+            results: typed(take("results")?, "results", Map::LruHashMap)?,
             capsules_view: typed(take("capsules_view")?, "capsules_view", Map::Array)?,
             stats: typed(take("stats")?, "stats", Map::PerCpuArray)?,
         })
@@ -863,23 +879,42 @@ impl Guard {
     }
 
     /// Hands requests to the guard and waits until it has applied them all; an error if it
-    /// rejected any (it would have taken something away). The caller holds the registry's
-    /// write lock, so no other sealtool numbers requests at the same time.
+    /// rejected any (it would have taken something away), or if any did not reach it as
+    /// left: anyone may write to `requests`, so each call tags its requests with a number
+    /// nobody else can read (the map opens write-only from the freeze on) and asks the guard
+    /// what the requests with that tag came to. The caller holds the registry's write lock,
+    /// so no other sealtool numbers requests at the same time.
     fn submit(&mut self, reqs: &[fsguard_request]) -> Result<()> {
-        let before = self.state()?;
-        let mut next = before.next;
+        let tag = new_tag()?;
+        let mut next = self.state()?.next;
         // A chunk never exceeds the requests map; it is drained before the next one.
         for chunk in reqs.chunks(FSGUARD_MAX_REQUESTS as usize) {
+            let tagged: Vec<fsguard_request> = chunk
+                .iter()
+                .map(|r| fsguard_request { tag, ..*r })
+                .collect();
             let seqs: Vec<u64> = (next..next + chunk.len() as u64).collect();
-            crate::batch::update(&self.requests, "requests", &seqs, chunk)?;
+            crate::batch::update(&self.requests, "requests", &seqs, &tagged)?;
             next += chunk.len() as u64;
             self.drain(next)?;
         }
-        let after = self.state()?;
-        let rejected = after.rejected.saturating_sub(before.rejected);
-        if rejected > 0 {
+        let came_to = match self.results.get(&tag, 0) {
+            Ok(r) => r,
+            Err(aya::maps::MapError::KeyNotFound) => fsguard_result::default(),
+            Err(e) => return Err(map_err("read", "results")(e)),
+        };
+        if came_to.applied + came_to.rejected != reqs.len() as u64 {
+            return Err(Error::NotAppliedAsSent {
+                dir: self.dir.clone(),
+                applied: came_to.applied,
+                rejected: came_to.rejected,
+                of: reqs.len(),
+                max: FSGUARD_MAX_RESULTS,
+            });
+        }
+        if came_to.rejected > 0 {
             return Err(Error::Rejected {
-                count: rejected,
+                count: came_to.rejected,
                 of: reqs.len(),
             });
         }
@@ -892,7 +927,7 @@ impl Guard {
         let mut stalled = 0;
         let mut last = self.state()?.next;
         while last < until {
-            crate::batch::is_empty::<u64>(&self.requests, "requests")?;
+            // Reading `state` is a bpf(2) call: the guard applies requests before it.
             let now = self.state()?.next;
             if now == last {
                 stalled += 1;

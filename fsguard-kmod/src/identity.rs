@@ -22,7 +22,7 @@ use aya_obj::btf::BtfKind;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
 
-use crate::batch::{open_pinned_map, open_pinned_map_ro, BPF_F_RDONLY};
+use crate::batch::{open_pinned_map, open_pinned_map_ro, open_pinned_map_wo, BPF_F_RDONLY};
 use crate::guard::{link_path, MAPS, PROGRAMS};
 use crate::integrity::{
     by_id, info, prog_map_ids, syscall_err, BPF_LINK_GET_FD_BY_ID, BPF_LINK_GET_NEXT_ID,
@@ -337,8 +337,8 @@ pub fn identify(dir: &Path, btf: &Btf) -> Result<Identity> {
     }
 }
 
-/// The maps sealtool uses, by name: `requests` and `events` read-write (the ways in and
-/// out), the reports `state`, `stats`, `capsules_view` read-only.
+/// The maps sealtool uses, by name: `requests` write-only and `events` read-write (the ways
+/// in and out), the reports `state`, `results`, `stats`, `capsules_view` read-only.
 #[derive(Debug)]
 pub struct HeldMaps(Vec<(&'static str, OwnedFd)>);
 
@@ -350,13 +350,25 @@ impl HeldMaps {
     }
 }
 
-/// The maps sealtool opens, and whether read-write.
-pub const USED: &[(&str, bool)] = &[
-    ("requests", true),
-    ("events", true),
-    ("state", false),
-    ("stats", false),
-    ("capsules_view", false),
+/// How sealtool opens one of the maps it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// A way in (`requests`): from the freeze on the guard opens it for nothing else.
+    WriteOnly,
+    /// The way out (`events`): its reader moves the ring's consumer position.
+    ReadWrite,
+    /// A report: from the freeze on the guard refuses it to writers.
+    ReadOnly,
+}
+
+/// The maps sealtool opens, and how. `state` comes third ([`bind_maps`] relies on it).
+pub const USED: &[(&str, Opened)] = &[
+    ("requests", Opened::WriteOnly),
+    ("events", Opened::ReadWrite),
+    ("state", Opened::ReadOnly),
+    ("results", Opened::ReadOnly),
+    ("stats", Opened::ReadOnly),
+    ("capsules_view", Opened::ReadOnly),
 ];
 
 /// A descriptor of map `id` opened with `open_flags`, refused with EPERM?
@@ -384,12 +396,13 @@ pub fn bind_maps(
 ) -> Result<std::result::Result<HeldMaps, String>> {
     let mut held = Vec::new();
     let mut ids = Vec::new();
-    for (map, rw) in USED {
+    for (map, opened) in USED {
         let path = dir.join(map);
-        let fd = match if *rw {
-            open_pinned_map(&path)
-        } else {
-            open_pinned_map_ro(&path)
+        let rw = *opened != Opened::ReadOnly;
+        let fd = match match opened {
+            Opened::WriteOnly => open_pinned_map_wo(&path),
+            Opened::ReadWrite => open_pinned_map(&path),
+            Opened::ReadOnly => open_pinned_map_ro(&path),
         } {
             Ok(fd) => fd,
             Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::ENOENT) => {
@@ -400,7 +413,7 @@ pub fn bind_maps(
         let id = info(&fd)
             .map_err(syscall_err(format!("read {}", path.display())))?
             .id;
-        ids.push((*map, *rw, id, path));
+        ids.push((*map, rw, id, path));
         held.push((*map, fd));
     }
     let frozen = {

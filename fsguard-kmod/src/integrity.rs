@@ -42,7 +42,14 @@ const BPF_MAP_TYPE_HASH_OF_MAPS: u32 = 13;
 pub const UNFROZEN: &[&str] = &["requests", "events"];
 
 /// The guard's maps that anyone may open at every level.
-pub const REPORTS: &[&str] = &["requests", "events", "state", "stats", "capsules_view"];
+pub const REPORTS: &[&str] = &[
+    "requests",
+    "events",
+    "state",
+    "results",
+    "stats",
+    "capsules_view",
+];
 
 #[repr(C)]
 #[derive(Default)]
@@ -287,6 +294,8 @@ pub struct GuardIds {
     progs: HashSet<u32>,
     enforcing: HashSet<u32>,
     all_maps: HashSet<u32>,
+    /// `requests`, whose readable descriptors would show other senders' tags.
+    requests: HashSet<u32>,
     init_security_btf: Option<u32>,
     /// The id of the BTF object the guard's hooks are in (vmlinux's): a tracing link's
     /// target object is a BTF object for kernel functions, a program otherwise.
@@ -300,6 +309,7 @@ impl GuardIds {
             progs: HashSet::new(),
             enforcing: HashSet::new(),
             all_maps: HashSet::new(),
+            requests: HashSet::new(),
             init_security_btf: None,
             kernel_btf: None,
         };
@@ -308,8 +318,10 @@ impl GuardIds {
             let path = dir.join(map);
             // The reports read-only: from the freeze on the guard refuses them to writers
             // (and `requests`, `events` to readers).
-            let open = if ["state", "stats", "capsules_view"].contains(map) {
+            let open = if ["state", "results", "stats", "capsules_view"].contains(map) {
                 open_pinned_map_ro
+            } else if *map == "requests" {
+                crate::batch::open_pinned_map_wo
             } else {
                 open_pinned_map
             };
@@ -325,6 +337,9 @@ impl GuardIds {
             };
             let head = info(&fd).map_err(syscall_err(format!("read {}", path.display())))?;
             ids.all_maps.insert(head.id);
+            if *map == "requests" {
+                ids.requests.insert(head.id);
+            }
             if !REPORTS.contains(map) {
                 ids.enforcing.insert(head.id);
             }
@@ -332,8 +347,8 @@ impl GuardIds {
         if refused {
             // Then they are the maps it refuses by id (each refusal is reported, truly: this
             // process asked for them).
-            // Refused both ways: an enforcing map; one way only: a report (to writers) or a
-            // way in or out (to readers).
+            // Refused every way: an enforcing map; some ways only: a report (to writers), a
+            // way in or out (to readers), `requests` (open write-only only).
             for id in self::ids(BPF_MAP_GET_NEXT_ID)? {
                 let refused = |r: std::io::Result<OwnedFd>| matches!(r, Err(e) if e.raw_os_error() == Some(libc::EPERM));
                 let (ro, rw) = (
@@ -344,7 +359,11 @@ impl GuardIds {
                     ids.all_maps.insert(id);
                 }
                 if ro && rw {
-                    ids.enforcing.insert(id);
+                    if refused(map_by_id(id, crate::batch::BPF_F_WRONLY)) {
+                        ids.enforcing.insert(id);
+                    } else {
+                        ids.requests.insert(id);
+                    }
                 }
             }
         }
@@ -460,9 +479,14 @@ fn held_ids(fd: &OwnedFd, key_size: u32) -> Vec<u32> {
 }
 
 /// Every other process (any of its threads, which may have a descriptor table of their own)
-/// holding a descriptor whose fdinfo names one of `progs` (`prog_id:`) or `maps` (`map_id:`).
+/// holding a descriptor whose fdinfo names one of `progs` (`prog_id:`) or `maps` (`map_id:`),
+/// or a readable one of `readable` (`requests`: it would show other senders' request tags).
 /// A table that can't be read (other than a thread gone meanwhile) is an error.
-fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
+fn holders(
+    progs: &HashSet<u32>,
+    maps: &HashSet<u32>,
+    readable: &HashSet<u32>,
+) -> Result<Vec<String>> {
     let me = std::process::id().to_string();
     let gone =
         |e: &std::io::Error| matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ESRCH));
@@ -511,12 +535,24 @@ fn holders(progs: &HashSet<u32>, maps: &HashSet<u32>) -> Result<Vec<String>> {
                         .filter_map(|v| v.trim().parse::<u32>().ok())
                         .any(|id| set.contains(&id))
                 };
-                if named("prog_id:", progs) || named("map_id:", maps) {
+                // O_ACCMODE of the descriptor (fdinfo's `flags:` is octal): O_WRONLY is 1.
+                let reads = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("flags:"))
+                    .filter_map(|v| u32::from_str_radix(v.trim(), 8).ok())
+                    .any(|f| f & 3 != 1);
+                let held = named("prog_id:", progs) || named("map_id:", maps);
+                if held || (reads && named("map_id:", readable)) {
                     let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
                     out.push(format!(
-                        "process {pid} ({}) holds descriptor {}",
+                        "process {pid} ({}) holds descriptor {}{}",
                         comm.trim(),
-                        fd.file_name().to_string_lossy()
+                        fd.file_name().to_string_lossy(),
+                        if held {
+                            ""
+                        } else {
+                            " (a readable one of requests: it would read other senders' tags)"
+                        }
                     ));
                     break 'task;
                 }
@@ -612,6 +648,6 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
         }
         found.extend(link_hold(id, &head, g));
     }
-    found.extend(holders(guard_progs, guard_maps)?);
+    found.extend(holders(guard_progs, guard_maps, &g.requests)?);
     Ok(found)
 }

@@ -37,10 +37,13 @@ unsafe impl aya::Pod for fsguard_ratelimit {}
 // SAFETY: `fsguard_fs_mark` is `#[repr(C)]` with two `u64` (16 bytes, no padding, pinned by
 // the header's _Static_assert); any bit pattern is valid.
 unsafe impl aya::Pod for fsguard_fs_mark {}
-// SAFETY: `fsguard_request` is `#[repr(C)]`: two u32, two u64, two u32 and an
-// `fsguard_capsule` (112 bytes, no padding, pinned by the header's _Static_assert); any bit
-// pattern is valid.
+// SAFETY: `fsguard_request` is `#[repr(C)]`: two u32, two u64, two u32, an
+// `fsguard_capsule` and a u64 (120 bytes, no padding, pinned by the header's
+// _Static_assert); any bit pattern is valid.
 unsafe impl aya::Pod for fsguard_request {}
+// SAFETY: `fsguard_result` is `#[repr(C)]` with two u64 (16 bytes, no padding); any bit
+// pattern is valid.
+unsafe impl aya::Pod for fsguard_result {}
 // SAFETY: `fsguard_state` is `#[repr(C)]`: two u32 and three u64 (32 bytes, no padding);
 // any bit pattern is valid.
 unsafe impl aya::Pod for fsguard_state {}

@@ -92,6 +92,27 @@ pub fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
     }
 }
 
+/// [`bpf`] with the caller's image of `union bpf_attr` (its first `attr.len()` words, the
+/// rest zero), which the kernel may write back into (a batch's `count`).
+pub fn bpf_attr(cmd: i64, attr: &mut [u64]) -> Result<i64, i32> {
+    // SAFETY: `attr` is a live, writable image of the first `attr.len()` words of
+    // `union bpf_attr` for `cmd` (the kernel takes the rest as zero); pointers inside it
+    // point to live buffers of the caller.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr.as_mut_ptr(),
+            (attr.len() * 8) as libc::c_uint,
+        )
+    };
+    if rc < 0 {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    } else {
+        Ok(rc)
+    }
+}
+
 /// A guest suite's closing line, `<name>: N passed, M failed`: (N, M).
 pub fn suite_summary(stdout: &str, name: &str) -> Option<(usize, usize)> {
     let prefix = format!("{name}: ");

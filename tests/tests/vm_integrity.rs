@@ -11,7 +11,7 @@ fn run(which: &str, min_passed: usize) {
     let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("vm/guest");
     let args: Vec<OsString> = vec![
         "--timeout".into(),
-        "500".into(),
+        "700".into(),
         "--add".into(),
         format!(
             "{}:/integrity-suite.sh",

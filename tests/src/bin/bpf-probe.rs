@@ -11,7 +11,7 @@
 //! below (exit 0). Usage errors: `error: usage`, exit 64.
 //!
 //! Operations:
-//!   obj-get PATH [ro]     BPF_OBJ_GET of a pin (read-write, or BPF_F_RDONLY)
+//!   obj-get PATH [ro|wo]  BPF_OBJ_GET of a pin (read-write, BPF_F_RDONLY or BPF_F_WRONLY)
 //!   blkpg-add DEV PNO START LEN   BLKPG_ADD_PARTITION (sectors) through a read-only descriptor
 //!   blkrrpart DEV         BLKRRPART (re-read the partition table), read-only descriptor
 //!   blk-ioctl DEV CMD     ioctl CMD (hex) with a zeroed 256-byte argument, read-only descriptor
@@ -48,6 +48,8 @@
 //!                         (FSGUARD_INODE_*: 1 frozen, 2 append-only)
 //!   request-cgroup PIN_DIR SLOT CGROUP_ID
 //!                         the same with a request to make a cgroup the inside of SLOT
+//!   request-cgroup-ancestor PIN_DIR SLOT CGROUP_DIR
+//!                         the same with a request to register CGROUP_DIR as above SLOT's cgroup
 //!   request-append-only PIN_DIR SLOT PATH
 //!                         the same with a request to mark PATH's inode append-only in SLOT
 //!   config-version PIN_DIR N
@@ -74,17 +76,18 @@ use capsule_tests::bpf;
 
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
-const BPF_MAP_GET_NEXT_KEY: i64 = 4;
 const BPF_OBJ_GET: i64 = 7;
 const BPF_MAP_GET_NEXT_ID: i64 = 12;
 const BPF_MAP_GET_FD_BY_ID: i64 = 14;
 const BPF_LINK_DETACH: i64 = 34;
 const BPF_F_RDONLY: u32 = 1 << 3;
+const BPF_F_WRONLY: u32 = 1 << 4;
 
 /// Request kinds and the `state` layout, as in fsguard-kmod/bpf/fsguard.h.
 const FSGUARD_REQ_INODE: u32 = 1;
 const FSGUARD_REQ_CAPSULE: u32 = 2;
 const FSGUARD_REQ_CGROUP: u32 = 3;
+const FSGUARD_REQ_CGROUP_ANCESTOR: u32 = 8;
 const FSGUARD_INODE_APPEND_ONLY: u32 = 1 << 1;
 const BPF_PROG_LOAD: i64 = 5;
 const BPF_PROG_TYPE_KPROBE: u64 = 2;
@@ -105,6 +108,7 @@ struct Request {
     cgroup_level: u32,
     capsule_flags: u32,
     name: [u8; 64],
+    tag: u64,
 }
 
 #[repr(C)]
@@ -253,7 +257,8 @@ fn read_state(state: i64) -> Result<State, i32> {
 }
 
 fn submit(pin_dir: &str, req: Request) -> ExitCode {
-    let fds = obj_get(&format!("{pin_dir}/requests"), 0).and_then(|requests| {
+    // Write-only: from the freeze on the guard opens `requests` for nothing else.
+    let fds = obj_get(&format!("{pin_dir}/requests"), BPF_F_WRONLY).and_then(|requests| {
         obj_get(&format!("{pin_dir}/state"), BPF_F_RDONLY).map(|state| (requests, state))
     });
     let (requests, state) = match fds {
@@ -276,12 +281,7 @@ fn submit(pin_dir: &str, req: Request) -> ExitCode {
         println!("error: setup request: {}", errno_name(e));
         return ExitCode::from(2);
     }
-    // Any bpf(2) call lets the guard apply pending requests.
-    let mut next = 0u64;
-    let _ = bpf(
-        BPF_MAP_GET_NEXT_KEY,
-        &[requests as u64, 0, &mut next as *mut u64 as u64],
-    );
+    // Any bpf(2) call (this read of `state` too) lets the guard apply pending requests.
     match read_state(state) {
         Ok(st) => {
             println!("level {} rejected {}", st.level, st.rejected);
@@ -332,6 +332,7 @@ fn request(kind: u32, slot: u32, a: u64, b: u64, flags: u32) -> Request {
         cgroup_level: 0,
         capsule_flags: 0,
         name: [0; 64],
+        tag: 0,
     }
 }
 
@@ -786,6 +787,7 @@ fn main() -> ExitCode {
     match a.as_slice() {
         ["obj-get", path] => judged(obj_get(path, 0)),
         ["obj-get", path, "ro"] => judged(obj_get(path, BPF_F_RDONLY)),
+        ["obj-get", path, "wo"] => judged(obj_get(path, BPF_F_WRONLY)),
         ["open-all-maps"] => open_all_maps(),
         ["config-version", dir, n] => match n.parse::<u32>() {
             Ok(version) => judged(config_version(dir, version)),
@@ -817,16 +819,8 @@ fn main() -> ExitCode {
             Ok(level) => submit(
                 dir,
                 Request {
-                    kind: FSGUARD_REQ_LEVEL,
-                    slot: 0,
-                    a: 0,
-                    b: 0,
-                    flags: 0,
                     level,
-                    cgroup_id: 0,
-                    cgroup_level: 0,
-                    capsule_flags: 0,
-                    name: [0; 64],
+                    ..request(FSGUARD_REQ_LEVEL, 0, 0, 0, 0)
                 },
             ),
             Err(_) => usage(),
@@ -853,6 +847,14 @@ fn main() -> ExitCode {
             (Ok(slot), Ok(id)) => submit(dir, request(FSGUARD_REQ_CGROUP, slot, id, 0, 0)),
             _ => usage(),
         },
+        ["request-cgroup-ancestor", dir, slot, cgroup] => {
+            match (slot.parse::<u32>(), cgroup_of(cgroup)) {
+                (Ok(slot), Some((id, _))) => {
+                    submit(dir, request(FSGUARD_REQ_CGROUP_ANCESTOR, slot, id, 0, 0))
+                }
+                _ => usage(),
+            }
+        }
         ["request-append-only", dir, slot, path] => match (slot.parse::<u32>(), kernel_key(path)) {
             (Ok(slot), Ok((dev, ino))) => submit(
                 dir,

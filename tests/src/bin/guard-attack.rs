@@ -45,6 +45,16 @@
 //!   outer-map PIN         a map of maps whose inner maps are like the map pinned at PIN
 //!                         (setup: BPF_OBJ_GET; judged: the map's creation)
 //!   outer-own-map         the same with a map of its own, of a shape no guard map has
+//!   hold-requests PIN_DIR rw|wo
+//!                         a read-write (or write-only) descriptor of PIN_DIR/requests, held
+//!                         until end of input; prints `held`
+//!   replace-requests PIN_DIR SLOT TREE none|claims -- CMD...
+//!                         runs CMD (sealtool) traced; after its first bpf(2) call that
+//!                         leaves 1,000 requests or more (BPF_MAP_UPDATE_BATCH), writes 100
+//!                         requests of its own (`claims`: TREE's inodes for SLOT) over keys
+//!                         CMD left and the guard has not applied yet, through a write-only
+//!                         descriptor, then lets CMD go on (`none`: writes nothing, the
+//!                         control); prints `replaced N`, CMD's output, exits with its status
 //!   impostor DIR MAPS [own-lsm] -- CMD...
 //!                         an impostor's pins at DIR, seen only by CMD: takes the guard's pinned
 //!                         links from DIR (and, MAPS `real`, its maps read-write, which only
@@ -70,6 +80,7 @@ const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
 const BPF_PROG_LOAD: i64 = 5;
 const BPF_F_RDONLY: u32 = 1 << 3;
+const BPF_F_WRONLY: u32 = 1 << 4;
 const BPF_OBJ_GET: i64 = 7;
 const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
 const BPF_PROG_GET_FD_BY_ID: i64 = 13;
@@ -472,8 +483,11 @@ fn impostor(dir: &str, maps: &str, rest: &[&str]) -> ExitCode {
                 obj_get(&path).map_err(|e| format!("{path}: errno {e}"))?
             } else if maps == "fake-requests" {
                 // The guard's own maps wherever it still hands them out (read-write, else
-                // read-only), a map of its own shaped like `requests` in its place.
-                let own = obj_get(&path).or_else(|_| obj_get_ro(&path));
+                // read-only, else write-only), a map of its own shaped like `requests` in its
+                // place.
+                let own = obj_get(&path)
+                    .or_else(|_| obj_get_ro(&path))
+                    .or_else(|_| obj_get_with(&path, BPF_F_WRONLY));
                 match (name.as_str(), own) {
                     ("requests", Ok(fd)) => same_shape(&fd)?,
                     (_, Ok(fd)) => fd,
@@ -794,6 +808,197 @@ fn hold(dir: &str, name: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Holds a descriptor of `requests` opened `mode` (`rw`, `wo`) until end of input.
+fn hold_requests(dir: &str, mode: &str) -> ExitCode {
+    let flags = if mode == "wo" { BPF_F_WRONLY } else { 0 };
+    let _held = match obj_get_with(&format!("{dir}/requests"), flags) {
+        Ok(fd) => fd,
+        Err(e) => return Outcome::Error(format!("setup: requests: errno {e}")).exit(),
+    };
+    println!("held");
+    for line in std::io::stdin().lock().lines() {
+        if line.is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// TREE's inodes as the guard keys them ((major << 20) | minor, inode number).
+fn tree_keys(tree: &str) -> Vec<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut todo = vec![std::path::PathBuf::from(tree)];
+    while let Some(p) = todo.pop() {
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let dev = (u64::from(libc::major(m.dev())) << 20) | u64::from(libc::minor(m.dev()));
+        out.push((dev, m.ino()));
+        if m.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                todo.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// A request as `struct fsguard_request` lays it out (120 bytes): an inode claim for `slot`.
+fn inode_claim(slot: u32, dev: u64, ino: u64) -> [u8; 120] {
+    let mut r = [0u8; 120];
+    r[0..4].copy_from_slice(&1u32.to_ne_bytes()); // FSGUARD_REQ_INODE
+    r[4..8].copy_from_slice(&slot.to_ne_bytes());
+    r[8..16].copy_from_slice(&dev.to_ne_bytes());
+    r[16..24].copy_from_slice(&ino.to_ne_bytes());
+    r
+}
+
+/// Writes `claims` requests over keys the guard has not reached yet: reading `state` is a
+/// bpf(2) call, and so is the write, each letting the guard apply up to 128 requests first.
+fn overwrite_pending(
+    requests: &OwnedFd,
+    state: &OwnedFd,
+    claims: &[[u8; 120]],
+) -> Result<usize, String> {
+    let mut st = [0u64; 4];
+    let zero = 0u32;
+    bpf(
+        BPF_MAP_LOOKUP_ELEM,
+        &[
+            state.as_raw_fd() as u64,
+            &zero as *const u32 as u64,
+            st.as_mut_ptr() as u64,
+        ],
+    )
+    .map_err(|e| format!("read state: errno {e}"))?;
+    let first = st[1] + 512;
+    let keys: Vec<u64> = (first..first + claims.len() as u64).collect();
+    let mut count = claims.len() as u32;
+    let attr = [
+        0,
+        0,
+        keys.as_ptr() as u64,
+        claims.as_ptr() as u64,
+        u64::from(count) | ((requests.as_raw_fd() as u64) << 32),
+        0,
+        0,
+    ];
+    let mut words = attr;
+    // BPF_MAP_UPDATE_BATCH: the kernel writes back in `count` how many it wrote.
+    let r = capsule_tests::bpf_attr(26, &mut words);
+    count = words[4] as u32;
+    r.map_err(|e| format!("write requests: errno {e} after {count}"))?;
+    Ok(count as usize)
+}
+
+/// Runs `cmd` traced and overwrites requests it left (see `replace-requests`).
+fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str]) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+    let setup = |what: String| Outcome::Error(format!("setup: {what}")).exit();
+    let Ok(slot) = slot.parse::<u32>() else {
+        return setup("SLOT is a number".into());
+    };
+    let (Ok(requests), Ok(state)) = (
+        obj_get_with(&format!("{dir}/requests"), BPF_F_WRONLY),
+        obj_get_ro(&format!("{dir}/state")),
+    ) else {
+        return setup("open requests (write-only) and state".into());
+    };
+    let claims: Vec<[u8; 120]> = tree_keys(tree)
+        .iter()
+        .take(100)
+        .map(|&(dev, ino)| inode_claim(slot, dev, ino))
+        .collect();
+    let Some((program, args)) = cmd.split_first() else {
+        return setup("no CMD".into());
+    };
+    let mut child = std::process::Command::new(program);
+    child.args(args);
+    // SAFETY: between fork and exec the child only asks to be traced (an async-signal-safe
+    // system call); it then stops at its exec (SIGTRAP), once spawn() has seen the exec.
+    unsafe {
+        child.pre_exec(|| {
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let pid = match child.spawn() {
+        Ok(c) => c.id() as libc::pid_t,
+        Err(e) => return setup(format!("{program}: {e}")),
+    };
+    let mut status = 0;
+    // SAFETY: plain system calls on the child this process traces; `regs` and `status` are
+    // live locals the kernel writes into.
+    let outcome = unsafe {
+        libc::waitpid(pid, &mut status, 0);
+        libc::ptrace(
+            libc::PTRACE_SETOPTIONS,
+            pid,
+            0,
+            libc::PTRACE_O_TRACESYSGOOD | libc::PTRACE_O_EXITKILL | libc::PTRACE_O_TRACEEXEC,
+        );
+        let mut in_call = false;
+        let mut signal = 0;
+        let mut replaced = None;
+        loop {
+            libc::ptrace(libc::PTRACE_SYSCALL, pid, 0, signal);
+            signal = 0;
+            if libc::waitpid(pid, &mut status, 0) != pid || !libc::WIFSTOPPED(status) {
+                break;
+            }
+            if libc::WSTOPSIG(status) != (libc::SIGTRAP | 0x80) {
+                // An event (a later exec) is not a signal to pass on; a signal is.
+                if status >> 16 == 0 {
+                    signal = libc::WSTOPSIG(status);
+                }
+                continue;
+            }
+            in_call = !in_call;
+            if in_call {
+                continue;
+            }
+            let mut regs: libc::user_regs_struct = std::mem::zeroed();
+            libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs);
+            if regs.orig_rax != libc::SYS_bpf as u64 || regs.rdi != 26 || regs.rax != 0 {
+                continue;
+            }
+            // union bpf_attr's batch: `count` is the u32 at offset 32.
+            let word = libc::ptrace(libc::PTRACE_PEEKDATA, pid, regs.rsi + 32, 0);
+            if (word as u64 & 0xffff_ffff) < 1000 {
+                continue;
+            }
+            replaced = Some(if mode == "claims" {
+                overwrite_pending(&requests, &state, &claims)
+            } else {
+                Ok(0)
+            });
+            libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
+            break;
+        }
+        replaced
+    };
+    match outcome {
+        Some(Ok(n)) => println!("replaced {n}"),
+        Some(Err(e)) => println!("error: {e}"),
+        None => println!("error: CMD left no batch of 1,000 requests"),
+    }
+    // SAFETY: waits for the child, no longer traced.
+    unsafe {
+        if libc::WIFSTOPPED(status) {
+            libc::waitpid(pid, &mut status, 0);
+        }
+    }
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        128 + libc::WTERMSIG(status)
+    };
+    ExitCode::from(code as u8)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -833,6 +1038,10 @@ fn main() -> ExitCode {
         ),
         ["outer-own-map"] => outer_map(new_array(12)),
         ["impostor", dir, maps, rest @ ..] => return impostor(dir, maps, rest),
+        ["hold-requests", dir, mode] => return hold_requests(dir, mode),
+        ["replace-requests", dir, slot, tree, mode, "--", cmd @ ..] => {
+            return replace_requests(dir, slot, tree, mode, cmd)
+        }
         _ => {
             println!("error: usage");
             return ExitCode::from(64);

@@ -8,14 +8,17 @@
 #             while the maps are not frozen; `sealtool level 1` refused while something from
 #             level 0 still reaches the guard (an iterator link over its config pinned; an LSM
 #             program before the guard's in inode_init_security; a process holding the config
-#             map, a guard program and an extension), and what that process holds is useless
-#             from the freeze on.
+#             map, a guard program and an extension; one holding a readable descriptor of
+#             `requests`), and what that process holds is useless from the freeze on.
 #   level 1   no descriptor of a guard program, no program using a guard map, no write of the
 #             reports through a fresh descriptor, no iterator over a map's elements, no map of
 #             maps shaped for a guard map, no LSM program loaded or attached, no mount over
 #             the directories above the pins; requests that
 #             would take a file from the capsule that protects it through its directory, or
-#             freeze another capsule's file, change nothing; each with a control.
+#             freeze another capsule's file, change nothing; `requests` opens write-only only;
+#             a seal whose requests another process overwrote before the guard applied them
+#             (it traces sealtool to do it at the worst moment) says it is not enforced; each
+#             with a control.
 #   identity  (at 0 and at 1) `sealtool status` vouches only for this build's guard as the
 #             kernel runs it: pins hidden by a mount say "hidden"; an impostor's pins (its
 #             own LSM program, or maps of its own beside the guard's links) are told apart.
@@ -136,9 +139,18 @@ exec 7>/tmp/lsm.in
 guard-attack hold-fmodret </tmp/fmr.in >/tmp/fmr.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
 fmr_holder=$!
 exec 4>/tmp/fmr.in
+# A readable descriptor of `requests` (it would read the tags other senders' requests carry,
+# and so pass requests off as theirs), and a write-only one (the control: what sealtool holds).
+mkfifo /tmp/rq.in
+guard-attack hold-requests $PINS rw </tmp/rq.in >/tmp/rqrw.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
+rq_reader=$!
+guard-attack hold-requests $PINS wo </tmp/rq.in >/tmp/rqwo.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
+rq_writer=$!
+exec 3>/tmp/rq.in
 i=0
 while [ "$i" -lt 150 ] && ! { grep -q '^held' /tmp/skip.out && grep -q '^held' /tmp/hold.out &&
-    grep -q '^held' /tmp/lsm.out && grep -q '^held' /tmp/fmr.out; } 2>/dev/null &&
+    grep -q '^held' /tmp/lsm.out && grep -q '^held' /tmp/fmr.out &&
+    grep -q '^held' /tmp/rqrw.out && grep -q '^held' /tmp/rqwo.out; } 2>/dev/null &&
     ! grep -q '^error\|^refused' /tmp/hold.out /tmp/skip.out /tmp/lsm.out /tmp/fmr.out 2>/dev/null; do
     sleep 0.1; i=$((i + 1))
 done
@@ -155,6 +167,12 @@ contains "raise: the refusal names the iterator link" "$out" "iterates over the 
 contains "raise: the refusal names the LSM link" "$out" "to inode_init_security, before the guard's"
 contains "raise: the refusal names the holder" "$out" "process $holder"
 contains "raise: the refusal names the loaded LSM program" "$out" "is an LSM program that is not the guard's"
+contains "raise: the refusal names the reader of requests" "$out" "process $rq_reader (guard-attack) holds descriptor"
+contains "raise: ... as a reader of requests" "$out" "(a readable one of requests"
+case "$out" in
+*"process $rq_writer ("*) bad "raise: a write-only descriptor of requests is let be (control)" ;;
+*) ok "raise: a write-only descriptor of requests is let be (control)" ;;
+esac
 expect "raise: the level stays 0" 0 "$(sealtool level 2>>"$LOG")"
 echo go >&5
 i=0
@@ -163,8 +181,8 @@ expect "frozen: write the config map through a descriptor opened before" "write-
 expect "frozen: attach the held extension to the guard's function (retarget)" "retarget refused" "$(grep '^retarget' /tmp/hold.out)"
 expect "frozen: a socket filter using the held config map" "filter refused" "$(grep '^filter' /tmp/hold.out)"
 expect "frozen: open the guard's config (from the freeze on, as at level 1)" refused "$(bpf-probe obj-get $PINS/config ro 2>>"$LOG")"
-exec 5>&- 6>&- 7>&-
-wait "$holder" "$skipper" "$lsm_holder"
+exec 3>&- 5>&- 6>&- 7>&-
+wait "$holder" "$skipper" "$lsm_holder" "$rq_reader" "$rq_writer"
 rm -f /sys/fs/bpf/cfg-iter
 out=$(sealtool level 1 2>&1)
 rc=$?
@@ -180,6 +198,10 @@ exec 4>&-
 wait "$fmr_holder"
 
 # ---------------------------------------------------------------- level 1
+expect "level 1: open requests read-write (it would read other senders' tags)" refused \
+    "$(bpf-probe obj-get $PINS/requests 2>>"$LOG")"
+expect "level 1: open requests read-only" refused "$(bpf-probe obj-get $PINS/requests ro 2>>"$LOG")"
+expect "level 1: open requests write-only (control)" allowed "$(bpf-probe obj-get $PINS/requests wo 2>>"$LOG")"
 out=$(sealtool status 2>&1)
 contains "level 1: status vouches for this build's guard (control)" "$out" "active (fsguard, this build's"
 n1=$(echo "$out" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')
@@ -337,6 +359,29 @@ expect "requests: claim svc's sealed file for the new capsule is rejected" "$((r
 expect "requests: svc still writes its sealed file (control)" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/seed')"
 expect "requests: inside the new capsule, write svc's sealed file" refused "$(res evil sh -c 'echo x >> /jails/svc/data/seed')"
 
+# A cgroup above a capsule sealed later, registered first as above a capsule of the
+# attacker's (anyone may ask; its agent joined its cgroup before the capsule was asked for):
+# once the capsule sealed there asks for it too it is nobody's, so the attacker's members can
+# no longer freeze or kill the capsule's processes through it.
+mkdir -p /sys/fs/cgroup/atk /sys/fs/cgroup/shared/x /sys/fs/cgroup/free /jails/sx && echo sx >/jails/sx/f
+INSIDE_DIR=/tmp/atk-agent inside_start /sys/fs/cgroup/atk
+atk() { INSIDE_DIR=/tmp/atk-agent inside "$@"; }
+bpf-probe request-capsule $PINS 202 atk /sys/fs/cgroup/atk >>"$LOG" 2>&1
+bpf-probe request-cgroup $PINS 202 "$(stat -c %i /sys/fs/cgroup/atk)" >>"$LOG" 2>&1
+bpf-probe request-cgroup-ancestor $PINS 202 /sys/fs/cgroup/shared >>"$LOG" 2>&1
+expect "cgroup ancestors: inside the attacker's capsule, freeze the cgroup it registered (control: its own)" \
+    allowed "$(res atk sh -c 'echo 0 > /sys/fs/cgroup/shared/cgroup.freeze')"
+expect "cgroup ancestors: root outside freezes it (the attacker's capsule's, until sx asks)" \
+    refused "$(res sh -c 'echo 0 > /sys/fs/cgroup/shared/cgroup.freeze')"
+sealtool register /jails/sx --name sx >>"$LOG" 2>&1
+out=$(sealtool seal sx --cgroup /sys/fs/cgroup/shared/x 2>&1)
+echo "$out" >>"$LOG"
+contains "cgroup ancestors: seal sx in a cgroup below it" "$out" "enforced by fsguard"
+expect "cgroup ancestors: inside the attacker's capsule, freeze it now that sx is below" \
+    refused "$(res atk sh -c 'echo 0 > /sys/fs/cgroup/shared/cgroup.freeze')"
+expect "cgroup ancestors: ... kill through it" refused "$(res atk sh -c 'echo 1 > /sys/fs/cgroup/shared/cgroup.kill')"
+expect "cgroup ancestors: ... freeze a cgroup above no capsule (control)" \
+    allowed "$(res atk sh -c 'echo 0 > /sys/fs/cgroup/free/cgroup.freeze')"
 # A capsule of the attacker's around a cgroup in which a capsule is sealed later: the later
 # capsule's processes become its own at the seal (the innermost capsule wins), and the outer
 # one's members can no longer see, trace or kill them.
@@ -363,5 +408,27 @@ expect "innermost: the outer capsule's member reads n's process's environ" refus
 rc=$(INSIDE_DIR=/tmp/outer-agent INSIDE_WAIT=1000 inside sh -c 'echo 1 > /sys/fs/cgroup/e2/cgroup.kill' >>"$LOG" 2>&1; echo $?)
 expect "innermost: ... kills n's processes through the outer cgroup.kill (exit 1: refused)" 1 "$rc"
 [ -d /proc/$victim ] && ok "innermost: n's process lives" || bad "innermost: n's process lives"
+
+# Requests overwritten before the guard applies them. Anyone may write to `requests`
+# (write-only): root outside traces sealtool, stops it once it has left the requests of a
+# seal, and writes claims for its own capsule (slot 200) over keys the guard has not reached.
+# The seal must not say it is enforced. The control: the same tracing, nothing written.
+for t in race0 race1; do
+    mkdir -p /jails/$t
+    i=0
+    while [ "$i" -lt 1200 ]; do echo "$i" >/jails/$t/f$i; i=$((i + 1)); done
+    sealtool register /jails/$t --name $t >>"$LOG" 2>&1
+done
+out=$(attack replace-requests $PINS 200 /jails/race0 none -- sealtool seal race0 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+contains "replaced requests: a traced seal stopped after leaving its requests (control)" "$out" "replaced 0"
+expect "replaced requests: ... is enforced (control)" "exit 0" "exit $rc"
+out=$(attack replace-requests $PINS 200 /jails/race1 claims -- sealtool seal race1 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+contains "replaced requests: 100 of a seal's requests overwritten with claims for the attacker's capsule" "$out" "replaced 100"
+expect "replaced requests: the seal says it is not enforced" "exit 3" "exit $rc"
+contains "replaced requests: ... because its requests did not all reach the guard" "$out" "were replaced or removed"
 
 finish

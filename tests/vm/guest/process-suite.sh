@@ -189,6 +189,7 @@ kill "$TRACER"
 wait "$TRACER" 2>/dev/null
 # Descriptors of /proc/PID files opened before the seal are judged when used after it.
 exec 7<>"/proc/$IN_PID/mem" 8<>"/proc/$OUT_PID/mem" 9<"/proc/$IN_PID/environ"
+exec 5<"/proc/$IN_PID/smaps" 6<"/proc/$OUT_PID/smaps"
 
 # Seal with `sealtool run --seal`: it joins the cgroup, seals from inside, then execs.
 out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup' 2>&1)
@@ -329,7 +330,9 @@ expect "root-out: write a capsule process's memory through /proc/PID/mem opened 
 expect "root-out: read it through that descriptor" refused "$(proc-probe held-pread 7 "$IN_ADDR" 2>>"$LOG")"
 expect "root-out: write an outside process's memory through a descriptor as old (control)" allowed "$(proc-probe held-pwrite 8 "$OUT_ADDR" 0123456789abcdef 2>>"$LOG")"
 expect "root-out: read a capsule process's environ through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 9 0 2>>"$LOG")"
-exec 7<&- 8<&- 9<&-
+expect "root-out: read a capsule process's memory map (smaps) through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 5 0 2>>"$LOG")"
+expect "root-out: read an outside process's smaps through a descriptor as old (control)" allowed "$(proc-probe held-pread 6 0 2>>"$LOG")"
+exec 5<&- 6<&- 7<&- 8<&- 9<&-
 # Process accounting: the kernel appends to its file with no check. Onto a sealed file it is
 # refused like any write-open from level 1 on; at level 0 root may (it may modify the tree),
 # and the raise switches it off (checked at the end).
