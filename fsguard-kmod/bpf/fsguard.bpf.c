@@ -1286,6 +1286,12 @@ static __always_inline int decide_kcore(struct file *file, struct inode *inode)
 		      current_fsuid());
 }
 
+/* Defined with the guard's own rules below. */
+static __always_inline bool is_guard_map(struct bpf_map *map);
+static __always_inline bool guard_sealed(void);
+static __always_inline bool guard_shaped(struct bpf_map *m);
+static __always_inline int refuse_guard_op(__u32 op);
+
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
@@ -1307,6 +1313,12 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	}
 	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
 		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
+	/* A pin of one of the guard's maps opened as a file (bpffs lists a map's elements to a
+	 * reader: pending requests, the enforcing maps), from the freeze on. bpf(2)'s own ways
+	 * to a map (BPF_OBJ_GET, by id) are judged in bpf_map. */
+	if (inode && inode->i_sb->s_magic == BPF_FS_MAGIC && guard_sealed() &&
+	    is_guard_map((struct bpf_map *)inode->i_private))
+		return refuse_guard_op(FSGUARD_OP_BPF_MAP);
 	if (inode && inode->i_sb->s_magic == PROC_SUPER_MAGIC) {
 		int r = decide_kcore(file, inode);
 
@@ -1790,7 +1802,98 @@ static __always_inline bool stacks_or_passes_through(unsigned int cmd, umode_t t
 }
 
 /* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
-static __always_inline int decide_ioctl(struct file *file, unsigned int cmd)
+/*
+ * The file behind descriptor `fd` of the caller, for a look at what a bpf(2) call or an ioctl names
+ * by descriptor. Exact only while nobody but the caller can change its descriptor table (not
+ * shared: the caller is in this system call until the kernel looks the descriptor up again);
+ * otherwise, or when the slot can't be read, NULL with *unsure set.
+ */
+static __always_inline struct file *caller_file(__u32 fd, bool *unsure)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file *file = NULL;
+	struct file **fds;
+
+	if (BPF_CORE_READ(task, files, count.counter) != 1) {
+		*unsure = true;
+		return NULL;
+	}
+	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(task, files, fdt, fd);
+	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), fds + fd)) {
+		*unsure = true;
+		return NULL;
+	}
+	return file;
+}
+
+/*
+ * LOOP_SET_FD, LOOP_CHANGE_FD, LOOP_CONFIGURE: a loop device reads and writes its backing
+ * file with no hook of its own, so a backing file opened for writing before its seal would
+ * be written past every rule. From level 1 on, binding a writable one that a capsule the
+ * caller is not inside protects (its own entry, or the directory it is named in) is refused,
+ * as is any binding whose descriptor can't be looked at exactly (a shared descriptor table,
+ * or LOOP_CONFIGURE's argument in memory another task shares). Level 2 refuses them all.
+ */
+static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd,
+					       unsigned long arg)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct fsguard_inode_key key = {};
+	struct fsguard_inode_value *v;
+	struct fsguard_capsule *c;
+	struct dentry *dentry;
+	struct file *backing;
+	struct inode *inode;
+	bool unsure = false;
+	__u32 fd = (__u32)arg, level;
+
+	if (cmd != 0x4C00 && cmd != 0x4C06 && cmd != 0x4C0A)
+		return 0;
+	level = current_level();
+	if (level < FSGUARD_LEVEL_SEALED)
+		return 0;
+	if (cmd == 0x4C0A) {
+		if (BPF_CORE_READ(task, mm, mm_users.counter) != 1)
+			unsure = true;
+		else if (bpf_probe_read_user(&fd, sizeof(fd), (void *)arg))
+			return 0; /* the kernel's own copy fails the same way */
+	}
+	backing = unsure ? NULL : caller_file(fd, &unsure);
+	if (!backing)
+		return unsure ? refuse(NULL, lo->f_path.dentry, 0, FSGUARD_OP_WRITE,
+				       FSGUARD_RULE_UNCHECKABLE, level, current_fsuid())
+			      : 0;
+	if (!(BPF_CORE_READ(backing, f_mode) & FMODE_WRITE))
+		return 0;
+	inode = BPF_CORE_READ(backing, f_inode);
+	dentry = BPF_CORE_READ(backing, f_path.dentry);
+	key.dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key.ino = BPF_CORE_READ(inode, i_ino);
+	v = bpf_map_lookup_elem(&inodes, &key);
+	if (!v) {
+		/* Protected through the directory it is named in (not an append-only one). */
+		struct fsguard_inode_key dir = {};
+		struct inode *parent = BPF_CORE_READ(dentry, d_parent, d_inode);
+
+		dir.dev = BPF_CORE_READ(parent, i_sb, s_dev);
+		dir.ino = BPF_CORE_READ(parent, i_ino);
+		v = bpf_map_lookup_elem(&inodes, &dir);
+		if (v && (v->flags & FSGUARD_INODE_APPEND_ONLY))
+			v = NULL;
+	}
+	if (!v)
+		return 0;
+	c = bpf_map_lookup_elem(&capsules, &v->capsule);
+	if (c && is_inside(c) && !(v->flags & FSGUARD_INODE_FROZEN))
+		return 0;
+	return refuse(&key, dentry, v->capsule, FSGUARD_OP_WRITE,
+		      (v->flags & FSGUARD_INODE_FROZEN) ? FSGUARD_RULE_FROZEN : FSGUARD_RULE_OUTSIDE,
+		      level, current_fsuid());
+}
+
+static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	umode_t type;
 
@@ -1802,6 +1905,12 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd)
 	    current_level() >= FSGUARD_LEVEL_SEALED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE,
 			      current_level(), current_fsuid());
+	if (type == S_IFBLK && current_level() < FSGUARD_LEVEL_LOCKED) {
+		int r = decide_loop_backing(file, cmd, arg);
+
+		if (r)
+			return r;
+	}
 	if (stacks_or_passes_through(cmd, type) && current_level() >= FSGUARD_LEVEL_LOCKED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
 			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
@@ -1819,7 +1928,7 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd)
 SEC("lsm/file_ioctl")
 int BPF_PROG(fsguard_file_ioctl, struct file *file, unsigned int cmd, unsigned long arg, int ret)
 {
-	return ret ? ret : decide_ioctl(file, cmd);
+	return ret ? ret : decide_ioctl(file, cmd, arg);
 }
 
 /* The same for a 32-bit caller's ioctls (compat_sys_ioctl calls this hook instead). */
@@ -1827,7 +1936,7 @@ SEC("lsm/file_ioctl_compat")
 int BPF_PROG(fsguard_file_ioctl_compat, struct file *file, unsigned int cmd, unsigned long arg,
 	     int ret)
 {
-	return ret ? ret : decide_ioctl(file, cmd);
+	return ret ? ret : decide_ioctl(file, cmd, arg);
 }
 
 /* Level 2: io_uring's passthrough commands (NVMe's character devices, ublk) reach a
@@ -2456,10 +2565,22 @@ int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 SEC("lsm/bpf_map")
 int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 {
-	__u32 level;
+	__u32 level, type;
 
 	if (ret)
 		return ret;
+	/* A map of maps made before the freeze whose inner maps have a guard map's shape: any
+	 * descriptor of a guard map (requests write-only, a report read-only) could be put in
+	 * it, and a program using it would read and write that map past its freeze. From the
+	 * freeze on none is handed out, and the raise's scan, asking for each by id, is told. */
+	type = BPF_CORE_READ(map, map_type);
+	if ((type == BPF_MAP_TYPE_ARRAY_OF_MAPS || type == BPF_MAP_TYPE_HASH_OF_MAPS) &&
+	    guard_sealed()) {
+		struct bpf_map *inner = BPF_CORE_READ(map, inner_map_meta);
+
+		if (!inner || guard_shaped(inner))
+			return refuse_guard_op(FSGUARD_OP_BPF_MAP);
+	}
 	/* From the freeze on: the reports (frozen) refused to writers, the ways in and out
 	 * refused to readers (a writer of requests, a consumer of events needs write access),
 	 * `requests` opened only write-only: nobody reads another sender's tags. Useless to
@@ -2483,32 +2604,6 @@ int BPF_PROG(fsguard_bpf_map, struct bpf_map *map, fmode_t fmode, int ret)
 		return 0;
 	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_MAP, FSGUARD_RULE_GUARD, level,
 		      current_fsuid());
-}
-
-/*
- * The file behind descriptor `fd` of the caller, for a look at what a bpf(2) call names by
- * descriptor. Exact only while nobody but the caller can change its descriptor table (not
- * shared: the caller is in this system call until the kernel looks the descriptor up again);
- * otherwise, or when the slot can't be read, NULL with *unsure set.
- */
-static __always_inline struct file *caller_file(__u32 fd, bool *unsure)
-{
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct file *file = NULL;
-	struct file **fds;
-
-	if (BPF_CORE_READ(task, files, count.counter) != 1) {
-		*unsure = true;
-		return NULL;
-	}
-	if (fd >= BPF_CORE_READ(task, files, fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(task, files, fdt, fd);
-	if (!fds || bpf_probe_read_kernel(&file, sizeof(file), fds + fd)) {
-		*unsure = true;
-		return NULL;
-	}
-	return file;
 }
 
 /* What a bpf(2) descriptor's file holds, if it is one named `kind` ("bpf-prog": its anonymous
@@ -2876,14 +2971,50 @@ static __always_inline int apply_request(struct fsguard_request *r, struct fsgua
 	return false;
 }
 
-/* Counts what a tagged request came to under its sender's tag. No room (a new tag evicts
- * the oldest): the sender finds its count short, and fails closed. */
-static __always_inline void count_result(__u64 tag, bool applied)
+#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                                           \
+	do {                                                                               \
+		v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32);              \
+		v2 += v3; v3 = ROTL64(v3, 16); v3 ^= v2;                                   \
+		v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;                                   \
+		v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32);              \
+	} while (0)
+
+/* SipHash-2-4 of the 8 bytes of `m` (little-endian) under key (k0, k1): a MAC nobody can
+ * make for a tag without the key, even knowing the tag and the MAC of the first request. */
+static __always_inline __u64 siphash_u64(__u64 k0, __u64 k1, __u64 m)
+{
+	__u64 v0 = k0 ^ 0x736f6d6570736575ull, v1 = k1 ^ 0x646f72616e646f6dull;
+	__u64 v2 = k0 ^ 0x6c7967656e657261ull, v3 = k1 ^ 0x7465646279746573ull;
+	__u64 b = 8ull << 56;
+
+	v3 ^= m;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= m;
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* Counts what a tagged request came to under its sender's tag, if its key is the one the
+ * tag's first request bound. No room (a new tag evicts the oldest): the sender finds its
+ * count short (or the MAC another's), and fails closed. */
+static __always_inline void count_result(struct fsguard_request *r, bool applied)
 {
 	struct fsguard_result *have, fresh = {};
+	__u64 tag = r->tag;
 
 	if (!tag)
 		return;
+	fresh.mac = siphash_u64(r->key[0], r->key[1], tag);
 	have = bpf_map_lookup_elem(&results, &tag);
 	if (!have) {
 		bpf_map_update_elem(&results, &tag, &fresh, BPF_NOEXIST);
@@ -2891,7 +3022,9 @@ static __always_inline void count_result(__u64 tag, bool applied)
 		if (!have)
 			return;
 	}
-	if (applied)
+	if (have->mac != fresh.mac)
+		__sync_fetch_and_add(&have->foreign, 1);
+	else if (applied)
 		__sync_fetch_and_add(&have->applied, 1);
 	else
 		__sync_fetch_and_add(&have->rejected, 1);
@@ -2981,7 +3114,7 @@ int BPF_PROG(fsguard_bpf, int cmd, union bpf_attr *attr, unsigned int size, int 
 			__sync_fetch_and_add(&st->applied, 1);
 		else
 			__sync_fetch_and_add(&st->rejected, 1);
-		count_result(req.tag, res == APPLIED);
+		count_result(&req, res == APPLIED);
 		st->next = seq + 1;
 	}
 	st->magic = FSGUARD_MAGIC;

@@ -65,9 +65,12 @@
  * Anything else is rejected and counted (fsguard_state.rejected).
  *
  * From the freeze on `requests` opens write-only, so nobody reads what another sender left:
- * a sender tags its requests with a random number and reads in `results` (written by the
- * guard only) how many requests with that tag were applied and rejected. A request replaced
- * or removed before the guard applied it is missing from its sender's count.
+ * a sender tags its requests with a random number and a random 128-bit key, and reads in
+ * `results` (written by the guard only, readable by all) what the requests with that tag came
+ * to. The first request with a tag binds SipHash-2-4(key, tag) to it; a later one whose key
+ * gives another MAC is counted as `foreign`, not as the sender's. A request replaced or
+ * removed before the guard applied it is missing from its sender's count, and nobody who
+ * reads the tag in `results` can add to that count without the key.
  */
 #define FSGUARD_REQ_INODE 1u    /* a=dev, b=ino; request.flags; key.slot */
 #define FSGUARD_REQ_CAPSULE 2u  /* key.slot; request.capsule */
@@ -266,12 +269,15 @@ struct fsguard_request {
 	__u32 level; /* FSGUARD_REQ_LEVEL */
 	struct fsguard_capsule capsule; /* FSGUARD_REQ_CAPSULE */
 	__u64 tag;   /* the sender's: what its requests came to is counted under it (0: not) */
+	__u64 key[2]; /* the sender's secret for `tag` (see above) */
 };
 
 /* What the requests tagged with one number came to (the `results` map, keyed by tag). */
 struct fsguard_result {
 	__u64 applied;
 	__u64 rejected;
+	__u64 foreign; /* requests with this tag whose key is not the first one's */
+	__u64 mac;     /* SipHash-2-4 of the tag under the first request's key */
 };
 
 /*
@@ -305,8 +311,8 @@ _Static_assert(sizeof(struct fsguard_event) == 592, "fsguard_event layout change
 _Static_assert(sizeof(struct fsguard_stats) == 48, "fsguard_stats layout changed");
 
 _Static_assert(sizeof(struct fsguard_ratelimit) == 16, "fsguard_ratelimit layout changed");
-_Static_assert(sizeof(struct fsguard_request) == 120, "fsguard_request layout changed");
-_Static_assert(sizeof(struct fsguard_result) == 16, "fsguard_result layout changed");
+_Static_assert(sizeof(struct fsguard_request) == 136, "fsguard_request layout changed");
+_Static_assert(sizeof(struct fsguard_result) == 32, "fsguard_result layout changed");
 _Static_assert(sizeof(struct fsguard_state) == 32, "fsguard_state layout changed");
 
 #endif /* __FSGUARD_H__ */

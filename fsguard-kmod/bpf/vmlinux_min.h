@@ -146,6 +146,7 @@ enum bpf_map_type {
 #define CGROUP2_ROOT_ID 1
 #define CLONE_INTO_CGROUP 0x200000000ULL /* clone3(2): kernel_clone_args.flags, 64 bits */
 #define PROC_SUPER_MAGIC 0x9fa0
+#define BPF_FS_MAGIC 0xcafe4a11
 #define SYSFS_MAGIC 0x62656572
 #define TMPFS_MAGIC 0x01021994
 #define TRACEFS_MAGIC 0x74726163
@@ -346,8 +347,13 @@ struct css_set {
 	struct cgroup *dfl_cgrp;
 };
 
+struct mm_struct {
+	atomic_t mm_users;
+};
+
 struct task_struct {
 	struct thread_info thread_info;
+	struct mm_struct *mm;
 	struct nsproxy *nsproxy;
 	int tgid;
 	struct task_struct *real_parent;

@@ -246,6 +246,15 @@ pub enum Error {
         /// The guard's record capacity (FSGUARD_MAX_RESULTS).
         max: u32,
     },
+    /// The guard's record of this sender's tag is somebody else's, or holds requests with
+    /// another key: what the guard applied can't be told to be what this process asked.
+    #[error("{dir}: the guard's record of this process's requests holds {foreign} requests under another key, or was made by another sender (the record was pushed out and made again): what was asked is NOT known to be enforced as asked")]
+    ForeignResults {
+        /// The pin directory.
+        dir: std::path::PathBuf,
+        /// Requests counted under this tag with another key.
+        foreign: u64,
+    },
     /// No random number for a request tag (the kernel's getrandom failed).
     #[error("no random number to tag requests with: {source}")]
     NoRandom {

@@ -171,16 +171,25 @@ pub struct Guard {
     stats: PerCpuArray<MapData, fsguard_stats>,
 }
 
-/// A tag for one call's requests: random, never 0 (untagged).
-fn new_tag() -> Result<u64> {
+/// A random number, never 0 (a tag of 0 is no tag).
+fn random_u64() -> Result<u64> {
     loop {
         let mut bytes = [0u8; 8];
         getrandom::fill(&mut bytes).map_err(|source| Error::NoRandom { source })?;
-        let tag = u64::from_ne_bytes(bytes);
-        if tag != 0 {
-            return Ok(tag);
+        let n = u64::from_ne_bytes(bytes);
+        if n != 0 {
+            return Ok(n);
         }
     }
+}
+
+/// SipHash-2-4 of `tag`'s 8 bytes (little-endian) under `key`: what the guard binds to a tag
+/// (count_result in fsguard.bpf.c computes the same).
+fn request_mac(key: [u64; 2], tag: u64) -> u64 {
+    use std::hash::Hasher;
+    let mut h = siphasher::sip::SipHasher24::new_with_keys(key[0], key[1]);
+    h.write(&tag.to_le_bytes());
+    h.finish()
 }
 
 /// The initial mount namespace's inode number (init's), for the guard's mount rules that
@@ -885,13 +894,16 @@ impl Guard {
     /// what the requests with that tag came to. The caller holds the registry's write lock,
     /// so no other sealtool numbers requests at the same time.
     fn submit(&mut self, reqs: &[fsguard_request]) -> Result<()> {
-        let tag = new_tag()?;
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let (tag, key) = (random_u64()?, [random_u64()?, random_u64()?]);
         let mut next = self.state()?.next;
         // A chunk never exceeds the requests map; it is drained before the next one.
         for chunk in reqs.chunks(FSGUARD_MAX_REQUESTS as usize) {
             let tagged: Vec<fsguard_request> = chunk
                 .iter()
-                .map(|r| fsguard_request { tag, ..*r })
+                .map(|r| fsguard_request { tag, key, ..*r })
                 .collect();
             let seqs: Vec<u64> = (next..next + chunk.len() as u64).collect();
             crate::batch::update(&self.requests, "requests", &seqs, &tagged)?;
@@ -903,6 +915,14 @@ impl Guard {
             Err(aya::maps::MapError::KeyNotFound) => fsguard_result::default(),
             Err(e) => return Err(map_err("read", "results")(e)),
         };
+        // Another key's MAC (the tag's record evicted and made again by another sender), or
+        // requests under this tag with another key: not this process's count.
+        if came_to.mac != request_mac(key, tag) || came_to.foreign > 0 {
+            return Err(Error::ForeignResults {
+                dir: self.dir.clone(),
+                foreign: came_to.foreign,
+            });
+        }
         if came_to.applied + came_to.rejected != reqs.len() as u64 {
             return Err(Error::NotAppliedAsSent {
                 dir: self.dir.clone(),
@@ -991,6 +1011,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn request_mac_is_siphash_2_4() {
+        // The reference vector of the SipHash paper for an 8-byte message: key 00..0f,
+        // message 00..07.
+        let key = [
+            u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]),
+            u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15]),
+        ];
+        let tag = u64::from_le_bytes([0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(request_mac(key, tag), 0x93f5_f579_9a93_2462);
+        assert_ne!(
+            request_mac([key[0], key[1] ^ 1], tag),
+            0x93f5_f579_9a93_2462
+        );
     }
 
     #[test]

@@ -617,10 +617,18 @@ pub fn foreign_holds(g: &GuardIds) -> Result<Vec<String>> {
         if g.all_maps.contains(&id) {
             continue;
         }
-        let Some(fd) = fd_by_id(BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, id)
-            .map_err(|e| odd("map", id, e))?
-        else {
-            continue;
+        let fd = match fd_by_id(BPF_MAP_GET_FD_BY_ID, BPF_MAP_GET_NEXT_ID, id) {
+            // From the freeze on the guard refuses a map of maps made for its maps' shapes:
+            // a descriptor of one of them put in it later would reach past the freeze.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                found.push(format!(
+                    "BPF map {id} is a map of maps whose inner maps have the shape of one of the guard's"
+                ));
+                continue;
+            }
+            Err(e) => return Err(odd("map", id, e)),
+            Ok(None) => continue,
+            Ok(Some(fd)) => fd,
         };
         let head = info(&fd).map_err(|e| odd("map", id, e))?;
         let wanted = match head.kind {

@@ -153,13 +153,96 @@ pub fn lockdown_mode(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
-/// Switches process accounting off (acct(2) with no file; a no-op when it is off).
+/// Switches process accounting off (acct(2) with no file; a no-op when it is off) in this
+/// process's pid namespace and in every other one a process in /proc is in: accounting is
+/// per pid namespace, so a container's (or one root made for the purpose) would go on.
 pub fn stop_process_accounting() -> std::io::Result<()> {
     // SAFETY: acct with a null path only turns accounting off; no memory is passed.
     if unsafe { libc::acct(std::ptr::null()) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    let mut seen = std::collections::HashSet::new();
+    seen.insert(std::fs::read_link("/proc/self/ns/pid")?);
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_string_lossy();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let ns = entry.path().join("ns/pid");
+        // Gone meanwhile (or a kernel thread's, which has none to show): nothing to do.
+        let (Ok(link), Ok(file)) = (std::fs::read_link(&ns), std::fs::File::open(&ns)) else {
+            continue;
+        };
+        if seen.insert(link) {
+            stop_accounting_in(&file).map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!(
+                        "switch process accounting off in the pid namespace of process {pid}: {e}"
+                    ),
+                )
+            })?;
+        }
+    }
     Ok(())
+}
+
+/// acct(NULL) in the pid namespace `ns` (a descriptor of /proc/PID/ns/pid): a child joins it
+/// (setns makes the joiner's children members) and its own child switches accounting off.
+fn stop_accounting_in(ns: &std::fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let fd = ns.as_raw_fd();
+    // SAFETY: between fork and _exit the children make only system calls (setns, fork, acct,
+    // waitpid: async-signal-safe), allocate nothing and touch no lock of this process.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if child == 0 {
+        // SAFETY: as above, in the child.
+        unsafe {
+            if libc::setns(fd, libc::CLONE_NEWPID) != 0 {
+                libc::_exit(10);
+            }
+            let member = libc::fork();
+            if member == 0 {
+                libc::_exit(if libc::acct(std::ptr::null()) == 0 {
+                    0
+                } else {
+                    11
+                });
+            }
+            if member < 0 {
+                // A namespace whose init has exited takes no new member: nothing runs there.
+                libc::_exit(if *libc::__errno_location() == libc::ENOMEM {
+                    0
+                } else {
+                    12
+                });
+            }
+            let mut status = 0;
+            libc::waitpid(member, &mut status, 0);
+            libc::_exit(if libc::WIFEXITED(status) {
+                libc::WEXITSTATUS(status)
+            } else {
+                13
+            });
+        }
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child forked above; `status` is a live local.
+    if unsafe { libc::waitpid(child, &mut status, 0) } != child {
+        return Err(std::io::Error::last_os_error());
+    }
+    match (libc::WIFEXITED(status), libc::WEXITSTATUS(status)) {
+        (true, 0) => Ok(()),
+        (true, 10) => Err(std::io::Error::other("could not join it (setns)")),
+        (true, 11) => Err(std::io::Error::other("acct(2) failed there")),
+        _ => Err(std::io::Error::other(format!(
+            "the helper process ended with status {status:#x}"
+        ))),
+    }
 }
 
 /// Raises the kernel lockdown to `integrity` (no unsigned modules, no /dev/mem writes, no

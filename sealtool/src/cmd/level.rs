@@ -49,7 +49,7 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     let from = guard.level()?;
     guard.raise_level(requested)?;
     if from == fsguard::shared::FSGUARD_LEVEL_MAINTENANCE && requested > from {
-        println!("process accounting switched off, if it was on (the kernel writes its file without any check); `accton FILE` switches it on again");
+        println!("process accounting switched off in every pid namespace, if it was on (the kernel writes its file without any check); `accton FILE` switches it on again");
     }
     let enforced = if loaded_now {
         // The guard was not running: every sealed capsule is enforced from now on too.

@@ -146,6 +146,16 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         plan.inodes.len(),
         started.elapsed().as_secs_f64()
     );
+    // Accounting switched on earlier onto a file of this tree would go on being appended to
+    // by the kernel without any check; from level 1 on switching it on again opens the file
+    // for writing, which the guard judges.
+    if level >= fsguard::shared::FSGUARD_LEVEL_SEALED {
+        if let Err(e) = fsguard::support::stop_process_accounting() {
+            println!("  enforcement is NOT whole: process accounting, which the kernel writes without any check, could not be switched off: {e}");
+            return Ok(EXIT_NOT_ENFORCED);
+        }
+        println!("  process accounting switched off, if it was on (the kernel writes its file without any check)");
+    }
     // A tracer that attached between the check above and the kernel taking the capsule
     // keeps its trace: said, and the exit status says the capsule is not whole.
     if let Some(cgroup) = &seal.cgroup {

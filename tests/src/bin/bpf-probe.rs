@@ -31,6 +31,8 @@
 //!                         collector would; prints `allowed took N bytes`
 //!   loop-over DEV         a free loop device backed by DEV opened read-write (judged:
 //!                         LOOP_SET_FD); prints `allowed loopN` on success
+//!   loop-held FD          the same with this process's descriptor FD (inherited) as the
+//!                         backing file
 //!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
 //!                         `opened N refused M` (M: EPERM)
 //!   link-detach PATH      BPF_OBJ_GET the link pin (setup), BPF_LINK_DETACH (judged)
@@ -109,6 +111,7 @@ struct Request {
     capsule_flags: u32,
     name: [u8; 64],
     tag: u64,
+    key: [u64; 2],
 }
 
 #[repr(C)]
@@ -333,6 +336,7 @@ fn request(kind: u32, slot: u32, a: u64, b: u64, flags: u32) -> Request {
         capsule_flags: 0,
         name: [0; 64],
         tag: 0,
+        key: [0; 2],
     }
 }
 
@@ -666,9 +670,10 @@ fn ringbuf_take(path: &str, back: Option<u64>) -> ExitCode {
 }
 
 /// `loop-over DEV`: a free loop device backed by DEV (read-write); LOOP_SET_FD is judged.
-fn loop_over(dev: &str) -> ExitCode {
+/// `loop-held FD` (`dev` None): backed by descriptor FD, inherited.
+fn loop_over(dev: &str, held: Option<i32>) -> ExitCode {
     use std::os::fd::AsRawFd;
-    let setup = || -> std::io::Result<(i32, std::fs::File, std::fs::File)> {
+    let setup = || -> std::io::Result<(i32, std::fs::File, Option<std::fs::File>)> {
         let ctl = std::fs::File::open("/dev/loop-control")?;
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
         let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
@@ -679,11 +684,14 @@ fn loop_over(dev: &str) -> ExitCode {
             .read(true)
             .write(true)
             .open(format!("/dev/loop{n}"))?;
+        if held.is_some() {
+            return Ok((n, lo, None));
+        }
         let backing = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(dev)?;
-        Ok((n, lo, backing))
+        Ok((n, lo, Some(backing)))
     };
     let (n, lo, backing) = match setup() {
         Ok(s) => s,
@@ -692,8 +700,13 @@ fn loop_over(dev: &str) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let fd = backing
+        .as_ref()
+        .map(|b| b.as_raw_fd())
+        .or(held)
+        .unwrap_or(-1);
     // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
-    let rc = unsafe { libc::ioctl(lo.as_raw_fd(), 0x4C00, backing.as_raw_fd()) };
+    let rc = unsafe { libc::ioctl(lo.as_raw_fd(), 0x4C00, fd) };
     if rc < 0 {
         return judged(Err(std::io::Error::last_os_error()
             .raw_os_error()
@@ -870,7 +883,11 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["dm-linear", name, dev] => dm_linear(name, dev),
-        ["loop-over", dev] => loop_over(dev),
+        ["loop-over", dev] => loop_over(dev, None),
+        ["loop-held", fd] => match fd.parse::<i32>() {
+            Ok(fd) => loop_over("", Some(fd)),
+            Err(_) => usage(),
+        },
         ["ringbuf-take", path] => ringbuf_take(path, None),
         ["ringbuf-rewind", path, n] => match n.parse() {
             Ok(n) => ringbuf_take(path, Some(n)),

@@ -45,6 +45,8 @@
 //!   outer-map PIN         a map of maps whose inner maps are like the map pinned at PIN
 //!                         (setup: BPF_OBJ_GET; judged: the map's creation)
 //!   outer-own-map         the same with a map of its own, of a shape no guard map has
+//!   outer-pin PIN AT      a map of maps whose inner maps are like the map pinned at PIN,
+//!                         pinned at AT, empty (judged: its creation)
 //!   hold-requests PIN_DIR rw|wo
 //!                         a read-write (or write-only) descriptor of PIN_DIR/requests, held
 //!                         until end of input; prints `held`
@@ -808,6 +810,33 @@ fn hold(dir: &str, name: &str) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// A map of maps whose inner maps are like the map pinned at `inner`, kept (pinned at `at`)
+/// with nothing in it yet.
+fn outer_pin(inner: &str, at: &str) -> Outcome {
+    let inner = match obj_get(inner)
+        .or_else(|_| obj_get_ro(inner))
+        .or_else(|_| obj_get_with(inner, BPF_F_WRONLY))
+    {
+        Ok(fd) => fd,
+        Err(e) => return Outcome::Error(format!("setup: {inner}: errno {e}")),
+    };
+    let made = bpf(
+        BPF_MAP_CREATE,
+        &[
+            BPF_MAP_TYPE_ARRAY_OF_MAPS | (4 << 32),
+            4 | (1 << 32),
+            u64::from(inner.as_raw_fd() as u32) << 32,
+        ],
+    );
+    match made {
+        Ok(m) => match pin(&owned(m), at) {
+            Ok(()) => Outcome::Allowed,
+            Err(e) => Outcome::Error(e),
+        },
+        Err(e) => Outcome::of(Err(e)),
+    }
+}
+
 /// Holds a descriptor of `requests` opened `mode` (`rw`, `wo`) until end of input.
 fn hold_requests(dir: &str, mode: &str) -> ExitCode {
     let flags = if mode == "wo" { BPF_F_WRONLY } else { 0 };
@@ -844,9 +873,9 @@ fn tree_keys(tree: &str) -> Vec<(u64, u64)> {
     out
 }
 
-/// A request as `struct fsguard_request` lays it out (120 bytes): an inode claim for `slot`.
-fn inode_claim(slot: u32, dev: u64, ino: u64) -> [u8; 120] {
-    let mut r = [0u8; 120];
+/// A request as `struct fsguard_request` lays it out (136 bytes): an inode claim for `slot`.
+fn inode_claim(slot: u32, dev: u64, ino: u64) -> [u8; 136] {
+    let mut r = [0u8; 136];
     r[0..4].copy_from_slice(&1u32.to_ne_bytes()); // FSGUARD_REQ_INODE
     r[4..8].copy_from_slice(&slot.to_ne_bytes());
     r[8..16].copy_from_slice(&dev.to_ne_bytes());
@@ -859,7 +888,7 @@ fn inode_claim(slot: u32, dev: u64, ino: u64) -> [u8; 120] {
 fn overwrite_pending(
     requests: &OwnedFd,
     state: &OwnedFd,
-    claims: &[[u8; 120]],
+    claims: &[[u8; 136]],
 ) -> Result<usize, String> {
     let mut st = [0u64; 4];
     let zero = 0u32;
@@ -905,7 +934,7 @@ fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str])
     ) else {
         return setup("open requests (write-only) and state".into());
     };
-    let claims: Vec<[u8; 120]> = tree_keys(tree)
+    let claims: Vec<[u8; 136]> = tree_keys(tree)
         .iter()
         .take(100)
         .map(|&(dev, ino)| inode_claim(slot, dev, ino))
@@ -1039,6 +1068,7 @@ fn main() -> ExitCode {
         ["outer-own-map"] => outer_map(new_array(12)),
         ["impostor", dir, maps, rest @ ..] => return impostor(dir, maps, rest),
         ["hold-requests", dir, mode] => return hold_requests(dir, mode),
+        ["outer-pin", pin_path, at] => outer_pin(pin_path, at),
         ["replace-requests", dir, slot, tree, mode, "--", cmd @ ..] => {
             return replace_requests(dir, slot, tree, mode, cmd)
         }

@@ -124,6 +124,13 @@ expect "level 0: an fmod_ret program, attached (control)" allowed "$(attack fmod
 # program and an extension loaded for its own LSM program.
 expect "level 0: pin an iterator link over the guard's config (control: allowed before the raise)" \
     allowed "$(attack iter-pin $PINS/config /sys/fs/bpf/cfg-iter)"
+# An empty map of maps whose inner maps are shaped like requests: after the raise a
+# write-only descriptor of requests put in it would let a program read and rewrite requests.
+expect "level 0: pin an empty map of maps shaped like requests (control: allowed before the raise)" \
+    allowed "$(attack outer-pin $PINS/requests /sys/fs/bpf/outer-rq)"
+for m in requests inodes state results; do
+    expect "level 0: read the $m pin as a file (control: allowed before the freeze)" allowed "$(res cat $PINS/$m)"
+done
 mkfifo /tmp/skip.in /tmp/hold.in /tmp/lsm.in /tmp/fmr.in
 guard-attack skip-init-security </tmp/skip.in >/tmp/skip.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
 skipper=$!
@@ -167,6 +174,7 @@ contains "raise: the refusal names the iterator link" "$out" "iterates over the 
 contains "raise: the refusal names the LSM link" "$out" "to inode_init_security, before the guard's"
 contains "raise: the refusal names the holder" "$out" "process $holder"
 contains "raise: the refusal names the loaded LSM program" "$out" "is an LSM program that is not the guard's"
+contains "raise: the refusal names the map of maps shaped for the guard's" "$out" "is a map of maps whose inner maps have the shape of one of the guard's"
 contains "raise: the refusal names the reader of requests" "$out" "process $rq_reader (guard-attack) holds descriptor"
 contains "raise: ... as a reader of requests" "$out" "(a readable one of requests"
 case "$out" in
@@ -183,7 +191,7 @@ expect "frozen: a socket filter using the held config map" "filter refused" "$(g
 expect "frozen: open the guard's config (from the freeze on, as at level 1)" refused "$(bpf-probe obj-get $PINS/config ro 2>>"$LOG")"
 exec 3>&- 5>&- 6>&- 7>&-
 wait "$holder" "$skipper" "$lsm_holder" "$rq_reader" "$rq_writer"
-rm -f /sys/fs/bpf/cfg-iter
+rm -f /sys/fs/bpf/cfg-iter /sys/fs/bpf/outer-rq
 out=$(sealtool level 1 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
@@ -202,6 +210,9 @@ expect "level 1: open requests read-write (it would read other senders' tags)" r
     "$(bpf-probe obj-get $PINS/requests 2>>"$LOG")"
 expect "level 1: open requests read-only" refused "$(bpf-probe obj-get $PINS/requests ro 2>>"$LOG")"
 expect "level 1: open requests write-only (control)" allowed "$(bpf-probe obj-get $PINS/requests wo 2>>"$LOG")"
+for m in requests inodes state results; do
+    expect "level 1: read the $m pin as a file (bpffs lists its elements)" refused "$(res cat $PINS/$m)"
+done
 out=$(sealtool status 2>&1)
 contains "level 1: status vouches for this build's guard (control)" "$out" "active (fsguard, this build's"
 n1=$(echo "$out" | sed -n 's/^refusals *\([0-9]*\).*/\1/p')
@@ -366,11 +377,14 @@ expect "requests: inside the new capsule, write svc's sealed file" refused "$(re
 mkdir -p /sys/fs/cgroup/atk /sys/fs/cgroup/shared/x /sys/fs/cgroup/free /jails/sx && echo sx >/jails/sx/f
 INSIDE_DIR=/tmp/atk-agent inside_start /sys/fs/cgroup/atk
 atk() { INSIDE_DIR=/tmp/atk-agent inside "$@"; }
-bpf-probe request-capsule $PINS 202 atk /sys/fs/cgroup/atk >>"$LOG" 2>&1
-bpf-probe request-cgroup $PINS 202 "$(stat -c %i /sys/fs/cgroup/atk)" >>"$LOG" 2>&1
-bpf-probe request-cgroup-ancestor $PINS 202 /sys/fs/cgroup/shared >>"$LOG" 2>&1
+bpf-probe request-capsule $PINS 203 atk /sys/fs/cgroup/atk >>"$LOG" 2>&1
+bpf-probe request-cgroup $PINS 203 "$(stat -c %i /sys/fs/cgroup/atk)" >>"$LOG" 2>&1
+bpf-probe request-cgroup-ancestor $PINS 203 /sys/fs/cgroup/shared >>"$LOG" 2>&1
+out=$(atk sh -c 'echo 0 > /sys/fs/cgroup/shared/cgroup.freeze' 2>&1)
+rc=$?
+[ "$rc" = 0 ] || out="$out; $(atk cat /proc/self/cgroup 2>&1); $(tail -n 3 /tmp/atk-agent/err 2>&1)"
 expect "cgroup ancestors: inside the attacker's capsule, freeze the cgroup it registered (control: its own)" \
-    allowed "$(res atk sh -c 'echo 0 > /sys/fs/cgroup/shared/cgroup.freeze')"
+    "exit 0" "exit $rc${out:+ ($out)}"
 expect "cgroup ancestors: root outside freezes it (the attacker's capsule's, until sx asks)" \
     refused "$(res sh -c 'echo 0 > /sys/fs/cgroup/shared/cgroup.freeze')"
 sealtool register /jails/sx --name sx >>"$LOG" 2>&1

@@ -124,7 +124,9 @@ listed() { # ACTOR PID: is PID among the entries of /proc2 as ACTOR lists them?
 
 # ------------------------------------------------------------------------------ set-up
 mount -t tmpfs -o mode=0755 tmpfs /jails 2>/dev/null || { mkdir -p /jails && mount -t tmpfs -o mode=0755 tmpfs /jails; } || die "tmpfs"
-mkdir -p /jails/app/etc && echo conf >/jails/app/etc/app.conf
+mkdir -p /jails/app/etc && echo conf >/jails/app/etc/app.conf && echo ns >/jails/app/etc/ns.acct
+dd if=/dev/zero of=/jails/app/etc/disk.img bs=4096 count=4 2>/dev/null
+[ -e /dev/loop-control ] || insmod /lib/modules/vm/loop.ko >>"$LOG" 2>&1
 [ -w /proc/sys/kernel/yama/ptrace_scope ] && echo 0 >/proc/sys/kernel/yama/ptrace_scope
 # The controllers systemd enables by default; cpuset is checked at the end.
 echo "+cpu +memory +pids" >/sys/fs/cgroup/cgroup.subtree_control 2>>"$LOG" ||
@@ -190,6 +192,10 @@ wait "$TRACER" 2>/dev/null
 # Descriptors of /proc/PID files opened before the seal are judged when used after it.
 exec 7<>"/proc/$IN_PID/mem" 8<>"/proc/$OUT_PID/mem" 9<"/proc/$IN_PID/environ"
 exec 5<"/proc/$IN_PID/smaps" 6<"/proc/$OUT_PID/smaps"
+# A file of the tree opened for writing before the seal, and one outside it: a loop device
+# bound to it later writes it with no hook of its own.
+dd if=/dev/zero of="$W/plain.img" bs=4096 count=4 2>/dev/null
+exec 3<>/jails/app/etc/disk.img 4<>"$W/plain.img"
 
 # Seal with `sealtool run --seal`: it joins the cgroup, seals from inside, then execs.
 out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup' 2>&1)
@@ -332,7 +338,16 @@ expect "root-out: write an outside process's memory through a descriptor as old 
 expect "root-out: read a capsule process's environ through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 9 0 2>>"$LOG")"
 expect "root-out: read a capsule process's memory map (smaps) through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 5 0 2>>"$LOG")"
 expect "root-out: read an outside process's smaps through a descriptor as old (control)" allowed "$(proc-probe held-pread 6 0 2>>"$LOG")"
-exec 5<&- 6<&- 7<&- 8<&- 9<&-
+loop_held() { # DESC FD: judged LOOP_SET_FD with descriptor FD, detached again when allowed
+    got=$(bpf-probe loop-held "$2" 2>>"$LOG")
+    [ "${got%% *}" = allowed ] && losetup -d "/dev/${got#* }" >>"$LOG" 2>&1
+    r=${got%% *}
+    [ "$r" = "$3" ] || r="$got"
+    expect "$1" "$3" "$r"
+}
+loop_held "root-out: a loop device over a sealed file, its descriptor opened for writing before the seal (level $LEVEL)" 3 "$SEE_ROOT"
+loop_held "root-out: a loop device over an outside file through a descriptor as old (control)" 4 allowed
+exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&-
 # Process accounting: the kernel appends to its file with no check. Onto a sealed file it is
 # refused like any write-open from level 1 on; at level 0 root may (it may modify the tree),
 # and the raise switches it off (checked at the end).
@@ -367,13 +382,29 @@ if [ "$LEVEL" = 0 ]; then
     /bin/true
     b=$(wc -c </jails/app/etc/app.conf)
     [ "$b" -gt "$a" ] && ok "level 0: accounting appends to the sealed file (control: $a -> $b bytes)" || bad "level 0: accounting appends to the sealed file ($a -> $b bytes)"
+    # Accounting is per pid namespace: one of root's own, its accounting onto another sealed
+    # file, a process there exiting every 0.2 s.
+    proc-probe acct-off >>"$LOG" 2>&1
+    rm -f "$W/ns.stop"
+    unshare -p -f sh -c "proc-probe acct /jails/app/etc/ns.acct >/dev/null 2>&1
+        while [ ! -e $W/ns.stop ]; do /bin/true; sleep 0.2; done" 2>>"$LOG" &
+    proc-probe acct /jails/app/etc/app.conf >>"$LOG" 2>&1
+    sleep 1
+    a=$(wc -c </jails/app/etc/ns.acct)
+    sleep 1
+    b=$(wc -c </jails/app/etc/ns.acct)
+    [ "$b" -gt "$a" ] && ok "level 0: accounting in another pid namespace appends to a sealed file (control: $a -> $b bytes)" || bad "level 0: accounting in another pid namespace appends to a sealed file ($a -> $b bytes)"
     out=$(sealtool level 1 2>&1)
     echo "$out" >>"$LOG"
-    contains "the raise to 1 says process accounting was switched off" "$out" "process accounting switched off"
+    contains "the raise to 1 says process accounting was switched off" "$out" "process accounting switched off in every pid namespace"
     a=$(wc -c </jails/app/etc/app.conf)
     /bin/true
     /bin/true
     expect "after the raise nothing more is appended to the sealed file" "$a" "$(wc -c </jails/app/etc/app.conf)"
+    a=$(wc -c </jails/app/etc/ns.acct)
+    sleep 1
+    expect "after the raise nothing more is appended to the sealed file by the other pid namespace" "$a" "$(wc -c </jails/app/etc/ns.acct)"
+    touch "$W/ns.stop"
 fi
 
 out=$(sealtool status 2>&1)
