@@ -1006,10 +1006,16 @@ static __always_inline int decide_mountpoint(struct dentry *dentry, __u32 op)
 	struct inode *inode = dentry_inode(dentry);
 	struct entry e = {};
 	__u32 *slot;
+	int r;
 
 	look_up_named(inode, dentry, &e);
-	if (e.hit && !e.unknown_dir)
-		return decide_locked(e.v.capsule, &e.key, dentry, op);
+	/* Each rule that applies is asked: an entry of the inode's own never speaks for the
+	 * pins' directories or a sealed root's ancestors. */
+	if (e.hit && !e.unknown_dir) {
+		r = decide_locked(e.v.capsule, &e.key, dentry, op);
+		if (r)
+			return r;
+	}
 	/* Mounting over (or moving) a directory above the pins on another filesystem (/, /sys,
 	 * /sys/fs), in the initial mount namespace: what it hides could be replaced by an
 	 * impostor's pins. Unmounting one fails while the bpffs is mounted below (EBUSY), and a
@@ -2853,6 +2859,11 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 
 		bpf_map_delete_elem(&entry_filesystems, &complete);
 	}
+	/* A directory above a sealed root or above the guard's pins is a capsule's (or the
+	 * guard's) already, in `ancestors` or `pin_path`: an entry of its own would speak for
+	 * it first (decide_mountpoint). */
+	if (bpf_map_lookup_elem(&ancestors, &key) || bpf_map_lookup_elem(&pin_path, &key))
+		return REJECTED;
 	if (!raise_mark(&key))
 		return REJECTED;
 	/* (int): see adopt(). */

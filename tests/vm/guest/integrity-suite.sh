@@ -369,6 +369,15 @@ out=$(bpf-probe request-inode $PINS 200 /jails/svc/data/seed 0 2>>"$LOG")
 expect "requests: claim svc's sealed file for the new capsule is rejected" "$((r1 + 2))" "$(rej "$out")"
 expect "requests: svc still writes its sealed file (control)" allowed "$(res inside sh -c 'echo y >> /jails/svc/data/seed')"
 expect "requests: inside the new capsule, write svc's sealed file" refused "$(res evil sh -c 'echo x >> /jails/svc/data/seed')"
+# Directories above the guard's pins and above sealed roots are the guard's and the
+# capsules' already: a claim on one would make it the new capsule's, and speak for it first.
+out=$(bpf-probe request-inode $PINS 200 /sys/fs 0 2>>"$LOG")
+expect "requests: claim /sys/fs (above the guard's pins) for the new capsule is rejected" "$((r1 + 3))" "$(rej "$out")"
+got=$(res evil mount --bind /tmp /sys/fs)
+[ "$got" = allowed ] && umount /sys/fs
+expect "requests: inside the new capsule, bind-mount over /sys/fs" refused "$got"
+out=$(bpf-probe request-inode $PINS 200 /jails 0 2>>"$LOG")
+expect "requests: claim /jails (above svc's root) for the new capsule is rejected" "$((r1 + 4))" "$(rej "$out")"
 
 # A cgroup above a capsule sealed later, registered first as above a capsule of the
 # attacker's (anyone may ask; its agent joined its cgroup before the capsule was asked for):
