@@ -1443,6 +1443,11 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 		r = decide_kcore(file, inode);
 		return r ? r : decide_proc_file(file, inode, mask);
 	}
+	/* A guard map's pin read as a file through a descriptor opened before the freeze
+	 * (file_open refuses new ones). */
+	if (inode->i_sb->s_magic == BPF_FS_MAGIC && guard_sealed() &&
+	    is_guard_map((struct bpf_map *)inode->i_private))
+		return refuse_guard_op(FSGUARD_OP_BPF_MAP);
 	if (!(mask & (MAY_WRITE | MAY_APPEND)))
 		return 0;
 	/* A write through a descriptor of a capsule's FIFO opened before the seal. */
@@ -1839,13 +1844,14 @@ static __always_inline struct file *caller_file(__u32 fd, bool *unsure)
  * file with no hook of its own, so a backing file opened for writing before its seal would
  * be written past every rule. From level 1 on, binding a writable one that a capsule the
  * caller is not inside protects (its own entry, or the directory it is named in) is refused,
- * as is any binding whose descriptor can't be looked at exactly (a shared descriptor table,
- * or LOOP_CONFIGURE's argument in memory another task shares). Level 2 refuses them all.
+ * as is any binding whose descriptor can't be looked at exactly (a shared descriptor table).
+ * LOOP_CONFIGURE's descriptor is in memory the kernel reads after this hook (another task
+ * may change it, or it may not be paged in yet): refused with EINVAL, on which losetup falls
+ * back to LOOP_SET_FD. Level 2 refuses them all.
  */
 static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd,
 					       unsigned long arg)
 {
-	struct task_struct *task = bpf_get_current_task_btf();
 	struct fsguard_inode_key key = {};
 	struct fsguard_inode_value *v;
 	struct fsguard_capsule *c;
@@ -1861,12 +1867,11 @@ static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd
 	if (level < FSGUARD_LEVEL_SEALED)
 		return 0;
 	if (cmd == 0x4C0A) {
-		if (BPF_CORE_READ(task, mm, mm_users.counter) != 1)
-			unsure = true;
-		else if (bpf_probe_read_user(&fd, sizeof(fd), (void *)arg))
-			return 0; /* the kernel's own copy fails the same way */
+		refuse(NULL, lo->f_path.dentry, 0, FSGUARD_OP_WRITE, FSGUARD_RULE_UNCHECKABLE,
+		       level, current_fsuid());
+		return -EINVAL;
 	}
-	backing = unsure ? NULL : caller_file(fd, &unsure);
+	backing = caller_file(fd, &unsure);
 	if (!backing)
 		return unsure ? refuse(NULL, lo->f_path.dentry, 0, FSGUARD_OP_WRITE,
 				       FSGUARD_RULE_UNCHECKABLE, level, current_fsuid())

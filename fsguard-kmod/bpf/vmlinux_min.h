@@ -162,6 +162,7 @@ enum bpf_map_type {
 
 /* include/uapi/asm-generic/errno-base.h */
 #define EPERM 1
+#define EINVAL 22
 
 /* include/linux/fs.h, fs_context.h */
 #define FS_REQUIRES_DEV 1

@@ -622,7 +622,7 @@ fn loops_over(devices: &[String]) -> Vec<String> {
             // The kernel's own word: the backing file's device, or the filesystem's device a
             // backing file lies on (a file there may be a sealed one, written through a
             // descriptor opened before the seal; all of them count, fail closed).
-            Some((fs_dev, rdev)) => devices
+            Some((fs_dev, _, rdev)) => devices
                 .iter()
                 .any(|d| *d == majmin(fs_dev) || (rdev != 0 && *d == majmin(rdev))),
             // No node to ask: the path the kernel shows.
@@ -642,9 +642,9 @@ fn loops_over(devices: &[String]) -> Vec<String> {
 }
 
 /// The backing file of loop device `name` as the kernel reports it (LOOP_GET_STATUS64): the
-/// device of the filesystem it lies on and, for a device node, its device number (both as
-/// stat() encodes them). None when /dev/NAME can't be opened or asked.
-fn loop_backing(name: &std::ffi::OsStr) -> Option<(u64, u64)> {
+/// device of the filesystem it lies on, its inode number and, for a device node, its device
+/// number (devices as stat() encodes them). None when /dev/NAME can't be opened or asked.
+fn loop_backing(name: &std::ffi::OsStr) -> Option<(u64, u64, u64)> {
     use std::os::fd::AsRawFd;
     let node = std::fs::File::open(Path::new("/dev").join(name)).ok()?;
     if !node.metadata().ok()?.file_type().is_block_device() {
@@ -655,7 +655,39 @@ fn loop_backing(name: &std::ffi::OsStr) -> Option<(u64, u64)> {
     // SAFETY: LOOP_GET_STATUS64 (0x4C05) fills a struct loop_info64 (232 bytes) at `info`,
     // which is that large.
     let rc = unsafe { libc::ioctl(node.as_raw_fd(), 0x4C05, info.as_mut_ptr()) };
-    (rc == 0).then_some((info[0], info[2]))
+    (rc == 0).then_some((info[0], info[1], info[2]))
+}
+
+/// The bound loop devices whose backing file is one of `inodes` (or can't be told): a loop
+/// device writes its backing file with no hook of its own (direct I/O, discards), so a tree
+/// is not sealed while one is bound to a file of it.
+pub fn loops_backed_by(inodes: &[Protected]) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let keys: std::collections::HashSet<(u64, u64)> =
+        inodes.iter().map(|p| (p.key.dev, p.key.ino)).collect();
+    let kernel = |d: u64| (u64::from(libc::major(d)) << 20) | u64::from(libc::minor(d));
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let dir = e.path();
+        let Ok(backing) = std::fs::read_to_string(dir.join("loop/backing_file")) else {
+            continue; // not a loop device, or not bound
+        };
+        let name = e.file_name().to_string_lossy().into_owned();
+        let hit = match loop_backing(&e.file_name()) {
+            Some((dev, ino, _)) => keys.contains(&(kernel(dev), ino)),
+            None => match std::fs::metadata(backing.trim_end_matches('\n')) {
+                Ok(m) => keys.contains(&(kernel(m.dev()), m.ino())),
+                Err(_) => true, // "(deleted)", renamed, no node to ask: can't be told
+            },
+        };
+        if hit {
+            out.push(name);
+        }
+    }
+    out
 }
 
 /// The disks (major:minor) that report the same world-wide id as one of `devices`: other

@@ -170,9 +170,22 @@ pub fn stop_process_accounting() -> std::io::Result<()> {
             continue;
         }
         let ns = entry.path().join("ns/pid");
-        // Gone meanwhile (or a kernel thread's, which has none to show): nothing to do.
-        let (Ok(link), Ok(file)) = (std::fs::read_link(&ns), std::fs::File::open(&ns)) else {
-            continue;
+        let (link, file) = match (std::fs::read_link(&ns), std::fs::File::open(&ns)) {
+            (Ok(link), Ok(file)) => (link, file),
+            // A capsule's member (the guard lets nobody outside look at it): fine in this
+            // pid namespace, whose accounting is off; not in one of its own (NSpid, which
+            // `status` shows to all, has a second number), which can't be reached.
+            (Err(e), _) | (_, Err(e))
+                if e.kind() == std::io::ErrorKind::PermissionDenied
+                    && nested_pid_ns(&entry.path()) =>
+            {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("process {pid} is in a pid namespace of its own that may not be looked at (a capsule's member?): process accounting there can't be switched off"),
+                ));
+            }
+            // Gone meanwhile, a kernel thread's, or a member in this namespace.
+            _ => continue,
         };
         if seen.insert(link) {
             stop_accounting_in(&file).map_err(|e| {
@@ -186,6 +199,18 @@ pub fn stop_process_accounting() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether the process at `/proc/PID` is in a pid namespace below this one (`NSpid:` lists
+/// its pid in each namespace it is in). Unreadable: yes (fail closed).
+fn nested_pid_ns(proc_dir: &Path) -> bool {
+    match std::fs::read_to_string(proc_dir.join("status")) {
+        Ok(status) => status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .is_some_and(|v| v.split_whitespace().count() > 1),
+        Err(e) => e.kind() != std::io::ErrorKind::NotFound,
+    }
 }
 
 /// acct(NULL) in the pid namespace `ns` (a descriptor of /proc/PID/ns/pid): a child joins it

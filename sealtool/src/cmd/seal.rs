@@ -105,6 +105,11 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
             );
         }
     }
+    if let Some(lo) = enforce::loops_backed_by(&plan.inodes).first() {
+        bail!(
+            "capsule {name:?} cannot be sealed: loop device /dev/{lo} is backed by a file of its tree (or by a file that can't be told), and a loop device writes its backing file with no check (direct I/O, discards); detach it (`losetup -d /dev/{lo}`) and seal again"
+        );
+    }
     reg.seal(&seal)?;
     println!("sealed {name} ({}): this cannot be undone", rec.digest);
     println!(
@@ -155,6 +160,12 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
             return Ok(EXIT_NOT_ENFORCED);
         }
         println!("  process accounting switched off, if it was on (the kernel writes its file without any check)");
+    }
+    // A loop device bound between the check above and the kernel taking the tree keeps
+    // writing it: said, and the exit status says the capsule is not whole.
+    if let Some(lo) = enforce::loops_backed_by(&plan.inodes).first() {
+        println!("  WARNING: loop device /dev/{lo} was bound to a file of the tree while the seal ran; it writes that file with no check: detach it");
+        return Ok(EXIT_NOT_ENFORCED);
     }
     // A tracer that attached between the check above and the kernel taking the capsule
     // keeps its trace: said, and the exit status says the capsule is not whole.

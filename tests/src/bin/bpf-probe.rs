@@ -33,6 +33,9 @@
 //!                         LOOP_SET_FD); prints `allowed loopN` on success
 //!   loop-held FD          the same with this process's descriptor FD (inherited) as the
 //!                         backing file
+//!   loop-configure-held FD
+//!                         the same through LOOP_CONFIGURE; prints `allowed loopN` or the
+//!                         error's name (EPERM, EINVAL, ...)
 //!   open-all-maps         BPF_MAP_GET_FD_BY_ID for every map id; prints
 //!                         `opened N refused M` (M: EPERM)
 //!   link-detach PATH      BPF_OBJ_GET the link pin (setup), BPF_LINK_DETACH (judged)
@@ -669,6 +672,46 @@ fn ringbuf_take(path: &str, back: Option<u64>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `loop-configure-held FD`: a free loop device backed by descriptor FD through
+/// LOOP_CONFIGURE (struct loop_config: fd, block_size, a loop_info64, reserved words).
+fn loop_configure(fd: i32) -> ExitCode {
+    use std::os::fd::AsRawFd;
+    let setup = || -> std::io::Result<(i32, std::fs::File)> {
+        let ctl = std::fs::File::open("/dev/loop-control")?;
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
+        if n < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let lo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(format!("/dev/loop{n}"))?;
+        Ok((n, lo))
+    };
+    let (n, lo) = match setup() {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error: setup: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // struct loop_config: u32 fd, u32 block_size, struct loop_info64 (232 bytes), u64[8].
+    let mut config = [0u8; 304];
+    config[0..4].copy_from_slice(&(fd as u32).to_ne_bytes());
+    // SAFETY: LOOP_CONFIGURE (0x4C0A) reads a struct loop_config (304 bytes) at `config`.
+    let rc = unsafe { libc::ioctl(lo.as_raw_fd(), 0x4C0A, config.as_ptr()) };
+    if rc < 0 {
+        println!(
+            "{}",
+            errno_name(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+        );
+        return ExitCode::from(1);
+    }
+    println!("allowed loop{n}");
+    ExitCode::SUCCESS
+}
+
 /// `loop-over DEV`: a free loop device backed by DEV (read-write); LOOP_SET_FD is judged.
 /// `loop-held FD` (`dev` None): backed by descriptor FD, inherited.
 fn loop_over(dev: &str, held: Option<i32>) -> ExitCode {
@@ -886,6 +929,10 @@ fn main() -> ExitCode {
         ["loop-over", dev] => loop_over(dev, None),
         ["loop-held", fd] => match fd.parse::<i32>() {
             Ok(fd) => loop_over("", Some(fd)),
+            Err(_) => usage(),
+        },
+        ["loop-configure-held", fd] => match fd.parse::<i32>() {
+            Ok(fd) => loop_configure(fd),
             Err(_) => usage(),
         },
         ["ringbuf-take", path] => ringbuf_take(path, None),

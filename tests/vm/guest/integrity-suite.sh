@@ -131,6 +131,11 @@ expect "level 0: pin an empty map of maps shaped like requests (control: allowed
 for m in requests inodes state results; do
     expect "level 0: read the $m pin as a file (control: allowed before the freeze)" allowed "$(res cat $PINS/$m)"
 done
+# The requests pin opened as a file now, read after the raise.
+mkfifo /tmp/pinrd.in
+sh -c "exec 6<$PINS/requests; read x </tmp/pinrd.in; cat <&6 >/dev/null && echo allowed || echo refused" \
+    >/tmp/pinrd.out 2>>"$LOG" &
+pin_reader=$!
 mkfifo /tmp/skip.in /tmp/hold.in /tmp/lsm.in /tmp/fmr.in
 guard-attack skip-init-security </tmp/skip.in >/tmp/skip.out 2>>"$LOG" 4>&- 5>&- 6>&- 7>&- &
 skipper=$!
@@ -197,6 +202,9 @@ rc=$?
 echo "$out" >>"$LOG"
 expect "raise: sealtool level 1 once the holder is gone" "exit 0" "exit $rc"
 expect "raise: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
+echo go >/tmp/pinrd.in
+wait "$pin_reader"
+expect "level 1: read requests through its pin opened as a file at level 0" refused "$(cat /tmp/pinrd.out)"
 echo go >&4
 i=0
 while [ "$i" -lt 100 ] && ! grep -q '^rawtp' /tmp/fmr.out; do sleep 0.1; i=$((i + 1)); done
