@@ -605,20 +605,13 @@ fn ext4_external_journal(sb: &[u8; 1024]) -> Option<u32> {
 /// (major:minor), or can't be told (deleted, unreadable): such a loop writes their sectors,
 /// with direct I/O past every hook. Loop devices over regular files are not aliases.
 fn loops_over(devices: &[String]) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in entries.flatten() {
-        let dir = e.path();
-        let Ok(backing) = std::fs::read_to_string(dir.join("loop/backing_file")) else {
-            continue; // not a loop device, or not bound
-        };
+    for (dir, name, backing) in bound_loops() {
         let Ok(dev) = std::fs::read_to_string(dir.join("dev")) else {
             continue;
         };
         let majmin = |d: u64| format!("{}:{}", libc::major(d), libc::minor(d));
-        let alias = match dir.file_name().and_then(loop_backing) {
+        let alias = match loop_backing(&name) {
             // The kernel's own word: the backing file's device, or the filesystem's device a
             // backing file lies on (a file there may be a sealed one, written through a
             // descriptor opened before the seal; all of them count, fail closed).
@@ -626,7 +619,7 @@ fn loops_over(devices: &[String]) -> Vec<String> {
                 .iter()
                 .any(|d| *d == majmin(fs_dev) || (rdev != 0 && *d == majmin(rdev))),
             // No node to ask: the path the kernel shows.
-            None => match std::fs::metadata(backing.trim_end_matches('\n')) {
+            None => match std::fs::metadata(&backing) {
                 Ok(m) if m.file_type().is_file() => devices.iter().any(|d| *d == majmin(m.dev())),
                 Ok(m) if m.file_type().is_block_device() => {
                     devices.iter().any(|d| *d == majmin(m.rdev()))
@@ -666,28 +659,40 @@ pub fn loops_backed_by(inodes: &[Protected]) -> Vec<String> {
     let keys: std::collections::HashSet<(u64, u64)> =
         inodes.iter().map(|p| (p.key.dev, p.key.ino)).collect();
     let kernel = |d: u64| (u64::from(libc::major(d)) << 20) | u64::from(libc::minor(d));
-    let Ok(entries) = std::fs::read_dir("/sys/block") else {
-        return Vec::new();
-    };
     let mut out = Vec::new();
-    for e in entries.flatten() {
-        let dir = e.path();
-        let Ok(backing) = std::fs::read_to_string(dir.join("loop/backing_file")) else {
-            continue; // not a loop device, or not bound
-        };
-        let name = e.file_name().to_string_lossy().into_owned();
-        let hit = match loop_backing(&e.file_name()) {
+    for (_, name, backing) in bound_loops() {
+        let hit = match loop_backing(&name) {
             Some((dev, ino, _)) => keys.contains(&(kernel(dev), ino)),
-            None => match std::fs::metadata(backing.trim_end_matches('\n')) {
+            None => match std::fs::metadata(&backing) {
                 Ok(m) => keys.contains(&(kernel(m.dev()), m.ino())),
                 Err(_) => true, // "(deleted)", renamed, no node to ask: can't be told
             },
         };
         if hit {
-            out.push(name);
+            out.push(name.to_string_lossy().into_owned());
         }
     }
     out
+}
+
+/// Every bound loop device: its /sys/block directory, its name, and its backing file's path
+/// as the kernel shows it (sysfs `loop/backing_file`, which only a bound loop device has).
+fn bound_loops() -> Vec<(PathBuf, std::ffi::OsString, String)> {
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let dir = e.path();
+            let backing = std::fs::read_to_string(dir.join("loop/backing_file")).ok()?;
+            Some((
+                dir,
+                e.file_name(),
+                backing.trim_end_matches('\n').to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// The disks (major:minor) that report the same world-wide id as one of `devices`: other
