@@ -1850,7 +1850,7 @@ static __always_inline struct file *caller_file(__u32 fd, bool *unsure)
  * back to LOOP_SET_FD. Level 2 refuses them all.
  */
 static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd,
-					       unsigned long arg)
+					       unsigned long arg, __u32 level)
 {
 	struct fsguard_inode_key key = {};
 	struct fsguard_inode_value *v;
@@ -1859,11 +1859,10 @@ static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd
 	struct file *backing;
 	struct inode *inode;
 	bool unsure = false;
-	__u32 fd = (__u32)arg, level;
+	__u32 fd = (__u32)arg;
 
 	if (cmd != 0x4C00 && cmd != 0x4C06 && cmd != 0x4C0A)
 		return 0;
-	level = current_level();
 	if (level < FSGUARD_LEVEL_SEALED)
 		return 0;
 	if (cmd == 0x4C0A) {
@@ -1906,6 +1905,7 @@ static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd
 
 static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
+	__u32 level = current_level();
 	umode_t type;
 
 	type = file->f_inode ? file->f_inode->i_mode & S_IFMT : 0;
@@ -1913,16 +1913,16 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, uns
 	 * capsule's shell included) or to signal its foreground processes (TIOCSIG on a pty's
 	 * master: the kernel's own signal, which task_kill never sees). */
 	if (type == S_IFCHR && (cmd == 0x5412 || cmd == 0x40045436) &&
-	    current_level() >= FSGUARD_LEVEL_SEALED)
+	    level >= FSGUARD_LEVEL_SEALED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE,
-			      current_level(), current_fsuid());
-	if (type == S_IFBLK && current_level() < FSGUARD_LEVEL_LOCKED) {
-		int r = decide_loop_backing(file, cmd, arg);
+			      level, current_fsuid());
+	if (type == S_IFBLK && level < FSGUARD_LEVEL_LOCKED) {
+		int r = decide_loop_backing(file, cmd, arg, level);
 
 		if (r)
 			return r;
 	}
-	if (stacks_or_passes_through(cmd, type) && current_level() >= FSGUARD_LEVEL_LOCKED)
+	if (stacks_or_passes_through(cmd, type) && level >= FSGUARD_LEVEL_LOCKED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
 			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
 	/* A protected block device (level 2) answers only queries: commands that write (SG_IO,
@@ -2550,6 +2550,93 @@ static __always_inline bool uses_guard_map(struct bpf_prog *prog)
 	return false;
 }
 
+/* Instructions read at a time when a program's calls are looked at. */
+#define READER_SCAN_CHUNK 16
+/* BPF_JMP | BPF_CALL: a call; source register 0: a helper's (not a subprogram's or kfunc's). */
+#define BPF_CALL_INSN 0x85
+
+struct reader_scan {
+	const struct bpf_insn *insns;
+	__u32 len;
+	bool found; /* a call to a reader helper, or instructions that couldn't be read */
+};
+
+/* Instructions [chunk * READER_SCAN_CHUNK, +READER_SCAN_CHUNK) of the program: 1 (stop) at
+ * the first call to a reader helper, past the end, or when they can't be read. */
+static long scan_reader_calls(__u32 chunk, void *ctx)
+{
+	struct reader_scan *s = ctx;
+	struct fsguard_state *st;
+	__u64 buf[2 * READER_SCAN_CHUNK]; /* twice: room for what the verifier can prove */
+	__u32 zero = 0, base = chunk * READER_SCAN_CHUNK, n, j, k, size;
+
+	if (base >= s->len)
+		return 1;
+	n = s->len - base;
+	if (n > READER_SCAN_CHUNK)
+		n = READER_SCAN_CHUNK;
+	/* The verifier loses the clamp above; the mask (which changes nothing) bounds the size
+	 * for it, and the barrier keeps the compiler from dropping the mask. */
+	size = n * sizeof(__u64);
+	barrier_var(size);
+	size &= sizeof(buf) - 1;
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (!st || bpf_probe_read_kernel(buf, size, s->insns + base)) {
+		s->found = true;
+		return 1;
+	}
+	for (j = 0; j < READER_SCAN_CHUNK && j < n; j++) {
+		__u64 insn = buf[j];
+		__u32 imm = (__u32)(insn >> 32);
+
+		if ((insn & 0xff) != BPF_CALL_INSN || ((insn >> 12) & 0xf) != 0)
+			continue;
+		for (k = 0; k < FSGUARD_READER_CALLS && k < st->reader_calls_count; k++) {
+			if (st->reader_calls[k] == imm) {
+				s->found = true;
+				return 1;
+			}
+		}
+	}
+	return 0;
+}
+
+/*
+ * Whether verified program `prog` calls a reader helper (state.reader_calls): one that
+ * reads memory it is pointed at, a capsule process's included when the program runs in its
+ * context (a cgroup device program does, for every process that opens a device). The kernel
+ * gives these to any program type once its loader has CAP_PERFMON. A table not known, or
+ * instructions that can't be read, count as yes (fail closed).
+ */
+static __always_inline bool calls_reader(struct bpf_prog *prog)
+{
+	struct reader_scan scan = {};
+	struct fsguard_state *st;
+	__u32 zero = 0;
+
+	st = bpf_map_lookup_elem(&state, &zero);
+	if (!st || !st->reader_calls_count)
+		return true;
+	scan.len = BPF_CORE_READ(prog, len);
+	scan.insns = (void *)prog + bpf_core_field_offset(struct bpf_prog, insnsi);
+	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+	if ((int)bpf_loop(scan.len / READER_SCAN_CHUNK + 1, scan_reader_calls, &scan, 0) < 0)
+		return true;
+	return scan.found;
+}
+
+/* A program of a type that runs in other processes' context (what level 2 refuses to load,
+ * see fsguard_bpf). */
+static __always_inline bool runs_in_others_context(struct bpf_prog *prog)
+{
+	__u32 type = BPF_CORE_READ(prog, type);
+
+	return type == BPF_PROG_TYPE_KPROBE || type == BPF_PROG_TYPE_TRACEPOINT ||
+	       type == BPF_PROG_TYPE_PERF_EVENT || type == BPF_PROG_TYPE_RAW_TRACEPOINT ||
+	       type == BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE || type == BPF_PROG_TYPE_TRACING ||
+	       type == BPF_PROG_TYPE_EXT || type == BPF_PROG_TYPE_LSM;
+}
+
 /*
  * A descriptor of a BPF program is being made (a load, BPF_PROG_GET_FD_BY_ID, BPF_OBJ_GET of
  * a pin). Refused at every level: a program that attaches to one of the guard's (an
@@ -2557,12 +2644,15 @@ static __always_inline bool uses_guard_map(struct bpf_prog *prog)
  * 0 on: any descriptor of a program that uses a map of the guard, the guard's own programs
  * included (they would be the target of an extension later, see fsguard_bpf) and programs
  * that would write its maps. The guard's loader makes its programs' descriptors before any
- * of them is attached.
+ * of them is attached. At level 2: a program that runs in other processes' context or calls
+ * a reader helper. A load ends in this hook with the program as verified (its descriptor is
+ * the last thing made), so what is looked at is what would run; refused, it is freed.
  */
 SEC("lsm/bpf_prog")
 int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 {
 	struct bpf_prog *target;
+	__u32 level;
 
 	if (ret)
 		return ret;
@@ -2570,6 +2660,10 @@ int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 	if ((target && uses_guard_map(target)) || (uses_guard_map(prog) && guard_sealed()))
 		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_GUARD,
 			      current_level(), current_fsuid());
+	level = current_level();
+	if (level >= FSGUARD_LEVEL_LOCKED && (runs_in_others_context(prog) || calls_reader(prog)))
+		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_LOCKED, level,
+			      current_fsuid());
 	return 0;
 }
 

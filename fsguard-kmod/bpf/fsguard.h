@@ -20,8 +20,9 @@
  * finds another version's config over a reused `inodes` map does not trust what that guard
  * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. 5: entries
  * made by requests are marked FSGUARD_INODE_CLAIMED. 6: stats count events_sent. 7: requests
- * carry their sender's tag, and `results` counts what each tag's requests came to. */
-#define FSGUARD_ABI_VERSION 7u
+ * carry their sender's tag, and `results` counts what each tag's requests came to. 8: `state`
+ * holds the reader helpers' calls. */
+#define FSGUARD_ABI_VERSION 8u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -280,9 +281,22 @@ struct fsguard_result {
 	__u64 mac;     /* SipHash-2-4 of the tag under the first request's key */
 };
 
+/* Room for the reader helpers' calls in struct fsguard_state (a name the kernel has twice
+ * takes two). */
+#define FSGUARD_READER_CALLS 24
+
 /*
  * What userspace may read of the guard once its maps are closed (level 1 on): the `state`
  * array map (index 0), a copy the programs keep of the level, plus request counters.
+ *
+ * reader_calls, written by the loader: the helpers a program may call only when its loader
+ * may read other processes' memory (CAP_PERFMON: bpf_probe_read_user and its kin,
+ * bpf_get_current_task, bpf_snprintf, bpf_trace_printk; fsguard-kmod/src/readers.rs), as
+ * the verifier leaves their calls in a loaded program: the helper's address minus
+ * __bpf_call_base's, the 32-bit immediate of the call (how bpftool names them). Here, not in
+ * `config`, so that sealtool can compare them with the kernel's before a raise to 2, when
+ * `config` is closed to it. A count of 0 (not known): at level 2 every program counts as one
+ * that calls them (fail closed).
  */
 struct fsguard_state {
 	__u32 magic;   /* FSGUARD_MAGIC once the guard has applied a request */
@@ -290,6 +304,9 @@ struct fsguard_state {
 	__u64 next;     /* sequence number of the next request to apply */
 	__u64 applied;  /* requests applied */
 	__u64 rejected; /* requests rejected (they would have taken something away) */
+	__u32 reader_calls_count;
+	__u32 reader_calls[FSGUARD_READER_CALLS];
+	__u32 reserved; /* explicit padding: 0 */
 };
 
 /* Counters, one copy per CPU in the per-CPU array map `stats` (index 0). */
@@ -313,6 +330,6 @@ _Static_assert(sizeof(struct fsguard_stats) == 48, "fsguard_stats layout changed
 _Static_assert(sizeof(struct fsguard_ratelimit) == 16, "fsguard_ratelimit layout changed");
 _Static_assert(sizeof(struct fsguard_request) == 136, "fsguard_request layout changed");
 _Static_assert(sizeof(struct fsguard_result) == 32, "fsguard_result layout changed");
-_Static_assert(sizeof(struct fsguard_state) == 32, "fsguard_state layout changed");
+_Static_assert(sizeof(struct fsguard_state) == 136, "fsguard_state layout changed");
 
 #endif /* __FSGUARD_H__ */

@@ -284,10 +284,17 @@ struct bpf_prog_aux {
 enum bpf_prog_type { FSGUARD_ANY_PROG_TYPE = 0 };
 enum bpf_attach_type { FSGUARD_ANY_ATTACH_TYPE = 0 };
 
+/* One instruction; read whole (8 bytes: code, registers, offset, immediate). */
+struct bpf_insn {
+	__u64 raw;
+};
+
 struct bpf_prog {
 	enum bpf_prog_type type;
 	enum bpf_attach_type expected_attach_type;
+	u32 len; /* instructions in insnsi */
 	struct bpf_prog_aux *aux;
+	struct bpf_insn insnsi[]; /* as verified (helper calls' immediates fixed up) */
 };
 
 struct vm_area_struct {

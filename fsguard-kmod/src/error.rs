@@ -60,6 +60,14 @@ pub enum Error {
         /// The slot that holds it.
         slot: u32,
     },
+    /// The reader helpers' calls (readers.rs) can't be learnt from the kernel's symbols.
+    #[error(
+        "cannot tell which BPF programs read other processes' memory, which level 2 needs: {why}"
+    )]
+    ReaderHelpers {
+        /// Why.
+        why: String,
+    },
     /// A bpf(2) step of the guard's self-protection failed.
     #[error("cannot {what}")]
     Integrity {

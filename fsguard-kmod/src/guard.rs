@@ -12,6 +12,7 @@
 //! programs keep (`state`, `capsules_view`). This module always goes that way, at every
 //! level, so there is one path to test.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
@@ -505,6 +506,12 @@ impl Guard {
             let mut st = state.get(&0, 0).map_err(map_err("read", "state"))?;
             st.magic = FSGUARD_MAGIC;
             st.level = level;
+            // Not known (kallsyms hidden): none, which the guard reads as "every program
+            // calls one" at level 2, and the raise to 2 says why it can't be made.
+            match crate::readers::ReaderCalls::from_kallsyms() {
+                Ok(calls) => calls.write_into(&mut st),
+                Err(_) => st.reader_calls_count = 0,
+            }
             state.set(0, st, 0).map_err(map_err("write", "state"))?;
         }
         // Above level 0 nothing may write the maps through a descriptor from now on, the
@@ -574,7 +581,14 @@ impl Guard {
             }
             stop_process_accounting()?;
         }
-        Self::open_maps(dir)
+        let guard = Self::open_maps(dir)?;
+        if level >= FSGUARD_LEVEL_LOCKED {
+            let found = guard.refused_at_2()?;
+            if !found.is_empty() {
+                return Err(Error::NotAlone { holds: found });
+            }
+        }
+        Ok(guard)
     }
 
     /// Opens the loaded guard, or loads it at `initial_level`. The bool says whether it was
@@ -634,6 +648,45 @@ impl Guard {
         )
     }
 
+    /// The ids of the guard's programs, when its pins are this build's guard as the kernel
+    /// runs it.
+    fn genuine_progs(&self) -> Result<HashSet<u32>> {
+        match crate::identity::identify(&self.dir, &crate::kernel_btf()?)? {
+            Identity::Genuine { progs, .. } => Ok(progs.into_values().collect()),
+            Identity::Absent | Identity::Hidden { .. } => Err(Error::Incomplete {
+                dir: self.dir.clone(),
+                what: "its pins vanished".into(),
+            }),
+            Identity::NotThis { why } => Err(Error::NotThis {
+                dir: self.dir.clone(),
+                why,
+            }),
+        }
+    }
+
+    /// What level 2 would refuse that is there: a BPF program other than the guard's that
+    /// runs in other processes' context or calls a helper reading other processes' memory
+    /// (readers.rs; one the guard already refuses a descriptor of counts), and a table of
+    /// those helpers in the guard's state that is not the running kernel's (rewritten before
+    /// the freeze). Empty when level 2 stands whole. A raise to 2 is refused otherwise; after
+    /// one, it finds what was made while the raise was under way.
+    pub fn refused_at_2(&self) -> Result<Vec<String>> {
+        let calls = crate::readers::ReaderCalls::from_kallsyms()?;
+        let mut found = Vec::new();
+        if !calls.held_by(&self.state()?) {
+            found.push(
+                "the guard's table of the helpers that read other processes' memory is not \
+                 the running kernel's (its state was rewritten before the freeze)"
+                    .to_string(),
+            );
+        }
+        found.extend(crate::integrity::refused_at_2(
+            &self.genuine_progs()?,
+            &calls,
+        )?);
+        Ok(found)
+    }
+
     pub fn pin_dir(&self) -> &Path {
         &self.dir
     }
@@ -674,21 +727,7 @@ impl Guard {
         {
             // The pins the scan starts from must be this build's guard as the kernel runs it
             // (root may swap pins at level 0).
-            match crate::identity::identify(&self.dir, &crate::kernel_btf()?)? {
-                Identity::Genuine { .. } => {}
-                Identity::Absent | Identity::Hidden { .. } => {
-                    return Err(Error::Incomplete {
-                        dir: self.dir.clone(),
-                        what: "its pins vanished".into(),
-                    })
-                }
-                Identity::NotThis { why } => {
-                    return Err(Error::NotThis {
-                        dir: self.dir.clone(),
-                        why,
-                    })
-                }
-            }
+            self.genuine_progs()?;
             let ids = crate::integrity::GuardIds::collect(&self.dir)?;
             crate::integrity::ToFreeze::open(&self.dir)?.freeze()?;
             let holds = crate::integrity::foreign_holds(&ids)?;
@@ -696,6 +735,15 @@ impl Guard {
                 return Err(Error::NotAlone { holds });
             }
             stop_process_accounting()?;
+        }
+        // To 2: nothing level 2 would refuse may be there already (its state frozen now, so
+        // the table the guard judges by is the one looked at). What is made while the raise
+        // is under way, callers look for after it (refused_at_2 again).
+        if level >= FSGUARD_LEVEL_LOCKED && current < FSGUARD_LEVEL_LOCKED {
+            let found = self.refused_at_2()?;
+            if !found.is_empty() {
+                return Err(Error::NotAlone { holds: found });
+            }
         }
         self.submit(&[fsguard_request {
             kind: FSGUARD_REQ_LEVEL,

@@ -23,7 +23,7 @@ const BPF_PROG_GET_NEXT_ID: libc::c_long = 11;
 const BPF_MAP_GET_NEXT_ID: libc::c_long = 12;
 pub(crate) const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_MAP_GET_FD_BY_ID: libc::c_long = 14;
-const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+pub(crate) const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 pub(crate) const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
 pub(crate) const BPF_LINK_GET_NEXT_ID: libc::c_long = 31;
@@ -61,10 +61,10 @@ struct IdAttr {
 
 #[repr(C)]
 #[derive(Default)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
+pub(crate) struct InfoAttr {
+    pub(crate) bpf_fd: u32,
+    pub(crate) info_len: u32,
+    pub(crate) info: u64,
 }
 
 #[repr(C)]
@@ -560,6 +560,47 @@ fn holders(
         }
     }
     Ok(out)
+}
+
+/// Every BPF program but the guard's (`guard_progs`) that level 2 refuses a descriptor of
+/// (readers.rs): one the guard refuses already (EPERM) counts. Walked to a canary as
+/// [`foreign_holds`] does.
+pub fn refused_at_2(
+    guard_progs: &HashSet<u32>,
+    calls: &crate::readers::ReaderCalls,
+) -> Result<Vec<String>> {
+    let (canary, _map, _canary_fd, _map_fd) = canaries()?;
+    let mut found = Vec::new();
+    for id in ids_to(BPF_PROG_GET_NEXT_ID, canary, "programs")? {
+        if guard_progs.contains(&id) || id == canary {
+            continue;
+        }
+        match fd_by_id(BPF_PROG_GET_FD_BY_ID, BPF_PROG_GET_NEXT_ID, id) {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => found.push(format!(
+                "BPF program {id} is one the guard hands no descriptor of (it uses the \
+                 guard's maps, or reads other processes' memory)"
+            )),
+            Err(e) => {
+                return Err(Error::Integrity {
+                    what: format!(
+                        "read BPF program {id} (something answers bpf(2) for the kernel)"
+                    ),
+                    source: e,
+                })
+            }
+            Ok(None) => {}
+            Ok(Some(fd)) => {
+                if let Some(why) = crate::readers::why_refused_at_2(&fd, calls)
+                    .map_err(syscall_err(format!("read BPF program {id}")))?
+                {
+                    found.push(format!(
+                        "BPF program {id} {why}, which reads other processes' memory"
+                    ));
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// Everything that, made before the maps were frozen, would still reach the guard's maps or

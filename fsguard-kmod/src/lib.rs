@@ -22,6 +22,7 @@ pub mod identity;
 pub mod integrity;
 mod loader;
 pub mod objects;
+pub mod readers;
 pub mod shared;
 pub mod smoke;
 pub mod support;

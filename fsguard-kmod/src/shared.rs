@@ -44,8 +44,8 @@ unsafe impl aya::Pod for fsguard_request {}
 // SAFETY: `fsguard_result` is `#[repr(C)]` with two u64 (16 bytes, no padding); any bit
 // pattern is valid.
 unsafe impl aya::Pod for fsguard_result {}
-// SAFETY: `fsguard_state` is `#[repr(C)]`: two u32 and three u64 (32 bytes, no padding);
-// any bit pattern is valid.
+// SAFETY: `fsguard_state` is `#[repr(C)]`: two u32, three u64, then 26 u32 (136 bytes, the
+// last u32 explicit padding, pinned by the header's _Static_assert); any bit pattern is valid.
 unsafe impl aya::Pod for fsguard_state {}
 
 // The BPF side reads these as real values: a zero would silently disable everything.

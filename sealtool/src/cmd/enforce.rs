@@ -437,13 +437,21 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
         );
     }
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
+    let mut late = Vec::new();
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
     let enforced = enforce_all(dir, &mut guard);
     // The level is raised and the registry locked even when a capsule failed.
     if args.boot {
         if let Some(level) = configured {
-            if guard.level()? < level {
+            let from = guard.level()?;
+            if from < level {
                 guard.raise_level(level)?;
+                // Made while the raise was under way (see `sealtool level`).
+                if level >= fsguard::shared::FSGUARD_LEVEL_LOCKED
+                    && from < fsguard::shared::FSGUARD_LEVEL_LOCKED
+                {
+                    late = guard.refused_at_2()?;
+                }
             }
         }
     }
@@ -483,6 +491,12 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     }
     if unlocked {
         anyhow::bail!("every usable seal file is enforced ({summary}), but level 2's locks are not all in place (above)");
+    }
+    if !late.is_empty() {
+        anyhow::bail!(
+            "every usable seal file is enforced ({summary}), but level 2 is NOT whole: made while it was being raised: {}",
+            late.join("; ")
+        );
     }
     if !index_ok {
         anyhow::bail!(

@@ -62,14 +62,26 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
         Some(Err(_)) => println!("fsguard loaded at level {requested}"),
         None => println!("level {requested}"),
     }
+    // Made while the raise was under way: what the raise refuses when it is there before.
+    let mut late = Vec::new();
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
         // Each lock is tried whatever the other did.
         let kernel = lock_kernel();
         let registry = lock_registry(dir, &mut guard);
+        if from < fsguard::shared::FSGUARD_LEVEL_LOCKED && !loaded_now {
+            late = guard.refused_at_2()?;
+        }
         kernel?;
         registry?;
     }
     recorded?;
+    if !late.is_empty() {
+        println!(
+            "level 2 is NOT whole: made while it was being raised: {}",
+            late.join("; ")
+        );
+        return Ok(EXIT_NOT_ENFORCED);
+    }
     if let Some(enforced) = enforced {
         enforced?;
         if !crate::cmd::enforce::report_index(dir) {

@@ -67,6 +67,13 @@
 //!   fs-mark PIN_DIR PATH  prints `ino I mark M valid V`: PATH's inode number and its
 //!                         filesystem's slot of PIN_DIR/fs_marks (V: 1 when trusted)
 //!   load-kprobe           BPF_PROG_LOAD of a two-instruction kprobe program (judged)
+//!   load-reader socket|cgroup-device
+//!                         BPF_PROG_LOAD of a socket filter or cgroup device program that
+//!                         calls bpf_probe_read_user (judged)
+//!   load-filter           BPF_PROG_LOAD of a socket filter that calls bpf_ktime_get_ns, a
+//!                         helper that reads nothing (judged)
+//!   hold-reader           loads the socket filter of load-reader, prints `allowed ID` (its
+//!                         program id) and keeps it loaded until killed
 //!   perf-open             perf_event_open of a software clock on this process (judged)
 //!   sg-io DEVICE          open DEVICE read-only (setup), ioctl SG_IO with an empty
 //!                         request (judged: `refused` only for EPERM)
@@ -125,6 +132,9 @@ struct State {
     next: u64,
     applied: u64,
     rejected: u64,
+    reader_calls_count: u32,
+    reader_calls: [u32; 24],
+    reserved: u32,
 }
 
 fn obj_get(path: &str, flags: u32) -> Result<i64, i32> {
@@ -364,6 +374,63 @@ fn load_kprobe() -> ExitCode {
             license.as_ptr() as u64,
         ],
     ))
+}
+
+const BPF_PROG_TYPE_SOCKET_FILTER: u64 = 1;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u64 = 15;
+const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
+
+/// r1 = r10 - 8; r2 = 8; r3 = 0; call bpf_probe_read_user (112); r0 = 0; exit: reads 8
+/// bytes at user address 0 of whichever process it runs for.
+const READER: [u64; 7] = [
+    0x0000_0000_0000_a1bf,
+    0xffff_fff8_0000_0107,
+    0x0000_0008_0000_02b7,
+    0x0000_0000_0000_03b7,
+    0x0000_0070_0000_0085,
+    0x0000_0000_0000_00b7,
+    0x0000_0000_0000_0095,
+];
+/// call bpf_ktime_get_ns (5); r0 = 0; exit.
+const CLOCK_READER: [u64; 3] = [
+    0x0000_0005_0000_0085,
+    0x0000_0000_0000_00b7,
+    0x0000_0000_0000_0095,
+];
+
+fn load_program(kind: u64, insns: &[u64]) -> Result<i64, i32> {
+    let license = c"GPL";
+    bpf(
+        BPF_PROG_LOAD,
+        &[
+            kind | ((insns.len() as u64) << 32),
+            insns.as_ptr() as u64,
+            license.as_ptr() as u64,
+        ],
+    )
+}
+
+/// Loads the reader socket filter and keeps it until killed (prints `allowed ID`).
+fn hold_reader() -> ExitCode {
+    let fd = match load_program(BPF_PROG_TYPE_SOCKET_FILTER, &READER) {
+        Ok(fd) => fd,
+        Err(e) => return judged(Err(e)),
+    };
+    let mut info = [0u32; 20];
+    let got = bpf(
+        BPF_OBJ_GET_INFO_BY_FD,
+        &[(fd as u64) | (80u64 << 32), info.as_mut_ptr() as u64],
+    );
+    if let Err(e) = got {
+        println!("error: read the program's id: {}", errno_name(e));
+        return ExitCode::from(2);
+    }
+    println!("allowed {}", info[1]);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
 }
 
 fn perf_open() -> ExitCode {
@@ -674,22 +741,25 @@ fn ringbuf_take(path: &str, back: Option<u64>) -> ExitCode {
 
 /// `loop-configure-held FD`: a free loop device backed by descriptor FD through
 /// LOOP_CONFIGURE (struct loop_config: fd, block_size, a loop_info64, reserved words).
+/// A free loop device (LOOP_CTL_GET_FREE), opened read-write: its number and descriptor.
+fn free_loop() -> std::io::Result<(i32, std::fs::File)> {
+    use std::os::fd::AsRawFd;
+    let ctl = std::fs::File::open("/dev/loop-control")?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let lo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/loop{n}"))?;
+    Ok((n, lo))
+}
+
 fn loop_configure(fd: i32) -> ExitCode {
     use std::os::fd::AsRawFd;
-    let setup = || -> std::io::Result<(i32, std::fs::File)> {
-        let ctl = std::fs::File::open("/dev/loop-control")?;
-        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
-        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let lo = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/loop{n}"))?;
-        Ok((n, lo))
-    };
-    let (n, lo) = match setup() {
+    let (n, lo) = match free_loop() {
         Ok(s) => s,
         Err(e) => {
             println!("error: setup: {e}");
@@ -717,16 +787,7 @@ fn loop_configure(fd: i32) -> ExitCode {
 fn loop_over(dev: &str, held: Option<i32>) -> ExitCode {
     use std::os::fd::AsRawFd;
     let setup = || -> std::io::Result<(i32, std::fs::File, Option<std::fs::File>)> {
-        let ctl = std::fs::File::open("/dev/loop-control")?;
-        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
-        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
-        if n < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        let lo = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(format!("/dev/loop{n}"))?;
+        let (n, lo) = free_loop()?;
         if held.is_some() {
             return Ok((n, lo, None));
         }
@@ -919,6 +980,12 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["load-kprobe"] => load_kprobe(),
+        ["load-reader", "socket"] => judged(load_program(BPF_PROG_TYPE_SOCKET_FILTER, &READER)),
+        ["load-reader", "cgroup-device"] => {
+            judged(load_program(BPF_PROG_TYPE_CGROUP_DEVICE, &READER))
+        }
+        ["load-filter"] => judged(load_program(BPF_PROG_TYPE_SOCKET_FILTER, &CLOCK_READER)),
+        ["hold-reader"] => hold_reader(),
         ["perf-open"] => perf_open(),
         ["sg-io", dev] => sg_io(dev),
         ["blkpg-add", dev, pno, start, len] => match (pno.parse(), start.parse(), len.parse()) {

@@ -890,7 +890,8 @@ fn overwrite_pending(
     state: &OwnedFd,
     claims: &[[u8; 136]],
 ) -> Result<usize, String> {
-    let mut st = [0u64; 4];
+    // struct fsguard_state, 136 bytes (the lookup writes all of it): st[1] is `next`.
+    let mut st = [0u64; 17];
     let zero = 0u32;
     bpf(
         BPF_MAP_LOOKUP_ELEM,

@@ -75,6 +75,15 @@ mount_check() { # LABEL WANT TARGET MOUNT-ARGS...
     [ "$got" = allowed ] && umount "$target" 2>>"$LOG"
     expect "$label" "$want" "$got"
 }
+# `sealtool level 2` at level 1, refused because of WHILE; its message names WHAT (NEEDLE).
+refused_raise() { # WHILE WHAT NEEDLE
+    out=$(sealtool level 2 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    expect "boot1: sealtool level 2 refused while $1" "exit 2" "exit $rc"
+    contains "boot1: the refusal names $2" "$out" "$3"
+    expect "boot1: the raise refused while $1 left the level at 1" 1 "$(sealtool level 2>>"$LOG")"
+}
 locked_checks() { # LABEL WANT(refused|allowed)
     w=$2
     mount_check "$1: mount over the sealed tree" "$w" /disk/jails/app -t tmpfs t
@@ -91,6 +100,11 @@ locked_checks() { # LABEL WANT(refused|allowed)
     expect "$1: open the tree's block device for writing" "$w" "$(res sh -c "exec 3>>$DEV")"
     expect "$1: open the tree's block device for reading (control)" allowed "$(res sh -c "exec 3<$DEV")"
     expect "$1: load a kprobe BPF program" "$w" "$(bpf-probe load-kprobe 2>>"$LOG")"
+    # Non-tracing programs get the helpers that read memory once their loader has CAP_PERFMON,
+    # and a cgroup device program runs as whichever process opens a device.
+    expect "$1: load a socket filter that calls bpf_probe_read_user" "$w" "$(bpf-probe load-reader socket 2>>"$LOG")"
+    expect "$1: load a cgroup device program that calls bpf_probe_read_user" "$w" "$(bpf-probe load-reader cgroup-device 2>>"$LOG")"
+    expect "$1: load a socket filter that calls bpf_ktime_get_ns (control)" allowed "$(bpf-probe load-filter 2>>"$LOG")"
     expect "$1: open a perf event" "$w" "$(bpf-probe perf-open 2>>"$LOG")"
     # tracefs probes record any process's registers and user memory, no BPF needed.
     mkdir -p /tmp/tr && { grep -q ' /tmp/tr tracefs ' /proc/mounts || mount -t tracefs nodev /tmp/tr 2>>"$LOG"; }
@@ -293,13 +307,18 @@ if [ "$BOOT" = boot1 ]; then
     # 2 (the kernel opened the disk itself), so the raise is refused while it is enabled.
     printf %s $DEV >$NS/device_path 2>>"$LOG" && echo 1 >$NS/enable 2>>"$LOG"
     expect "level 1: enable an nvmet namespace over the sealed filesystem's disk" 1 "$(cat $NS/enable 2>>"$LOG")"
-    out=$(sealtool level 2 2>&1)
-    rc=$?
-    echo "$out" >>"$LOG"
-    expect "boot1: sealtool level 2 refused while that namespace is enabled" "exit 2" "exit $rc"
-    contains "boot1: the refusal names the namespace" "$out" "namespaces/1 ($DEV)"
-    expect "boot1: the refused raise left the level at 1" 1 "$(sealtool level 2>>"$LOG")"
+    refused_raise "that namespace is enabled" "the namespace" "namespaces/1 ($DEV)"
     echo 0 >$NS/enable
+    # A program level 2 would refuse, loaded below 2 and kept: the raise is refused while it
+    # is loaded (attached later, or put in a program array, it would run at level 2).
+    bpf-probe hold-reader >/tmp/reader.out 2>>"$LOG" &
+    holder=$!
+    for _ in $(seq 60); do [ -s /tmp/reader.out ] && break; sleep 1; done
+    rid=$(sed -n 's/^allowed \([0-9]*\)$/\1/p' /tmp/reader.out)
+    expect "level 1: load and keep a socket filter that calls bpf_probe_read_user" yes "$([ -n "$rid" ] && echo yes || cat /tmp/reader.out)"
+    refused_raise "that program is loaded" "the program and the helper" "BPF program $rid calls bpf_probe_read_user"
+    kill $holder 2>>"$LOG"
+    wait $holder 2>/dev/null
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     out=$(sealtool level 2 2>&1)
     echo "$out" >>"$LOG"

@@ -1,0 +1,302 @@
+//! The BPF helpers that read memory a program points them at, and the programs that call
+//! them: what level 2 refuses besides tracing (see `calls_reader` in fsguard.bpf.c).
+//!
+//! The kernel gives these helpers to every program type once the loader has CAP_PERFMON
+//! (`bpf_base_func_proto`), and many non-tracing programs run in the context of the process
+//! that caused them (a cgroup device program runs as the process that opens a device): with
+//! `bpf_probe_read_user` such a program reads a capsule process's memory. A verified program
+//! names a helper by the 32-bit immediate of its call, the helper's address minus
+//! `__bpf_call_base`'s (what bpftool resolves through /proc/kallsyms to print helper names);
+//! the same table serves the guard, which looks at every program at level 2 as it is made,
+//! and the scan before a raise to 2, which looks at those made before.
+
+use std::collections::HashSet;
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use crate::shared::{fsguard_state, FSGUARD_READER_CALLS};
+use crate::{Error, Result};
+
+/// The helpers' functions, by their names in /proc/kallsyms: those `bpf_base_func_proto`
+/// gives only to a loader with CAP_PERFMON that read memory or hand out a task (whose memory
+/// the others then read), and the tracing programs' own readers.
+pub const READER_HELPERS: &[&str] = &[
+    "bpf_probe_read_user",
+    "bpf_probe_read_user_str",
+    "bpf_probe_read_kernel",
+    "bpf_probe_read_kernel_str",
+    "bpf_probe_read_compat",
+    "bpf_probe_read_compat_str",
+    "bpf_copy_from_user",
+    "bpf_copy_from_user_task",
+    "bpf_get_current_task",
+    "bpf_get_current_task_btf",
+    "bpf_task_pt_regs",
+    // Their formats read strings at any address ("%s", "%pus", "%pks").
+    "bpf_snprintf",
+    "bpf_snprintf_btf",
+    "bpf_trace_printk",
+    "bpf_trace_vprintk",
+];
+
+/// Present in every kernel the guard runs on (5.5 and later): a table without them was not
+/// read from a kernel's symbols.
+const ALWAYS_THERE: &[&str] = &["bpf_probe_read_user", "bpf_probe_read_kernel"];
+
+/// The reader helpers' call immediates in the running kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderCalls {
+    calls: Vec<(u32, &'static str)>,
+}
+
+impl ReaderCalls {
+    /// From /proc/kallsyms (root sees the addresses unless kernel.kptr_restrict is 2).
+    pub fn from_kallsyms() -> Result<Self> {
+        let path = "/proc/kallsyms";
+        let text = std::fs::read_to_string(path).map_err(|e| Error::ReaderHelpers {
+            why: format!("cannot read {path}: {e}"),
+        })?;
+        Self::parse(&text).map_err(|why| Error::ReaderHelpers {
+            why: format!("{path}: {why}"),
+        })
+    }
+
+    /// From the text of a kallsyms listing (`ADDRESS TYPE NAME [MODULE]` lines).
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut base = None;
+        let mut found: Vec<(u64, &'static str)> = Vec::new();
+        for line in text.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(addr), Some(_kind), Some(name), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue; // a module's symbol, or not a symbol line
+            };
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            if name == "__bpf_call_base" {
+                base = Some(addr);
+            } else if let Some(h) = READER_HELPERS.iter().find(|h| **h == name) {
+                found.push((addr, h));
+            }
+        }
+        let base = base.ok_or("__bpf_call_base is not listed")?;
+        if base == 0 || found.iter().any(|(a, _)| *a == 0) {
+            return Err("its addresses are hidden (kernel.kptr_restrict is 2)".into());
+        }
+        for must in ALWAYS_THERE {
+            if !found.iter().any(|(_, n)| n == must) {
+                return Err(format!("{must} is not listed"));
+            }
+        }
+        let mut calls = Vec::new();
+        for (addr, name) in found {
+            let off = addr.wrapping_sub(base) as i64;
+            let imm = i32::try_from(off)
+                .map_err(|_| format!("{name} is beyond a call's reach of __bpf_call_base"))?;
+            if !calls.iter().any(|(i, _)| *i == imm as u32) {
+                calls.push((imm as u32, name));
+            }
+        }
+        if calls.len() > FSGUARD_READER_CALLS as usize {
+            return Err(format!(
+                "{} reader helper functions, more than the guard holds ({FSGUARD_READER_CALLS})",
+                calls.len()
+            ));
+        }
+        calls.sort_unstable();
+        Ok(Self { calls })
+    }
+
+    /// The helper a call immediate names, if it is a reader.
+    pub fn name_of(&self, imm: u32) -> Option<&'static str> {
+        self.calls.iter().find(|(i, _)| *i == imm).map(|(_, n)| *n)
+    }
+
+    /// Writes the table into the guard's state (as the loader does).
+    pub fn write_into(&self, st: &mut fsguard_state) {
+        st.reader_calls = [0; FSGUARD_READER_CALLS as usize];
+        for (slot, (imm, _)) in st.reader_calls.iter_mut().zip(&self.calls) {
+            *slot = *imm;
+        }
+        st.reader_calls_count = self.calls.len() as u32;
+    }
+
+    /// Whether the guard's state holds exactly this table.
+    pub fn held_by(&self, st: &fsguard_state) -> bool {
+        let n = st.reader_calls_count as usize;
+        n == self.calls.len()
+            && n <= st.reader_calls.len()
+            && st.reader_calls[..n]
+                .iter()
+                .copied()
+                .collect::<HashSet<u32>>()
+                == self.calls.iter().map(|(i, _)| *i).collect()
+    }
+}
+
+/// What makes program `fd` one that level 2 refuses, if anything: a type that runs in other
+/// processes' context, or a call to a reader helper. Its instructions as verified
+/// (BPF_OBJ_GET_INFO_BY_FD's xlated_prog_insns keep the calls' immediates for a caller who may
+/// see kernel addresses; a zeroed one can't be told, and counts).
+pub fn why_refused_at_2(fd: &OwnedFd, calls: &ReaderCalls) -> std::io::Result<Option<String>> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct ProgInfo {
+        kind: u32,
+        id: u32,
+        tag: [u8; 8],
+        jited_prog_len: u32,
+        xlated_prog_len: u32,
+        jited_prog_insns: u64,
+        xlated_prog_insns: u64,
+    }
+    let get = |info: &mut ProgInfo| {
+        let mut attr = crate::integrity::InfoAttr {
+            bpf_fd: fd.as_raw_fd() as u32,
+            info_len: std::mem::size_of::<ProgInfo>() as u32,
+            info: info as *mut ProgInfo as u64,
+        };
+        crate::batch::bpf(crate::integrity::BPF_OBJ_GET_INFO_BY_FD, &mut attr)
+    };
+    let mut info = ProgInfo::default();
+    get(&mut info)?;
+    if let Some(kind) = others_context_kind(info.kind) {
+        return Ok(Some(format!("is a {kind} program")));
+    }
+    let mut insns = vec![0u64; info.xlated_prog_len as usize / 8];
+    let wanted = info.xlated_prog_len;
+    info = ProgInfo {
+        xlated_prog_len: wanted,
+        xlated_prog_insns: insns.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    get(&mut info)?;
+    // A program is immutable once loaded: a length that changed is not the kernel's answer.
+    if info.xlated_prog_len != wanted {
+        return Err(std::io::Error::from_raw_os_error(libc::EIO));
+    }
+    for insn in insns {
+        let (code, src, imm) = (insn & 0xff, (insn >> 12) & 0xf, (insn >> 32) as u32);
+        if code != 0x85 || src != 0 {
+            continue;
+        }
+        if imm == 0 {
+            return Ok(Some(
+                "calls helpers this process may not see (kernel.kptr_restrict)".into(),
+            ));
+        }
+        if let Some(name) = calls.name_of(imm) {
+            return Ok(Some(format!("calls {name}")));
+        }
+    }
+    Ok(None)
+}
+
+/// The name of a program type that runs in other processes' context (level 2 loads none).
+fn others_context_kind(kind: u32) -> Option<&'static str> {
+    Some(match kind {
+        2 => "kprobe",
+        5 => "tracepoint",
+        7 => "perf event",
+        17 => "raw tracepoint",
+        24 => "writable raw tracepoint",
+        26 => "tracing (fentry/fexit)",
+        28 => "extension",
+        29 => "LSM",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LISTING: &str = "\
+ffffffff81200000 T __bpf_call_base
+ffffffff81200100 T bpf_probe_read_user
+ffffffff81200200 T bpf_probe_read_kernel
+ffffffff811fff00 t bpf_get_current_task
+ffffffff81200300 T bpf_probe_read_user_str
+ffffffff81200400 t bpf_snprintf\t[some_module]
+ffffffff81200500 T not_a_reader
+";
+
+    #[test]
+    fn immediates_are_offsets_from_the_call_base() {
+        let c = ReaderCalls::parse(LISTING).unwrap();
+        assert_eq!(c.name_of(0x100), Some("bpf_probe_read_user"));
+        assert_eq!(c.name_of(0x200), Some("bpf_probe_read_kernel"));
+        assert_eq!(c.name_of(0x300), Some("bpf_probe_read_user_str"));
+        assert_eq!(c.name_of((-0x100i32) as u32), Some("bpf_get_current_task"));
+        // A module's symbol of the same name is not the helper; other functions aren't readers.
+        assert_eq!(c.name_of(0x400), None);
+        assert_eq!(c.name_of(0x500), None);
+    }
+
+    #[test]
+    fn hidden_or_partial_listings_are_refused() {
+        let hidden = LISTING.replace("ffffffff812", "000000000");
+        assert!(ReaderCalls::parse(&hidden).unwrap_err().contains("hidden"));
+        let no_base = LISTING.replace("__bpf_call_base", "x");
+        assert!(ReaderCalls::parse(&no_base)
+            .unwrap_err()
+            .contains("__bpf_call_base"));
+        let no_read = LISTING.replace("bpf_probe_read_kernel", "x");
+        assert!(ReaderCalls::parse(&no_read)
+            .unwrap_err()
+            .contains("bpf_probe_read_kernel"));
+        let far = LISTING.replace("ffffffff81200100", "fffffffe81200100");
+        assert!(ReaderCalls::parse(&far).unwrap_err().contains("reach"));
+    }
+
+    /// Loads a socket filter (BPF_PROG_TYPE_SOCKET_FILTER) of `insns`.
+    fn load_socket_filter(insns: &[u64]) -> OwnedFd {
+        let license = c"GPL";
+        let mut attr = [0u64; 6];
+        attr[0] = 1 | ((insns.len() as u64) << 32);
+        attr[1] = insns.as_ptr() as u64;
+        attr[2] = license.as_ptr() as u64;
+        let fd = crate::batch::bpf(5, &mut attr)
+            .expect("load a socket filter (the tests run as root, where the kernel allows it)");
+        crate::integrity::owned(fd)
+    }
+
+    /// The table against this machine's kernel, its verifier and its xlated dump (no LSM
+    /// needed: socket filters load on the host).
+    #[test]
+    fn the_running_kernel_names_a_reader_call_and_no_other() {
+        let calls = ReaderCalls::from_kallsyms().expect("read /proc/kallsyms as root");
+        // r1 = r10 - 8; r2 = 8; r3 = 0; call bpf_probe_read_user; r0 = 0; exit
+        let reader = load_socket_filter(&[
+            0xa1bf,
+            0xffff_fff8_0000_0107,
+            0x8_0000_02b7,
+            0x3b7,
+            0x70_0000_0085,
+            0xb7,
+            0x95,
+        ]);
+        // call bpf_ktime_get_ns; r0 = 0; exit
+        let clock = load_socket_filter(&[0x5_0000_0085, 0xb7, 0x95]);
+        assert_eq!(
+            why_refused_at_2(&reader, &calls).unwrap().as_deref(),
+            Some("calls bpf_probe_read_user")
+        );
+        assert_eq!(why_refused_at_2(&clock, &calls).unwrap(), None);
+    }
+
+    #[test]
+    fn the_state_holds_the_table_in_any_order() {
+        let c = ReaderCalls::parse(LISTING).unwrap();
+        let mut st = fsguard_state::default();
+        assert!(!c.held_by(&st));
+        c.write_into(&mut st);
+        assert_eq!(st.reader_calls_count, 4);
+        assert!(c.held_by(&st));
+        st.reader_calls.swap(0, 3);
+        assert!(c.held_by(&st));
+        st.reader_calls[1] = 0x999;
+        assert!(!c.held_by(&st));
+    }
+}
