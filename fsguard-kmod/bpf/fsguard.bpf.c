@@ -1294,6 +1294,7 @@ static __always_inline int decide_kcore(struct file *file, struct inode *inode)
 
 /* Defined with the guard's own rules below. */
 static __always_inline bool is_guard_map(struct bpf_map *map);
+static __always_inline bool is_frozen(void *map);
 static __always_inline bool guard_sealed(void);
 static __always_inline bool guard_shaped(struct bpf_map *m);
 static __always_inline int refuse_guard_op(__u32 op);
@@ -1863,7 +1864,8 @@ static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd
 
 	if (cmd != 0x4C00 && cmd != 0x4C06 && cmd != 0x4C0A)
 		return 0;
-	if (level < FSGUARD_LEVEL_SEALED)
+	/* From the freeze on (a raise above 0 looks at the bindings after it, then raises). */
+	if (level < FSGUARD_LEVEL_SEALED && !is_frozen(&config))
 		return 0;
 	if (cmd == 0x4C0A) {
 		refuse(NULL, lo->f_path.dentry, 0, FSGUARD_OP_WRITE, FSGUARD_RULE_UNCHECKABLE,
@@ -2552,8 +2554,15 @@ static __always_inline bool uses_guard_map(struct bpf_prog *prog)
 
 /* Instructions read at a time when a program's calls are looked at. */
 #define READER_SCAN_CHUNK 16
-/* BPF_JMP | BPF_CALL: a call; source register 0: a helper's (not a subprogram's or kfunc's). */
+/* BPF_JMP | BPF_CALL: a call; source register 0: a helper's, 2: a kernel function's (kfunc),
+ * 1: a subprogram's. */
 #define BPF_CALL_INSN 0x85
+#define BPF_KFUNC_CALL_SRC 2
+/* A load's class, and the modes of plain loads (BPF_MEM, and sign-extending BPF_MEMSX since
+ * 6.6): any other mode of a verified load is a probing one (BPF_PROBE_MEM...). */
+#define BPF_LDX_CLASS 0x01
+#define BPF_MEM_MODE 0x60
+#define BPF_MEMSX_MODE 0x80
 
 struct reader_scan {
 	const struct bpf_insn *insns;
@@ -2587,9 +2596,23 @@ static long scan_reader_calls(__u32 chunk, void *ctx)
 	}
 	for (j = 0; j < READER_SCAN_CHUNK && j < n; j++) {
 		__u64 insn = buf[j];
-		__u32 imm = (__u32)(insn >> 32);
+		__u32 imm = (__u32)(insn >> 32), code = insn & 0xff, src = (insn >> 12) & 0xf;
 
-		if ((insn & 0xff) != BPF_CALL_INSN || ((insn >> 12) & 0xf) != 0)
+		/* A load the verifier made a probing one: through a BTF pointer (a kernel
+		 * structure reached from a kfunc, a typed ksym, a helper's or the context's). */
+		if ((code & 0x07) == BPF_LDX_CLASS && (code & 0xe0) != BPF_MEM_MODE &&
+		    (code & 0xe0) != BPF_MEMSX_MODE) {
+			s->found = true;
+			return 1;
+		}
+		if (code != BPF_CALL_INSN)
+			continue;
+		/* A kernel function's call (kfunc): some read any memory they are given. */
+		if (src == BPF_KFUNC_CALL_SRC) {
+			s->found = true;
+			return 1;
+		}
+		if (src != 0)
 			continue;
 		for (k = 0; k < FSGUARD_READER_CALLS && k < st->reader_calls_count; k++) {
 			if (st->reader_calls[k] == imm) {
@@ -2602,11 +2625,12 @@ static long scan_reader_calls(__u32 chunk, void *ctx)
 }
 
 /*
- * Whether verified program `prog` calls a reader helper (state.reader_calls): one that
- * reads memory it is pointed at, a capsule process's included when the program runs in its
- * context (a cgroup device program does, for every process that opens a device). The kernel
- * gives these to any program type once its loader has CAP_PERFMON. A table not known, or
- * instructions that can't be read, count as yes (fail closed).
+ * Whether verified program `prog` reads memory beyond its context, maps and stack: it calls
+ * a reader helper (state.reader_calls: one that reads memory it is pointed at, a capsule
+ * process's included when the program runs in its context, as a cgroup device program does
+ * for every process that opens a device; the kernel gives these to any program type once its
+ * loader has CAP_PERFMON), a kernel function (kfunc), or loads through a BTF pointer. A table
+ * not known, or instructions that can't be read, count as yes (fail closed).
  */
 static __always_inline bool calls_reader(struct bpf_prog *prog)
 {
@@ -2618,11 +2642,22 @@ static __always_inline bool calls_reader(struct bpf_prog *prog)
 	if (!st || !st->reader_calls_count)
 		return true;
 	scan.len = BPF_CORE_READ(prog, len);
+	if (!scan.len)
+		return true; /* not read: no program is empty */
 	scan.insns = (void *)prog + bpf_core_field_offset(struct bpf_prog, insnsi);
 	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
 	if ((int)bpf_loop(scan.len / READER_SCAN_CHUNK + 1, scan_reader_calls, &scan, 0) < 0)
 		return true;
 	return scan.found;
+}
+
+/* Level 2's rule on programs holds below 2 too (FSGUARD_REQ_LOCK_PROGRAMS); unknown: yes. */
+static __always_inline bool programs_locked(void)
+{
+	__u32 zero = 0;
+	struct fsguard_state *st = bpf_map_lookup_elem(&state, &zero);
+
+	return !st || st->programs_locked;
 }
 
 /* A program of a type that runs in other processes' context (what level 2 refuses to load,
@@ -2644,8 +2679,9 @@ static __always_inline bool runs_in_others_context(struct bpf_prog *prog)
  * 0 on: any descriptor of a program that uses a map of the guard, the guard's own programs
  * included (they would be the target of an extension later, see fsguard_bpf) and programs
  * that would write its maps. The guard's loader makes its programs' descriptors before any
- * of them is attached. At level 2: a program that runs in other processes' context or calls
- * a reader helper. A load ends in this hook with the program as verified (its descriptor is
+ * of them is attached. At level 2 (or once a raise to 2 has locked programs): a program
+ * that runs in other processes' context or reads memory beyond its own (calls_reader). A
+ * load ends in this hook with the program as verified (its descriptor is
  * the last thing made), so what is looked at is what would run; refused, it is freed.
  */
 SEC("lsm/bpf_prog")
@@ -2661,7 +2697,8 @@ int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_GUARD,
 			      current_level(), current_fsuid());
 	level = current_level();
-	if (level >= FSGUARD_LEVEL_LOCKED && (runs_in_others_context(prog) || calls_reader(prog)))
+	if ((level >= FSGUARD_LEVEL_LOCKED || programs_locked()) &&
+	    (runs_in_others_context(prog) || calls_reader(prog)))
 		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_LOCKED, level,
 			      current_fsuid());
 	return 0;
@@ -3043,6 +3080,9 @@ static __always_inline int apply_request(struct fsguard_request *r, struct fsgua
 	}
 	case FSGUARD_REQ_LEVEL:
 		return apply_level(r->level, st);
+	case FSGUARD_REQ_LOCK_PROGRAMS:
+		st->programs_locked = 1;
+		return true;
 	/* Directories and devices shared by several capsules keep the first one's slot: they
 	 * are protected either way (a different slot takes nothing away). */
 	case FSGUARD_REQ_ANCESTOR:

@@ -675,6 +675,29 @@ pub fn loops_backed_by(inodes: &[Protected]) -> Vec<String> {
     out
 }
 
+/// Each bound loop device by name, with the keys its backing file could be protected
+/// through: its own inode and the directory the path the kernel shows names it in. None when
+/// that can't be told (no node to ask, or the path no longer names the file: deleted,
+/// renamed).
+pub fn loop_backing_keys() -> Vec<(String, Option<Vec<fsguard_inode_key>>)> {
+    bound_loops()
+        .into_iter()
+        .map(|(_, name, backing)| {
+            let keys = loop_backing(&name).and_then(|(dev, ino, _)| {
+                let file = fsguard_inode_key {
+                    dev: u64::from(kernel_dev_from_user(dev)?),
+                    ino,
+                };
+                let path = Path::new(&backing);
+                let shown = fsguard_inode_key::of_path(path).ok()?;
+                let dir = fsguard_inode_key::of_path(path.parent()?).ok()?;
+                (shown.dev == file.dev && shown.ino == file.ino).then_some(vec![file, dir])
+            });
+            (name.to_string_lossy().into_owned(), keys)
+        })
+        .collect()
+}
+
 /// Every bound loop device: its /sys/block directory, its name, and its backing file's path
 /// as the kernel shows it (sysfs `loop/backing_file`, which only a bound loop device has).
 fn bound_loops() -> Vec<(PathBuf, std::ffi::OsString, String)> {

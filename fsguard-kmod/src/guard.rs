@@ -28,7 +28,7 @@ use crate::shared::{
     FSGUARD_FS_MARK_VALID, FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES,
     FSGUARD_MAX_REQUESTS, FSGUARD_MAX_RESULTS, FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR,
     FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP, FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE,
-    FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_PIN_PATH,
+    FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_LOCK_PROGRAMS, FSGUARD_REQ_PIN_PATH,
 };
 use crate::{objects, Error, Result};
 
@@ -170,6 +170,51 @@ pub struct Guard {
     results: aya::maps::HashMap<MapData, u64, fsguard_result>,
     capsules_view: Array<MapData, fsguard_capsule>,
     stats: PerCpuArray<MapData, fsguard_stats>,
+}
+
+/// The bound loop devices whose backing file the guard protects (in `inodes`: its own entry,
+/// or its directory's) or whose backing file can't be told: a loop device writes its backing
+/// file with no hook of its own (direct I/O, discards). Without `inodes` (a raise refused
+/// earlier froze it), every bound loop device counts.
+fn loops_on_protected(inodes: Option<&std::os::fd::OwnedFd>) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (name, keys) in crate::enforce::loop_backing_keys() {
+        let Some(inodes) = inodes else {
+            found.push(format!(
+                "loop device {name} is bound to a file that can't be looked up in the guard's \
+                 entries since a refused raise froze them; detach it (losetup -d /dev/{name}) \
+                 or bind it again once the level is raised"
+            ));
+            continue;
+        };
+        let Some(keys) = keys else {
+            found.push(format!(
+                "loop device {name} is bound to a file that can't be told (deleted, renamed, \
+                 or no /dev/{name} to ask); it could be a protected one"
+            ));
+            continue;
+        };
+        for key in keys {
+            let mut value = crate::shared::fsguard_inode_value::default();
+            match crate::integrity::lookup(inodes, &key, &mut value) {
+                Ok(false) => {}
+                Ok(true) => {
+                    found.push(format!(
+                        "loop device {name} is bound to a file the guard protects, which it \
+                         would keep writing past every check (losetup -d /dev/{name})"
+                    ));
+                    break;
+                }
+                Err(e) => {
+                    return Err(Error::Integrity {
+                        what: format!("look up the backing file of loop device {name}"),
+                        source: e,
+                    })
+                }
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// A random number, never 0 (a tag of 0 is no tag).
@@ -721,7 +766,10 @@ impl Guard {
         // hands them out, frozen maps (from then on the guard refuses new holds on itself),
         // then nothing from before may still hold them or stand before them. A raise from 1
         // needs no scan: since the freeze the guard has refused every hold the scan looks
-        // for (and the one from 0 found none).
+        // for (and the one from 0 found none). Nor may a loop device bound at 0 keep writing
+        // a protected file: looked for after the freeze, from which on the guard refuses such
+        // a binding. `inodes` is opened while the guard still hands it out (not after a
+        // raise that was refused, which froze it).
         if level >= crate::shared::FSGUARD_LEVEL_SEALED
             && current == crate::shared::FSGUARD_LEVEL_MAINTENANCE
         {
@@ -729,17 +777,36 @@ impl Guard {
             // (root may swap pins at level 0).
             self.genuine_progs()?;
             let ids = crate::integrity::GuardIds::collect(&self.dir)?;
+            let protected = match crate::batch::open_pinned_map_ro(&self.dir.join("inodes")) {
+                Ok(fd) => Some(fd),
+                Err(Error::Pin { source, .. }) if source.raw_os_error() == Some(libc::EPERM) => {
+                    None
+                }
+                Err(e) => return Err(e),
+            };
             crate::integrity::ToFreeze::open(&self.dir)?.freeze()?;
-            let holds = crate::integrity::foreign_holds(&ids)?;
+            let mut holds = crate::integrity::foreign_holds(&ids)?;
+            holds.extend(loops_on_protected(protected.as_ref())?);
             if !holds.is_empty() {
                 return Err(Error::NotAlone { holds });
             }
             stop_process_accounting()?;
         }
         // To 2: nothing level 2 would refuse may be there already (its state frozen now, so
-        // the table the guard judges by is the one looked at). What is made while the raise
-        // is under way, callers look for after it (refused_at_2 again).
+        // the table the guard judges by is the one looked at). First as this process sees
+        // the programs (naming what it finds, changing nothing); then with level 2's rule on
+        // programs switched on, so that none is made after the look and the kernel's own
+        // verdict counts (a load through a BTF pointer shows only to the guard). Refused
+        // after that, the rule stays on.
         if level >= FSGUARD_LEVEL_LOCKED && current < FSGUARD_LEVEL_LOCKED {
+            let found = self.refused_at_2()?;
+            if !found.is_empty() {
+                return Err(Error::NotAlone { holds: found });
+            }
+            self.submit(&[fsguard_request {
+                kind: FSGUARD_REQ_LOCK_PROGRAMS,
+                ..Default::default()
+            }])?;
             let found = self.refused_at_2()?;
             if !found.is_empty() {
                 return Err(Error::NotAlone { holds: found });

@@ -83,6 +83,21 @@ struct ElemAttr {
     flags: u64,
 }
 
+/// Looks `key` up in map `fd` into `value`: false when it is not there (ENOENT).
+pub(crate) fn lookup<K, V>(fd: &OwnedFd, key: &K, value: &mut V) -> std::io::Result<bool> {
+    let mut attr = ElemAttr {
+        map_fd: fd.as_raw_fd() as u32,
+        key: key as *const K as u64,
+        value: value as *mut V as u64,
+        ..Default::default()
+    };
+    match bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) {
+        Ok(_) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The first words of bpf_map_info, bpf_link_info (type, id, prog_id) and bpf_prog_info.
 #[repr(C)]
 #[derive(Default)]
@@ -578,7 +593,8 @@ pub fn refused_at_2(
         match fd_by_id(BPF_PROG_GET_FD_BY_ID, BPF_PROG_GET_NEXT_ID, id) {
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => found.push(format!(
                 "BPF program {id} is one the guard hands no descriptor of (it uses the \
-                 guard's maps, or reads other processes' memory)"
+                 guard's maps, or reads memory level 2 refuses: through a reader helper, a \
+                 kernel function or a BTF pointer)"
             )),
             Err(e) => {
                 return Err(Error::Integrity {

@@ -36,6 +36,9 @@ pub const READER_HELPERS: &[&str] = &[
     "bpf_snprintf_btf",
     "bpf_trace_printk",
     "bpf_trace_vprintk",
+    // A per-CPU kernel variable named by a typed ksym (a run queue, and its tasks).
+    "bpf_per_cpu_ptr",
+    "bpf_this_cpu_ptr",
 ];
 
 /// Present in every kernel the guard runs on (5.5 and later): a table without them was not
@@ -135,8 +138,10 @@ impl ReaderCalls {
     }
 }
 
-/// What makes program `fd` one that level 2 refuses, if anything: a type that runs in other
-/// processes' context, or a call to a reader helper. Its instructions as verified
+/// What makes program `fd` one that level 2 refuses, if anything, as far as its instructions
+/// tell: a type that runs in other processes' context, a call to a reader helper or to a
+/// kernel function (kfunc). (Loads through a BTF pointer show only to the guard: the dump
+/// gives them as plain loads.) Its instructions as verified
 /// (BPF_OBJ_GET_INFO_BY_FD's xlated_prog_insns keep the calls' immediates for a caller who may
 /// see kernel addresses; a zeroed one can't be told, and counts).
 pub fn why_refused_at_2(fd: &OwnedFd, calls: &ReaderCalls) -> std::io::Result<Option<String>> {
@@ -176,9 +181,20 @@ pub fn why_refused_at_2(fd: &OwnedFd, calls: &ReaderCalls) -> std::io::Result<Op
     if info.xlated_prog_len != wanted {
         return Err(std::io::Error::from_raw_os_error(libc::EIO));
     }
+    // The kernel withholds a blinded program's instructions from a caller who may not see
+    // kernel addresses (it zeroes the pointer): what isn't shown can't be let be.
+    if wanted > 0 && info.xlated_prog_insns == 0 {
+        return Ok(Some("has instructions this process may not see".into()));
+    }
     for insn in insns {
         let (code, src, imm) = (insn & 0xff, (insn >> 12) & 0xf, (insn >> 32) as u32);
-        if code != 0x85 || src != 0 {
+        if code != 0x85 {
+            continue;
+        }
+        if src == 2 {
+            return Ok(Some("calls a kernel function (kfunc)".into()));
+        }
+        if src != 0 {
             continue;
         }
         if imm == 0 {
@@ -284,6 +300,34 @@ ffffffff81200500 T not_a_reader
             Some("calls bpf_probe_read_user")
         );
         assert_eq!(why_refused_at_2(&clock, &calls).unwrap(), None);
+    }
+
+    /// A kernel function's call (kfunc) is told, whatever it reads: this host's kernel (newer
+    /// than 6.1) gives every program type bpf_rcu_read_lock/unlock, and kfuncs beside them
+    /// that read any address (bpf_rdonly_cast, inlined into plain loads).
+    #[test]
+    fn the_running_kernel_names_a_kfunc_call() {
+        use aya_obj::btf::{Btf, BtfKind};
+        let calls = ReaderCalls::from_kallsyms().expect("read /proc/kallsyms as root");
+        let btf = Btf::from_sys_fs().expect("this kernel's BTF");
+        let id = |name| {
+            u64::from(
+                btf.id_by_type_name_kind(name, BtfKind::Func)
+                    .expect("a kfunc of this kernel"),
+            )
+        };
+        // call bpf_rcu_read_lock (kfunc: src_reg 2, imm its BTF id); call bpf_rcu_read_unlock;
+        // r0 = 0; exit
+        let kfunc = load_socket_filter(&[
+            0x2085 | (id("bpf_rcu_read_lock") << 32),
+            0x2085 | (id("bpf_rcu_read_unlock") << 32),
+            0xb7,
+            0x95,
+        ]);
+        assert_eq!(
+            why_refused_at_2(&kfunc, &calls).unwrap().as_deref(),
+            Some("calls a kernel function (kfunc)")
+        );
     }
 
     #[test]

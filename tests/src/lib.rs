@@ -92,6 +92,32 @@ pub fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
     }
 }
 
+/// A socket filter's instructions that read 8 bytes of whichever process it runs for: r1 =
+/// r10 - 8; r2 = 8; r3 = 0; call bpf_probe_read_user (112); r0 = 0; exit.
+pub const READER_PROGRAM: [u64; 7] = [
+    0x0000_0000_0000_a1bf,
+    0xffff_fff8_0000_0107,
+    0x0000_0008_0000_02b7,
+    0x0000_0000_0000_03b7,
+    0x0000_0070_0000_0085,
+    0x0000_0000_0000_00b7,
+    0x0000_0000_0000_0095,
+];
+
+/// BPF_PROG_LOAD of a GPL program of type `kind` (BPF_PROG_TYPE_*) made of `insns`: its
+/// descriptor, or the errno.
+pub fn load_program(kind: u64, insns: &[u64]) -> Result<i64, i32> {
+    let license = c"GPL";
+    bpf(
+        5,
+        &[
+            kind | ((insns.len() as u64) << 32),
+            insns.as_ptr() as u64,
+            license.as_ptr() as u64,
+        ],
+    )
+}
+
 /// [`bpf`] with the caller's image of `union bpf_attr` (its first `attr.len()` words, the
 /// rest zero), which the kernel may write back into (a batch's `count`).
 pub fn bpf_attr(cmd: i64, attr: &mut [u64]) -> Result<i64, i32> {

@@ -494,7 +494,7 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     }
     if !late.is_empty() {
         anyhow::bail!(
-            "every usable seal file is enforced ({summary}), but level 2 is NOT whole: made while it was being raised: {}",
+            "every usable seal file is enforced ({summary}), but the level is NOT whole: made while it was being raised: {}",
             late.join("; ")
         );
     }

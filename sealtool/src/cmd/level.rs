@@ -48,6 +48,8 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     let (mut guard, loaded_now) = Guard::open_or_load(requested)?;
     let from = guard.level()?;
     guard.raise_level(requested)?;
+    // Made while the raise was under way: what the raise refuses when it is there before.
+    let mut late = Vec::new();
     if from == fsguard::shared::FSGUARD_LEVEL_MAINTENANCE && requested > from {
         println!("process accounting switched off in every pid namespace, if it was on (the kernel writes its file without any check); `accton FILE` switches it on again");
     }
@@ -62,8 +64,6 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
         Some(Err(_)) => println!("fsguard loaded at level {requested}"),
         None => println!("level {requested}"),
     }
-    // Made while the raise was under way: what the raise refuses when it is there before.
-    let mut late = Vec::new();
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
         // Each lock is tried whatever the other did.
         let kernel = lock_kernel();
@@ -77,7 +77,7 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     recorded?;
     if !late.is_empty() {
         println!(
-            "level 2 is NOT whole: made while it was being raised: {}",
+            "level {requested} is NOT whole: made while it was being raised: {}",
             late.join("; ")
         );
         return Ok(EXIT_NOT_ENFORCED);

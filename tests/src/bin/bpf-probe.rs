@@ -70,6 +70,9 @@
 //!   load-reader socket|cgroup-device
 //!                         BPF_PROG_LOAD of a socket filter or cgroup device program that
 //!                         calls bpf_probe_read_user (judged)
+//!   load-btf-reader       BPF_PROG_LOAD of a cgroup skb program that reads a socket's
+//!                         tcp_sock through a BTF pointer (bpf_skc_to_tcp_sock, then a load
+//!                         the verifier makes a probing one) (judged)
 //!   load-filter           BPF_PROG_LOAD of a socket filter that calls bpf_ktime_get_ns, a
 //!                         helper that reads nothing (judged)
 //!   hold-reader           loads the socket filter of load-reader, prints `allowed ID` (its
@@ -84,7 +87,7 @@
 use std::ffi::CString;
 use std::process::ExitCode;
 
-use capsule_tests::bpf;
+use capsule_tests::{bpf, load_program, READER_PROGRAM as READER};
 
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
@@ -134,7 +137,7 @@ struct State {
     rejected: u64,
     reader_calls_count: u32,
     reader_calls: [u32; 24],
-    reserved: u32,
+    programs_locked: u32,
 }
 
 fn obj_get(path: &str, flags: u32) -> Result<i64, i32> {
@@ -380,15 +383,17 @@ const BPF_PROG_TYPE_SOCKET_FILTER: u64 = 1;
 const BPF_PROG_TYPE_CGROUP_DEVICE: u64 = 15;
 const BPF_OBJ_GET_INFO_BY_FD: i64 = 15;
 
-/// r1 = r10 - 8; r2 = 8; r3 = 0; call bpf_probe_read_user (112); r0 = 0; exit: reads 8
-/// bytes at user address 0 of whichever process it runs for.
-const READER: [u64; 7] = [
-    0x0000_0000_0000_a1bf,
-    0xffff_fff8_0000_0107,
-    0x0000_0008_0000_02b7,
-    0x0000_0000_0000_03b7,
-    0x0000_0070_0000_0085,
-    0x0000_0000_0000_00b7,
+const BPF_PROG_TYPE_CGROUP_SKB: u64 = 8;
+/// r1 = skb->sk (struct __sk_buff, offset 168); if r1 == 0 goto out; r0 =
+/// bpf_skc_to_tcp_sock(r1) (137); if r0 == 0 goto out; r0 = *(u32 *)(r0 + 0) (through the BTF
+/// pointer); out: r0 = 1; exit.
+const BTF_READER: [u64; 7] = [
+    0x0000_0000_00a8_1179,
+    0x0000_0000_0003_0115,
+    0x0000_0089_0000_0085,
+    0x0000_0000_0001_0015,
+    0x0000_0000_0000_0061,
+    0x0000_0001_0000_00b7,
     0x0000_0000_0000_0095,
 ];
 /// call bpf_ktime_get_ns (5); r0 = 0; exit.
@@ -397,18 +402,6 @@ const CLOCK_READER: [u64; 3] = [
     0x0000_0000_0000_00b7,
     0x0000_0000_0000_0095,
 ];
-
-fn load_program(kind: u64, insns: &[u64]) -> Result<i64, i32> {
-    let license = c"GPL";
-    bpf(
-        BPF_PROG_LOAD,
-        &[
-            kind | ((insns.len() as u64) << 32),
-            insns.as_ptr() as u64,
-            license.as_ptr() as u64,
-        ],
-    )
-}
 
 /// Loads the reader socket filter and keeps it until killed (prints `allowed ID`).
 fn hold_reader() -> ExitCode {
@@ -985,6 +978,7 @@ fn main() -> ExitCode {
             judged(load_program(BPF_PROG_TYPE_CGROUP_DEVICE, &READER))
         }
         ["load-filter"] => judged(load_program(BPF_PROG_TYPE_SOCKET_FILTER, &CLOCK_READER)),
+        ["load-btf-reader"] => judged(load_program(BPF_PROG_TYPE_CGROUP_SKB, &BTF_READER)),
         ["hold-reader"] => hold_reader(),
         ["perf-open"] => perf_open(),
         ["sg-io", dev] => sg_io(dev),

@@ -57,6 +57,15 @@
 //!                         CMD left and the guard has not applied yet, through a write-only
 //!                         descriptor, then lets CMD go on (`none`: writes nothing, the
 //!                         control); prints `replaced N`, CMD's output, exits with its status
+//!   during-raise N none|reader|loop PATH -- CMD...
+//!                         runs CMD (`sealtool level L`) traced; as it writes its N-th batch
+//!                         of requests (BPF_MAP_UPDATE_BATCH's entry; the first comes after
+//!                         the raise's checks; a raise to 2 locks programs, then raises),
+//!                         loads a socket filter calling bpf_probe_read_user and holds it
+//!                         until CMD has exited (`reader`; prints `loaded (descriptor N)`), binds a loop
+//!                         device to PATH (`loop`; prints `bound loopN`), or makes nothing
+//!                         (`none`, the control; prints `nothing made`); CMD's output; exits
+//!                         with its status
 //!   impostor DIR MAPS [own-lsm] -- CMD...
 //!                         an impostor's pins at DIR, seen only by CMD: takes the guard's pinned
 //!                         links from DIR (and, MAPS `real`, its maps read-write, which only
@@ -924,7 +933,6 @@ fn overwrite_pending(
 
 /// Runs `cmd` traced and overwrites requests it left (see `replace-requests`).
 fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str]) -> ExitCode {
-    use std::os::unix::process::CommandExt;
     let setup = |what: String| Outcome::Error(format!("setup: {what}")).exit();
     let Ok(slot) = slot.parse::<u32>() else {
         return setup("SLOT is a number".into());
@@ -943,6 +951,46 @@ fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str])
     let Some((program, args)) = cmd.split_first() else {
         return setup("no CMD".into());
     };
+    let stop = |pid: libc::pid_t, regs: &libc::user_regs_struct| {
+        if regs.orig_rax != libc::SYS_bpf as u64 || regs.rdi != 26 || regs.rax != 0 {
+            return false;
+        }
+        // union bpf_attr's batch: `count` is the u32 at offset 32.
+        // SAFETY: a read of the stopped tracee's memory at the address it passed to bpf(2).
+        let word = unsafe { libc::ptrace(libc::PTRACE_PEEKDATA, pid, regs.rsi + 32, 0) };
+        (word as u64 & 0xffff_ffff) >= 1000
+    };
+    let act = || {
+        if mode == "claims" {
+            overwrite_pending(&requests, &state, &claims)
+        } else {
+            Ok(0)
+        }
+    };
+    let (outcome, code) = match traced(program, args, false, stop, act) {
+        Ok(r) => r,
+        Err(e) => return setup(e),
+    };
+    match outcome {
+        Some(Ok(n)) => println!("replaced {n}"),
+        Some(Err(e)) => println!("error: {e}"),
+        None => println!("error: CMD left no batch of 1,000 requests"),
+    }
+    ExitCode::from(code)
+}
+
+/// Runs `program` with `args` traced; at the exit (or the entry, `at_entry`) of its first
+/// system call that `stop` picks (given the tracee's pid and registers), runs `act`, lets it
+/// go on untraced, and waits for it. `act`'s result (None: no such call) and the program's
+/// exit code (128 + signal).
+fn traced<R>(
+    program: &str,
+    args: &[&str],
+    at_entry: bool,
+    stop: impl Fn(libc::pid_t, &libc::user_regs_struct) -> bool,
+    act: impl FnOnce() -> R,
+) -> Result<(Option<R>, u8), String> {
+    use std::os::unix::process::CommandExt;
     let mut child = std::process::Command::new(program);
     child.args(args);
     // SAFETY: between fork and exec the child only asks to be traced (an async-signal-safe
@@ -957,9 +1005,10 @@ fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str])
     }
     let pid = match child.spawn() {
         Ok(c) => c.id() as libc::pid_t,
-        Err(e) => return setup(format!("{program}: {e}")),
+        Err(e) => return Err(format!("{program}: {e}")),
     };
     let mut status = 0;
+    let mut act = Some(act);
     // SAFETY: plain system calls on the child this process traces; `regs` and `status` are
     // live locals the kernel writes into.
     let outcome = unsafe {
@@ -972,7 +1021,7 @@ fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str])
         );
         let mut in_call = false;
         let mut signal = 0;
-        let mut replaced = None;
+        let mut done = None;
         loop {
             libc::ptrace(libc::PTRACE_SYSCALL, pid, 0, signal);
             signal = 0;
@@ -987,34 +1036,20 @@ fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str])
                 continue;
             }
             in_call = !in_call;
-            if in_call {
+            if in_call != at_entry {
                 continue;
             }
             let mut regs: libc::user_regs_struct = std::mem::zeroed();
             libc::ptrace(libc::PTRACE_GETREGS, pid, 0, &mut regs);
-            if regs.orig_rax != libc::SYS_bpf as u64 || regs.rdi != 26 || regs.rax != 0 {
+            if !stop(pid, &regs) {
                 continue;
             }
-            // union bpf_attr's batch: `count` is the u32 at offset 32.
-            let word = libc::ptrace(libc::PTRACE_PEEKDATA, pid, regs.rsi + 32, 0);
-            if (word as u64 & 0xffff_ffff) < 1000 {
-                continue;
-            }
-            replaced = Some(if mode == "claims" {
-                overwrite_pending(&requests, &state, &claims)
-            } else {
-                Ok(0)
-            });
+            done = act.take().map(|f| f());
             libc::ptrace(libc::PTRACE_DETACH, pid, 0, 0);
             break;
         }
-        replaced
+        done
     };
-    match outcome {
-        Some(Ok(n)) => println!("replaced {n}"),
-        Some(Err(e)) => println!("error: {e}"),
-        None => println!("error: CMD left no batch of 1,000 requests"),
-    }
     // SAFETY: waits for the child, no longer traced.
     unsafe {
         if libc::WIFSTOPPED(status) {
@@ -1026,7 +1061,85 @@ fn replace_requests(dir: &str, slot: &str, tree: &str, mode: &str, cmd: &[&str])
     } else {
         128 + libc::WTERMSIG(status)
     };
-    ExitCode::from(code as u8)
+    Ok((outcome, code as u8))
+}
+
+/// What `during-raise` made while the raise was under way.
+enum Made {
+    Nothing,
+    /// A program calling bpf_probe_read_user, held until this process exits.
+    Reader(OwnedFd),
+    /// A loop device bound to the file, left bound.
+    Loop(String),
+}
+
+/// `during-raise N none|reader|loop PATH -- CMD`: runs CMD traced; as it writes its N-th
+/// batch of requests (at the entry of its N-th BPF_MAP_UPDATE_BATCH; `sealtool level` makes
+/// the first only after its checks), makes what MODE says: a socket filter that calls bpf_probe_read_user, held
+/// until CMD has exited (`reader`), a loop device bound to PATH (`loop`), or nothing (`none`,
+/// the control).
+fn during_raise(nth: &str, mode: &str, path: Option<&str>, cmd: &[&str]) -> ExitCode {
+    let (Some((program, args)), Ok(nth)) = (cmd.split_first(), nth.parse::<u32>()) else {
+        return Outcome::Error("setup: N is a number, CMD is given".into()).exit();
+    };
+    // At the call's entry: any bpf(2) call lets the guard apply pending requests first, so
+    // once a request is written the next call (the reader's load) would meet what it asks.
+    let seen = std::cell::Cell::new(0u32);
+    let stop = |_: libc::pid_t, regs: &libc::user_regs_struct| {
+        if regs.orig_rax != libc::SYS_bpf as u64 || regs.rdi != 26 {
+            return false;
+        }
+        seen.set(seen.get() + 1);
+        seen.get() == nth
+    };
+    let act = || -> Result<Made, String> {
+        match (mode, path) {
+            ("reader", None) => load_reader().map(Made::Reader),
+            ("loop", Some(p)) => bind_loop(p).map(Made::Loop),
+            _ => Ok(Made::Nothing),
+        }
+    };
+    let (outcome, code) = match traced(program, args, true, stop, act) {
+        Ok(r) => r,
+        Err(e) => return Outcome::Error(format!("setup: {e}")).exit(),
+    };
+    match &outcome {
+        // Its descriptor, held until now: the program lived until CMD exited.
+        Some(Ok(Made::Reader(fd))) => println!("loaded (descriptor {})", fd.as_raw_fd()),
+        Some(Ok(Made::Loop(name))) => println!("bound {name}"),
+        Some(Ok(Made::Nothing)) => println!("nothing made"),
+        Some(Err(e)) => println!("error: {e}"),
+        None => println!("error: CMD wrote no request"),
+    }
+    ExitCode::from(code)
+}
+
+/// Loads capsule_tests::READER_PROGRAM, a socket filter calling bpf_probe_read_user.
+fn load_reader() -> Result<OwnedFd, String> {
+    let fd =
+        capsule_tests::load_program(BPF_PROG_TYPE_SOCKET_FILTER, &capsule_tests::READER_PROGRAM)
+            .map_err(|e| format!("load the reader: errno {e}"))?;
+    // SAFETY: BPF_PROG_LOAD returned this new descriptor, owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// Binds a free loop device to `path` (opened read-write) with LOOP_SET_FD; its name.
+fn bind_loop(path: &str) -> Result<String, String> {
+    let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
+    let ctl = std::fs::File::open("/dev/loop-control").map_err(|e| err("/dev/loop-control", e))?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
+    if n < 0 {
+        return Err(err("LOOP_CTL_GET_FREE", std::io::Error::last_os_error()));
+    }
+    let open_rw = |p: &str| std::fs::OpenOptions::new().read(true).write(true).open(p);
+    let lo = open_rw(&format!("/dev/loop{n}")).map_err(|e| err("open the loop device", e))?;
+    let backing = open_rw(path).map_err(|e| err(path, e))?;
+    // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
+    if unsafe { libc::ioctl(lo.as_raw_fd(), 0x4C00, backing.as_raw_fd()) } < 0 {
+        return Err(err("LOOP_SET_FD", std::io::Error::last_os_error()));
+    }
+    Ok(format!("loop{n}"))
 }
 
 fn main() -> ExitCode {
@@ -1073,6 +1186,10 @@ fn main() -> ExitCode {
         ["replace-requests", dir, slot, tree, mode, "--", cmd @ ..] => {
             return replace_requests(dir, slot, tree, mode, cmd)
         }
+        ["during-raise", n, "loop", path, "--", cmd @ ..] => {
+            return during_raise(n, "loop", Some(path), cmd)
+        }
+        ["during-raise", n, mode, "--", cmd @ ..] => return during_raise(n, mode, None, cmd),
         _ => {
             println!("error: usage");
             return ExitCode::from(64);

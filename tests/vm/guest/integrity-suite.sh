@@ -9,7 +9,9 @@
 #             level 0 still reaches the guard (an iterator link over its config pinned; an LSM
 #             program before the guard's in inode_init_security; a process holding the config
 #             map, a guard program and an extension; one holding a readable descriptor of
-#             `requests`), and what that process holds is useless from the freeze on.
+#             `requests`; loop devices bound to protected files), and what that process
+#             holds is useless from the freeze on; from the freeze on no loop device is bound
+#             to a protected file, and one bound before can't be looked up (refused raise).
 #   level 1   no descriptor of a guard program, no program using a guard map, no write of the
 #             reports through a fresh descriptor, no iterator over a map's elements, no map of
 #             maps shaped for a guard map, no LSM program loaded or attached, no mount over
@@ -19,6 +21,9 @@
 #             a seal whose requests another process overwrote before the guard applied them
 #             (it traces sealtool to do it at the worst moment) says it is not enforced; each
 #             with a control.
+#   level 2   a program that reads other processes' memory, loaded while `sealtool level 2`
+#             is under way: between its looks at the programs (the raise is refused), and
+#             after them (programs are locked: the load is refused).
 #   identity  (at 0 and at 1) `sealtool status` vouches only for this build's guard as the
 #             kernel runs it: pins hidden by a mount say "hidden"; an impostor's pins (its
 #             own LSM program, or maps of its own beside the guard's links) are told apart.
@@ -171,10 +176,27 @@ expect "level 0: an fmod_ret program, loaded (control)" held "$(head -n1 /tmp/fm
 expect "level 0: an LSM program before the guard's in inode_init_security (control: allowed at 0)" \
     "attach-lsm allowed" "$(grep '^attach-lsm' /tmp/skip.out)"
 expect "level 0: the holder took the config map, a guard program and an extension" held "$(head -n1 /tmp/hold.out)"
+# Loop devices bound at level 0 (a loop device writes its backing file with no hook of its
+# own): to a sealed file, to the file svc made inside after its seal (protected through its
+# directory), and to a file of no capsule (the control, kept through the raise below).
+head -c 65536 /dev/zero >/tmp/free-loop.img
+[ -e /dev/loop-control ] || insmod /lib/modules/vm/loop.ko >>"$LOG" 2>&1
+bound() { r=$(bpf-probe loop-over "$1" 2>>"$LOG"); echo "${r#allowed }"; }
+lo_sealed=$(bound /jails/app/etc/app.conf)
+lo_made=$(bound /jails/svc/data/made)
+lo_free=$(bound /tmp/free-loop.img)
+expect "level 0: loop devices bound to a sealed file, a file made in svc, a free file (allowed at 0)" \
+    "loop loop loop" "${lo_sealed%%[0-9]*} ${lo_made%%[0-9]*} ${lo_free%%[0-9]*}"
 out=$(sealtool level 1 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "raise: sealtool level 1 fails while they stand" "exit 2" "exit $rc"
+contains "raise: the refusal names the loop device over a sealed file" "$out" "loop device $lo_sealed is bound to a file the guard protects"
+contains "raise: ... and the one over the file made in svc after its seal" "$out" "loop device $lo_made is bound to a file the guard protects"
+case "$out" in
+*"loop device $lo_free "*) bad "raise: a loop device over a file of no capsule is let be (control)" ;;
+*) ok "raise: a loop device over a file of no capsule is let be (control)" ;;
+esac
 contains "raise: the refusal names the iterator link" "$out" "iterates over the guard's map"
 contains "raise: the refusal names the LSM link" "$out" "to inode_init_security, before the guard's"
 contains "raise: the refusal names the holder" "$out" "process $holder"
@@ -197,10 +219,29 @@ expect "frozen: open the guard's config (from the freeze on, as at level 1)" ref
 exec 3>&- 5>&- 6>&- 7>&-
 wait "$holder" "$skipper" "$lsm_holder" "$rq_reader" "$rq_writer"
 rm -f /sys/fs/bpf/cfg-iter /sys/fs/bpf/outer-rq
+losetup -d /dev/$lo_sealed >>"$LOG" 2>&1
+losetup -d /dev/$lo_made >>"$LOG" 2>&1
+# The refused raise froze the guard's maps: from then on a loop device is bound to a file
+# only where the guard lets it, and one bound before can't be looked up any more.
 out=$(sealtool level 1 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
-expect "raise: sealtool level 1 once the holder is gone" "exit 0" "exit $rc"
+expect "raise: refused again while any loop device is bound (none can be looked up once frozen)" "exit 2" "exit $rc"
+contains "raise: ... naming it" "$out" "loop device $lo_free is bound to a file that can't be looked up"
+losetup -d /dev/$lo_free >>"$LOG" 2>&1
+got=$(bpf-probe loop-over /jails/app/etc/app.conf 2>>"$LOG")
+expect "frozen: bind a loop device to a sealed file" refused "$got"
+got=$(bpf-probe loop-over /tmp/free-loop.img 2>>"$LOG")
+expect "frozen: bind one to a file of no capsule (control)" allowed "${got%% *}"
+[ "${got%% *}" = allowed ] && losetup -d "/dev/${got#* }" >>"$LOG" 2>&1
+# The raise, traced: as it writes its request (after its checks) a loop device is bound to a
+# sealed file, which the guard refuses; the raise is whole.
+out=$(guard-attack during-raise 1 loop /jails/app/etc/app.conf -- sealtool level 1 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "raise: a loop device bound to a sealed file as sealtool level 1 writes its request" \
+    "error: LOOP_SET_FD: Operation not permitted (os error 1)" "$(echo "$out" | grep '^error: LOOP_SET_FD')"
+expect "raise: sealtool level 1 once the holders are gone" "exit 0" "exit $rc"
 expect "raise: the level is 1" 1 "$(sealtool level 2>>"$LOG")"
 echo go >/tmp/pinrd.in
 wait "$pin_reader"
@@ -461,5 +502,26 @@ echo "$out" >>"$LOG"
 contains "replaced requests: 100 of a seal's requests overwritten with claims for the attacker's capsule" "$out" "replaced 100"
 expect "replaced requests: the seal says it is not enforced" "exit 3" "exit $rc"
 contains "replaced requests: ... because its requests did not all reach the guard" "$out" "were replaced or removed"
+
+# ---------------------------------------------------------------- level 2
+# A raise to 2 looks at the programs, switches level 2's rule on programs on, looks again
+# (the guard's verdict), then raises. A program that reads memory, loaded between the looks
+# (as the lock is written): the second look finds it and the raise is refused.
+out=$(guard-attack during-raise 1 reader -- sealtool level 2 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "raise to 2: a socket filter calling bpf_probe_read_user, loaded as programs are being locked" \
+    yes "$(echo "$out" | grep -q '^loaded (descriptor' && echo yes)"
+expect "raise to 2: ... the raise is refused" "exit 2" "exit $rc"
+contains "raise to 2: ... naming the program the guard refuses now" "$out" "is one the guard hands no descriptor of"
+expect "raise to 2: ... the level stays 1" 1 "$(sealtool level 2>>"$LOG")"
+# Loaded after the second look (as the level is written): programs are locked by then.
+out=$(guard-attack during-raise 2 reader -- sealtool level 2 2>&1)
+rc=$?
+echo "$out" >>"$LOG"
+expect "raise to 2: the same loaded as the level is written is refused (programs locked)" \
+    "error: load the reader: errno 1" "$(echo "$out" | grep '^error: load the reader')"
+expect "raise to 2: ... and the raise is whole" "exit 0" "exit $rc"
+expect "raise to 2: the level is 2" 2 "$(sealtool level 2>>"$LOG")"
 
 finish

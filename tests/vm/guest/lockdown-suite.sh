@@ -105,6 +105,8 @@ locked_checks() { # LABEL WANT(refused|allowed)
     expect "$1: load a socket filter that calls bpf_probe_read_user" "$w" "$(bpf-probe load-reader socket 2>>"$LOG")"
     expect "$1: load a cgroup device program that calls bpf_probe_read_user" "$w" "$(bpf-probe load-reader cgroup-device 2>>"$LOG")"
     expect "$1: load a socket filter that calls bpf_ktime_get_ns (control)" allowed "$(bpf-probe load-filter 2>>"$LOG")"
+    # No listed helper: a load through a BTF pointer, which only the guard sees.
+    expect "$1: load a cgroup skb program that reads a tcp_sock through a BTF pointer" "$w" "$(bpf-probe load-btf-reader 2>>"$LOG")"
     expect "$1: open a perf event" "$w" "$(bpf-probe perf-open 2>>"$LOG")"
     # tracefs probes record any process's registers and user memory, no BPF needed.
     mkdir -p /tmp/tr && { grep -q ' /tmp/tr tracefs ' /proc/mounts || mount -t tracefs nodev /tmp/tr 2>>"$LOG"; }
@@ -320,9 +322,13 @@ if [ "$BOOT" = boot1 ]; then
     kill $holder 2>>"$LOG"
     wait $holder 2>/dev/null
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
-    out=$(sealtool level 2 2>&1)
+    # Traced as vm_integrity's raise that loads a reader half way, loading nothing: the control.
+    out=$(guard-attack during-raise 2 none -- sealtool level 2 2>&1)
+    rc=$?
     echo "$out" >>"$LOG"
     contains "boot1: sealtool level 2" "$out" "level 2"
+    expect "boot1: ... traced to its first request, nothing made: whole (control)" "exit 0 nothing made" \
+        "exit $rc $(echo "$out" | grep -x 'nothing made')"
     contains "boot1: level 2 locks the registry" "$out" "registry /disk/registry locked"
     expect "boot1: lockdown is integrity" integrity "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/security/lockdown)"
     expect "boot1: lowering the level is refused" "exit 2" "$(sealtool level 1 >>"$LOG" 2>&1; echo "exit $?")"
