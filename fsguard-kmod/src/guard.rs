@@ -387,8 +387,8 @@ fn capsule_name(c: &fsguard_capsule) -> String {
 /// switched off whenever the guard goes above 0. Switching it on again from level 1 on opens
 /// the file for writing, which the guard judges like any other open.
 fn stop_process_accounting() -> Result<()> {
-    crate::support::stop_process_accounting().map_err(|source| Error::Stat {
-        path: "acct(2)".into(),
+    crate::support::stop_process_accounting().map_err(|source| Error::Integrity {
+        what: format!("switch process accounting off: {source}"),
         source,
     })
 }

@@ -187,15 +187,24 @@ pub fn stop_process_accounting() -> std::io::Result<()> {
             // Gone meanwhile, a kernel thread's, or a member in this namespace.
             _ => continue,
         };
-        if seen.insert(link) {
-            stop_accounting_in(&file).map_err(|e| {
-                std::io::Error::new(
+        if seen.contains(&link) {
+            continue;
+        }
+        match stop_accounting_in(&file) {
+            Ok(()) => {
+                seen.insert(link);
+            }
+            // The process left meanwhile (and its namespace may be gone with it): another
+            // member, if there is one, is asked later in the walk.
+            Err(_) if std::fs::read_link(&ns).ok().as_ref() != Some(&link) => continue,
+            Err(e) => {
+                return Err(std::io::Error::new(
                     e.kind(),
                     format!(
                         "switch process accounting off in the pid namespace of process {pid}: {e}"
                     ),
-                )
-            })?;
+                ))
+            }
         }
     }
     Ok(())
