@@ -213,6 +213,9 @@ static __always_inline __u32 current_level(void)
 	return cfg->level;
 }
 
+/* Defined with the guard's own rules below. */
+static __always_inline bool tracing_locked(void);
+
 /* Whether the current process is in the initial mount namespace (the one whose mounts every
  * service sees); 0 in the config (not known) counts as yes: fail closed. */
 static __always_inline bool in_init_mnt_ns(void)
@@ -1255,15 +1258,16 @@ static __always_inline int decide_device_control(struct file *file, struct inode
 
 
 /*
- * Level 2: tracefs's kprobe, uprobe and dynamic event files define probes that record any
- * process's registers and user memory (`+u0(%si):ustring`) with no BPF and no perf event:
- * writing them is refused from level 2 on, like loading tracing programs.
+ * Level 2 (or tracing locked): tracefs's kprobe, uprobe and dynamic event files define probes
+ * that record any process's registers and user memory (`+u0(%si):ustring`) with no BPF and no
+ * perf event: writing them is refused, like loading tracing programs.
  */
 static __always_inline int decide_trace_events(struct file *file, struct inode *inode)
 {
 	char name[16] = {};
 
-	if (inode->i_sb->s_magic != TRACEFS_MAGIC || current_level() < FSGUARD_LEVEL_LOCKED)
+	if (inode->i_sb->s_magic != TRACEFS_MAGIC ||
+	    (current_level() < FSGUARD_LEVEL_LOCKED && !tracing_locked()))
 		return 0;
 	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
 	if (!same_cstr(name, "kprobe_events", 14) && !same_cstr(name, "uprobe_events", 14) &&
@@ -2351,13 +2355,13 @@ int BPF_PROG(fsguard_inode_follow_link, struct dentry *dentry, struct inode *ino
 			    current_level(), current_euid());
 }
 
-/* Level 2: perf events can sample any process's user memory and stacks. */
+/* Level 2 (or tracing locked): perf events can sample any process's user memory and stacks. */
 SEC("lsm/perf_event_open")
 int BPF_PROG(fsguard_perf_event_open, struct perf_event_attr *attr, int type, int ret)
 {
 	if (ret)
 		return ret;
-	if (current_level() >= FSGUARD_LEVEL_LOCKED)
+	if (current_level() >= FSGUARD_LEVEL_LOCKED || tracing_locked())
 		return refuse(NULL, NULL, 0, FSGUARD_OP_PERF_EVENT, FSGUARD_RULE_LOCKED,
 			      current_level(), current_fsuid());
 	return 0;
@@ -2651,13 +2655,13 @@ static __always_inline bool calls_reader(struct bpf_prog *prog)
 	return scan.found;
 }
 
-/* Level 2's rule on programs holds below 2 too (FSGUARD_REQ_LOCK_PROGRAMS); unknown: yes. */
-static __always_inline bool programs_locked(void)
+/* Level 2's rules on tracing hold below 2 too (FSGUARD_REQ_LOCK_TRACING); unknown: yes. */
+static __always_inline bool tracing_locked(void)
 {
 	__u32 zero = 0;
 	struct fsguard_state *st = bpf_map_lookup_elem(&state, &zero);
 
-	return !st || st->programs_locked;
+	return !st || st->tracing_locked;
 }
 
 /* A program of a type that runs in other processes' context (what level 2 refuses to load,
@@ -2679,7 +2683,7 @@ static __always_inline bool runs_in_others_context(struct bpf_prog *prog)
  * 0 on: any descriptor of a program that uses a map of the guard, the guard's own programs
  * included (they would be the target of an extension later, see fsguard_bpf) and programs
  * that would write its maps. The guard's loader makes its programs' descriptors before any
- * of them is attached. At level 2 (or once a raise to 2 has locked programs): a program
+ * of them is attached. At level 2 (or once a raise to 2 has locked tracing): a program
  * that runs in other processes' context or reads memory beyond its own (calls_reader). A
  * load ends in this hook with the program as verified (its descriptor is
  * the last thing made), so what is looked at is what would run; refused, it is freed.
@@ -2697,7 +2701,7 @@ int BPF_PROG(fsguard_bpf_prog, struct bpf_prog *prog, int ret)
 		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_GUARD,
 			      current_level(), current_fsuid());
 	level = current_level();
-	if ((level >= FSGUARD_LEVEL_LOCKED || programs_locked()) &&
+	if ((level >= FSGUARD_LEVEL_LOCKED || tracing_locked()) &&
 	    (runs_in_others_context(prog) || calls_reader(prog)))
 		return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_PROG, FSGUARD_RULE_LOCKED, level,
 			      current_fsuid());
@@ -3080,8 +3084,8 @@ static __always_inline int apply_request(struct fsguard_request *r, struct fsgua
 	}
 	case FSGUARD_REQ_LEVEL:
 		return apply_level(r->level, st);
-	case FSGUARD_REQ_LOCK_PROGRAMS:
-		st->programs_locked = 1;
+	case FSGUARD_REQ_LOCK_TRACING:
+		st->tracing_locked = 1;
 		return true;
 	/* Directories and devices shared by several capsules keep the first one's slot: they
 	 * are protected either way (a different slot takes nothing away). */

@@ -81,9 +81,10 @@
 #define FSGUARD_REQ_DEVICE 6u   /* a=kernel dev_t of a block device holding a sealed tree */
 #define FSGUARD_REQ_PIN_PATH 7u /* a=dev, b=ino of a directory above the pins (guard slot) */
 #define FSGUARD_REQ_CGROUP_ANCESTOR 8u /* a=id of a cgroup above the capsule's cgroup */
-/* Level 2's rule on BPF programs from now on, whatever the level (a raise to 2 asks for it
- * before it looks at the programs already loaded, so none is made after the look). */
-#define FSGUARD_REQ_LOCK_PROGRAMS 9u
+/* Level 2's rules on tracing (BPF programs, perf events, tracefs probes) from now on,
+ * whatever the level: a raise to 2 asks for it before it looks at what is there, so nothing
+ * is made after the look. */
+#define FSGUARD_REQ_LOCK_TRACING 9u
 #define FSGUARD_MAX_REQUESTS (1u << 16)
 #define FSGUARD_REQUESTS_PER_CALL 128u
 #define FSGUARD_MAX_RESULTS 4096u
@@ -309,7 +310,7 @@ struct fsguard_state {
 	__u64 rejected; /* requests rejected (they would have taken something away) */
 	__u32 reader_calls_count;
 	__u32 reader_calls[FSGUARD_READER_CALLS];
-	__u32 programs_locked; /* 1: level 2's rule on programs holds (FSGUARD_REQ_LOCK_PROGRAMS) */
+	__u32 tracing_locked; /* 1: level 2's rules on tracing hold (FSGUARD_REQ_LOCK_TRACING) */
 };
 
 /* Counters, one copy per CPU in the per-CPU array map `stats` (index 0). */

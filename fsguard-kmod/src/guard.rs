@@ -28,7 +28,7 @@ use crate::shared::{
     FSGUARD_FS_MARK_VALID, FSGUARD_LEVEL_LOCKED, FSGUARD_MAGIC, FSGUARD_MAX_CAPSULES,
     FSGUARD_MAX_REQUESTS, FSGUARD_MAX_RESULTS, FSGUARD_NAME_LEN, FSGUARD_REQ_ANCESTOR,
     FSGUARD_REQ_CAPSULE, FSGUARD_REQ_CGROUP, FSGUARD_REQ_CGROUP_ANCESTOR, FSGUARD_REQ_DEVICE,
-    FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_LOCK_PROGRAMS, FSGUARD_REQ_PIN_PATH,
+    FSGUARD_REQ_INODE, FSGUARD_REQ_LEVEL, FSGUARD_REQ_LOCK_TRACING, FSGUARD_REQ_PIN_PATH,
 };
 use crate::{objects, Error, Result};
 
@@ -729,6 +729,7 @@ impl Guard {
             &self.genuine_progs()?,
             &calls,
         )?);
+        found.extend(crate::readers::tracing_state()?);
         Ok(found)
     }
 
@@ -794,17 +795,17 @@ impl Guard {
         }
         // To 2: nothing level 2 would refuse may be there already (its state frozen now, so
         // the table the guard judges by is the one looked at). First as this process sees
-        // the programs (naming what it finds, changing nothing); then with level 2's rule on
-        // programs switched on, so that none is made after the look and the kernel's own
-        // verdict counts (a load through a BTF pointer shows only to the guard). Refused
-        // after that, the rule stays on.
+        // it (naming what it finds, changing nothing); then with level 2's rules on tracing
+        // switched on (programs, perf events, tracefs probes), so that none is made after
+        // the look and the kernel's own verdict on programs counts (a load through a BTF
+        // pointer shows only to the guard). Refused after that, the rules stay on.
         if level >= FSGUARD_LEVEL_LOCKED && current < FSGUARD_LEVEL_LOCKED {
             let found = self.refused_at_2()?;
             if !found.is_empty() {
                 return Err(Error::NotAlone { holds: found });
             }
             self.submit(&[fsguard_request {
-                kind: FSGUARD_REQ_LOCK_PROGRAMS,
+                kind: FSGUARD_REQ_LOCK_TRACING,
                 ..Default::default()
             }])?;
             let found = self.refused_at_2()?;

@@ -209,6 +209,101 @@ pub fn why_refused_at_2(fd: &OwnedFd, calls: &ReaderCalls) -> std::io::Result<Op
     Ok(None)
 }
 
+/// Tracing made before level 2 that level 2 refuses to make: probes defined through tracefs
+/// (they record any process's registers and memory, no BPF needed) and perf events held by a
+/// process (a descriptor, or a mapping of its ring buffer), other than this one's. A process
+/// whose descriptors and mappings the guard keeps from root outside (a capsule's) is not
+/// looked at.
+pub fn tracing_state() -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for line in tracefs_probes()? {
+        found.push(format!(
+            "the tracefs probe `{line}` is defined (remove it: `-:NAME`)"
+        ));
+    }
+    let me = std::process::id().to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Err(Error::ReaderHelpers {
+            why: "cannot list /proc".into(),
+        });
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+            continue;
+        }
+        let perf = |target: &str| target == "anon_inode:[perf_event]";
+        let by_fd = std::fs::read_dir(p.path().join("fd"))
+            .ok()
+            .is_some_and(|fds| {
+                fds.flatten().any(|fd| {
+                    std::fs::read_link(fd.path()).is_ok_and(|t| perf(&t.to_string_lossy()))
+                })
+            });
+        let by_map = std::fs::read_to_string(p.path().join("maps"))
+            .is_ok_and(|m| m.lines().any(|l| l.ends_with("anon_inode:[perf_event]")));
+        if by_fd || by_map {
+            let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+            found.push(format!(
+                "process {pid} ({}) holds a perf event (it samples what it was opened on)",
+                comm.trim()
+            ));
+        }
+    }
+    Ok(found)
+}
+
+/// The probes defined in tracefs (kprobe_events, uprobe_events, dynamic_events), from a
+/// tracefs mounted anywhere, or from one mounted for the look at a directory of its own.
+fn tracefs_probes() -> Result<Vec<String>> {
+    let err = |why: String| Error::ReaderHelpers { why };
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| err(format!("cannot read /proc/self/mountinfo: {e}")))?
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let sep = f.iter().position(|x| *x == "-")?;
+            (f.get(sep + 1) == Some(&"tracefs"))
+                .then(|| f.get(4).map(|m| m.replace("\\040", " ")))?
+        });
+    let (dir, own) = match mounted {
+        Some(m) => (std::path::PathBuf::from(m), false),
+        None => {
+            let dir = std::env::temp_dir().join(format!("capsule-tracefs.{}", std::process::id()));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| err(format!("cannot make {}: {e}", dir.display())))?;
+            nix::mount::mount(
+                Some("tracefs"),
+                &dir,
+                Some("tracefs"),
+                nix::mount::MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|e| err(format!("cannot mount tracefs at {}: {e}", dir.display())))?;
+            (dir, true)
+        }
+    };
+    let mut lines = Vec::new();
+    for file in ["dynamic_events", "kprobe_events", "uprobe_events"] {
+        if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+            for l in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
+                if !lines.iter().any(|x: &String| x == l) {
+                    lines.push(l.to_string());
+                }
+            }
+        }
+    }
+    if own {
+        let _ = nix::mount::umount(&dir);
+        let _ = std::fs::remove_dir(&dir);
+    }
+    Ok(lines)
+}
+
 /// The name of a program type that runs in other processes' context (level 2 loads none).
 fn others_context_kind(kind: u32) -> Option<&'static str> {
     Some(match kind {

@@ -78,6 +78,7 @@
 //!   hold-reader           loads the socket filter of load-reader, prints `allowed ID` (its
 //!                         program id) and keeps it loaded until killed
 //!   perf-open             perf_event_open of a software clock on this process (judged)
+//!   hold-perf             the same, kept open (after `allowed`) until killed
 //!   sg-io DEVICE          open DEVICE read-only (setup), ioctl SG_IO with an empty
 //!                         request (judged: `refused` only for EPERM)
 //!   prog-stats            for every loaded program, a line `ID NAME RUN_CNT RUN_TIME_NS` (the
@@ -137,7 +138,7 @@ struct State {
     rejected: u64,
     reader_calls_count: u32,
     reader_calls: [u32; 24],
-    programs_locked: u32,
+    tracing_locked: u32,
 }
 
 fn obj_get(path: &str, flags: u32) -> Result<i64, i32> {
@@ -426,7 +427,8 @@ fn hold_reader() -> ExitCode {
     }
 }
 
-fn perf_open() -> ExitCode {
+/// `perf-open`; with `hold`, the event is kept (after `allowed`) until the process is killed.
+fn perf_open(hold: bool) -> ExitCode {
     // struct perf_event_attr: type (u32), size (u32), config (u64), ...: a software
     // task-clock counter on this process.
     let mut attr = [0u64; 16];
@@ -443,11 +445,19 @@ fn perf_open() -> ExitCode {
             0u64,
         )
     };
-    judged(if rc < 0 {
+    let code = judged(if rc < 0 {
         Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
     } else {
         Ok(rc)
-    })
+    });
+    if hold && rc >= 0 {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+    code
 }
 
 /// SG_IO with a zeroed sg_io_hdr (no data, no command) on a read-only descriptor.
@@ -980,7 +990,8 @@ fn main() -> ExitCode {
         ["load-filter"] => judged(load_program(BPF_PROG_TYPE_SOCKET_FILTER, &CLOCK_READER)),
         ["load-btf-reader"] => judged(load_program(BPF_PROG_TYPE_CGROUP_SKB, &BTF_READER)),
         ["hold-reader"] => hold_reader(),
-        ["perf-open"] => perf_open(),
+        ["perf-open"] => perf_open(false),
+        ["hold-perf"] => perf_open(true),
         ["sg-io", dev] => sg_io(dev),
         ["blkpg-add", dev, pno, start, len] => match (pno.parse(), start.parse(), len.parse()) {
             (Ok(p), Ok(s), Ok(l)) => blkpg_add(dev, p, s, l),

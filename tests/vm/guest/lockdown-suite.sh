@@ -321,6 +321,17 @@ if [ "$BOOT" = boot1 ]; then
     refused_raise "that program is loaded" "the program and the helper" "BPF program $rid calls bpf_probe_read_user"
     kill $holder 2>>"$LOG"
     wait $holder 2>/dev/null
+    # Tracing made below 2 that level 2 refuses to make: a perf event held, a tracefs probe.
+    bpf-probe hold-perf >/tmp/perf.out 2>>"$LOG" &
+    perf_holder=$!
+    for _ in $(seq 60); do [ -s /tmp/perf.out ] && break; sleep 1; done
+    expect "level 1: open and keep a perf event" allowed "$(cat /tmp/perf.out)"
+    echo "p:capsule_probe ksys_write" >>/tmp/tr/kprobe_events 2>>"$LOG"
+    refused_raise "a perf event is held and a tracefs probe is defined" "the perf event's holder" "process $perf_holder (bpf-probe) holds a perf event"
+    contains "boot1: ... and the probe" "$out" "tracefs probe \`p:kprobes/capsule_probe ksys_write\` is defined"
+    kill $perf_holder 2>>"$LOG"
+    wait $perf_holder 2>/dev/null
+    echo "-:capsule_probe" >>/tmp/tr/kprobe_events 2>>"$LOG"
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     # Traced as vm_integrity's raise that loads a reader half way, loading nothing: the control.
     out=$(guard-attack during-raise 2 none -- sealtool level 2 2>&1)
