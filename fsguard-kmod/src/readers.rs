@@ -257,17 +257,12 @@ pub fn tracing_state() -> Result<Vec<String>> {
 /// tracefs mounted anywhere, or from one mounted for the look at a directory of its own.
 fn tracefs_probes() -> Result<Vec<String>> {
     let err = |why: String| Error::ReaderHelpers { why };
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+    let mounted = crate::enforce::mountinfo()
         .map_err(|e| err(format!("cannot read /proc/self/mountinfo: {e}")))?
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            let sep = f.iter().position(|x| *x == "-")?;
-            (f.get(sep + 1) == Some(&"tracefs"))
-                .then(|| f.get(4).map(|m| m.replace("\\040", " ")))?
-        });
+        .into_iter()
+        .find_map(|(_, _, point, kind)| (kind == "tracefs").then_some(point));
     let (dir, own) = match mounted {
-        Some(m) => (std::path::PathBuf::from(m), false),
+        Some(m) => (m, false),
         None => {
             let dir = std::env::temp_dir().join(format!("capsule-tracefs.{}", std::process::id()));
             std::fs::create_dir_all(&dir)

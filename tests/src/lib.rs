@@ -92,6 +92,22 @@ pub fn bpf(cmd: i64, words: &[u64]) -> Result<i64, i32> {
     }
 }
 
+/// A free loop device (LOOP_CTL_GET_FREE), opened read-write: its number and descriptor.
+pub fn free_loop() -> std::io::Result<(i32, std::fs::File)> {
+    use std::os::fd::AsRawFd;
+    let ctl = std::fs::File::open("/dev/loop-control")?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
+    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
+    if n < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let lo = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/dev/loop{n}"))?;
+    Ok((n, lo))
+}
+
 /// A socket filter's instructions that read 8 bytes of whichever process it runs for: r1 =
 /// r10 - 8; r2 = 8; r3 = 0; call bpf_probe_read_user (112); r0 = 0; exit.
 pub const READER_PROGRAM: [u64; 7] = [

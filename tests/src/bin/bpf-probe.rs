@@ -88,7 +88,7 @@
 use std::ffi::CString;
 use std::process::ExitCode;
 
-use capsule_tests::{bpf, load_program, READER_PROGRAM as READER};
+use capsule_tests::{bpf, free_loop, load_program, READER_PROGRAM as READER};
 
 const BPF_MAP_LOOKUP_ELEM: i64 = 1;
 const BPF_MAP_UPDATE_ELEM: i64 = 2;
@@ -744,22 +744,6 @@ fn ringbuf_take(path: &str, back: Option<u64>) -> ExitCode {
 
 /// `loop-configure-held FD`: a free loop device backed by descriptor FD through
 /// LOOP_CONFIGURE (struct loop_config: fd, block_size, a loop_info64, reserved words).
-/// A free loop device (LOOP_CTL_GET_FREE), opened read-write: its number and descriptor.
-fn free_loop() -> std::io::Result<(i32, std::fs::File)> {
-    use std::os::fd::AsRawFd;
-    let ctl = std::fs::File::open("/dev/loop-control")?;
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
-    if n < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let lo = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/dev/loop{n}"))?;
-    Ok((n, lo))
-}
-
 fn loop_configure(fd: i32) -> ExitCode {
     use std::os::fd::AsRawFd;
     let (n, lo) = match free_loop() {

@@ -1126,15 +1126,12 @@ fn load_reader() -> Result<OwnedFd, String> {
 /// Binds a free loop device to `path` (opened read-write) with LOOP_SET_FD; its name.
 fn bind_loop(path: &str) -> Result<String, String> {
     let err = |what: &str, e: std::io::Error| format!("{what}: {e}");
-    let ctl = std::fs::File::open("/dev/loop-control").map_err(|e| err("/dev/loop-control", e))?;
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a loop number.
-    let n = unsafe { libc::ioctl(ctl.as_raw_fd(), 0x4C82) };
-    if n < 0 {
-        return Err(err("LOOP_CTL_GET_FREE", std::io::Error::last_os_error()));
-    }
-    let open_rw = |p: &str| std::fs::OpenOptions::new().read(true).write(true).open(p);
-    let lo = open_rw(&format!("/dev/loop{n}")).map_err(|e| err("open the loop device", e))?;
-    let backing = open_rw(path).map_err(|e| err(path, e))?;
+    let (n, lo) = capsule_tests::free_loop().map_err(|e| err("a free loop device", e))?;
+    let backing = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(|e| err(path, e))?;
     // SAFETY: LOOP_SET_FD takes the backing descriptor as its argument.
     if unsafe { libc::ioctl(lo.as_raw_fd(), 0x4C00, backing.as_raw_fd()) } < 0 {
         return Err(err("LOOP_SET_FD", std::io::Error::last_os_error()));
