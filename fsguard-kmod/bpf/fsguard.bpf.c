@@ -1049,6 +1049,32 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 }
 
 /*
+ * Level 2: a block device holding an active swap area (the kernel marks its own inode
+ * S_SWAPFILE at swapon) is mapped writable by nobody: what a capsule process had swapped out
+ * would come back changed. write(2) to it the kernel refuses itself (ETXTBSY); a shared
+ * mapping's pages reach it at writeback, unchecked. Judged by the kernel's mark (the
+ * device's own inode is the file's only once it is open), so a swap area made after the
+ * raise is covered too; its other paths (partitions over it, the whole disk, a loop's
+ * backing file) are protected from the raise on by sealtool's lock (protect_swap).
+ */
+static __always_inline int decide_swap_write(struct file *file, struct inode *inode)
+{
+	struct inode *host;
+	__u32 level;
+
+	if ((inode->i_mode & S_IFMT) != S_IFBLK)
+		return 0;
+	host = BPF_CORE_READ(file, f_mapping, host);
+	if (!host || !(BPF_CORE_READ(host, i_flags) & S_SWAPFILE))
+		return 0;
+	level = current_level();
+	if (level < FSGUARD_LEVEL_LOCKED)
+		return 0;
+	return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE, FSGUARD_RULE_LOCKED,
+		      level, current_fsuid());
+}
+
+/*
  * Forgets `e`'s inode when the unlink being allowed removes its last link. (It runs before
  * the operation: should the operation then fail, the inode stays linked, until the next
  * boot's enforcement protected only through its directory (named_in), so not at all in a
@@ -1380,12 +1406,34 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	return 0;
 }
 
-/* The capsule of the process behind a pid (0: none), by its cgroup. */
-static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
+struct capsule_scan {
+	__u32 own;
+	__u32 found; /* an active capsule with a cgroup, not `own` */
+};
+
+static int scan_capsule(__u32 i, void *ctx)
+{
+	struct capsule_scan *scan = ctx;
+	struct fsguard_capsule *c;
+	__u32 slot = i;
+
+	if (slot == scan->own)
+		return 0;
+	c = bpf_map_lookup_elem(&capsules, &slot);
+	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE) || !(c->flags & FSGUARD_CAPSULE_HAS_CGROUP))
+		return 0;
+	scan->found = slot;
+	return 1;
+}
+
+/* The capsule of the process behind a pid (0: none), by its cgroup; *gone when the pid has
+ * no task any more (a thread that exited while a descriptor of its /proc file was kept). */
+static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid, bool *gone)
 {
 	struct hlist_node *node = BPF_CORE_READ(pid, tasks[0].first);
 	struct task_struct *task;
 
+	*gone = !node;
 	if (!node)
 		return 0;
 	task = (struct task_struct *)((void *)node -
@@ -1394,44 +1442,67 @@ static __always_inline __u32 pid_capsule(struct pid *pid, __u32 *tgid)
 	return cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
 }
 
+/* Whether `name` (a /proc/PID file's) is one whose read shows the process's memory or
+ * environment: environ, auxv, pagemap and the memory maps. */
+static __always_inline bool proc_file_shows_memory(const char *name)
+{
+	return same_cstr(name, "environ", 8) || same_cstr(name, "auxv", 5) ||
+	       same_cstr(name, "pagemap", 8) || same_cstr(name, "maps", 5) ||
+	       same_cstr(name, "smaps", 6) || same_cstr(name, "smaps_rollup", 13) ||
+	       same_cstr(name, "numa_maps", 10);
+}
+
 /*
  * A /proc/PID (or /proc/PID/task/TID) file of a capsule process, read or written through a
  * descriptor, which may have been opened at level 0 or before the seal: what the kernel
  * checked then does not hold now. Writing any of them (mem, oom_score_adj, comm, clear_refs,
  * attr/\*) acts on the process: refused to outside processes at every level. Reading mem is
- * debugging it (the same); reading environ, auxv, pagemap or the memory maps (maps, smaps,
- * smaps_rollup, numa_maps) is seeing it (root outside at level 0 only). Other reads (stat,
- * status, cmdline: what ps reads) are left alone.
+ * debugging it (the same); reading environ, auxv, pagemap, the memory maps (maps, smaps,
+ * smaps_rollup, numa_maps) or a descriptor's fdinfo/N is seeing it (root outside at level 0
+ * only). Other reads (stat, status, cmdline: what ps reads) are left alone. The process is
+ * found through the pid's task; a thread that has exited has none, while its mem and maps
+ * still reach its process's memory: such a file is refused as above (reading it as seeing,
+ * writing it or reading mem as debugging) to everybody while a capsule other than the
+ * caller's has a cgroup, whose process it may have been.
  */
 static __always_inline int decide_proc_file(struct file *file, struct inode *inode, int mask)
 {
 	struct proc_inode *pi =
 		(struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
 	struct pid *pid = BPF_CORE_READ(pi, pid);
-	char name[16] = {};
-	bool attach = mask & (MAY_WRITE | MAY_APPEND);
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+	struct capsule_scan others = {};
+	char name[16] = {}, parent[8] = {};
+	bool attach = mask & (MAY_WRITE | MAY_APPEND), gone;
 	__u32 slot, tgid = 0;
 
 	if (!pid)
 		return 0;
 	/* By its cgroup: the pid's task is not a pointer the verifier trusts for task storage. */
-	slot = pid_capsule(pid, &tgid);
-	if (!slot || current_capsule() == slot)
+	slot = pid_capsule(pid, &tgid, &gone);
+	if (!gone && (!slot || current_capsule() == slot))
 		return 0;
 	if (!attach) {
 		if (!(mask & MAY_READ))
 			return 0;
-		bpf_probe_read_kernel_str(name, sizeof(name),
-					  BPF_CORE_READ(file, f_path.dentry, d_name.name));
+		bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+		bpf_probe_read_kernel_str(parent, sizeof(parent),
+					  BPF_CORE_READ(dentry, d_parent, d_name.name));
 		if (name[0] == 'm' && name[1] == 'e' && name[2] == 'm' && !name[3])
 			attach = true;
-		else if (!same_cstr(name, "environ", 8) && !same_cstr(name, "auxv", 5) &&
-			 !same_cstr(name, "pagemap", 8) && !same_cstr(name, "maps", 5) &&
-			 !same_cstr(name, "smaps", 6) && !same_cstr(name, "smaps_rollup", 13) &&
-			 !same_cstr(name, "numa_maps", 10))
+		else if (!proc_file_shows_memory(name) && !same_cstr(parent, "fdinfo", 7))
 			return 0;
 	}
-	return decide_process_slot(slot, tgid, FSGUARD_OP_PROC_FILE, attach, true);
+	if (!gone)
+		return decide_process_slot(slot, tgid, FSGUARD_OP_PROC_FILE, attach, true);
+	if (!attach && current_level() == FSGUARD_LEVEL_MAINTENANCE && current_euid() == 0)
+		return 0;
+	others.own = current_capsule();
+	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+	if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) >= 0 && !others.found)
+		return 0;
+	return refuse_event(NULL, dentry, 0, others.found, FSGUARD_OP_PROC_FILE,
+			    FSGUARD_RULE_UNCHECKABLE, current_level(), current_euid());
 }
 
 /* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
@@ -1481,7 +1552,8 @@ int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsign
 		return ret;
 	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
 		return 0;
-	if (decide_blockdev(file->f_inode, file->f_path.dentry))
+	if (decide_blockdev(file->f_inode, file->f_path.dentry) ||
+	    decide_swap_write(file, file->f_inode))
 		return -EPERM;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MMAP_SHARED_WRITE);
 }
@@ -1500,7 +1572,8 @@ int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long re
 	if (!file)
 		return 0;
 	/* A protected block device mapped read-only, then made writable (level 2). */
-	if (decide_blockdev(file->f_inode, file->f_path.dentry))
+	if (decide_blockdev(file->f_inode, file->f_path.dentry) ||
+	    decide_swap_write(file, file->f_inode))
 		return -EPERM;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MPROTECT_SHARED_WRITE);
 }
@@ -1774,6 +1847,7 @@ static __always_inline bool blockdev_query(unsigned int cmd)
 	case 0x5331:		/* CDROM_GET_CAPABILITY (udev asks every disk) */
 	case 0x4c03:		/* LOOP_GET_STATUS */
 	case 0x4c05:		/* LOOP_GET_STATUS64 (which file backs a loop device) */
+	case 0x4c01:		/* LOOP_CLR_FD: a loop device lets go of its backing file */
 		return true;
 	}
 	return false;
@@ -1806,8 +1880,8 @@ static __always_inline bool stacks_or_passes_through(unsigned int cmd, umode_t t
 		return false;		/* the others are device commands (1 is FIBMAP on files) */
 	if (kind == 9)			/* md (MD_MAJOR), but its queries */
 		return nr != 0x10 && nr != 0x11 && nr != 0x12 && nr != 0x15;
-	if (kind == 'L' && type == S_IFBLK) /* a loop device, but LOOP_GET_STATUS(64) */
-		return nr < 0x80 && nr != 0x03 && nr != 0x05;
+	if (kind == 'L' && type == S_IFBLK) /* a loop device, but LOOP_CLR_FD, LOOP_GET_STATUS(64) */
+		return nr < 0x80 && nr != 0x01 && nr != 0x03 && nr != 0x05;
 	if (cmd == 0x2285 || cmd == 1)	/* SG_IO, SCSI_IOCTL_SEND_COMMAND */
 		return true;
 	if (cmd == 0x031d || cmd == 0x031e || cmd == 0x031f) /* HDIO_DRIVE_TASKFILE, _TASK, _CMD */
@@ -1909,6 +1983,42 @@ static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd
 		      level, current_fsuid());
 }
 
+/* The capsule of a terminal's session or foreground group, 0: none. */
+static __always_inline __u32 tty_capsule(struct tty_struct *tty, __u32 *tgid)
+{
+	struct pid *session, *pgrp;
+	bool gone;
+	__u32 slot;
+
+	if (!tty)
+		return 0;
+	session = BPF_CORE_READ(tty, ctrl.session);
+	pgrp = BPF_CORE_READ(tty, ctrl.pgrp);
+	slot = session ? pid_capsule(session, tgid, &gone) : 0;
+	if (!slot && pgrp)
+		slot = pid_capsule(pgrp, tgid, &gone);
+	return slot;
+}
+
+/*
+ * A terminal hung up (TIOCVHANGUP, or vhangup(2) once TIOCSCTTY took it as the caller's own):
+ * its session leader and foreground group get SIGHUP and its open files stop working. On a
+ * terminal whose session or foreground group is a capsule's (at either end of a pty), that
+ * is signalling the capsule: root outside at level 0 only. A character device that is not a
+ * terminal has no tty_file_private: what is read through it names no capsule.
+ */
+static __always_inline int decide_capsule_tty(struct file *file)
+{
+	struct tty_file_private *priv = file->private_data;
+	struct tty_struct *tty = BPF_CORE_READ(priv, tty);
+	__u32 tgid = 0, slot;
+
+	slot = tty_capsule(tty, &tgid);
+	if (!slot && tty)
+		slot = tty_capsule(BPF_CORE_READ(tty, link), &tgid);
+	return decide_process_slot(slot, tgid, FSGUARD_OP_SIGNAL, false, true);
+}
+
 static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 {
 	__u32 level = current_level();
@@ -1922,6 +2032,10 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, uns
 	    level >= FSGUARD_LEVEL_SEALED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE,
 			      level, current_fsuid());
+	/* TIOCVHANGUP, and TIOCSCTTY taking a terminal away from its session (arg 1), on a
+	 * capsule's terminal: a hangup signals its session and foreground group. */
+	if (type == S_IFCHR && (cmd == 0x5437 || (cmd == 0x540E && arg == 1)))
+		return decide_capsule_tty(file);
 	if (type == S_IFBLK && level < FSGUARD_LEVEL_LOCKED) {
 		int r = decide_loop_backing(file, cmd, arg, level);
 
@@ -2146,12 +2260,23 @@ int BPF_PROG(fsguard_task_movememory, struct task_struct *p, int ret)
 	return decide_process(p, FSGUARD_OP_MOVEMEMORY, true, true);
 }
 
+/* A process's resource limits (prlimit(2), and setrlimit(2) on the caller's own process,
+ * which the hook names as the target): another process's are acting on it (RLIMIT_CPU ends
+ * it, RLIMIT_CORE lets it dump its memory where root's core_pattern says). */
+SEC("lsm/task_setrlimit")
+int BPF_PROG(fsguard_task_setrlimit, struct task_struct *p, unsigned int resource,
+	     struct rlimit *new_rlim, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_process(p, FSGUARD_OP_PRLIMIT, true, true);
+}
+
 /*
  * Reading a process's scheduling policy is allowed to all; the hook only records that `p`
  * is a member, which is how sealtool has the processes already in a cgroup remembered at
  * seal time (it asks for each one's policy).
- */
-/*
+ *
  * sealtool touches every thread of a cgroup it seals (sched_getscheduler) to make them
  * members. A thread already marked as a member of a capsule whose cgroup is above (a capsule
  * sealed earlier around this cgroup) becomes this capsule's: the innermost capsule its cgroup
@@ -2235,26 +2360,6 @@ static int scan_fd(__u32 i, void *ctx)
 	return 1;
 }
 
-struct capsule_scan {
-	__u32 own;
-	__u32 found; /* an active capsule with a cgroup, not `own` */
-};
-
-static int scan_capsule(__u32 i, void *ctx)
-{
-	struct capsule_scan *scan = ctx;
-	struct fsguard_capsule *c;
-	__u32 slot = i;
-
-	if (slot == scan->own)
-		return 0;
-	c = bpf_map_lookup_elem(&capsules, &slot);
-	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE) || !(c->flags & FSGUARD_CAPSULE_HAS_CGROUP))
-		return 0;
-	scan->found = slot;
-	return 1;
-}
-
 /*
  * clone3(CLONE_INTO_CGROUP) into a capsule's cgroup by a process that is not a member: the
  * kernel asks nothing of the LSMs but inode_permission(MAY_WRITE) on the target's
@@ -2326,33 +2431,38 @@ int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_f
 }
 
 /*
- * /proc/PID/ns/\* (and /proc/PID/task/TID/ns/\*) of a capsule process: following one of
- * these links is how a process gets a namespace descriptor to setns(2) into, so it is
- * refused to outside processes at every level (reading the link, which only names the
- * namespace, stays a "see" operation). The check runs on every symlink followed, so it
- * leaves at the first test for anything but procfs.
+ * Magic links of a capsule process followed by an outside process: /proc/PID/ns/\* hands
+ * out a namespace descriptor to setns(2) into, /proc/PID/fd/N opens the process's own file
+ * (its pipes, sockets, memfds, deleted files) and /proc/PID/map_files/\* the file behind a
+ * mapping (its shared memory). Each acts on the process, so following one is refused at
+ * every level, root included (and the same below /proc/PID/task/TID); reading the link,
+ * which only names the object, stays a "see" operation. The check runs on every symlink
+ * followed, so it leaves at the first test for anything but procfs.
  */
 SEC("lsm/inode_follow_link")
 int BPF_PROG(fsguard_inode_follow_link, struct dentry *dentry, struct inode *inode, bool rcu,
 	     int ret)
 {
 	struct proc_inode *pi;
-	char parent[4] = {};
+	char parent[12] = {};
 	__u32 slot, tgid = 0;
+	bool gone;
 
 	if (ret)
 		return ret;
 	if (!inode || inode->i_sb->s_magic != PROC_SUPER_MAGIC)
 		return 0;
 	bpf_probe_read_kernel_str(parent, sizeof(parent), BPF_CORE_READ(dentry, d_parent, d_name.name));
-	if (parent[0] != 'n' || parent[1] != 's' || parent[2] != 0)
+	if (!same_cstr(parent, "ns", 3) && !same_cstr(parent, "fd", 3) &&
+	    !same_cstr(parent, "map_files", 10))
 		return 0;
 	pi = (struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
-	slot = pid_capsule(BPF_CORE_READ(pi, pid), &tgid);
+	slot = pid_capsule(BPF_CORE_READ(pi, pid), &tgid, &gone);
 	if (!slot || current_capsule() == slot)
 		return 0;
-	return refuse_event(NULL, dentry, tgid, slot, FSGUARD_OP_SETNS, FSGUARD_RULE_ATTACH,
-			    current_level(), current_euid());
+	return refuse_event(NULL, dentry, tgid, slot,
+			    parent[0] == 'n' ? FSGUARD_OP_SETNS : FSGUARD_OP_PROC_FILE,
+			    FSGUARD_RULE_ATTACH, current_level(), current_euid());
 }
 
 /* Level 2 (or tracing locked): perf events can sample any process's user memory and stacks. */

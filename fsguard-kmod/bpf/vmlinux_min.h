@@ -76,10 +76,12 @@ enum bpf_map_type {
 #define O_TRUNC 00001000
 #define __O_TMPFILE 020000000
 
-/* include/uapi/linux/stat.h */
 /* include/linux/dcache.h: a dentry the kernel made from a file handle (exportfs), without
  * knowing its directory. */
 #define DCACHE_DISCONNECTED 0x00000020
+/* include/linux/fs.h: inode::i_flags of an active swap area (its device's or file's inode). */
+#define S_SWAPFILE (1 << 8)
+/* include/uapi/linux/stat.h */
 #define S_IFMT 00170000
 #define S_IFREG 0100000
 #define S_IFBLK 0060000
@@ -211,6 +213,12 @@ struct inode {
 		unsigned int __i_nlink;
 	};
 	struct hlist_head i_dentry;
+	unsigned int i_flags; /* S_SWAPFILE: an active swap area */
+};
+
+/* A file's page cache; for an open block device, the device's own inode's (`host`). */
+struct address_space {
+	struct inode *host;
 };
 
 struct qstr {
@@ -258,6 +266,7 @@ struct file {
 	unsigned int f_flags;
 	fmode_t f_mode;
 	void *private_data;
+	struct address_space *f_mapping;
 };
 
 /* include/linux/bpf.h: what the guard reads of maps and programs to protect itself. */
@@ -337,6 +346,24 @@ struct pid {
 struct proc_inode {
 	struct pid *pid;
 	struct inode vfs_inode;
+};
+
+/* include/linux/tty.h: a terminal's foreground group and session (in `ctrl` since 5.12),
+ * and its pty twin. */
+struct tty_struct {
+	struct {
+		struct pid *pgrp;
+		struct pid *session;
+	} ctrl;
+	struct tty_struct *link;
+};
+
+/* task_setrlimit's argument, never read. */
+struct rlimit;
+
+/* A tty's file->private_data. */
+struct tty_file_private {
+	struct tty_struct *tty;
 };
 
 struct kernfs_node {

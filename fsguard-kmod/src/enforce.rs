@@ -316,6 +316,12 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
         path: root.to_path_buf(),
         source,
     })?;
+    Ok(block_devices_from(meta.dev()))
+}
+
+/// The same, from the device (as stat() encodes it) whose writes are to be covered: a
+/// filesystem's, or a block device's own.
+fn block_devices_from(dev: u64) -> Vec<u64> {
     let read = |d: &Path, f: &str| {
         std::fs::read_to_string(d.join(f))
             .ok()
@@ -343,14 +349,11 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
     let mut out = Vec::new();
     // (major:minor, whether its aliases count: not for the whole disk of a partition, whose
     // other partitions may hold other filesystems).
-    let mut todo = vec![(
-        format!("{}:{}", libc::major(meta.dev()), libc::minor(meta.dev())),
-        true,
-    )];
+    let mut todo = vec![(format!("{}:{}", libc::major(dev), libc::minor(dev)), true)];
     // The filesystem's other devices (an external journal, a log or realtime device): its
     // writes reach them too. Those that can't be found stop a seal (check_second_devices),
     // not an enforcement: the rest is protected all the same.
-    let second = second_devices(meta.dev()).unwrap_or_default();
+    let second = second_devices(dev).unwrap_or_default();
     todo.extend(second.into_iter().map(|d| (d, true)));
     let mut seen = Vec::new(); // major:minor of every device in `out`
     loop {
@@ -415,7 +418,77 @@ pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
             }
         }
     }
-    Ok(out)
+    out
+}
+
+/// Level 2: the active swap areas (/proc/swaps) written by nobody. What a capsule process
+/// had swapped out comes back as the swap area holds it, so a write there rewrites its
+/// memory (and a sealed tree's tmpfs pages). The guard refuses writes to a swap area's own
+/// device at level 2 by the kernel's mark (S_SWAPFILE); this protects what else reaches the
+/// same sectors, as for a sealed tree's device (partitions over it, the whole disk, devices
+/// built on it, loop devices over it): for a swap file, its filesystem's devices (the kernel
+/// refuses writes to the file itself); for a loop device, also its backing file, frozen (the
+/// loop writes it with no hook of its own, and root could write it by its path). A swap area
+/// whose file or device can't be looked at (deleted, renamed) is an error: its sectors can't
+/// be told. Returns how many devices and files were protected.
+pub fn protect_swap(guard: &mut Guard) -> crate::Result<usize> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let swaps = std::fs::read_to_string("/proc/swaps").map_err(|source| crate::Error::Stat {
+        path: PathBuf::from("/proc/swaps"),
+        source,
+    })?;
+    let mut devices = Vec::new();
+    let mut files = Vec::new();
+    for line in swaps.lines().skip(1) {
+        let Some(name) = line.split_whitespace().next() else {
+            continue;
+        };
+        let path = PathBuf::from(unescape_mount(name));
+        let meta = std::fs::metadata(&path).map_err(|source| crate::Error::Stat {
+            path: path.clone(),
+            source: std::io::Error::new(
+                source.kind(),
+                format!("an active swap area whose sectors can't be told: {source}"),
+            ),
+        })?;
+        if meta.file_type().is_block_device() {
+            devices.extend(block_devices_from(meta.rdev()));
+            if libc::major(meta.rdev()) == 7 {
+                let name = path.file_name().unwrap_or_default();
+                let (dev, ino, _) = loop_backing(name).ok_or_else(|| crate::Error::Stat {
+                    path: path.clone(),
+                    source: std::io::Error::other(
+                        "a loop device holding an active swap area whose backing file can't be told",
+                    ),
+                })?;
+                devices.extend(block_devices_from(dev));
+                let dev = kernel_dev_from_user(dev).ok_or_else(|| crate::Error::Stat {
+                    path: path.clone(),
+                    source: std::io::Error::other("its backing file's device is out of range"),
+                })?;
+                files.push(Protected {
+                    key: fsguard_inode_key {
+                        dev: u64::from(dev),
+                        ino,
+                    },
+                    flags: FSGUARD_INODE_FROZEN,
+                });
+            }
+        } else {
+            devices.extend(block_devices_from(meta.dev()));
+        }
+    }
+    devices.sort_unstable();
+    devices.dedup();
+    if devices.is_empty() && files.is_empty() {
+        return Ok(0);
+    }
+    let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
+    let n = devices.len() + files.len();
+    guard
+        .protect(slot, &files)
+        .and(guard.protect_devices(slot, &devices))?;
+    Ok(n)
 }
 
 /// The storage-target exports enabled while a sealed tree lies on a block device (`devices`

@@ -72,6 +72,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_task_setnice", "task_setnice"),
     ("fsguard_task_setioprio", "task_setioprio"),
     ("fsguard_task_movememory", "task_movememory"),
+    ("fsguard_task_setrlimit", "task_setrlimit"),
     ("fsguard_task_getscheduler", "task_getscheduler"),
     ("fsguard_task_alloc", "task_alloc"),
     ("fsguard_inode_follow_link", "inode_follow_link"),
@@ -170,6 +171,10 @@ pub struct Guard {
     results: aya::maps::HashMap<MapData, u64, fsguard_result>,
     capsules_view: Array<MapData, fsguard_capsule>,
     stats: PerCpuArray<MapData, fsguard_stats>,
+    /// A read-only descriptor of `inodes` made by the load above level 0 before it froze the
+    /// guard (nobody gets one after): for the look at loop devices once the sealed trees are
+    /// in (`loops_on_sealed`).
+    inodes_at_load: Option<std::os::fd::OwnedFd>,
 }
 
 /// The bound loop devices whose backing file the guard protects (in `inodes`: its own entry,
@@ -446,6 +451,7 @@ impl Guard {
             results: open_pinned(dir, "results", Map::LruHashMap)?,
             capsules_view: open_pinned(dir, "capsules_view", Map::Array)?,
             stats: open_pinned(dir, "stats", Map::PerCpuArray)?,
+            inodes_at_load: None,
         })
     }
 
@@ -463,6 +469,7 @@ impl Guard {
             results: typed(take("results")?, "results", Map::LruHashMap)?,
             capsules_view: typed(take("capsules_view")?, "capsules_view", Map::Array)?,
             stats: typed(take("stats")?, "stats", Map::PerCpuArray)?,
+            inodes_at_load: None,
         })
     }
 
@@ -565,6 +572,11 @@ impl Guard {
         // refuses descriptors of them.
         let mut ids = crate::integrity::GuardIds::collect(dir)?;
         let to_freeze = crate::integrity::ToFreeze::open(dir)?;
+        let inodes_at_load = if level >= crate::shared::FSGUARD_LEVEL_SEALED {
+            Some(crate::batch::open_pinned_map_ro(&dir.join("inodes"))?)
+        } else {
+            None
+        };
         // Every program is loaded (its descriptor made) before any is attached: once
         // attached, `fsguard_bpf_prog` refuses descriptors of programs that use the maps.
         for (program, hook) in PROGRAMS {
@@ -626,7 +638,8 @@ impl Guard {
             }
             stop_process_accounting()?;
         }
-        let guard = Self::open_maps(dir)?;
+        let mut guard = Self::open_maps(dir)?;
+        guard.inodes_at_load = inodes_at_load;
         if level >= FSGUARD_LEVEL_LOCKED {
             let found = guard.refused_at_2()?;
             if !found.is_empty() {
@@ -818,6 +831,17 @@ impl Guard {
             level,
             ..Default::default()
         }])
+    }
+
+    /// After a load above level 0 (boot enforcement) and once the sealed trees are in: the
+    /// loop devices bound before the load to a file the guard now protects (or to one that
+    /// can't be told), which would keep writing it past every check. The raise from 0 and
+    /// `seal` look for them themselves; a guard this process did not load: none looked for.
+    pub fn loops_on_sealed(&self) -> Result<Vec<String>> {
+        match &self.inodes_at_load {
+            Some(fd) => loops_on_protected(Some(fd)),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// The active capsule slots.

@@ -440,6 +440,16 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     let mut late = Vec::new();
     let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
     let enforced = enforce_all(dir, &mut guard);
+    // Loop devices bound before the guard was loaded (earlier in boot) to a file it now
+    // protects would keep writing it with no hook of their own: a finding (they can be
+    // detached at every level).
+    let carried = match guard.loops_on_sealed() {
+        Ok(found) => found,
+        Err(e) => vec![format!("the loop devices could not be looked at: {e}")],
+    };
+    for found in &carried {
+        loud!("sealtool: ERROR: {found}");
+    }
     // The level is raised and the registry locked even when a capsule failed.
     if args.boot {
         if let Some(level) = configured {
@@ -491,6 +501,12 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     }
     if unlocked {
         anyhow::bail!("every usable seal file is enforced ({summary}), but level 2's locks are not all in place (above)");
+    }
+    if !carried.is_empty() {
+        anyhow::bail!(
+            "every usable seal file is enforced ({summary}), but NOT whole: {}",
+            carried.join("; ")
+        );
     }
     if !late.is_empty() {
         anyhow::bail!(

@@ -145,6 +145,10 @@ pub fn lock_registry(dir: &std::path::Path, guard: &mut Guard) -> Result<()> {
     let (sealed, failed) = sealed_roots(dir);
     let d = fsguard::enforce::protect_devices_again(guard, &sealed)?;
     println!("block devices: {d} under the sealed trees protected (aliases included)");
+    let s = fsguard::enforce::protect_swap(guard)?;
+    if s > 0 {
+        println!("swap: {s} block devices and files that reach the active swap areas protected");
+    }
     if !failed.is_empty() {
         anyhow::bail!(
             "the block devices under these capsules could not be computed again, and partitions or device-mapper targets made over them since their seal are NOT protected: {}",

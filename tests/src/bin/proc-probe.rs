@@ -37,6 +37,13 @@
 //!   setpriority PID        setpriority(PRIO_PROCESS, PID, 5)
 //!   ioprio PID             ioprio_set(IOPRIO_WHO_PROCESS, PID, best effort, level 4)
 //!   getsched PID           sched_getscheduler (merely "touches" the process)
+//!   prlimit PID            setup: prlimit64 reads RLIMIT_NOFILE; judged: prlimit64 sets it
+//!                          to the same value
+//!   open-nonblock PATH     judged: open(PATH, O_RDONLY|O_NONBLOCK) (a pipe through
+//!                          /proc/PID/fd/N does not wait for a writer)
+//!   tty-vhangup PATH       setup: open the terminal PATH (O_NOCTTY); judged: TIOCVHANGUP
+//!   tty-steal PATH         in a child made a session leader: setup: open PATH; judged:
+//!                          TIOCSCTTY with 1 (taking the terminal from its session)
 //!   kill PID SIG           kill(2); SIG 0 only checks
 //!   pidfd-signal PID SIG   setup: pidfd_open; judged: pidfd_send_signal
 //!   setns-pidfd PID        setup: pidfd_open; judged: setns(pidfd, CLONE_NEWUTS)
@@ -65,6 +72,9 @@
 //!   acct PATH              judged: acct(PATH), process accounting into PATH
 //!   acct-off               judged: acct(NULL)
 //!   sleeper [READY]        the target, see below (not in batch)
+//!   pty-holder READY       a session leader whose controlling terminal is a new pty (it holds
+//!                          the master): forks, writes `pid=N pts=PATH` to READY, waits
+//!                          until a signal (a hangup's SIGHUP included) ends it (not in batch)
 //!   batch                  reads operations from stdin, one per line (OP ARGS..., separated
 //!                          by blanks, so TEXT cannot hold any), and prints one result line for
 //!                          each, in order; exit 0. All run in this one process: a `traceme` or
@@ -73,7 +83,8 @@
 //! `sleeper [READY]` resets every signal but SIGUSR1 to its default action (a shell leaves
 //! SIGINT and SIGQUIT ignored in background jobs; Rust ignores SIGPIPE), so SIGTERM ends it.
 //! It prints `pid=N addr=0x...` on one line: its pid and the address of a static 8-byte
-//! buffer holding 0x0123456789abcdef (for vm-read and vm-write). With READY, the same line is
+//! buffer holding 0x0123456789abcdef (for vm-read and vm-write). With READY, a second thread
+//! runs until READY.thread-exit exists (its id follows as ` tid=T`), and the line is
 //! written to READY.tmp, then renamed to READY. It then waits forever; each SIGUSR1 is counted
 //! (on stderr, with the buffer's value) and, with READY, appends `usr1` to READY.signals.
 
@@ -488,6 +499,67 @@ fn ioprio(pid: libc::pid_t) -> Result<(), Step> {
     Ok(())
 }
 
+/// prlimit64 of RLIMIT_NOFILE to the value it has (read first): a change in name only, which
+/// the kernel still judges.
+fn prlimit(pid: libc::pid_t) -> Result<(), Step> {
+    let mut old = libc::rlimit64 {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: prlimit64 writes one rlimit64 into a live local and reads nothing (no new limit).
+    let rc = unsafe { libc::prlimit64(pid, libc::RLIMIT_NOFILE, std::ptr::null(), &mut old) };
+    setup("prlimit64 (read)", unit(rc))?;
+    // SAFETY: prlimit64 reads one rlimit64 from a live local and writes nothing.
+    unit(unsafe { libc::prlimit64(pid, libc::RLIMIT_NOFILE, &old, std::ptr::null_mut()) })?;
+    Ok(())
+}
+
+/// setup: open the terminal PATH (no controlling terminal taken); judged: TIOCVHANGUP.
+fn tty_vhangup(path: &CString) -> Result<(), Step> {
+    let fd = setup(
+        "open",
+        open(path, libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK),
+    )?;
+    // SAFETY: TIOCVHANGUP takes no argument.
+    unit(unsafe { libc::ioctl(fd.0, libc::TIOCVHANGUP) })?;
+    Ok(())
+}
+
+/// In a child that made itself a session leader: open the terminal PATH, then (judged)
+/// TIOCSCTTY with 1, taking it from the session it belongs to. The child's exit status is
+/// the errno (0: taken).
+fn tty_steal(path: &CString) -> Result<(), Step> {
+    // SAFETY: fork; the child only makes async-signal-safe calls (setsid, open, ioctl,
+    // _exit) before it leaves.
+    let child = setup("fork", check(unsafe { libc::fork() }.into()))?;
+    if child == 0 {
+        // SAFETY: in the child: plain calls on a NUL-terminated path, then _exit, running
+        // none of the parent's exit code.
+        unsafe {
+            if libc::setsid() < 0 {
+                libc::_exit(200);
+            }
+            let fd = libc::open(
+                path.as_ptr(),
+                libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+            );
+            if fd < 0 {
+                libc::_exit(201);
+            }
+            let rc = libc::ioctl(fd, libc::TIOCSCTTY, 1);
+            libc::_exit(if rc < 0 { Errno::last().0.min(199) } else { 0 });
+        }
+    }
+    let status = cleanup("waitpid", wait(child as libc::pid_t))?;
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        Some(200) => Err(Step::Setup("setsid", Errno(0))),
+        Some(201) => Err(Step::Setup("open", Errno(0))),
+        Some(e) => Err(Step::Judged(Errno(e))),
+        None => Err(Step::Other("child killed")),
+    }
+}
+
 fn getsched(pid: libc::pid_t) -> Result<(), Step> {
     // SAFETY: plain integer argument.
     unit(unsafe { libc::sched_getscheduler(pid) })?;
@@ -632,6 +704,10 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         ("setpriority", [p]) => setpriority(arg_pid(p)?),
         ("ioprio", [p]) => ioprio(arg_pid(p)?),
         ("getsched", [p]) => getsched(arg_pid(p)?),
+        ("prlimit", [p]) => prlimit(arg_pid(p)?),
+        ("open-nonblock", [f]) => open_op(&arg_path(f)?, libc::O_RDONLY | libc::O_NONBLOCK),
+        ("tty-vhangup", [f]) => tty_vhangup(&arg_path(f)?),
+        ("tty-steal", [f]) => tty_steal(&arg_path(f)?),
         ("kill", [p, s]) => kill(arg_pid(p)?, arg_sig(s)?),
         ("pidfd-signal", [p, s]) => pidfd_signal(arg_pid(p)?, arg_sig(s)?),
         ("setns-pidfd", [p]) => setns_pidfd(arg_pid(p)?),
@@ -714,14 +790,119 @@ fn sleeper_setup(ready: Option<&OsString>, line: &str) -> Result<(), Outcome> {
     Ok(())
 }
 
+/// Starts a thread that blocks every signal (so SIGUSR1 reaches the main thread) and leaves
+/// once `exit_file` exists; returns its thread id.
+fn exiting_thread(exit_file: PathBuf) -> Result<libc::pid_t, Outcome> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .spawn(move || {
+            let all = sigset(&(1..32).collect::<Vec<_>>());
+            // SAFETY: pthread_sigmask reads an initialised set; no old set is asked for.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, std::ptr::null_mut()) };
+            // SAFETY: gettid takes no argument.
+            let _ = tx.send(unsafe { libc::gettid() });
+            while !exit_file.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+        })
+        .map_err(|e| Outcome::Setup("thread", Errno::of_io(&e)))?;
+    rx.recv()
+        .map_err(|_| Outcome::Other("thread did not start"))
+}
+
+/// `pty-holder READY`: a session of its own whose controlling terminal is a new pty, whose
+/// master it holds; writes `pid=N pts=/dev/pts/K` to READY (through READY.tmp) and waits
+/// until a signal ends it (SIGHUP, a hangup, included).
+fn pty_holder(args: &[OsString]) -> ExitCode {
+    let [ready] = args else {
+        return usage("pty-holder READY");
+    };
+    match pty_session() {
+        Ok(pts) => {
+            for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+                // SAFETY: installs the default action, no handler of ours.
+                unsafe { libc::signal(s, libc::SIG_DFL) };
+            }
+            let line = format!("pid={} pts={pts}", std::process::id());
+            let tmp = with_suffix(ready, ".tmp");
+            if let Err(e) = std::fs::write(&tmp, format!("{line}\n"))
+                .and_then(|()| std::fs::rename(&tmp, ready))
+            {
+                eprintln!("proc-probe pty-holder: ready file: {e}");
+                return ExitCode::from(2);
+            }
+            loop {
+                // SAFETY: pause only waits for a signal.
+                unsafe { libc::pause() };
+            }
+        }
+        Err(o) => {
+            eprintln!("proc-probe pty-holder: {o}");
+            println!("{o}");
+            ExitCode::from(o.exit_code())
+        }
+    }
+}
+
+/// Forks (the parent leaves at once, so the child is no process group leader), makes the
+/// child a session leader, and gives it a new pty as controlling terminal; the master stays
+/// open (leaked on purpose: the holder lives until it is killed). Returns the slave's path.
+fn pty_session() -> Result<String, Outcome> {
+    // SAFETY: fork; the parent only _exits.
+    match unsafe { libc::fork() } {
+        -1 => return Err(Outcome::Setup("fork", Errno::last())),
+        0 => {}
+        // SAFETY: the parent leaves at once, running none of its exit code.
+        _ => unsafe { libc::_exit(0) },
+    }
+    // SAFETY: plain calls; ptsname_r writes at most buf.len() bytes into a live buffer; the
+    // slave path is NUL-terminated by it.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(Outcome::Setup("setsid", Errno::last()));
+        }
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY);
+        if master < 0 {
+            return Err(Outcome::Setup("posix_openpt", Errno::last()));
+        }
+        if libc::grantpt(master) < 0 || libc::unlockpt(master) < 0 {
+            return Err(Outcome::Setup("unlockpt", Errno::last()));
+        }
+        let mut buf = [0 as libc::c_char; 64];
+        if libc::ptsname_r(master, buf.as_mut_ptr(), buf.len()) != 0 {
+            return Err(Outcome::Setup("ptsname_r", Errno::last()));
+        }
+        // Opened without O_NOCTTY by a session leader with none: its controlling terminal.
+        if libc::open(buf.as_ptr(), libc::O_RDWR) < 0 {
+            return Err(Outcome::Setup("open pts", Errno::last()));
+        }
+        Ok(std::ffi::CStr::from_ptr(buf.as_ptr())
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
 fn sleeper(args: &[OsString]) -> ExitCode {
     let ready = match args {
         [] => None,
         [r] => Some(r),
         _ => return usage("sleeper [READY_FILE]"),
     };
+    // With READY, a second thread that leaves when READY.thread-exit appears: a descriptor of
+    // its /proc/PID/task/TID file outlives it.
+    let tid = match ready {
+        Some(r) => match exiting_thread(with_suffix(r, ".thread-exit")) {
+            Ok(tid) => format!(" tid={tid}"),
+            Err(o) => {
+                eprintln!("proc-probe sleeper: {o}");
+                println!("{o}");
+                return ExitCode::from(o.exit_code());
+            }
+        },
+        None => String::new(),
+    };
     let line = format!(
-        "pid={} addr={:#x}",
+        "pid={} addr={:#x}{tid}",
         std::process::id(),
         BUFFER.as_ptr() as usize
     );
@@ -822,6 +1003,7 @@ fn main() -> ExitCode {
     match op.as_str() {
         "sleeper" => sleeper(&rest),
         "trace-hold" => trace_hold(&rest),
+        "pty-holder" => pty_holder(&rest),
         "batch" if rest.is_empty() => batch(),
         "batch" => usage("batch < OPERATIONS"),
         _ => match run(&op, &rest) {

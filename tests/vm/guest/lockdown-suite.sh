@@ -332,6 +332,15 @@ if [ "$BOOT" = boot1 ]; then
     kill $perf_holder 2>>"$LOG"
     wait $perf_holder 2>/dev/null
     echo "-:capsule_probe" >>/tmp/tr/kprobe_events 2>>"$LOG"
+    # Swap: what a capsule process swapped out comes back as the swap area holds it. Two
+    # loop devices over files made swap areas, one switched on now and one after the raise
+    # (level 2 binds no loop device), and one loop over a plain file as the control.
+    for f in swap1 swap2 noswap; do dd if=/dev/zero of=/tmp/$f.img bs=1M count=8 2>>"$LOG"; done
+    SWAP1=$(bpf-probe loop-over /tmp/swap1.img 2>>"$LOG") SWAP2=$(bpf-probe loop-over /tmp/swap2.img 2>>"$LOG")
+    NOSWAP=$(bpf-probe loop-over /tmp/noswap.img 2>>"$LOG")
+    SWAP1=${SWAP1#allowed } SWAP2=${SWAP2#allowed } NOSWAP=${NOSWAP#allowed }
+    mkswap /dev/$SWAP1 >>"$LOG" 2>&1 && mkswap /dev/$SWAP2 >>"$LOG" 2>&1 && swapon /dev/$SWAP1 2>>"$LOG"
+    expect "level 1: a swap area on /dev/$SWAP1 is switched on" yes "$(grep -q "^/dev/$SWAP1 " /proc/swaps && echo yes)"
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     # Traced as vm_integrity's raise that loads a reader half way, loading nothing: the control.
     out=$(guard-attack during-raise 2 none -- sealtool level 2 2>&1)
@@ -341,6 +350,7 @@ if [ "$BOOT" = boot1 ]; then
     expect "boot1: ... traced to its first request, nothing made: whole (control)" "exit 0 nothing made" \
         "exit $rc $(echo "$out" | grep -x 'nothing made')"
     contains "boot1: level 2 locks the registry" "$out" "registry /disk/registry locked"
+    contains "boot1: level 2 protects what reaches the swap area" "$out" "swap: "
     expect "boot1: lockdown is integrity" integrity "$(sed -n 's/.*\[\(.*\)\].*/\1/p' /sys/kernel/security/lockdown)"
     expect "boot1: lowering the level is refused" "exit 2" "$(sealtool level 1 >>"$LOG" 2>&1; echo "exit $?")"
     guard_checks "level 2"
@@ -350,6 +360,18 @@ if [ "$BOOT" = boot1 ]; then
         expect "level 2: open the external journal of a sealed filesystem for writing" refused "$(res sh -c "exec 3>>/dev/$EJ_J")"
         expect "level 2: open it for reading (control)" allowed "$(res sh -c "exec 3</dev/$EJ_J")"
     fi
+    zap() { dd if=/dev/zero of="$1" bs=4096 count=1 seek=1 conv=notrunc 2>>"$LOG"; }
+    # The loop device's own writes the kernel refuses (ETXTBSY); its backing file, which it
+    # writes with no hook, sealtool's lock froze.
+    expect "level 2: write to the backing file of the loop device holding an active swap area" refused "$(res zap /tmp/swap1.img)"
+    expect "level 2: write to the backing file of a loop device that holds no swap (control)" allowed "$(res zap /tmp/noswap.img)"
+    # One switched on after the raise: write(2) to it the kernel refuses (ETXTBSY), a shared
+    # writable mapping the guard does, by the kernel's mark on the device.
+    expect "level 2: switch on another swap area" allowed "$(res swapon /dev/$SWAP2)"
+    expect "level 2: map the loop device holding it shared and writable" refused "$(bpf-probe mmap-write /dev/$SWAP2 2>>"$LOG")"
+    expect "level 2: map a loop device that holds no swap shared and writable (control)" allowed "$(bpf-probe mmap-write /dev/$NOSWAP 2>>"$LOG")"
+    swapoff /dev/$SWAP2 2>>"$LOG"
+    expect "level 2: map the first once its swap is off (control)" allowed "$(bpf-probe mmap-write /dev/$SWAP2 2>>"$LOG")"
     for d in $LOOP $DM $ONFS; do
         expect "level 2: open /dev/$d (over the sealed filesystem's disk) for writing" refused "$(res sh -c "exec 3>>/dev/$d")"
         expect "level 2: open /dev/$d for reading (control)" allowed "$(res sh -c "exec 3</dev/$d")"
@@ -409,9 +431,21 @@ else
     # As a real boot would: every filesystem mounted before enforcement.
     load_storage_modules && ej_attach
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
+    # Loop devices bound earlier in boot: one to a sealed file would keep writing it past
+    # every check (no hook of its own), so enforcement names it; one over a free file is the
+    # control.
+    dd if=/dev/zero of=/disk/free.img bs=4096 count=4 2>>"$LOG"
+    got=$(bpf-probe loop-over /disk/jails/app/etc/app.conf 2>>"$LOG")
+    got2=$(bpf-probe loop-over /disk/free.img 2>>"$LOG")
+    expect "boot2: setup: loop devices over a sealed file and over a free one" "allowed allowed" "${got%% *} ${got2%% *}"
+    LOOP_SEALED=${got#* } LOOP_FREE=${got2#* }
     out=$(sealtool enforce --boot 2>&1)
     rc=$?
     echo "$out" >>"$LOG"
+    contains "boot2: enforce --boot names the loop device bound to a sealed file before it" "$out" "loop device $LOOP_SEALED is bound to a file the guard protects"
+    expect "boot2: ... and not the one over a free file (control)" 0 "$(printf '%s\n' "$out" | grep -c "loop device $LOOP_FREE ")"
+    expect "boot2: the loop device over the sealed file can be detached at level 2" allowed "$(losetup -d "/dev/$LOOP_SEALED" 2>>"$LOG" && echo allowed || echo refused)"
+    losetup -d "/dev/$LOOP_FREE" 2>>"$LOG"
     expect "boot2: sealtool enforce --boot exits 2 (a seal file is unusable)" "exit 2" "exit $rc"
     contains "boot2: enforce --boot names the junk seal" "$out" "manifests/junk/"
     contains "boot2: enforce --boot goes on without the damaged index" "$out" "was enforced from the seal files alone"

@@ -13,10 +13,12 @@
 # actor must be allowed on IN. To outside actors (root and user 1000):
 #   attach/debug/pin (every level, root included): ptrace attach and seize, /proc/PID/mem,
 #     process_vm_readv/writev, sched_setaffinity, sched_setscheduler, setpriority, ioprio,
+#     prlimit, following /proc/PID/fd/N and /proc/PID/map_files/*,
 #     setns through a pidfd, joining or changing the capsule's cgroups (cgroup.procs,
 #     cgroup.threads, clone3 into it, mkdir, rmdir, control files, chmod);
 #   see/signal: kill, pidfd_send_signal, /proc/PID details needing ptrace read, /proc/PID/ns
-#     links, hidepid=invisible visibility: root allowed at level 0 only, the user never.
+#     links, hidepid=invisible visibility, hanging up or taking a capsule's terminal: root
+#     allowed at level 0 only, the user never.
 # Then: a member moved out of the cgroup by root stays protected; a capsule process can't
 # make an outside parent its tracer (PTRACE_TRACEME); `sealtool run` from outside a sealed
 # capsule is refused and says why; the same workload run inside gives the same results
@@ -114,8 +116,24 @@ start_target() { # NAME CGROUP_OR_EMPTY -> sets NAME_PID, NAME_ADDR
     line=$(cat "$W/$1.ready" 2>/dev/null)
     pid=$(echo "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
     addr=$(echo "$line" | sed -n 's/.*addr=\(0x[0-9a-f]*\).*/\1/p')
-    [ -n "$pid" ] && [ -n "$addr" ] || die "target $1 did not start: $line"
-    eval "${1}_PID=$pid ${1}_ADDR=$addr"
+    tid=$(echo "$line" | sed -n 's/.*tid=\([0-9]*\).*/\1/p')
+    [ -n "$pid" ] && [ -n "$addr" ] && [ -n "$tid" ] || die "target $1 did not start: $line"
+    eval "${1}_PID=$pid ${1}_ADDR=$addr ${1}_TID=$tid"
+}
+
+start_tty() { # NAME CGROUP -> sets NAME_PID, NAME_PTS: a session leader on a new pty
+    rm -f "$W/$1.ready"
+    (echo 0 >"$2/cgroup.procs" && exec proc-probe pty-holder "$W/$1.ready") >/dev/null 2>>"$LOG" &
+    i=0
+    while [ ! -s "$W/$1.ready" ] && [ $i -lt 200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    line=$(cat "$W/$1.ready" 2>/dev/null)
+    pid=$(echo "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+    pts=$(echo "$line" | sed -n 's/.*pts=\([^ ]*\).*/\1/p')
+    [ -n "$pid" ] && [ -n "$pts" ] || die "terminal $1 did not start: $line"
+    eval "${1}_PID=$pid ${1}_PTS=$pts"
 }
 
 listed() { # ACTOR PID: is PID among the entries of /proc2 as ACTOR lists them?
@@ -147,6 +165,15 @@ start_target OUT "$OTHER"
 # The twin target inside, and a sub-cgroup, exist before the seal.
 mkdir -p "$CG/sub" || die "cannot create $CG/sub"
 start_target IN "$CG"
+# Sessions on terminals of their own, inside and outside (two each: one hung up, one taken).
+start_tty IN_TTY "$CG"
+start_tty IN_TTY2 "$CG"
+start_tty OUT_TTY "$OTHER"
+start_tty OUT_TTY2 "$OTHER"
+# A mapping of each target, to be opened through /proc/PID/map_files.
+IN_MAP=$(ls "/proc/$IN_PID/map_files" | head -n 1)
+OUT_MAP=$(ls "/proc/$OUT_PID/map_files" | head -n 1)
+[ -n "$IN_MAP" ] && [ -n "$OUT_MAP" ] || die "no map_files entries"
 # So that the user's joins meet only fsguard.
 chmod 0666 "$CG/cgroup.procs" "$OTHER/cgroup.procs" "$OTHER/sub/cgroup.procs"
 
@@ -162,7 +189,7 @@ workload() { # -> one line per step
         s=$!
         while [ ! -s /tmp/process-suite/wl.ready ]; do sleep 0.05; done
         a=$(sed -n "s/.*addr=\(0x[0-9a-f]*\).*/\1/p" /tmp/process-suite/wl.ready)
-        for op in "kill $s 0" "kill $s 10" "setpriority $s" "setaffinity $s" "setscheduler $s" \
+        for op in "kill $s 0" "kill $s 10" "setpriority $s" "prlimit $s" "setaffinity $s" "setscheduler $s" \
             "ioprio $s" "read-file /proc/$s/environ" "proc-mem $s" "vm-read $s $a" \
             "ptrace-attach $s" "ptrace-seize $s" "setns-pidfd $s" \
             "write-file '"$CG"'/sub/cgroup.freeze 0" "clone-into-cgroup '"$CG"'/sub"; do
@@ -203,6 +230,10 @@ wait "$TRACER" 2>/dev/null
 # Descriptors of /proc/PID files opened before the seal are judged when used after it.
 exec 7<>"/proc/$IN_PID/mem" 8<>"/proc/$OUT_PID/mem" 9<"/proc/$IN_PID/environ"
 exec 5<"/proc/$IN_PID/smaps" 6<"/proc/$OUT_PID/smaps"
+# The same of a second thread that exits after the seal (its pid then has no task, while its
+# mem and environ still reach the process's memory), and of a descriptor's fdinfo.
+exec 12<"/proc/$IN_PID/task/$IN_TID/mem" 13<"/proc/$IN_PID/task/$IN_TID/environ"
+exec 14<"/proc/$IN_PID/fdinfo/0" 15<"/proc/$OUT_PID/task/$OUT_PID/mem" 16<"/proc/$OUT_PID/fdinfo/0"
 # A file of the tree opened for writing before the seal, and one outside it: a loop device
 # bound to it later writes it with no hook of its own.
 dd if=/dev/zero of="$W/plain.img" bs=4096 count=4 2>/dev/null
@@ -233,7 +264,7 @@ if [ "$LEVEL" = 0 ]; then SEE_ROOT=allowed; else SEE_ROOT=refused; fi
 
 # attach/debug/pin: refused to outside actors at every level; controls on OUT allowed.
 for a in root-out user-out; do
-    for op in ptrace-attach ptrace-seize proc-mem setaffinity setscheduler setpriority ioprio setns-pidfd; do
+    for op in ptrace-attach ptrace-seize proc-mem setaffinity setscheduler setpriority ioprio prlimit setns-pidfd; do
         [ "$a" = user-out ] && [ "$op" = setscheduler ] && continue # needs CAP_SYS_NICE anyway
         [ "$a" = user-out ] && [ "$op" = setns-pidfd ] && continue  # needs CAP_SYS_ADMIN anyway
         expect "$a: $op on a capsule process" refused "$(norm "$(pp $a $op "$IN")")"
@@ -278,6 +309,29 @@ for a in root-out user-out; do
 done
 expect "root-out: setns through /proc/PID/ns/uts of an outside process (control)" allowed "$(pp root-out setns-path /proc/$OUT/ns/uts)"
 expect "user-out: readlink /proc/PID/ns/uts of an outside process of the same user (control)" allowed "$(as user-out readlink /proc/$OUT/ns/uts >/dev/null && echo allowed || echo refused)"
+# The other magic links: following /proc/PID/fd/N opens the process's own file (a pipe, a
+# memfd), /proc/PID/map_files/* the file behind a mapping (its shared memory): refused at
+# every level (from level 1 on the kernel's ptrace read check on the directory refuses too;
+# the user lacks CAP_SYS_ADMIN for map_files anyway); reading the fd link is seeing.
+expect "root-out: open a capsule process's descriptor through /proc/PID/fd/2 (level $LEVEL)" refused "$(norm "$(pp root-out open-nonblock /proc/$IN/fd/2)")"
+expect "root-out: open an outside process's descriptor through /proc/PID/fd/2 (control)" allowed "$(pp root-out open-nonblock /proc/$OUT/fd/2)"
+expect "user-out: open a capsule process's descriptor through /proc/PID/fd/2" refused "$(norm "$(pp user-out open-nonblock /proc/$IN/fd/2)")"
+expect "root-out: readlink /proc/PID/fd/2 of a capsule process (level $LEVEL)" "$SEE_ROOT" "$(readlink /proc/$IN/fd/2 >/dev/null 2>>"$LOG" && echo allowed || echo refused)"
+expect "root-out: open a capsule process's mapping through /proc/PID/map_files (level $LEVEL)" refused "$(norm "$(pp root-out open-nonblock /proc/$IN/map_files/$IN_MAP)")"
+expect "root-out: open an outside process's mapping through /proc/PID/map_files (control)" allowed "$(pp root-out open-nonblock /proc/$OUT/map_files/$OUT_MAP)"
+expect "root-in: open a capsule process's descriptor through /proc/PID/fd/2" allowed "$(pp root-in open-nonblock /proc/$IN/fd/2)"
+# A capsule's terminal: a hangup signals its session leader and foreground group, so taking
+# it from its session (TIOCSCTTY) or hanging it up (TIOCVHANGUP) is signalling the capsule.
+expect "root-out: take a capsule's terminal from its session (TIOCSCTTY, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-steal "$IN_TTY2_PTS")"
+expect "root-out: take an outside terminal from its session (control)" allowed "$(pp root-out tty-steal "$OUT_TTY2_PTS")"
+expect "root-out: hang up a capsule's terminal (TIOCVHANGUP, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-vhangup "$IN_TTY_PTS")"
+expect "root-out: hang up an outside terminal (control)" allowed "$(pp root-out tty-vhangup "$OUT_TTY_PTS")"
+sleep 0.3
+expect "the outside terminal's session leader got its hangup (control)" gone "$([ -e /proc/$OUT_TTY_PID ] && echo alive || echo gone)"
+[ "$LEVEL" = 0 ] && want=gone || want=alive
+expect "the capsule terminal's session leader after the hangup (level $LEVEL)" "$want" "$([ -e /proc/$IN_TTY_PID ] && echo alive || echo gone)"
+expect "root-in: hang up the capsule's other terminal" allowed "$(pp root-in tty-vhangup "$IN_TTY2_PTS")"
+kill "$OUT_TTY2_PID" 2>>"$LOG"
 
 # The capsule's cgroups: nobody outside joins or changes them, root included.
 for a in root-out user-out; do
@@ -323,7 +377,7 @@ expect "sealtool run from outside a sealed capsule exits 2" "exit 2" "exit $rc"
 contains "sealtool run from outside says why" "$out" "sealed and this process is outside it"
 
 # Inside: everything works among members, including joining from inside.
-for op in "kill $IN 0" "setpriority $IN" "ptrace-attach $IN" "read-file /proc/$IN/environ" "vm-read $IN $IN_ADDR"; do
+for op in "kill $IN 0" "setpriority $IN" "prlimit $IN" "ptrace-attach $IN" "read-file /proc/$IN/environ" "vm-read $IN $IN_ADDR"; do
     expect "root-in: $op" allowed "$(pp root-in $op)"
 done
 expect "root-in: clone3 into the capsule's sub-cgroup from two threads" allowed "$(pp root-in clone-into-cgroup-threaded $CG/sub)"
@@ -349,6 +403,15 @@ expect "root-out: write an outside process's memory through a descriptor as old 
 expect "root-out: read a capsule process's environ through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 9 0 2>>"$LOG")"
 expect "root-out: read a capsule process's memory map (smaps) through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 5 0 2>>"$LOG")"
 expect "root-out: read an outside process's smaps through a descriptor as old (control)" allowed "$(proc-probe held-pread 6 0 2>>"$LOG")"
+expect "root-out: read a capsule process's fdinfo/0 through a descriptor opened before the seal (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 14 0 2>>"$LOG")"
+expect "root-out: read an outside process's fdinfo/0 through a descriptor as old (control)" allowed "$(proc-probe held-pread 16 0 2>>"$LOG")"
+touch "$W/IN.ready.thread-exit"
+i=0
+while [ -e "/proc/$IN_PID/task/$IN_TID" ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+expect "setup: the capsule process's second thread has exited" gone "$([ -e /proc/$IN_PID/task/$IN_TID ] && echo alive || echo gone)"
+expect "root-out: read a capsule process's memory through task/TID/mem of a thread gone since (opened before the seal)" refused "$(proc-probe held-pread 12 "$IN_ADDR" 2>>"$LOG")"
+expect "root-out: read its environ through that thread's task/TID/environ (level $LEVEL)" "$SEE_ROOT" "$(proc-probe held-pread 13 0 2>>"$LOG")"
+expect "root-out: read an outside process's memory through task/PID/mem opened as early (control)" allowed "$(proc-probe held-pread 15 "$OUT_ADDR" 2>>"$LOG")"
 loop_held() { # DESC FD: judged LOOP_SET_FD with descriptor FD, detached again when allowed
     got=$(bpf-probe loop-held "$2" 2>>"$LOG")
     [ "${got%% *}" = allowed ] && losetup -d "/dev/${got#* }" >>"$LOG" 2>&1
@@ -364,7 +427,7 @@ got=$(bpf-probe loop-configure-held 4 2>>"$LOG")
 [ "${got%% *}" = allowed ] && losetup -d "/dev/${got#* }" >>"$LOG" 2>&1
 if [ "$LEVEL" = 0 ]; then want=allowed; else want=EINVAL; fi
 expect "root-out: LOOP_CONFIGURE over an outside file (level $LEVEL)" "$want" "${got%% *}"
-exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&-
+exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&- 12<&- 13<&- 14<&- 15<&- 16<&-
 # Process accounting: the kernel appends to its file with no check. Onto a sealed file it is
 # refused like any write-open from level 1 on; at level 0 root may (it may modify the tree),
 # and the raise switches it off (checked at the end).
@@ -390,6 +453,7 @@ echo "$IN" >"$OTHER/cgroup.procs" 2>>"$LOG"
 expect "root-out: a capsule process moved out of its cgroup" yes "$(grep -qx "$IN" $OTHER/cgroup.procs && echo yes)"
 expect "root-out: ptrace-attach the moved-out capsule process" refused "$(pp root-out ptrace-attach "$IN")"
 expect "root-out: setaffinity the moved-out capsule process" refused "$(pp root-out setaffinity "$IN")"
+expect "root-out: prlimit the moved-out capsule process" refused "$(pp root-out prlimit "$IN")"
 expect "user-out: kill -0 the moved-out capsule process" refused "$(pp user-out kill "$IN" 0)"
 
 if [ "$LEVEL" = 0 ]; then
