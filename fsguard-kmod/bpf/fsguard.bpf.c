@@ -1049,32 +1049,6 @@ static __always_inline int decide_blockdev(struct inode *inode, struct dentry *d
 }
 
 /*
- * Level 2: a block device holding an active swap area (the kernel marks its own inode
- * S_SWAPFILE at swapon) is mapped writable by nobody: what a capsule process had swapped out
- * would come back changed. write(2) to it the kernel refuses itself (ETXTBSY); a shared
- * mapping's pages reach it at writeback, unchecked. Judged by the kernel's mark (the
- * device's own inode is the file's only once it is open), so a swap area made after the
- * raise is covered too; its other paths (partitions over it, the whole disk, a loop's
- * backing file) are protected from the raise on by sealtool's lock (protect_swap).
- */
-static __always_inline int decide_swap_write(struct file *file, struct inode *inode)
-{
-	struct inode *host;
-	__u32 level;
-
-	if ((inode->i_mode & S_IFMT) != S_IFBLK)
-		return 0;
-	host = BPF_CORE_READ(file, f_mapping, host);
-	if (!host || !(BPF_CORE_READ(host, i_flags) & S_SWAPFILE))
-		return 0;
-	level = current_level();
-	if (level < FSGUARD_LEVEL_LOCKED)
-		return 0;
-	return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE, FSGUARD_RULE_LOCKED,
-		      level, current_fsuid());
-}
-
-/*
  * Forgets `e`'s inode when the unlink being allowed removes its last link. (It runs before
  * the operation: should the operation then fail, the inode stays linked, until the next
  * boot's enforcement protected only through its directory (named_in), so not at all in a
@@ -1245,6 +1219,17 @@ static __always_inline bool reprobes_devices(struct dentry *dentry)
 	       same_cstr(name, "authorized", 11) || same_cstr(name, "bConfigurationValue", 20);
 }
 
+/* Whether a sysfs file named by `dentry` switches on a block device's I/O tracing
+ * (`trace/enable`, blktrace: who does I/O there, capsule processes' pids and names). */
+static __always_inline bool traces_block_io(struct dentry *dentry)
+{
+	char name[8] = {}, parent[8] = {};
+
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	bpf_probe_read_kernel_str(parent, sizeof(parent), BPF_CORE_READ(dentry, d_parent, d_name.name));
+	return same_cstr(name, "enable", 7) && same_cstr(parent, "trace", 6);
+}
+
 /* Whether a configfs file named by `dentry` enables a storage target's device (LIO's
  * backstores, nvmet's namespaces and passthrough controllers all call it `enable`). */
 static __always_inline bool enables_target(struct dentry *dentry)
@@ -1275,7 +1260,8 @@ static __always_inline int decide_device_control(struct file *file, struct inode
 	if ((magic != SYSFS_MAGIC && magic != CONFIGFS_MAGIC) ||
 	    current_level() < FSGUARD_LEVEL_LOCKED)
 		return 0;
-	if ((magic == SYSFS_MAGIC && reprobes_devices(file->f_path.dentry)) ||
+	if ((magic == SYSFS_MAGIC &&
+	     (reprobes_devices(file->f_path.dentry) || traces_block_io(file->f_path.dentry))) ||
 	    (magic == CONFIGFS_MAGIC && enables_target(file->f_path.dentry)))
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
 			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
@@ -1286,18 +1272,27 @@ static __always_inline int decide_device_control(struct file *file, struct inode
 /*
  * Level 2 (or tracing locked): tracefs's kprobe, uprobe and dynamic event files define probes
  * that record any process's registers and user memory (`+u0(%si):ustring`) with no BPF and no
- * perf event: writing them is refused, like loading tracing programs.
+ * perf event; its static events (sched_process_exec, sys_enter_*: `enable`, `set_event`,
+ * their pid filters, `trigger`, and set_ftrace_filter's `:enable_event`/`:stacktrace`
+ * commands) and tracers (`current_tracer`, `set_ftrace_pid`) record what
+ * every process does, capsule processes' names, pids, files and arguments included. Writing
+ * any of them, in the top instance or another, is refused, like loading tracing programs.
  */
 static __always_inline int decide_trace_events(struct file *file, struct inode *inode)
 {
-	char name[16] = {};
+	char name[24] = {};
 
 	if (inode->i_sb->s_magic != TRACEFS_MAGIC ||
 	    (current_level() < FSGUARD_LEVEL_LOCKED && !tracing_locked()))
 		return 0;
 	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
 	if (!same_cstr(name, "kprobe_events", 14) && !same_cstr(name, "uprobe_events", 14) &&
-	    !same_cstr(name, "dynamic_events", 15))
+	    !same_cstr(name, "dynamic_events", 15) && !same_cstr(name, "enable", 7) &&
+	    !same_cstr(name, "set_event", 10) && !same_cstr(name, "set_event_pid", 14) &&
+	    !same_cstr(name, "set_event_notrace_pid", 22) && !same_cstr(name, "trigger", 8) &&
+	    !same_cstr(name, "current_tracer", 15) && !same_cstr(name, "set_ftrace_pid", 15) &&
+	    !same_cstr(name, "set_ftrace_notrace_pid", 23) &&
+	    !same_cstr(name, "set_ftrace_filter", 18))
 		return 0;
 	return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
 		      FSGUARD_LEVEL_LOCKED, current_fsuid());
@@ -1323,6 +1318,7 @@ static __always_inline int decide_kcore(struct file *file, struct inode *inode)
 }
 
 /* Defined with the guard's own rules below. */
+static __always_inline bool in_syscall(__u64 nr, __u64 nr32);
 static __always_inline bool is_guard_map(struct bpf_map *map);
 static __always_inline bool is_frozen(void *map);
 static __always_inline bool guard_sealed(void);
@@ -1348,6 +1344,15 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 			return r;
 		return inherit(inode, dentry_inode(parent), parent, FSGUARD_OP_CREATE);
 	}
+	/* Level 2: no swap area is switched on (swapon(2) opens its device or file read-write):
+	 * what capsule processes swap out there would come back as root outside had written it
+	 * through another path to the same sectors. Those of the areas active at the raise are
+	 * protected as devices by sealtool's lock. */
+	if (inode && (file->f_mode & FMODE_WRITE) &&
+	    ((inode->i_mode & S_IFMT) == S_IFBLK || is_regular(inode)) &&
+	    current_level() >= FSGUARD_LEVEL_LOCKED && in_syscall(NR_swapon, NR_ia32_swapon))
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
+			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
 	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
 		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
 	/* A pin of one of the guard's maps opened as a file (bpffs lists a map's elements to a
@@ -1552,8 +1557,7 @@ int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsign
 		return ret;
 	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
 		return 0;
-	if (decide_blockdev(file->f_inode, file->f_path.dentry) ||
-	    decide_swap_write(file, file->f_inode))
+	if (decide_blockdev(file->f_inode, file->f_path.dentry))
 		return -EPERM;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MMAP_SHARED_WRITE);
 }
@@ -1572,8 +1576,7 @@ int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long re
 	if (!file)
 		return 0;
 	/* A protected block device mapped read-only, then made writable (level 2). */
-	if (decide_blockdev(file->f_inode, file->f_path.dentry) ||
-	    decide_swap_write(file, file->f_inode))
+	if (decide_blockdev(file->f_inode, file->f_path.dentry))
 		return -EPERM;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_MPROTECT_SHARED_WRITE);
 }
@@ -1983,6 +1986,56 @@ static __always_inline int decide_loop_backing(struct file *lo, unsigned int cmd
 		      level, current_fsuid());
 }
 
+/*
+ * A seccomp user-notification listener (whoever holds it answers the filtered processes'
+ * system calls: RECV reads a call's arguments, SEND forges its result, ADDFD puts a file in
+ * the caller's descriptor table). The kernel ties a listener to a filter, not to processes:
+ * the pending notifications name the callers. While one of them is another capsule's process,
+ * answering is attaching to it (refused at every level) and receiving is seeing it; more
+ * pending than looked at counts as another capsule's while one has a cgroup. A RECV that
+ * waits before a capsule process's call arrives can't be judged (see the README's limits).
+ */
+#define FSGUARD_SECCOMP_PENDING_SCAN 16
+static __always_inline int decide_seccomp_listener(struct file *file, unsigned int cmd)
+{
+	struct seccomp_filter *filter = file->private_data;
+	struct notification *notif = BPF_CORE_READ(filter, notif);
+	struct list_head *head, *node;
+	struct capsule_scan others = {};
+	__u32 own = current_capsule(), tgid = 0, slot = 0;
+	char name[16] = {};
+	int i;
+
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (!notif || !same_cstr(name, "seccomp notify", 15))
+		return 0;
+	head = (struct list_head *)((void *)notif + bpf_core_field_offset(struct notification,
+									  notifications));
+	node = BPF_CORE_READ(head, next);
+	for (i = 0; i < FSGUARD_SECCOMP_PENDING_SCAN && node && node != head; i++) {
+		struct seccomp_knotif *k = (struct seccomp_knotif *)((void *)node -
+			bpf_core_field_offset(struct seccomp_knotif, list));
+		struct task_struct *task = BPF_CORE_READ(k, task);
+		__u32 s = cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
+
+		if (s && s != own) {
+			slot = s;
+			tgid = BPF_CORE_READ(task, tgid);
+			break;
+		}
+		node = BPF_CORE_READ(node, next);
+	}
+	if (!slot && node && node != head) {
+		others.own = own;
+		/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+		if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) < 0 || others.found)
+			return refuse(NULL, file->f_path.dentry, others.found, FSGUARD_OP_PTRACE_ATTACH,
+				      FSGUARD_RULE_UNCHECKABLE, current_level(), current_fsuid());
+		return 0;
+	}
+	return decide_process_slot(slot, tgid, FSGUARD_OP_PTRACE_ATTACH, cmd != 0xc0502100, true);
+}
+
 /* The capsule of a terminal's session or foreground group, 0: none. */
 static __always_inline __u32 tty_capsule(struct tty_struct *tty, __u32 *tgid)
 {
@@ -2026,16 +2079,27 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, uns
 
 	type = file->f_inode ? file->f_inode->i_mode & S_IFMT : 0;
 	/* From level 1 on, no terminal is made to type (TIOCSTI: input to whatever reads it, a
-	 * capsule's shell included) or to signal its foreground processes (TIOCSIG on a pty's
-	 * master: the kernel's own signal, which task_kill never sees). */
-	if (type == S_IFCHR && (cmd == 0x5412 || cmd == 0x40045436) &&
+	 * capsule's shell included; TIOCLINUX, whose selection paste does the same on a virtual
+	 * console) or to signal its foreground processes (TIOCSIG on a pty's master: the
+	 * kernel's own signal, which task_kill never sees). */
+	if (type == S_IFCHR && (cmd == 0x5412 || cmd == 0x541C || cmd == 0x40045436) &&
 	    level >= FSGUARD_LEVEL_SEALED)
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE,
 			      level, current_fsuid());
-	/* TIOCVHANGUP, and TIOCSCTTY taking a terminal away from its session (arg 1), on a
-	 * capsule's terminal: a hangup signals its session and foreground group. */
-	if (type == S_IFCHR && (cmd == 0x5437 || (cmd == 0x540E && arg == 1)))
+	/* SECCOMP_IOCTL_NOTIF_RECV, _SEND, _ADDFD on a listener of capsule processes' calls. */
+	if ((cmd == 0xc0502100 || cmd == 0xc0182101 || cmd == 0x40182103) &&
+	    file->f_inode && file->f_inode->i_sb->s_magic == ANON_INODE_FS_MAGIC)
+		return decide_seccomp_listener(file, cmd);
+	/* TIOCVHANGUP, and TIOCSCTTY (which takes a terminal from its session when its argument,
+	 * an int to the kernel, is 1: any), on a capsule's terminal: a hangup signals its session
+	 * and foreground group. */
+	if (type == S_IFCHR && (cmd == 0x5437 || cmd == 0x540E))
 		return decide_capsule_tty(file);
+	/* Level 2: BLKTRACESETUP (any size: 32-bit callers' struct differs) records who does I/O
+	 * on a device, capsule processes' pids and names included. */
+	if (type == S_IFBLK && (cmd & 0xffff) == 0x1273 && level >= FSGUARD_LEVEL_LOCKED)
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BPF_TRACING,
+			      FSGUARD_RULE_LOCKED, level, current_fsuid());
 	if (type == S_IFBLK && level < FSGUARD_LEVEL_LOCKED) {
 		int r = decide_loop_backing(file, cmd, arg, level);
 
@@ -2168,8 +2232,8 @@ int BPF_PROG(fsguard_inode_init_security, struct inode *inode, struct inode *dir
 	return 0;
 }
 
-/* Whether the current system call is setns(2) (a 32-bit one has another number). */
-static __always_inline bool in_setns(void)
+/* Whether the current system call is `nr` (`nr32` for a 32-bit caller). */
+static __always_inline bool in_syscall(__u64 nr, __u64 nr32)
 {
 	struct task_struct *current = bpf_get_current_task_btf();
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(current);
@@ -2177,8 +2241,13 @@ static __always_inline bool in_setns(void)
 	if (!regs)
 		return false;
 	if (current->thread_info.status & TS_COMPAT)
-		return BPF_CORE_READ(regs, orig_ax) == NR_ia32_setns;
-	return BPF_CORE_READ(regs, orig_ax) == NR_setns;
+		return BPF_CORE_READ(regs, orig_ax) == nr32;
+	return BPF_CORE_READ(regs, orig_ax) == nr;
+}
+
+static __always_inline bool in_setns(void)
+{
+	return in_syscall(NR_setns, NR_ia32_setns);
 }
 
 /*
@@ -2433,18 +2502,20 @@ int BPF_PROG(fsguard_task_alloc, struct task_struct *task, unsigned long clone_f
 /*
  * Magic links of a capsule process followed by an outside process: /proc/PID/ns/\* hands
  * out a namespace descriptor to setns(2) into, /proc/PID/fd/N opens the process's own file
- * (its pipes, sockets, memfds, deleted files) and /proc/PID/map_files/\* the file behind a
- * mapping (its shared memory). Each acts on the process, so following one is refused at
- * every level, root included (and the same below /proc/PID/task/TID); reading the link,
- * which only names the object, stays a "see" operation. The check runs on every symlink
- * followed, so it leaves at the first test for anything but procfs.
+ * (its pipes, sockets, memfds, deleted files), /proc/PID/map_files/\* the file behind a
+ * mapping (its shared memory), and /proc/PID/root and cwd lead into its mount namespace (its
+ * private mounts' files). Each acts on the process, so following one is refused at every
+ * level, root included (and the same below /proc/PID/task/TID); reading the link, which
+ * only names the object, stays a "see" operation (stat(2) follows, so it is refused too).
+ * The check runs on every symlink followed, so it leaves at the first test for anything but
+ * procfs.
  */
 SEC("lsm/inode_follow_link")
 int BPF_PROG(fsguard_inode_follow_link, struct dentry *dentry, struct inode *inode, bool rcu,
 	     int ret)
 {
 	struct proc_inode *pi;
-	char parent[12] = {};
+	char parent[12] = {}, name[8] = {};
 	__u32 slot, tgid = 0;
 	bool gone;
 
@@ -2453,8 +2524,10 @@ int BPF_PROG(fsguard_inode_follow_link, struct dentry *dentry, struct inode *ino
 	if (!inode || inode->i_sb->s_magic != PROC_SUPER_MAGIC)
 		return 0;
 	bpf_probe_read_kernel_str(parent, sizeof(parent), BPF_CORE_READ(dentry, d_parent, d_name.name));
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
 	if (!same_cstr(parent, "ns", 3) && !same_cstr(parent, "fd", 3) &&
-	    !same_cstr(parent, "map_files", 10))
+	    !same_cstr(parent, "map_files", 10) && !same_cstr(name, "root", 5) &&
+	    !same_cstr(name, "cwd", 4))
 		return 0;
 	pi = (struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
 	slot = pid_capsule(BPF_CORE_READ(pi, pid), &tgid, &gone);

@@ -79,8 +79,6 @@ enum bpf_map_type {
 /* include/linux/dcache.h: a dentry the kernel made from a file handle (exportfs), without
  * knowing its directory. */
 #define DCACHE_DISCONNECTED 0x00000020
-/* include/linux/fs.h: inode::i_flags of an active swap area (its device's or file's inode). */
-#define S_SWAPFILE (1 << 8)
 /* include/uapi/linux/stat.h */
 #define S_IFMT 00170000
 #define S_IFREG 0100000
@@ -114,6 +112,7 @@ enum bpf_map_type {
 /* arch/x86/include/asm/thread_info.h: a 32-bit system call in progress; its number. */
 #define TS_COMPAT 0x0002
 #define NR_ia32_setns 346
+#define NR_ia32_swapon 87
 
 /* include/uapi/scsi/sg.h: SCSI commands, writes included, on a read-only descriptor. */
 #define SG_IO 0x2285
@@ -152,6 +151,8 @@ enum bpf_map_type {
 #define SYSFS_MAGIC 0x62656572
 #define TMPFS_MAGIC 0x01021994
 #define TRACEFS_MAGIC 0x74726163
+/* anonymous inodes' filesystem (seccomp listeners, eventfds, ...) */
+#define ANON_INODE_FS_MAGIC 0x09041934
 #define CONFIGFS_MAGIC 0x62656570
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
@@ -161,6 +162,7 @@ enum bpf_map_type {
 
 /* include/uapi/linux/capability.h; arch/x86/entry/syscalls/syscall_64.tbl */
 #define NR_setns 308
+#define NR_swapon 167
 
 /* include/uapi/asm-generic/errno-base.h */
 #define EPERM 1
@@ -197,6 +199,10 @@ struct hlist_head {
 	struct hlist_node *first;
 };
 
+struct list_head {
+	struct list_head *next, *prev;
+};
+
 struct inode_operations {
 	void *atomic_open; /* a function; only whether there is one is read */
 };
@@ -213,12 +219,6 @@ struct inode {
 		unsigned int __i_nlink;
 	};
 	struct hlist_head i_dentry;
-	unsigned int i_flags; /* S_SWAPFILE: an active swap area */
-};
-
-/* A file's page cache; for an open block device, the device's own inode's (`host`). */
-struct address_space {
-	struct inode *host;
 };
 
 struct qstr {
@@ -266,7 +266,6 @@ struct file {
 	unsigned int f_flags;
 	fmode_t f_mode;
 	void *private_data;
-	struct address_space *f_mapping;
 };
 
 /* include/linux/bpf.h: what the guard reads of maps and programs to protect itself. */
@@ -356,6 +355,20 @@ struct tty_struct {
 		struct pid *session;
 	} ctrl;
 	struct tty_struct *link;
+};
+
+/* kernel/seccomp.c: a filter's user notifications, each naming the process that waits. */
+struct seccomp_knotif {
+	struct task_struct *task;
+	struct list_head list;
+};
+
+struct notification {
+	struct list_head notifications;
+};
+
+struct seccomp_filter {
+	struct notification *notif;
 };
 
 /* task_setrlimit's argument, never read. */

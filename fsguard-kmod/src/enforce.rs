@@ -423,71 +423,108 @@ fn block_devices_from(dev: u64) -> Vec<u64> {
 
 /// Level 2: the active swap areas (/proc/swaps) written by nobody. What a capsule process
 /// had swapped out comes back as the swap area holds it, so a write there rewrites its
-/// memory (and a sealed tree's tmpfs pages). The guard refuses writes to a swap area's own
-/// device at level 2 by the kernel's mark (S_SWAPFILE); this protects what else reaches the
-/// same sectors, as for a sealed tree's device (partitions over it, the whole disk, devices
-/// built on it, loop devices over it): for a swap file, its filesystem's devices (the kernel
-/// refuses writes to the file itself); for a loop device, also its backing file, frozen (the
-/// loop writes it with no hook of its own, and root could write it by its path). A swap area
-/// whose file or device can't be looked at (deleted, renamed) is an error: its sectors can't
-/// be told. Returns how many devices and files were protected.
+/// memory (and a sealed tree's tmpfs pages). The guard refuses switching one on at level 2;
+/// this protects, for each one active now, what reaches its sectors, as for a sealed tree's
+/// device (the device itself, partitions over it, the whole disk, devices built on it, loop
+/// devices over it) or, for a swap file, its filesystem's devices (the kernel refuses writes
+/// to the file itself), and what lies beneath any loop device or zram device among them: a
+/// loop's backing device, or its backing file (frozen: the loop writes it with no hook of its
+/// own) and that file's filesystem's devices; zram's writeback device. An area whose file or
+/// device can't be looked at (deleted, renamed, another namespace's path) is an error, after
+/// the others are protected. Returns how many devices and files were protected.
 pub fn protect_swap(guard: &mut Guard) -> crate::Result<usize> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let swaps = std::fs::read_to_string("/proc/swaps").map_err(|source| crate::Error::Stat {
         path: PathBuf::from("/proc/swaps"),
         source,
     })?;
-    let mut devices = Vec::new();
-    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    // Devices (as stat() encodes them) whose writes reach a swap area.
+    let mut todo = Vec::new();
     for line in swaps.lines().skip(1) {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
         let path = PathBuf::from(unescape_mount(name));
-        let meta = std::fs::metadata(&path).map_err(|source| crate::Error::Stat {
-            path: path.clone(),
-            source: std::io::Error::new(
-                source.kind(),
-                format!("an active swap area whose sectors can't be told: {source}"),
-            ),
-        })?;
-        if meta.file_type().is_block_device() {
-            devices.extend(block_devices_from(meta.rdev()));
-            if libc::major(meta.rdev()) == 7 {
-                let name = path.file_name().unwrap_or_default();
-                let (dev, ino, _) = loop_backing(name).ok_or_else(|| crate::Error::Stat {
-                    path: path.clone(),
-                    source: std::io::Error::other(
-                        "a loop device holding an active swap area whose backing file can't be told",
-                    ),
-                })?;
-                devices.extend(block_devices_from(dev));
-                let dev = kernel_dev_from_user(dev).ok_or_else(|| crate::Error::Stat {
-                    path: path.clone(),
-                    source: std::io::Error::other("its backing file's device is out of range"),
-                })?;
-                files.push(Protected {
-                    key: fsguard_inode_key {
-                        dev: u64::from(dev),
-                        ino,
-                    },
-                    flags: FSGUARD_INODE_FROZEN,
-                });
-            }
-        } else {
-            devices.extend(block_devices_from(meta.dev()));
+        match std::fs::metadata(&path) {
+            Ok(m) if m.file_type().is_block_device() => todo.push(m.rdev()),
+            Ok(m) => todo.push(m.dev()),
+            Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
     }
-    devices.sort_unstable();
-    devices.dedup();
-    if devices.is_empty() && files.is_empty() {
-        return Ok(0);
+    let mut seen = std::collections::HashSet::new();
+    let mut devices = Vec::new();
+    let mut files = Vec::new();
+    while let Some(dev) = todo.pop() {
+        if !seen.insert(dev) {
+            continue;
+        }
+        for kdev in block_devices_from(dev) {
+            if devices.contains(&kdev) {
+                continue;
+            }
+            devices.push(kdev);
+            let majmin = format!("{}:{}", kdev >> 20, kdev & 0xf_ffff);
+            let Some(name) = std::fs::canonicalize(format!("/sys/dev/block/{majmin}"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+            else {
+                continue;
+            };
+            if kdev >> 20 == 7 {
+                match loop_backing(&name) {
+                    Some((_, _, rdev)) if rdev != 0 => todo.push(rdev),
+                    Some((fs, ino, _)) => match kernel_dev_from_user(fs) {
+                        Some(k) => {
+                            files.push(Protected {
+                                key: fsguard_inode_key {
+                                    dev: u64::from(k),
+                                    ino,
+                                },
+                                flags: FSGUARD_INODE_FROZEN,
+                            });
+                            todo.push(fs);
+                        }
+                        None => errors.push(format!(
+                            "loop device {}: its backing file's device is out of range",
+                            name.to_string_lossy()
+                        )),
+                    },
+                    None => errors.push(format!(
+                        "loop device {} beneath a swap area: its backing can't be told",
+                        name.to_string_lossy()
+                    )),
+                }
+            }
+            if name.to_string_lossy().starts_with("zram") {
+                let attr = Path::new("/sys/block").join(&name).join("backing_dev");
+                let backing = std::fs::read_to_string(&attr).unwrap_or_default();
+                let backing = backing.trim();
+                if !backing.is_empty() && backing != "none" {
+                    match std::fs::metadata(backing) {
+                        Ok(m) => todo.push(m.rdev()),
+                        Err(e) => errors.push(format!("{} ({backing}): {e}", attr.display())),
+                    }
+                }
+            }
+        }
     }
-    let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
     let n = devices.len() + files.len();
-    guard
-        .protect(slot, &files)
-        .and(guard.protect_devices(slot, &devices))?;
+    if n > 0 {
+        let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
+        guard
+            .protect(slot, &files)
+            .and(guard.protect_devices(slot, &devices))?;
+    }
+    if !errors.is_empty() {
+        return Err(crate::Error::Stat {
+            path: PathBuf::from("/proc/swaps"),
+            source: std::io::Error::other(format!(
+                "active swap areas whose sectors can't be told, NOT protected: {}",
+                errors.join("; ")
+            )),
+        });
+    }
     Ok(n)
 }
 

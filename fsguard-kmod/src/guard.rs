@@ -175,6 +175,9 @@ pub struct Guard {
     /// guard (nobody gets one after): for the look at loop devices once the sealed trees are
     /// in (`loops_on_sealed`).
     inodes_at_load: Option<std::os::fd::OwnedFd>,
+    /// What a load at level 2 found that level 2 would refuse (`refused_at_2`), kept for
+    /// the caller to report once everything is enforced (`open_or_load_reporting`).
+    load_findings: Vec<String>,
 }
 
 /// The bound loop devices whose backing file the guard protects (in `inodes`: its own entry,
@@ -452,6 +455,7 @@ impl Guard {
             capsules_view: open_pinned(dir, "capsules_view", Map::Array)?,
             stats: open_pinned(dir, "stats", Map::PerCpuArray)?,
             inodes_at_load: None,
+            load_findings: Vec::new(),
         })
     }
 
@@ -470,6 +474,7 @@ impl Guard {
             capsules_view: typed(take("capsules_view")?, "capsules_view", Map::Array)?,
             stats: typed(take("stats")?, "stats", Map::PerCpuArray)?,
             inodes_at_load: None,
+            load_findings: Vec::new(),
         })
     }
 
@@ -640,11 +645,15 @@ impl Guard {
         }
         let mut guard = Self::open_maps(dir)?;
         guard.inodes_at_load = inodes_at_load;
+        // Loaded at 2, the guard already refuses what level 2 refuses; what was made before
+        // (earlier in boot) is a finding for the caller, who enforces first.
         if level >= FSGUARD_LEVEL_LOCKED {
-            let found = guard.refused_at_2()?;
-            if !found.is_empty() {
-                return Err(Error::NotAlone { holds: found });
-            }
+            guard.load_findings = match guard.refused_at_2() {
+                Ok(found) => found,
+                Err(e) => vec![format!(
+                    "level 2's look at what was made before it could not be made: {e}"
+                )],
+            };
         }
         Ok(guard)
     }
@@ -652,6 +661,18 @@ impl Guard {
     /// Opens the loaded guard, or loads it at `initial_level`. The bool says whether it was
     /// loaded now.
     pub fn open_or_load(initial_level: u32) -> Result<(Guard, bool)> {
+        let (mut guard, loaded) = Self::open_or_load_reporting(initial_level)?;
+        let found = guard.take_load_findings();
+        if !found.is_empty() {
+            return Err(Error::NotAlone { holds: found });
+        }
+        Ok((guard, loaded))
+    }
+
+    /// The same, but what a load at level 2 found that level 2 would refuse is left in the
+    /// guard (`take_load_findings`) instead of being an error: boot enforcement hands the
+    /// guard every sealed tree first, then reports it.
+    pub fn open_or_load_reporting(initial_level: u32) -> Result<(Guard, bool)> {
         if let Some(g) = Self::find()? {
             return Ok((g, false));
         }
@@ -831,6 +852,11 @@ impl Guard {
             level,
             ..Default::default()
         }])
+    }
+
+    /// What the load at level 2 found that level 2 would refuse (emptied).
+    pub fn take_load_findings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.load_findings)
     }
 
     /// After a load above level 0 (boot enforcement) and once the sealed trees are in: the

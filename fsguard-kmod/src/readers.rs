@@ -216,11 +216,7 @@ pub fn why_refused_at_2(fd: &OwnedFd, calls: &ReaderCalls) -> std::io::Result<Op
 /// looked at.
 pub fn tracing_state() -> Result<Vec<String>> {
     let mut found = Vec::new();
-    for line in tracefs_probes()? {
-        found.push(format!(
-            "the tracefs probe `{line}` is defined (remove it: `-:NAME`)"
-        ));
-    }
+    found.extend(tracefs_state()?);
     let me = std::process::id().to_string();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Err(Error::ReaderHelpers {
@@ -253,50 +249,168 @@ pub fn tracing_state() -> Result<Vec<String>> {
     Ok(found)
 }
 
-/// The probes defined in tracefs (kprobe_events, uprobe_events, dynamic_events), from a
-/// tracefs mounted anywhere, or from one mounted for the look at a directory of its own.
-fn tracefs_probes() -> Result<Vec<String>> {
-    let err = |why: String| Error::ReaderHelpers { why };
-    let mounted = crate::enforce::mountinfo()
-        .map_err(|e| err(format!("cannot read /proc/self/mountinfo: {e}")))?
-        .into_iter()
-        .find_map(|(_, _, point, kind)| (kind == "tracefs").then_some(point));
-    let (dir, own) = match mounted {
-        Some(m) => (m, false),
-        None => {
-            let dir = std::env::temp_dir().join(format!("capsule-tracefs.{}", std::process::id()));
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| err(format!("cannot make {}: {e}", dir.display())))?;
-            nix::mount::mount(
-                Some("tracefs"),
-                &dir,
-                Some("tracefs"),
-                nix::mount::MsFlags::empty(),
-                None::<&str>,
-            )
-            .map_err(|e| err(format!("cannot mount tracefs at {}: {e}", dir.display())))?;
-            (dir, true)
-        }
+/// What tracefs records that level 2 refuses to set up, read from a tracefs mount of this
+/// process's own, attached nowhere (fsopen + fsmount): tracefs has one superblock, so it
+/// shows the kernel's state, and nothing mounted over a path (a tmpfs over the usual mount
+/// point, a file bound over `set_event`) can hide a file of it.
+fn tracefs_state() -> Result<Vec<String>> {
+    use std::io::Read;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let mnt = private_tracefs().map_err(|e| Error::ReaderHelpers {
+        why: format!("cannot mount a tracefs of its own to look at: {e}"),
+    })?;
+    let read = |rel: &str| -> std::io::Result<String> {
+        let fd = nix::fcntl::openat(
+            Some(mnt.as_raw_fd()),
+            rel,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_NOFOLLOW,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        // SAFETY: openat just returned this descriptor, which nothing else owns.
+        let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        let mut text = String::new();
+        file.read_to_string(&mut text)?;
+        Ok(text)
     };
-    let mut lines = Vec::new();
-    for file in ["dynamic_events", "kprobe_events", "uprobe_events"] {
-        if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
-            for l in text
+    let list = |rel: &str| -> std::io::Result<Vec<String>> {
+        let mut dir = nix::dir::Dir::openat(
+            Some(mnt.as_raw_fd()),
+            rel,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )?;
+        Ok(dir
+            .iter()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "." && n != "..")
+            .collect())
+    };
+    Ok(tracefs_findings(read, list))
+}
+
+/// A detached tracefs mount (FSOPEN_CLOEXEC, FSCONFIG_CMD_CREATE, FSMOUNT_CLOEXEC).
+fn private_tracefs() -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let name = c"tracefs";
+    // SAFETY: fsopen reads a NUL-terminated name; it returns a new descriptor or -1.
+    let fs = unsafe { libc::syscall(libc::SYS_fsopen, name.as_ptr(), 1 as libc::c_uint) };
+    if fs < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fsopen just returned this descriptor, which nothing else owns.
+    let fs = unsafe { OwnedFd::from_raw_fd(fs as i32) };
+    // SAFETY: FSCONFIG_CMD_CREATE (6) takes no key, value or aux (NULL, NULL, 0).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            6 as libc::c_uint,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_void>(),
+            0 as libc::c_int,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fsmount takes the context's descriptor and two flag words; it returns a new
+    // descriptor of the detached mount or -1.
+    let mnt = unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            fs.as_raw_fd(),
+            1 as libc::c_uint,
+            0 as libc::c_uint,
+        )
+    };
+    if mnt < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fsmount just returned this descriptor, which nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(mnt as i32) })
+}
+
+/// The findings of `tracefs_state`, from `read` (a file's text, by path relative to the
+/// tracefs root) and `list` (a directory's entries): probes defined (kprobe_events,
+/// uprobe_events, dynamic_events); in every instance, the static events enabled
+/// (`set_event`), a tracer other than `nop` (`current_tracer`) and function probe commands
+/// (`set_ftrace_filter` lines with a `:command`: enable_event, stacktrace, snapshot). A file
+/// that can't be read (but is not there at all) is a finding: what it holds can't be told.
+fn tracefs_findings(
+    read: impl Fn(&str) -> std::io::Result<String>,
+    list: impl Fn(&str) -> std::io::Result<Vec<String>>,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    let entries = |rel: &str, found: &mut Vec<String>| -> Vec<String> {
+        match read(rel) {
+            Ok(text) => text
                 .lines()
                 .map(str::trim)
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            {
-                if !lines.iter().any(|x: &String| x == l) {
-                    lines.push(l.to_string());
-                }
+                .map(str::to_string)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => {
+                found.push(format!(
+                    "tracefs's {rel} can't be read ({e}): what it holds can't be told"
+                ));
+                Vec::new()
+            }
+        }
+    };
+    let mut probes: Vec<String> = Vec::new();
+    for file in ["dynamic_events", "kprobe_events", "uprobe_events"] {
+        for l in entries(file, &mut found) {
+            if !probes.contains(&l) {
+                probes.push(l);
             }
         }
     }
-    if own {
-        let _ = nix::mount::umount(&dir);
-        let _ = std::fs::remove_dir(&dir);
+    for l in probes {
+        found.push(format!(
+            "the tracefs probe `{l}` is defined (remove it: `-:NAME`)"
+        ));
     }
-    Ok(lines)
+    let mut instances = vec![(String::new(), String::new())];
+    match list("instances") {
+        Ok(names) => instances.extend(
+            names
+                .into_iter()
+                .map(|n| (format!(" in instance {n}"), format!("instances/{n}/"))),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => found.push(format!(
+            "tracefs's instances can't be listed ({e}): what they record can't be told"
+        )),
+    }
+    for (which, at) in instances {
+        for event in entries(&format!("{at}set_event"), &mut found) {
+            found.push(format!(
+                "the trace event `{event}` is enabled{which} (it records what every process does; \
+                 `echo > set_event`)"
+            ));
+        }
+        if let Some(tracer) = entries(&format!("{at}current_tracer"), &mut found).first() {
+            if tracer != "nop" {
+                found.push(format!(
+                    "the tracer `{tracer}` is set{which} (`echo nop > current_tracer`)"
+                ));
+            }
+        }
+        for probe in entries(&format!("{at}set_ftrace_filter"), &mut found) {
+            if probe.contains(':') {
+                found.push(format!(
+                    "the function probe `{probe}` is set{which} (`echo > set_ftrace_filter`)"
+                ));
+            }
+        }
+    }
+    found
 }
 
 /// The name of a program type that runs in other processes' context (level 2 loads none).
@@ -432,5 +546,41 @@ ffffffff81200500 T not_a_reader
         assert!(c.held_by(&st));
         st.reader_calls[1] = 0x999;
         assert!(!c.held_by(&st));
+    }
+
+    #[test]
+    fn tracefs_findings_name_probes_events_and_tracers_in_every_instance() {
+        let files: std::collections::HashMap<&str, &str> = [
+            ("kprobe_events", "p:kprobes/x ksys_write\n"),
+            ("dynamic_events", "p:kprobes/x ksys_write\n# a comment\n"),
+            ("set_event", "sched:sched_process_exec\n"),
+            ("current_tracer", "nop\n"),
+            ("set_ftrace_filter", "#### all functions enabled ####\n"),
+            ("instances/mine/set_event", ""),
+            ("instances/mine/current_tracer", "function\n"),
+            (
+                "instances/mine/set_ftrace_filter",
+                "do_sys_openat2:stacktrace:unlimited\nksys_write\n",
+            ),
+            ("instances/quiet/set_event", "\n"),
+            ("instances/quiet/current_tracer", "nop\n"),
+        ]
+        .into_iter()
+        .collect();
+        let read = |rel: &str| match (rel, files.get(rel)) {
+            ("instances/quiet/set_ftrace_filter", _) => {
+                Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+            }
+            (_, Some(t)) => Ok(t.to_string()),
+            (_, None) => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        };
+        let list = |_: &str| Ok(vec!["mine".to_string(), "quiet".to_string()]);
+        let found = tracefs_findings(read, list);
+        assert_eq!(found.len(), 5, "{found:?}");
+        assert!(found[0].contains("`p:kprobes/x ksys_write` is defined"));
+        assert!(found[1].contains("`sched:sched_process_exec` is enabled ("));
+        assert!(found[2].contains("`function` is set in instance mine"));
+        assert!(found[3].contains("`do_sys_openat2:stacktrace:unlimited` is set in instance mine"));
+        assert!(found[4].contains("instances/quiet/set_ftrace_filter can't be read"));
     }
 }

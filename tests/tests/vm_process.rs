@@ -147,6 +147,14 @@ fn level0_without_each_hook_its_checks_fail() {
             "file_permission",
             "root-out: read a capsule process's memory through task/TID/mem of a thread gone since",
         ),
+        (
+            "file_ioctl",
+            "root-out: answer it through that listener (SEND)",
+        ),
+        (
+            "inode_follow_link",
+            "root-out: list a capsule process's directory through /proc/PID/cwd",
+        ),
         ("task_setrlimit", "root-out: prlimit on a capsule process"),
         ("task_setrlimit", "user-out: prlimit on a capsule process"),
         (

@@ -438,15 +438,19 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
     }
     let initial = configured.unwrap_or(fsguard::shared::FSGUARD_LEVEL_SEALED);
     let mut late = Vec::new();
-    let (mut guard, loaded_now) = Guard::open_or_load(initial)?;
+    // Loaded at level 2, what was made earlier in boot that level 2 refuses (a tracing
+    // program, a perf event, a trace event) is reported once every tree is enforced, not
+    // before: the trees would stay unprotected meanwhile.
+    let (mut guard, loaded_now) = Guard::open_or_load_reporting(initial)?;
+    let mut carried = guard.take_load_findings();
     let enforced = enforce_all(dir, &mut guard);
     // Loop devices bound before the guard was loaded (earlier in boot) to a file it now
     // protects would keep writing it with no hook of their own: a finding (they can be
     // detached at every level).
-    let carried = match guard.loops_on_sealed() {
-        Ok(found) => found,
-        Err(e) => vec![format!("the loop devices could not be looked at: {e}")],
-    };
+    match guard.loops_on_sealed() {
+        Ok(found) => carried.extend(found),
+        Err(e) => carried.push(format!("the loop devices could not be looked at: {e}")),
+    }
     for found in &carried {
         loud!("sealtool: ERROR: {found}");
     }

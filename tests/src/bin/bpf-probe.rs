@@ -22,7 +22,6 @@
 //!                         takes compat_sys_ioctl), zeroed 256-byte argument below 4 GiB,
 //!                         read-only descriptor
 //!   kexec-file PATH       kexec_file_load of PATH as a kernel, no initramfs (judged)
-//!   mmap-write PATH       opens PATH read-write and maps its first page shared and writable
 //!   mprotect-write FD     maps inherited descriptor FD shared and read-only, then asks for
 //!                         write access (mprotect, judged)
 //!   ringbuf-rewind PATH N moves the ring buffer's shared read position back N bytes (judged:
@@ -656,46 +655,6 @@ fn kexec_file(path: &str) -> ExitCode {
 }
 
 /// `mprotect-write FD`: a shared read-only mapping of FD made writable.
-/// `mmap-write PATH`: setup: open PATH read-write; judged: mmap of its first page, shared
-/// and writable (nothing is written).
-fn mmap_write(path: &str) -> ExitCode {
-    let file = match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) => {
-            println!(
-                "error: setup open: {}",
-                errno_name(e.raw_os_error().unwrap_or(0))
-            );
-            return ExitCode::from(2);
-        }
-    };
-    use std::os::fd::AsRawFd;
-    // SAFETY: maps one page of a descriptor this function holds; unmapped before it returns,
-    // nothing written through it.
-    let at = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            4096,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if at == libc::MAP_FAILED {
-        return judged(Err(std::io::Error::last_os_error()
-            .raw_os_error()
-            .unwrap_or(0)));
-    }
-    // SAFETY: unmapping the page mapped above.
-    unsafe { libc::munmap(at, 4096) };
-    judged(Ok(0))
-}
-
 fn mprotect_write(fd: i32) -> ExitCode {
     // SAFETY: mapping one page of an inherited descriptor shared, read-only.
     let at = unsafe {
@@ -1044,7 +1003,6 @@ fn main() -> ExitCode {
             }
         }
         ["kexec-file", path] => kexec_file(path),
-        ["mmap-write", path] => mmap_write(path),
         ["mprotect-write", fd] => match fd.parse() {
             Ok(fd) => mprotect_write(fd),
             Err(_) => usage(),

@@ -72,6 +72,8 @@
 //!   acct PATH              judged: acct(PATH), process accounting into PATH
 //!   acct-off               judged: acct(NULL)
 //!   sleeper [READY]        the target, see below (not in batch)
+//!   seccomp-pair READY CGROUP  a target whose getppid goes to a seccomp listener held by a
+//!                          supervisor it forks into CGROUP; see seccomp_pair (not in batch)
 //!   pty-holder READY       a session leader whose controlling terminal is a new pty (it holds
 //!                          the master): forks, writes `pid=N pts=PATH` to READY, waits
 //!                          until a signal (a hangup's SIGHUP included) ends it (not in batch)
@@ -882,6 +884,141 @@ fn pty_session() -> Result<String, Outcome> {
     }
 }
 
+/// `seccomp-pair READY CGROUP`: a target T (this process, left where it was started) whose
+/// getppid(2) goes to a seccomp user-notification listener, and a supervisor S holding the
+/// listener, forked from T and moved to cgroup CGROUP (its `cgroup.procs`) before anything
+/// else. Writes `target=T supervisor=S` to READY. Once READY.go exists, T calls getppid and S
+/// (after 0.5 s) receives the notification (RECV) and answers 42 (SEND); then S writes
+/// `recv=OUTCOME send=OUTCOME` to READY.supervisor and T `ret=N` (or `errno=E`) to
+/// READY.target, and both exit. A refused SEND leaves T waiting until S exits (its listener
+/// closed: ENOSYS).
+fn seccomp_pair(args: &[OsString]) -> ExitCode {
+    let [ready, cgroup] = args else {
+        return usage("seccomp-pair READY CGROUP");
+    };
+    match seccomp_pair_run(ready, cgroup) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(o) => {
+            eprintln!("proc-probe seccomp-pair: {o}");
+            println!("{o}");
+            ExitCode::from(o.exit_code())
+        }
+    }
+}
+
+fn seccomp_pair_run(ready: &OsString, cgroup: &OsString) -> Result<(), Outcome> {
+    const NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+    const NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+    // ld [nr]; jeq getppid ? user_notif : allow
+    let filter = [
+        libc::sock_filter {
+            code: 0x20,
+            jt: 0,
+            jf: 0,
+            k: 0,
+        },
+        libc::sock_filter {
+            code: 0x15,
+            jt: 0,
+            jf: 1,
+            k: libc::SYS_getppid as u32,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0x7fc0_0000,
+        },
+        libc::sock_filter {
+            code: 0x06,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000,
+        },
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: prctl with integer arguments.
+    let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    unit(rc).map_err(|e| Outcome::Setup("no_new_privs", e))?;
+    // SAFETY: seccomp(SET_MODE_FILTER, NEW_LISTENER) reads the filter program, which lives
+    // until the call returns; it returns the listener's descriptor.
+    let listener = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            1 as libc::c_long,
+            8 as libc::c_long,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    let listener =
+        check(listener).map_err(|e| Outcome::Setup("seccomp listener", e))? as libc::c_int;
+    let go = with_suffix(ready, ".go");
+    let wait_go = || {
+        while !go.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    // SAFETY: fork; the child runs only this function's code, then _exits.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        return Err(Outcome::Setup("fork", Errno::last()));
+    }
+    if child == 0 {
+        // The supervisor: out of the target's cgroup first.
+        let code = match std::fs::write(PathBuf::from(cgroup).join("cgroup.procs"), "0") {
+            Err(e) => {
+                eprintln!("proc-probe seccomp-pair: joining {cgroup:?}: {e}");
+                2
+            }
+            Ok(()) => {
+                wait_go();
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                let mut notif = [0u8; 80];
+                // SAFETY: RECV fills a struct seccomp_notif (80 bytes, zeroed as required).
+                let recv = unsafe { libc::ioctl(listener, NOTIF_RECV, notif.as_mut_ptr()) };
+                let recv = outcome(unit(recv).map_err(Step::Judged));
+                // struct seccomp_notif_resp: id, val, error, flags.
+                let mut resp = [0u8; 24];
+                resp[..8].copy_from_slice(&notif[..8]);
+                resp[8..16].copy_from_slice(&42i64.to_ne_bytes());
+                // SAFETY: SEND reads a struct seccomp_notif_resp (24 bytes).
+                let send = unsafe { libc::ioctl(listener, NOTIF_SEND, resp.as_mut_ptr()) };
+                let send = outcome(unit(send).map_err(Step::Judged));
+                let _ = std::fs::write(
+                    with_suffix(ready, ".supervisor"),
+                    format!("recv={recv} send={send}\n"),
+                );
+                0
+            }
+        };
+        // SAFETY: leave without running the target's exit code.
+        unsafe { libc::_exit(code) };
+    }
+    // SAFETY: the target keeps no listener: only the supervisor answers.
+    unsafe { libc::close(listener) };
+    let tmp = with_suffix(ready, ".tmp");
+    std::fs::write(
+        &tmp,
+        format!("target={} supervisor={child}\n", std::process::id()),
+    )
+    .and_then(|()| std::fs::rename(&tmp, ready))
+    .map_err(|e| Outcome::Setup("ready file", Errno::of_io(&e)))?;
+    wait_go();
+    // SAFETY: getppid takes no argument; here it waits for the supervisor's answer.
+    let ret = unsafe { libc::syscall(libc::SYS_getppid) };
+    let line = if ret < 0 {
+        format!("errno={}\n", Errno::last())
+    } else {
+        format!("ret={ret}\n")
+    };
+    let _ = std::fs::write(with_suffix(ready, ".target"), line);
+    let _ = wait(child);
+    Ok(())
+}
+
 fn sleeper(args: &[OsString]) -> ExitCode {
     let ready = match args {
         [] => None,
@@ -1004,6 +1141,7 @@ fn main() -> ExitCode {
         "sleeper" => sleeper(&rest),
         "trace-hold" => trace_hold(&rest),
         "pty-holder" => pty_holder(&rest),
+        "seccomp-pair" => seccomp_pair(&rest),
         "batch" if rest.is_empty() => batch(),
         "batch" => usage("batch < OPERATIONS"),
         _ => match run(&op, &rest) {

@@ -58,6 +58,7 @@ guard_checks() { # LABEL
     expect "$1: read /proc/version (control)" allowed "$(res head -c 1 /proc/version)"
     probe_check "$1: make a terminal type (TIOCSTI)" refused blk-ioctl /dev/ptmx 5412
     probe_check "$1: signal a terminal's foreground processes (TIOCSIG)" refused blk-ioctl /dev/ptmx 40045436
+    probe_check "$1: paste into a virtual console (TIOCLINUX)" refused blk-ioctl /dev/ptmx 541c
     probe_check "$1: a terminal's window size (TIOCGWINSZ; control)" "the kernel's" blk-ioctl /dev/ptmx 5413
     expect "$1: remove a link pin" refused "$(res rm $PINS/link_fsguard_file_open)"
     expect "$1: unmount the bpffs holding the pins" refused "$(res umount /sys/fs/bpf)"
@@ -114,6 +115,20 @@ locked_checks() { # LABEL WANT(refused|allowed)
     [ "$got" = allowed ] && echo "-:capsule_probe" >>/tmp/tr/kprobe_events 2>>"$LOG"
     expect "$1: define a kprobe event through tracefs" "$w" "$got"
     expect "$1: read tracefs's kprobe events (control)" allowed "$(res cat /tmp/tr/kprobe_events)"
+    # Static events and tracers record what every process does (names, pids, files).
+    got=$(res sh -c 'echo sched:sched_process_exec > /tmp/tr/set_event')
+    [ "$got" = allowed ] && echo >/tmp/tr/set_event 2>>"$LOG"
+    expect "$1: enable a trace event through tracefs (set_event)" "$w" "$got"
+    got=$(res sh -c 'echo 1 > /tmp/tr/events/sched/sched_process_exec/enable')
+    [ "$got" = allowed ] && echo 0 >/tmp/tr/events/sched/sched_process_exec/enable 2>>"$LOG"
+    expect "$1: enable a trace event through its enable file" "$w" "$got"
+    got=$(res sh -c 'echo blk > /tmp/tr/current_tracer')
+    [ "$got" = allowed ] && echo nop >/tmp/tr/current_tracer 2>>"$LOG"
+    expect "$1: set a tracer (current_tracer)" "$w" "$got"
+    got=$(res sh -c 'echo do_sys_openat2:stacktrace >> /tmp/tr/set_ftrace_filter')
+    [ "$got" = allowed ] && echo '!do_sys_openat2:stacktrace' >>/tmp/tr/set_ftrace_filter 2>>"$LOG"
+    expect "$1: set a function probe command (set_ftrace_filter)" "$w" "$got"
+    expect "$1: write tracefs's trace_marker (control)" allowed "$(res sh -c 'echo capsule > /tmp/tr/trace_marker')"
     r=$(bpf-probe sg-io $DEV 2>>"$LOG")
     [ "$w" = refused ] && want_sg=refused || want_sg="not refused"
     [ "$r" = refused ] && got_sg=refused || got_sg="not refused"
@@ -197,6 +212,11 @@ storage_checks() { # LABEL WANT (allowed below 2, refused from 2)
     probe_check "$1: a device-mapper table load from a 32-bit caller (compat)" "$k" compat-ioctl /dev/mapper/control c138fd09
     probe_check "$1: a device-mapper resume (DM_DEV_SUSPEND, swaps in a table loaded before)" "$k" blk-ioctl /dev/mapper/control c138fd06
     probe_check "$1: binding a loop device (LOOP_SET_FD)" "$k" blk-ioctl /dev/loop7 4c00
+    probe_check "$1: tracing a device's I/O (BLKTRACESETUP)" "$k" blk-ioctl /dev/loop7 c0481273
+    got=$(res sh -c 'echo 1 > /sys/block/vda/trace/enable')
+    [ "$got" = allowed ] && echo 0 >/sys/block/vda/trace/enable 2>>"$LOG"
+    [ "$2" = refused ] && want=refused || want=allowed
+    expect "$1: switch a device's I/O tracing on through sysfs (trace/enable)" "$want" "$got"
     probe_check "$1: a loop device's status (LOOP_GET_STATUS64; control)" "the kernel's" blk-ioctl /dev/loop7 4c05
     probe_check "$1: SG_IO on a SCSI generic device" "$k" sg-io "${SG:-/dev/sg0}"
     probe_check "$1: SG_IO on another disk's block device (absolute sectors)" "$k" sg-io "${SD:-/dev/sda}"
@@ -332,15 +352,30 @@ if [ "$BOOT" = boot1 ]; then
     kill $perf_holder 2>>"$LOG"
     wait $perf_holder 2>/dev/null
     echo "-:capsule_probe" >>/tmp/tr/kprobe_events 2>>"$LOG"
-    # Swap: what a capsule process swapped out comes back as the swap area holds it. Two
-    # loop devices over files made swap areas, one switched on now and one after the raise
-    # (level 2 binds no loop device), and one loop over a plain file as the control.
-    for f in swap1 swap2 noswap; do dd if=/dev/zero of=/tmp/$f.img bs=1M count=8 2>>"$LOG"; done
-    SWAP1=$(bpf-probe loop-over /tmp/swap1.img 2>>"$LOG") SWAP2=$(bpf-probe loop-over /tmp/swap2.img 2>>"$LOG")
-    NOSWAP=$(bpf-probe loop-over /tmp/noswap.img 2>>"$LOG")
-    SWAP1=${SWAP1#allowed } SWAP2=${SWAP2#allowed } NOSWAP=${NOSWAP#allowed }
-    mkswap /dev/$SWAP1 >>"$LOG" 2>&1 && mkswap /dev/$SWAP2 >>"$LOG" 2>&1 && swapon /dev/$SWAP1 2>>"$LOG"
-    expect "level 1: a swap area on /dev/$SWAP1 is switched on" yes "$(grep -q "^/dev/$SWAP1 " /proc/swaps && echo yes)"
+    # A static event enabled in an instance of its own, a tracer set (blk: cheap under TCG).
+    mkdir -p /tmp/tr/instances/capsule && echo sched:sched_process_exec >/tmp/tr/instances/capsule/set_event 2>>"$LOG"
+    echo blk >/tmp/tr/current_tracer 2>>"$LOG"
+    # Hidden from the usual path (a tmpfs over the mount point): the raise looks at a tracefs
+    # mount of its own.
+    mkdir -p /tmp/trhide && mount -t tracefs nodev /tmp/trhide 2>>"$LOG" && mount -t tmpfs none /tmp/trhide 2>>"$LOG"
+    refused_raise "a trace event is enabled and a tracer set" "the event" "the trace event \`sched:sched_process_exec\` is enabled in instance capsule"
+    contains "boot1: ... and the tracer" "$out" "the tracer \`blk\` is set ("
+    umount /tmp/trhide 2>>"$LOG"
+    umount /tmp/trhide 2>>"$LOG"
+    echo >/tmp/tr/instances/capsule/set_event 2>>"$LOG"
+    echo nop >/tmp/tr/current_tracer 2>>"$LOG"
+    rmdir /tmp/tr/instances/capsule 2>>"$LOG"
+    # Swap: what a capsule process swapped out comes back as the swap area holds it. Swap
+    # areas on a loop device over a file and on a loop over another loop device (BASE, over
+    # a file), switched on now; one made for a swapon after the raise; a loop over a plain
+    # file as the control (level 2 binds no loop device).
+    for f in swap1 swap2 base noswap; do dd if=/dev/zero of=/tmp/$f.img bs=1M count=8 2>>"$LOG"; done
+    lo() { r=$(bpf-probe loop-over "$1" 2>>"$LOG") && echo "${r#allowed }"; }
+    SWAP1=$(lo /tmp/swap1.img) SWAP2=$(lo /tmp/swap2.img) BASE=$(lo /tmp/base.img) NOSWAP=$(lo /tmp/noswap.img)
+    SWAPL=$(lo /dev/$BASE)
+    for d in $SWAP1 $SWAP2 $SWAPL; do mkswap /dev/$d >>"$LOG" 2>&1; done
+    swapon /dev/$SWAP1 2>>"$LOG" && swapon /dev/$SWAPL 2>>"$LOG"
+    expect "level 1: swap areas on /dev/$SWAP1 and /dev/$SWAPL (over /dev/$BASE) are switched on" 2 "$(grep -c -e "^/dev/$SWAP1 " -e "^/dev/$SWAPL " /proc/swaps)"
     command exec 4<>$DEV 2>>"$LOG" && HELD_FD=1 # command: a refusal is no exit
     # Traced as vm_integrity's raise that loads a reader half way, loading nothing: the control.
     out=$(guard-attack during-raise 2 none -- sealtool level 2 2>&1)
@@ -361,17 +396,15 @@ if [ "$BOOT" = boot1 ]; then
         expect "level 2: open it for reading (control)" allowed "$(res sh -c "exec 3</dev/$EJ_J")"
     fi
     zap() { dd if=/dev/zero of="$1" bs=4096 count=1 seek=1 conv=notrunc 2>>"$LOG"; }
-    # The loop device's own writes the kernel refuses (ETXTBSY); its backing file, which it
-    # writes with no hook, sealtool's lock froze.
+    # The swap device's own writes the kernel refuses (ETXTBSY); what lies beneath, which
+    # the loop writes with no hook, sealtool's lock protected: a backing file (frozen), a
+    # backing device and its own backing file.
     expect "level 2: write to the backing file of the loop device holding an active swap area" refused "$(res zap /tmp/swap1.img)"
+    expect "level 2: write to the loop device beneath another swap area's loop" refused "$(res zap /dev/$BASE)"
+    expect "level 2: write to that loop device's backing file" refused "$(res zap /tmp/base.img)"
     expect "level 2: write to the backing file of a loop device that holds no swap (control)" allowed "$(res zap /tmp/noswap.img)"
-    # One switched on after the raise: write(2) to it the kernel refuses (ETXTBSY), a shared
-    # writable mapping the guard does, by the kernel's mark on the device.
-    expect "level 2: switch on another swap area" allowed "$(res swapon /dev/$SWAP2)"
-    expect "level 2: map the loop device holding it shared and writable" refused "$(bpf-probe mmap-write /dev/$SWAP2 2>>"$LOG")"
-    expect "level 2: map a loop device that holds no swap shared and writable (control)" allowed "$(bpf-probe mmap-write /dev/$NOSWAP 2>>"$LOG")"
-    swapoff /dev/$SWAP2 2>>"$LOG"
-    expect "level 2: map the first once its swap is off (control)" allowed "$(bpf-probe mmap-write /dev/$SWAP2 2>>"$LOG")"
+    expect "level 2: write to a loop device that holds no swap (control)" allowed "$(res zap /dev/$NOSWAP)"
+    expect "level 2: switch on another swap area" refused "$(res swapon /dev/$SWAP2)"
     for d in $LOOP $DM $ONFS; do
         expect "level 2: open /dev/$d (over the sealed filesystem's disk) for writing" refused "$(res sh -c "exec 3>>/dev/$d")"
         expect "level 2: open /dev/$d for reading (control)" allowed "$(res sh -c "exec 3</dev/$d")"
@@ -439,9 +472,14 @@ else
     got2=$(bpf-probe loop-over /disk/free.img 2>>"$LOG")
     expect "boot2: setup: loop devices over a sealed file and over a free one" "allowed allowed" "${got%% *} ${got2%% *}"
     LOOP_SEALED=${got#* } LOOP_FREE=${got2#* }
+    # A trace event enabled earlier in boot: level 2 would refuse it, and boot enforcement
+    # names it only once every tree is enforced (the checks below).
+    mkdir -p /tmp/tr && mount -t tracefs nodev /tmp/tr 2>>"$LOG"
+    echo sched:sched_process_exec >/tmp/tr/set_event 2>>"$LOG"
     out=$(sealtool enforce --boot 2>&1)
     rc=$?
     echo "$out" >>"$LOG"
+    contains "boot2: enforce --boot names the trace event enabled before it" "$out" "the trace event \`sched:sched_process_exec\` is enabled"
     contains "boot2: enforce --boot names the loop device bound to a sealed file before it" "$out" "loop device $LOOP_SEALED is bound to a file the guard protects"
     expect "boot2: ... and not the one over a free file (control)" 0 "$(printf '%s\n' "$out" | grep -c "loop device $LOOP_FREE ")"
     expect "boot2: the loop device over the sealed file can be detached at level 2" allowed "$(losetup -d "/dev/$LOOP_SEALED" 2>>"$LOG" && echo allowed || echo refused)"

@@ -17,7 +17,8 @@
 #     setns through a pidfd, joining or changing the capsule's cgroups (cgroup.procs,
 #     cgroup.threads, clone3 into it, mkdir, rmdir, control files, chmod);
 #   see/signal: kill, pidfd_send_signal, /proc/PID details needing ptrace read, /proc/PID/ns
-#     links, hidepid=invisible visibility, hanging up or taking a capsule's terminal: root
+#     links, hidepid=invisible visibility, hanging up or taking a capsule's terminal,
+#     receiving its calls from a seccomp listener (answering them is attaching): root
 #     allowed at level 0 only, the user never.
 # Then: a member moved out of the cgroup by root stays protected; a capsule process can't
 # make an outside parent its tracer (PTRACE_TRACEME); `sealtool run` from outside a sealed
@@ -170,6 +171,19 @@ start_tty IN_TTY "$CG"
 start_tty IN_TTY2 "$CG"
 start_tty OUT_TTY "$OTHER"
 start_tty OUT_TTY2 "$OTHER"
+# A process inside (and, as the control, one outside) whose getppid goes to a seccomp
+# listener held by a supervisor outside, in cgroup `other`, from before the seal.
+for p in SP_IN:$CG SP_OUT:$OTHER; do
+    n=${p%%:*} g=${p#*:}
+    rm -f "$W/$n.ready"*
+    (echo 0 >"$g/cgroup.procs" && exec proc-probe seccomp-pair "$W/$n.ready" "$OTHER") >/dev/null 2>>"$LOG" &
+    i=0
+    while [ ! -s "$W/$n.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    sup=$(sed -n 's/.*supervisor=\([0-9]*\).*/\1/p' "$W/$n.ready" 2>/dev/null)
+    i=0
+    while ! grep -qx "${sup:-none}" "$OTHER/cgroup.procs" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    grep -qx "${sup:-none}" "$OTHER/cgroup.procs" || die "seccomp pair $n did not start"
+done
 # A mapping of each target, to be opened through /proc/PID/map_files.
 IN_MAP=$(ls "/proc/$IN_PID/map_files" | head -n 1)
 OUT_MAP=$(ls "/proc/$OUT_PID/map_files" | head -n 1)
@@ -294,7 +308,8 @@ for a in root-out user-out; do
     expect "$a: pidfd_send_signal to an outside process (control)" allowed "$(pp $a pidfd-signal "$OUT" 10)"
     expect "$a: read /proc/PID/environ of a capsule process (level $LEVEL)" "$want" "$(norm "$(pp $a read-file /proc/$IN/environ)")"
     expect "$a: read /proc/PID/environ of an outside process (control)" allowed "$(pp $a read-file /proc/$OUT/environ)"
-    expect "$a: readlink-open /proc/PID/cwd of a capsule process (level $LEVEL)" "$want" "$(norm "$(pp $a list-dir /proc/$IN/cwd/)")"
+    expect "$a: list a capsule process's directory through /proc/PID/cwd" refused "$(norm "$(pp $a list-dir /proc/$IN/cwd/)")"
+    expect "$a: list an outside process's directory through /proc/PID/cwd (control)" allowed "$(pp $a list-dir /proc/$OUT/cwd/)"
     [ "$a" = root-out ] && [ "$LEVEL" = 0 ] && wv=visible || wv=invisible
     expect "$a: hidepid=invisible lists a capsule process (level $LEVEL)" "$wv" "$(listed $a "$IN")"
     expect "$a: hidepid=invisible lists an outside process of the same user (control)" visible "$(listed $a "$OUT")"
@@ -332,6 +347,18 @@ expect "the outside terminal's session leader got its hangup (control)" gone "$(
 expect "the capsule terminal's session leader after the hangup (level $LEVEL)" "$want" "$([ -e /proc/$IN_TTY_PID ] && echo alive || echo gone)"
 expect "root-in: hang up the capsule's other terminal" allowed "$(pp root-in tty-vhangup "$IN_TTY2_PTS")"
 kill "$OUT_TTY2_PID" 2>>"$LOG"
+# A seccomp listener of a capsule process's calls, kept outside from before the seal:
+# receiving a call is seeing the process, answering it (a forged result, or ADDFD's file in
+# its descriptor table) is attaching to it.
+touch "$W/SP_IN.ready.go" "$W/SP_OUT.ready.go"
+i=0
+while { [ ! -s "$W/SP_IN.ready.target" ] || [ ! -s "$W/SP_OUT.ready.target" ]; } && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+got=$(cat "$W/SP_IN.ready.supervisor" 2>/dev/null)
+expect "root-out: receive a capsule process's call from a seccomp listener kept from before the seal (level $LEVEL)" "$SEE_ROOT" "$(echo "$got" | sed -n 's/.*recv=\([a-z]*\).*/\1/p')"
+expect "root-out: answer it through that listener (SEND)" refused "$(echo "$got" | sed -n 's/.*send=\([a-z]*\).*/\1/p')"
+expect "... and the capsule process's call got no forged answer" "errno=ENOSYS" "$(cat "$W/SP_IN.ready.target" 2>/dev/null)"
+expect "root-out: receive and answer an outside process's call the same way (control)" "recv=allowed send=allowed" "$(cat "$W/SP_OUT.ready.supervisor" 2>/dev/null)"
+expect "... and the outside process got the answer (control)" "ret=42" "$(cat "$W/SP_OUT.ready.target" 2>/dev/null)"
 
 # The capsule's cgroups: nobody outside joins or changes them, root included.
 for a in root-out user-out; do
