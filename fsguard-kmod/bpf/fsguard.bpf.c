@@ -2025,7 +2025,9 @@ static __always_inline int decide_seccomp_listener(struct file *file, unsigned i
 		}
 		node = BPF_CORE_READ(node, next);
 	}
-	if (!slot && node && node != head) {
+	/* More pending than looked at, or a link that could not be read (never NULL in a
+	 * kernel list): unknown. */
+	if (!slot && node != head) {
 		others.own = own;
 		/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
 		if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) < 0 || others.found)

@@ -148,6 +148,12 @@ pub struct Protected {
     pub flags: u32,
 }
 
+/// What a look at level 2's state needs, computed once per raise (see `Guard::level2_look`).
+struct Level2Look {
+    calls: crate::readers::ReaderCalls,
+    guard_progs: HashSet<u32>,
+}
+
 /// Who is inside a capsule: the cgroup v2 id and depth of its cgroup.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Inside {
@@ -750,7 +756,21 @@ impl Guard {
     /// the freeze). Empty when level 2 stands whole. A raise to 2 is refused otherwise; after
     /// one, it finds what was made while the raise was under way.
     pub fn refused_at_2(&self) -> Result<Vec<String>> {
-        let calls = crate::readers::ReaderCalls::from_kallsyms()?;
+        self.refused_at_2_by(&self.level2_look()?)
+    }
+
+    /// What a look at level 2's state needs that stays the same for a raise: the reader
+    /// helpers' calls (from /proc/kallsyms) and the guard's own programs (identified).
+    fn level2_look(&self) -> Result<Level2Look> {
+        Ok(Level2Look {
+            calls: crate::readers::ReaderCalls::from_kallsyms()?,
+            guard_progs: self.genuine_progs()?,
+        })
+    }
+
+    /// `refused_at_2` with what `level2_look` found once (a raise looks twice).
+    fn refused_at_2_by(&self, look: &Level2Look) -> Result<Vec<String>> {
+        let calls = &look.calls;
         let mut found = Vec::new();
         if !calls.held_by(&self.state()?) {
             found.push(
@@ -759,10 +779,7 @@ impl Guard {
                     .to_string(),
             );
         }
-        found.extend(crate::integrity::refused_at_2(
-            &self.genuine_progs()?,
-            &calls,
-        )?);
+        found.extend(crate::integrity::refused_at_2(&look.guard_progs, calls)?);
         found.extend(crate::readers::tracing_state()?);
         Ok(found)
     }
@@ -834,7 +851,8 @@ impl Guard {
         // the look and the kernel's own verdict on programs counts (a load through a BTF
         // pointer shows only to the guard). Refused after that, the rules stay on.
         if level >= FSGUARD_LEVEL_LOCKED && current < FSGUARD_LEVEL_LOCKED {
-            let found = self.refused_at_2()?;
+            let look = self.level2_look()?;
+            let found = self.refused_at_2_by(&look)?;
             if !found.is_empty() {
                 return Err(Error::NotAlone { holds: found });
             }
@@ -842,7 +860,7 @@ impl Guard {
                 kind: FSGUARD_REQ_LOCK_TRACING,
                 ..Default::default()
             }])?;
-            let found = self.refused_at_2()?;
+            let found = self.refused_at_2_by(&look)?;
             if !found.is_empty() {
                 return Err(Error::NotAlone { holds: found });
             }
