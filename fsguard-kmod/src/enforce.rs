@@ -1005,7 +1005,7 @@ pub fn outside_tracers(cgroup: &Path) -> crate::Result<Vec<(u32, u32)>> {
 }
 
 /// One line of /proc/self/mountinfo: (mount id, "major:minor", mount point, fs type).
-pub(crate) fn mountinfo() -> std::io::Result<Vec<(u64, String, PathBuf, String)>> {
+fn mountinfo() -> std::io::Result<Vec<(u64, String, PathBuf, String)>> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")?;
     Ok(text
         .lines()

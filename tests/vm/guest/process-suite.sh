@@ -101,6 +101,15 @@ pp() { # ACTOR OP ARGS...
 # /proc reads fail with EACCES (procfs's answer when ptrace access is refused) or EPERM.
 norm() { case "$1" in refused | "error: EACCES") echo refused ;; *) echo "$1" ;; esac; }
 
+ready() { # FILE: waits up to 10 s for FILE to hold something, then prints it
+    i=0
+    while [ ! -s "$1" ] && [ $i -lt 200 ]; do
+        sleep 0.05
+        i=$((i + 1))
+    done
+    cat "$1" 2>/dev/null
+}
+
 start_target() { # NAME CGROUP_OR_EMPTY -> sets NAME_PID, NAME_ADDR
     rm -f "$W/$1.ready" "$W/$1.ready.signals"
     if [ -n "$2" ]; then
@@ -109,12 +118,7 @@ start_target() { # NAME CGROUP_OR_EMPTY -> sets NAME_PID, NAME_ADDR
     else
         (exec runas user proc-probe sleeper "$W/$1.ready") >/dev/null 2>>"$LOG" &
     fi
-    i=0
-    while [ ! -s "$W/$1.ready" ] && [ $i -lt 200 ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    line=$(cat "$W/$1.ready" 2>/dev/null)
+    line=$(ready "$W/$1.ready")
     pid=$(echo "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
     addr=$(echo "$line" | sed -n 's/.*addr=\(0x[0-9a-f]*\).*/\1/p')
     tid=$(echo "$line" | sed -n 's/.*tid=\([0-9]*\).*/\1/p')
@@ -125,12 +129,7 @@ start_target() { # NAME CGROUP_OR_EMPTY -> sets NAME_PID, NAME_ADDR
 start_tty() { # NAME CGROUP -> sets NAME_PID, NAME_PTS: a session leader on a new pty
     rm -f "$W/$1.ready"
     (echo 0 >"$2/cgroup.procs" && exec proc-probe pty-holder "$W/$1.ready") >/dev/null 2>>"$LOG" &
-    i=0
-    while [ ! -s "$W/$1.ready" ] && [ $i -lt 200 ]; do
-        sleep 0.05
-        i=$((i + 1))
-    done
-    line=$(cat "$W/$1.ready" 2>/dev/null)
+    line=$(ready "$W/$1.ready")
     pid=$(echo "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
     pts=$(echo "$line" | sed -n 's/.*pts=\([^ ]*\).*/\1/p')
     [ -n "$pid" ] && [ -n "$pts" ] || die "terminal $1 did not start: $line"
@@ -177,9 +176,7 @@ for p in SP_IN:$CG SP_OUT:$OTHER; do
     n=${p%%:*} g=${p#*:}
     rm -f "$W/$n.ready"*
     (echo 0 >"$g/cgroup.procs" && exec proc-probe seccomp-pair "$W/$n.ready" "$OTHER") >/dev/null 2>>"$LOG" &
-    i=0
-    while [ ! -s "$W/$n.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-    sup=$(sed -n 's/.*supervisor=\([0-9]*\).*/\1/p' "$W/$n.ready" 2>/dev/null)
+    sup=$(ready "$W/$n.ready" | sed -n 's/.*supervisor=\([0-9]*\).*/\1/p')
     i=0
     while ! grep -qx "${sup:-none}" "$OTHER/cgroup.procs" && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
     grep -qx "${sup:-none}" "$OTHER/cgroup.procs" || die "seccomp pair $n did not start"
@@ -231,8 +228,7 @@ expect "... and no seal is recorded" 0 "$(ls /var/lib/capsule/manifests/app/ 2>/
 # its trace (ptrace requests meet no LSM hook): the seal is refused while one is attached.
 proc-probe trace-hold "$IN_PID" "$W/tracer.ready" >/dev/null 2>>"$LOG" &
 TRACER=$!
-i=0
-while [ ! -s "$W/tracer.ready" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+ready "$W/tracer.ready" >/dev/null
 out=$(sealtool run app --seal --cgroup "$CG" -- true 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
