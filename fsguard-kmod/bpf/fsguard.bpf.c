@@ -247,19 +247,6 @@ static __always_inline bool inode_key(struct inode *inode, struct fsguard_inode_
 	return true;
 }
 
-/* A FIFO that has a name in some filesystem (not an anonymous pipe): what is written to it
- * reaches whoever reads it, a capsule's process included. */
-static __always_inline bool is_named_fifo(struct inode *inode)
-{
-	return inode && (inode->i_mode & S_IFMT) == S_IFIFO &&
-	       inode->i_sb->s_magic != PIPEFS_MAGIC;
-}
-
-static __always_inline bool is_regular(struct inode *inode)
-{
-	return inode && (inode->i_mode & S_IFMT) == S_IFREG;
-}
-
 static __always_inline bool is_dir(struct inode *inode)
 {
 	return inode && (inode->i_mode & S_IFMT) == S_IFDIR;
@@ -1253,10 +1240,8 @@ static __always_inline int decide_sg_write(struct inode *inode, struct dentry *d
 
 /* Level 2, writing a sysfs or configfs control file (a new open, or a descriptor opened
  * before the raise): see reprobes_devices and enables_target. */
-static __always_inline int decide_device_control(struct file *file, struct inode *inode)
+static __always_inline int decide_device_control(struct file *file, __u64 magic)
 {
-	__u64 magic = inode->i_sb->s_magic;
-
 	if ((magic != SYSFS_MAGIC && magic != CONFIGFS_MAGIC) ||
 	    current_level() < FSGUARD_LEVEL_LOCKED)
 		return 0;
@@ -1278,11 +1263,11 @@ static __always_inline int decide_device_control(struct file *file, struct inode
  * every process does, capsule processes' names, pids, files and arguments included. Writing
  * any of them, in the top instance or another, is refused, like loading tracing programs.
  */
-static __always_inline int decide_trace_events(struct file *file, struct inode *inode)
+static __always_inline int decide_trace_events(struct file *file, __u64 magic)
 {
 	char name[24] = {};
 
-	if (inode->i_sb->s_magic != TRACEFS_MAGIC ||
+	if (magic != TRACEFS_MAGIC ||
 	    (current_level() < FSGUARD_LEVEL_LOCKED && !tracing_locked()))
 		return 0;
 	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
@@ -1296,6 +1281,47 @@ static __always_inline int decide_trace_events(struct file *file, struct inode *
 		return 0;
 	return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
 		      FSGUARD_LEVEL_LOCKED, current_fsuid());
+}
+
+/*
+ * From level 1, to everyone: the kernel's own ways to signal processes that task_kill never
+ * sees. /proc/sysrq-trigger (e: SIGTERM to every process, i: SIGKILL, f: the OOM killer, k:
+ * SAK) and kernel.sysrq (which lets a keyboard, an injected one included, do the same); a
+ * page marked failed (sysfs's memory hard_offline_page and soft_offline_page; debugfs's
+ * hwpoison, mce-inject and APEI einj): SIGBUS or SIGKILL to every process that maps it, and
+ * /proc/kpagecgroup names the pages of a capsule's memory cgroup. debugfs is refused whole
+ * (lockdown refuses it from level 2): its fault injection and the like act on any process.
+ */
+static __always_inline int decide_machine_signal(struct file *file, struct inode *inode,
+						 __u64 magic)
+{
+	struct dentry *dentry;
+	char name[20] = {};
+	bool found;
+
+	if ((magic != PROC_SUPER_MAGIC && magic != SYSFS_MAGIC && magic != DEBUGFS_MAGIC) ||
+	    current_level() < FSGUARD_LEVEL_SEALED)
+		return 0;
+	dentry = file->f_path.dentry;
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(dentry, d_name.name));
+	if (magic == PROC_SUPER_MAGIC) {
+		char parent[8] = {};
+
+		bpf_probe_read_kernel_str(parent, sizeof(parent),
+					  BPF_CORE_READ(dentry, d_parent, d_name.name));
+		found = (same_cstr(name, "sysrq-trigger", 14) &&
+			 BPF_CORE_READ(dentry, d_parent) == BPF_CORE_READ(inode, i_sb, s_root)) ||
+			(same_cstr(name, "sysrq", 6) && same_cstr(parent, "kernel", 7));
+	} else if (magic == SYSFS_MAGIC) {
+		found = same_cstr(name, "hard_offline_page", 18) ||
+			same_cstr(name, "soft_offline_page", 18);
+	} else {
+		found = true;
+	}
+	if (!found)
+		return 0;
+	return refuse(NULL, dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE, current_level(),
+		      current_fsuid());
 }
 
 /*
@@ -1324,12 +1350,17 @@ static __always_inline bool is_frozen(void *map);
 static __always_inline bool guard_sealed(void);
 static __always_inline bool guard_shaped(struct bpf_map *m);
 static __always_inline int refuse_guard_op(__u32 op);
+static __always_inline bool is_pty_side(struct inode *inode);
+static __always_inline int decide_terminal_io(struct tty_struct *tty, struct dentry *dentry);
 
 SEC("lsm/file_open")
 int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 {
 	unsigned int f_flags;
 	struct inode *inode;
+	umode_t type;
+	__u64 magic;
+	bool write;
 
 	if (ret)
 		return ret;
@@ -1344,66 +1375,76 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 			return r;
 		return inherit(inode, dentry_inode(parent), parent, FSGUARD_OP_CREATE);
 	}
-	/* Level 2: no swap area is switched on (swapon(2) opens its device or file read-write):
-	 * what capsule processes swap out there would come back as root outside had written it
-	 * through another path to the same sectors. Those of the areas active at the raise are
-	 * protected as devices by sealtool's lock. */
-	if (inode && (file->f_mode & FMODE_WRITE) &&
-	    ((inode->i_mode & S_IFMT) == S_IFBLK || is_regular(inode)) &&
-	    current_level() >= FSGUARD_LEVEL_LOCKED && in_syscall(NR_swapon, NR_ia32_swapon))
-		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
-			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
-	if (inode && (inode->i_mode & S_IFMT) == S_IFBLK)
-		return (file->f_mode & FMODE_WRITE) ? decide_blockdev(inode, file->f_path.dentry) : 0;
-	/* A pin of one of the guard's maps opened as a file (bpffs lists a map's elements to a
-	 * reader: pending requests, the enforcing maps), from the freeze on. bpf(2)'s own ways
-	 * to a map (BPF_OBJ_GET, by id) are judged in bpf_map. */
-	if (inode && inode->i_sb->s_magic == BPF_FS_MAGIC && guard_sealed() &&
-	    is_guard_map((struct bpf_map *)inode->i_private))
-		return refuse_guard_op(FSGUARD_OP_BPF_MAP);
-	if (inode && inode->i_sb->s_magic == PROC_SUPER_MAGIC) {
-		int r = decide_kcore(file, inode);
-
-		if (r)
-			return r;
-	}
-	/* A named FIFO or a character device node, opened for writing: judged like a file
-	 * (a capsule's FIFO is a way into it; its device nodes are part of its tree). */
-	if (inode && (is_named_fifo(inode) || (inode->i_mode & S_IFMT) == S_IFCHR)) {
-		int r;
-
-		if (!(file->f_mode & FMODE_WRITE))
-			return 0;
-		r = decide_sg_write(inode, file->f_path.dentry);
-		return r ? r : decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
-	}
-	if (!is_regular(inode))
+	if (!inode)
 		return 0;
-	if (file->f_mode & FMODE_WRITE) {
-		int r = decide_trace_events(file, inode);
-
-		if (r)
-			return r;
-	}
-	/* Level 2: no device is unbound, removed, probed again or stacked through sysfs, and no
-	 * storage target (LIO, nvmet) is enabled through configfs: it opens its block device
-	 * itself, unhooked, and writes it for whoever is on the other end. */
-	if (file->f_mode & FMODE_WRITE) {
-		int r = decide_device_control(file, inode);
-
-		if (r)
-			return r;
-	}
+	/* Read once: each read through a kernel pointer costs a range check of its own. */
+	write = file->f_mode & FMODE_WRITE;
+	type = inode->i_mode & S_IFMT;
 	/*
 	 * Made by this very open(O_CREAT): inode_create has judged it (an outsider can't create
 	 * in a capsule's directory) and inode_init_security, where the filesystem calls it, has
 	 * added it to the directory's capsule. Its creator may write it, so no lookup; every
 	 * write is judged again anyway. Not on filesystems with atomic_open (NFS, FUSE), which
-	 * set FMODE_CREATED themselves, also for a file that existed.
+	 * set FMODE_CREATED themselves, also for a file that existed. None of the files the
+	 * rules below look for is made by an open (swapon(2) creates nothing; tracefs, sysfs,
+	 * configfs, bpffs and procfs make no file on open).
 	 */
-	if ((file->f_mode & FMODE_CREATED) && !created_by_atomic_open(file))
+	if (type == S_IFREG && (file->f_mode & FMODE_CREATED) && !created_by_atomic_open(file))
 		return 0;
-	if ((file->f_mode & FMODE_WRITE) || (f_flags & O_TRUNC)) {
+	/* Level 2: no swap area is switched on (swapon(2) opens its device or file read-write):
+	 * what capsule processes swap out there would come back as root outside had written it
+	 * through another path to the same sectors. Those of the areas active at the raise are
+	 * protected as devices by sealtool's lock. */
+	if (write && (type == S_IFBLK || type == S_IFREG) &&
+	    current_level() >= FSGUARD_LEVEL_LOCKED && in_syscall(NR_swapon, NR_ia32_swapon))
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BLOCKDEV_WRITE,
+			      FSGUARD_RULE_LOCKED, FSGUARD_LEVEL_LOCKED, current_fsuid());
+	if (type == S_IFBLK)
+		return write ? decide_blockdev(inode, file->f_path.dentry) : 0;
+	magic = inode->i_sb->s_magic;
+	/* A pin of one of the guard's maps opened as a file (bpffs lists a map's elements to a
+	 * reader: pending requests, the enforcing maps), from the freeze on. bpf(2)'s own ways
+	 * to a map (BPF_OBJ_GET, by id) are judged in bpf_map. */
+	if (magic == BPF_FS_MAGIC && guard_sealed() &&
+	    is_guard_map((struct bpf_map *)inode->i_private))
+		return refuse_guard_op(FSGUARD_OP_BPF_MAP);
+	if (magic == PROC_SUPER_MAGIC) {
+		int r = decide_kcore(file, inode);
+
+		if (r)
+			return r;
+	}
+	if (magic == DEVPTS_SUPER_MAGIC && type == S_IFCHR && is_pty_side(inode)) {
+		struct dentry *dentry = file->f_path.dentry;
+
+		return decide_terminal_io(dentry->d_fsdata, dentry);
+	}
+	/* A named FIFO or a character device node, opened for writing: judged like a file
+	 * (a capsule's FIFO is a way into it; its device nodes are part of its tree). */
+	if ((type == S_IFIFO && magic != PIPEFS_MAGIC) || type == S_IFCHR) {
+		int r;
+
+		if (!write)
+			return 0;
+		r = decide_sg_write(inode, file->f_path.dentry);
+		return r ? r : decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
+	}
+	if (type != S_IFREG)
+		return 0;
+	/* Level 2: no device is unbound, removed, probed again or stacked through sysfs, and no
+	 * storage target (LIO, nvmet) is enabled through configfs: it opens its block device
+	 * itself, unhooked, and writes it for whoever is on the other end. */
+	if (write) {
+		int r = decide_trace_events(file, magic);
+
+		if (!r)
+			r = decide_device_control(file, magic);
+		if (!r)
+			r = decide_machine_signal(file, inode, magic);
+		if (r)
+			return r;
+	}
+	if (write || (f_flags & O_TRUNC)) {
 		int r = decide(inode, file->f_path.dentry, FSGUARD_OP_OPEN_WRITE);
 
 		return r ? r : decide_cgroup(inode, file->f_path.dentry, FSGUARD_OP_CGROUP);
@@ -1511,38 +1552,95 @@ static __always_inline int decide_proc_file(struct file *file, struct inode *ino
 }
 
 /* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
+/* fsnotify's permission events (FS_OPEN_PERM, FS_ACCESS_PERM, FS_OPEN_EXEC_PERM). */
+#define FS_PERM_EVENTS 0x70000ULL
+
+/*
+ * A fanotify or inotify mark (fanotify_mark(2), inotify_add_watch(2)). A permission event
+ * holds each open, read or exec of what it marks until the marker answers, and the answer
+ * can refuse it: on a capsule's file, or on a mount or filesystem that holds a sealed tree,
+ * that is pinning the capsule. fanotify's other events name the process behind each (its pid,
+ * the file it opened): seeing it. Both are judged like modifying the marked inode (inside
+ * processes, and root outside at level 0, only); a mount or filesystem mark, like one on
+ * every sealed tree there. inotify's events name only files: left alone.
+ */
+SEC("lsm/path_notify")
+int BPF_PROG(fsguard_path_notify, const struct path *path, __u64 mask, unsigned int obj_type,
+	     int ret)
+{
+	struct dentry *dentry;
+	struct inode *inode;
+	__u32 level;
+
+	if (ret)
+		return ret;
+	if (!(mask & FS_PERM_EVENTS) && !in_syscall(NR_fanotify_mark, NR_ia32_fanotify_mark))
+		return 0;
+	dentry = path->dentry;
+	inode = dentry_inode(dentry);
+	if (!inode)
+		return 0;
+	/* FSNOTIFY_OBJ_TYPE_INODE, but on an overlay, whose inodes are not the sealed layers'
+	 * that its opens reach. */
+	if (obj_type == 0 && inode->i_sb->s_magic != OVERLAYFS_SUPER_MAGIC)
+		return decide(inode, dentry, FSGUARD_OP_WATCH);
+	if (inode->i_sb->s_magic != OVERLAYFS_SUPER_MAGIC && fs_without_entries(inode->i_sb->s_dev))
+		return 0;
+	level = current_level();
+	if (level == FSGUARD_LEVEL_MAINTENANCE && current_fsuid() == 0)
+		return 0;
+	return refuse(NULL, dentry, 0, FSGUARD_OP_WATCH, FSGUARD_RULE_OUTSIDE, level,
+		      current_fsuid());
+}
+
 SEC("lsm/file_permission")
 int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 {
 	struct inode *inode;
+	umode_t type;
+	__u64 magic;
 	int r;
 
 	if (ret)
 		return ret;
+	/* Read once: each read through a kernel pointer costs a range check of its own. */
 	inode = file->f_inode;
-	if (inode->i_sb->s_magic == PROC_SUPER_MAGIC) {
+	magic = inode->i_sb->s_magic;
+	if (magic == PROC_SUPER_MAGIC) {
 		r = decide_kcore(file, inode);
+		if (!r && (mask & (MAY_WRITE | MAY_APPEND)))
+			r = decide_machine_signal(file, inode, magic);
 		return r ? r : decide_proc_file(file, inode, mask);
 	}
 	/* A guard map's pin read as a file through a descriptor opened before the freeze
 	 * (file_open refuses new ones). */
-	if (inode->i_sb->s_magic == BPF_FS_MAGIC && guard_sealed() &&
+	if (magic == BPF_FS_MAGIC && guard_sealed() &&
 	    is_guard_map((struct bpf_map *)inode->i_private))
 		return refuse_guard_op(FSGUARD_OP_BPF_MAP);
+	/* A pty's own side read or written through a descriptor opened before the seal. */
+	if (magic == DEVPTS_SUPER_MAGIC && (inode->i_mode & S_IFMT) == S_IFCHR &&
+	    is_pty_side(inode)) {
+		struct tty_file_private *priv = file->private_data;
+
+		return decide_terminal_io(BPF_CORE_READ(priv, tty), file->f_path.dentry);
+	}
 	if (!(mask & (MAY_WRITE | MAY_APPEND)))
 		return 0;
+	type = inode->i_mode & S_IFMT;
 	/* A write through a descriptor of a capsule's FIFO opened before the seal. */
-	if (is_named_fifo(inode))
+	if (type == S_IFIFO && magic != PIPEFS_MAGIC)
 		return decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
-	if (!is_regular(inode)) {
+	if (type != S_IFREG) {
 		/* A block device or a SCSI generic device opened for writing before level 2. */
 		r = decide_sg_write(inode, file->f_path.dentry);
 		return r ? r : decide_blockdev(inode, file->f_path.dentry);
 	}
 	/* A probe definition or device control file opened for writing before level 2. */
-	r = decide_trace_events(file, inode);
+	r = decide_trace_events(file, magic);
 	if (!r)
-		r = decide_device_control(file, inode);
+		r = decide_device_control(file, magic);
+	if (!r)
+		r = decide_machine_signal(file, inode, magic);
 	if (r)
 		return r;
 	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
@@ -1894,7 +1992,6 @@ static __always_inline bool stacks_or_passes_through(unsigned int cmd, umode_t t
 	return kind == 'N' && nr != 0x40; /* NVMe, but NVME_IOCTL_ID */
 }
 
-/* chattr: FS_IOC_SETFLAGS (+i, +a, ...) and FS_IOC_FSSETXATTR need only a read-only fd. */
 /*
  * The file behind descriptor `fd` of the caller, for a look at what a bpf(2) call or an ioctl names
  * by descriptor. Exact only while nobody but the caller can change its descriptor table (not
@@ -2038,40 +2135,172 @@ static __always_inline int decide_seccomp_listener(struct file *file, unsigned i
 	return decide_process_slot(slot, tgid, FSGUARD_OP_PTRACE_ATTACH, cmd != 0xc0502100, true);
 }
 
-/* The capsule of a terminal's session or foreground group, 0: none. */
-static __always_inline __u32 tty_capsule(struct tty_struct *tty, __u32 *tgid)
+/* Walk of the processes in a session or process group (the kernel links each thread group's
+ * leader into its session's and group's pid): the first capsule's slot among them. */
+struct member_walk {
+	struct hlist_node *node;
+	struct pid *pid; /* whose list */
+	__u64 link;      /* offset of the list's link in task_struct */
+	int type;
+	__u32 own; /* the caller's capsule: its members are not looked for */
+	__u32 slot;
+	__u32 tgid;
+	bool derailed;
+};
+
+/* Bound of a walk: a longer session or group counts as unknown (fail closed). */
+#define FSGUARD_MAX_MEMBERS 1024
+
+static int walk_member(__u32 i, void *ctx)
 {
-	struct pid *session, *pgrp;
-	bool gone;
+	struct member_walk *w = ctx;
+	/* A local first: a relocated read through `w` would relocate member_walk too. */
+	struct hlist_node *node = w->node;
+	int type = w->type;
+	struct task_struct *task;
+
+	if (!node)
+		return 1;
+	task = (struct task_struct *)((void *)node - w->link);
+	/* A task moved to another session or group meanwhile (setsid, setpgid) has its link
+	 * taken out and put at the head of the new list at once: a walk on it would go on in
+	 * the wrong list. Such a walk ends as not knowing (fail closed). */
+	if (type && BPF_CORE_READ(task, signal, pids[type]) != w->pid) {
+		w->derailed = true;
+		return 1;
+	}
+	w->slot = cgroup_capsule(BPF_CORE_READ(task, cgroups, dfl_cgrp));
+	if (w->slot && w->slot != w->own) {
+		w->tgid = BPF_CORE_READ(task, tgid);
+		return 1;
+	}
+	w->slot = 0;
+	w->node = BPF_CORE_READ(node, next);
+	return 0;
+}
+
+/* The capsule, other than the caller's, of a process among the tasks of `pid` as a process
+ * (PIDTYPE_PID, 0: a session's leader), a process group (PIDTYPE_PGID, 2) or a session
+ * (PIDTYPE_SID, 3): 0 none, FSGUARD_MAX_CAPSULES when they could not all be looked at. By
+ * every member, not the leader: a leader may have exited or be outside while a capsule's
+ * process is the one whose terminal this is. */
+static __always_inline __u32 members_capsule(struct pid *pid, int type, __u32 *tgid)
+{
+	struct member_walk w = {};
+
+	if (!pid)
+		return 0;
+	w.pid = pid;
+	w.type = type;
+	w.own = current_capsule();
+	/* The kernel's hlist_node (this header declares only `next`). */
+	w.link = bpf_core_field_offset(struct task_struct, pid_links) +
+		 type * bpf_core_type_size(struct hlist_node);
+	w.node = BPF_CORE_READ(pid, tasks[type].first);
+	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+	if ((int)bpf_loop(FSGUARD_MAX_MEMBERS, walk_member, &w, 0) < 0 || w.derailed ||
+	    (!w.slot && w.node))
+		return FSGUARD_MAX_CAPSULES;
+	*tgid = w.tgid;
+	return w.slot;
+}
+
+/* Whose a terminal is, for what is done to it: a hangup or a theft reaches every member of
+ * its session; a new size, new settings or a flush reach its foreground group; reading it
+ * takes what is typed for its session's leader and foreground group. */
+enum tty_reach {
+	TTY_SESSION,
+	TTY_FOREGROUND,
+	TTY_IO,
+};
+
+/* The capsule (other than the caller's) that a terminal reaches as `reach` says, 0: none
+ * (FSGUARD_MAX_CAPSULES: not known). */
+static __always_inline __u32 tty_capsule(struct tty_struct *tty, enum tty_reach reach,
+					 __u32 *tgid)
+{
 	__u32 slot;
 
 	if (!tty)
 		return 0;
-	session = BPF_CORE_READ(tty, ctrl.session);
-	pgrp = BPF_CORE_READ(tty, ctrl.pgrp);
-	slot = session ? pid_capsule(session, tgid, &gone) : 0;
-	if (!slot && pgrp)
-		slot = pid_capsule(pgrp, tgid, &gone);
-	return slot;
+	slot = reach == TTY_FOREGROUND ? 0 :
+	       members_capsule(BPF_CORE_READ(tty, ctrl.session), reach == TTY_IO ? 0 : 3, tgid);
+	return slot ? slot : members_capsule(BPF_CORE_READ(tty, ctrl.pgrp), 2, tgid);
+}
+
+/* The decision on a terminal that reaches capsule `slot`: as a signal (root outside at level
+ * 0 only); a terminal whose members could not all be looked at, as a capsule's while one
+ * other than the caller's has a cgroup. */
+static __always_inline int decide_tty_slot(__u32 slot, __u32 tgid, struct dentry *dentry,
+					   __u32 op)
+{
+	struct capsule_scan others = {};
+
+	if (slot != FSGUARD_MAX_CAPSULES)
+		return decide_process_slot(slot, tgid, op, false, true);
+	if (current_level() == FSGUARD_LEVEL_MAINTENANCE && current_euid() == 0)
+		return 0;
+	others.own = current_capsule();
+	if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) >= 0 && !others.found)
+		return 0;
+	return refuse_event(NULL, dentry, 0, others.found, op, FSGUARD_RULE_UNCHECKABLE,
+			    current_level(), current_euid());
 }
 
 /*
  * A terminal hung up (TIOCVHANGUP, or vhangup(2) once TIOCSCTTY took it as the caller's own):
- * its session leader and foreground group get SIGHUP and its open files stop working. On a
- * terminal whose session or foreground group is a capsule's (at either end of a pty), that
- * is signalling the capsule: root outside at level 0 only. A character device that is not a
- * terminal has no tty_file_private: what is read through it names no capsule.
+ * its session leader gets SIGHUP, every member of its session loses it as controlling
+ * terminal, and its open files stop working. On a terminal whose session holds a capsule's
+ * process (at either end of a pty), that is signalling the capsule: root outside at level 0
+ * only. On the terminal's own side, the ioctls that change it (changes_terminal) reach its
+ * foreground group. A character device that is not a terminal has no tty_file_private: what
+ * is read through it names no capsule.
  */
-static __always_inline int decide_capsule_tty(struct file *file)
+static __always_inline int decide_capsule_tty(struct file *file, enum tty_reach reach)
 {
 	struct tty_file_private *priv = file->private_data;
 	struct tty_struct *tty = BPF_CORE_READ(priv, tty);
 	__u32 tgid = 0, slot;
 
-	slot = tty_capsule(tty, &tgid);
-	if (!slot && tty)
-		slot = tty_capsule(BPF_CORE_READ(tty, link), &tgid);
-	return decide_process_slot(slot, tgid, FSGUARD_OP_SIGNAL, false, true);
+	slot = tty_capsule(tty, reach, &tgid);
+	if (!slot && tty && reach == TTY_SESSION)
+		slot = tty_capsule(BPF_CORE_READ(tty, link), reach, &tgid);
+	return decide_tty_slot(slot, tgid, file->f_path.dentry, FSGUARD_OP_SIGNAL);
+}
+
+/*
+ * A pty's own side (/dev/pts/N) opened, read or written by an outside process while its
+ * session's leader or its foreground group is a capsule's: a read takes what is typed for the
+ * capsule (passwords included), a write puts words in its mouth. Seeing it: root outside at
+ * level 0 only. At open the terminal is the devpts dentry's (d_fsdata), later the file's.
+ */
+static __always_inline bool is_pty_side(struct inode *inode)
+{
+	__u32 major = inode->i_rdev >> 20;
+
+	return major >= UNIX98_PTY_SLAVE_MAJOR &&
+	       major < UNIX98_PTY_SLAVE_MAJOR + UNIX98_PTY_MAJOR_COUNT;
+}
+
+static __always_inline int decide_terminal_io(struct tty_struct *tty, struct dentry *dentry)
+{
+	__u32 tgid = 0, slot = tty_capsule(tty, TTY_IO, &tgid);
+
+	return decide_tty_slot(slot, tgid, dentry, FSGUARD_OP_TERMINAL);
+}
+
+/* TCSETS, TCSETSW, TCSETSF, TCSETA, TCSETAW, TCSETAF, TCSBRK, TCXONC, TCFLSH, TIOCEXCL,
+ * TIOCSWINSZ, TIOCMBIS, TIOCMBIC, TIOCMSET (modem lines: a dropped DTR hangs a line up),
+ * TIOCSSOFTCAR, TIOCCONS (console output redirected into it), TIOCSETD, TCSBRKP, TIOCSBRK,
+ * TIOCSLCKTRMIOS, and TCSETS2, TCSETSW2, TCSETSF2 (any size: termios2 is an _IOW struct). */
+static __always_inline bool changes_terminal(unsigned int cmd)
+{
+	__u32 nr = cmd & 0xffff;
+
+	return (cmd >= 0x5402 && cmd <= 0x5404) || (cmd >= 0x5406 && cmd <= 0x540C) ||
+	       cmd == 0x5414 || (cmd >= 0x5416 && cmd <= 0x5418) || cmd == 0x541A ||
+	       cmd == 0x541D || cmd == 0x5423 || cmd == 0x5425 || cmd == 0x5427 ||
+	       cmd == 0x5457 || nr == 0x542B || nr == 0x542C || nr == 0x542D;
 }
 
 static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
@@ -2089,14 +2318,30 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, uns
 		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SIGNAL, FSGUARD_RULE_SEE,
 			      level, current_fsuid());
 	/* SECCOMP_IOCTL_NOTIF_RECV, _SEND, _ADDFD on a listener of capsule processes' calls. */
-	if ((cmd == 0xc0502100 || cmd == 0xc0182101 || cmd == 0x40182103) &&
+	if ((cmd == 0xc0502100 || cmd == 0xc0182101 || (cmd & 0xffff) == 0x2103) &&
 	    file->f_inode && file->f_inode->i_sb->s_magic == ANON_INODE_FS_MAGIC)
 		return decide_seccomp_listener(file, cmd);
 	/* TIOCVHANGUP, and TIOCSCTTY (which takes a terminal from its session when its argument,
 	 * an int to the kernel, is 1: any), on a capsule's terminal: a hangup signals its session
 	 * and foreground group. */
 	if (type == S_IFCHR && (cmd == 0x5437 || cmd == 0x540E))
-		return decide_capsule_tty(file);
+		return decide_capsule_tty(file, TTY_SESSION);
+	/* The same on the terminal's own side (not a pty's master, whose holder owns the
+	 * terminal): a new size signals its foreground group (SIGWINCH, the kernel's own), and
+	 * its settings, line discipline, flow, buffers, exclusivity and breaks are the capsule's
+	 * input and output. */
+	if (type == S_IFCHR && changes_terminal(cmd))
+		return decide_capsule_tty(file, TTY_FOREGROUND);
+	/* XFS_IOC_ATTRMULTI_BY_HANDLE (any size: 32-bit callers' struct differs) sets and
+	 * removes extended attributes of any inode of the filesystem named by a file handle,
+	 * with no open of it and no setxattr hook: on a filesystem holding a sealed tree, root
+	 * outside at level 0 only. */
+	if ((cmd & 0xffff) == 0x587b && file->f_inode &&
+	    file->f_inode->i_sb->s_magic == XFS_SUPER_MAGIC &&
+	    !fs_without_entries(file->f_inode->i_sb->s_dev) &&
+	    (level != FSGUARD_LEVEL_MAINTENANCE || current_fsuid() != 0))
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_SETXATTR,
+			      FSGUARD_RULE_OUTSIDE, level, current_fsuid());
 	/* Level 2: BLKTRACESETUP (any size: 32-bit callers' struct differs) records who does I/O
 	 * on a device, capsule processes' pids and names included. */
 	if (type == S_IFBLK && (cmd & 0xffff) == 0x1273 && level >= FSGUARD_LEVEL_LOCKED)
@@ -2117,7 +2362,11 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, uns
 	 * over its sectors) are all refused, and so is anything not known to be a query. */
 	if (type == S_IFBLK)
 		return blockdev_query(cmd) ? 0 : decide_blockdev(file->f_inode, file->f_path.dentry);
-	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR)
+	/* chattr (FS_IOC_SETFLAGS: +i, +a, ...; FS_IOC_FSSETXATTR), fs-verity (a Merkle tree
+	 * added and the file read-only for good) and the inode's generation number: they need
+	 * only a read-only descriptor. */
+	if (cmd != FS_IOC_SETFLAGS && cmd != FS_IOC32_SETFLAGS && cmd != FS_IOC_FSSETXATTR &&
+	    cmd != FS_IOC_ENABLE_VERITY && cmd != FS_IOC_SETVERSION && cmd != FS_IOC32_SETVERSION)
 		return 0;
 	return decide(file->f_inode, file->f_path.dentry, FSGUARD_OP_IOCTL_SETFLAGS);
 }
@@ -2244,7 +2493,8 @@ static __always_inline bool in_syscall(__u64 nr, __u64 nr32)
 		return false;
 	if (current->thread_info.status & TS_COMPAT)
 		return BPF_CORE_READ(regs, orig_ax) == nr32;
-	return BPF_CORE_READ(regs, orig_ax) == nr;
+	/* x32 calls are numbered as x86-64's with __X32_SYSCALL_BIT. */
+	return (BPF_CORE_READ(regs, orig_ax) & ~0x40000000UL) == nr;
 }
 
 static __always_inline bool in_setns(void)
@@ -2847,6 +3097,70 @@ static __always_inline bool tracing_locked(void)
 	struct fsguard_state *st = bpf_map_lookup_elem(&state, &zero);
 
 	return !st || st->tracing_locked;
+}
+
+/* Walk of the netlink messages in an audit request, as the kernel's audit_receive walks them
+ * (nlmsg_ok, nlmsg_next): `found` when one adds a rule. */
+struct audit_walk {
+	unsigned char *data;
+	__u32 off;
+	__u32 len;
+	bool found;
+	bool done;
+};
+
+static int walk_audit(__u32 i, void *ctx)
+{
+	struct audit_walk *w = ctx;
+	struct {
+		__u32 len;
+		__u16 type;
+	} h = {};
+
+	if (w->off > w->len || w->len - w->off < 16) {
+		w->done = true;
+		return 1;
+	}
+	if (bpf_probe_read_kernel(&h, sizeof(h), w->data + w->off)) {
+		w->found = true;
+		return 1;
+	}
+	if (h.len < 16 || h.len > w->len - w->off) {
+		w->done = true;
+		return 1;
+	}
+	if (h.type == AUDIT_ADD_RULE || h.type == AUDIT_MAKE_EQUIV) {
+		w->found = true;
+		return 1;
+	}
+	w->off += (h.len + 3) & ~3u;
+	return 0;
+}
+
+/*
+ * Level 2 (or tracing locked): no audit rule is added (AUDIT_ADD_RULE, or AUDIT_MAKE_EQUIV,
+ * which extends a directory's watch to another tree). A rule records the system calls of
+ * whatever processes it matches, capsule processes' included: their arguments, paths, socket
+ * addresses and exec arguments, like a trace event. A request of more messages than the walk
+ * looks at is refused whole.
+ */
+SEC("lsm/netlink_send")
+int BPF_PROG(fsguard_netlink_send, struct sock *sk, struct sk_buff *skb, int ret)
+{
+	struct audit_walk w = {};
+
+	if (ret)
+		return ret;
+	if (sk->sk_protocol != NETLINK_AUDIT ||
+	    (current_level() < FSGUARD_LEVEL_LOCKED && !tracing_locked()))
+		return 0;
+	w.data = skb->data;
+	w.len = skb->len;
+	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+	if ((int)bpf_loop(64, walk_audit, &w, 0) >= 0 && !w.found && w.done)
+		return 0;
+	return refuse(NULL, NULL, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
+		      FSGUARD_LEVEL_LOCKED, current_fsuid());
 }
 
 /* A program of a type that runs in other processes' context (what level 2 refuses to load,

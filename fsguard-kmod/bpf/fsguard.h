@@ -149,6 +149,8 @@
 #define FSGUARD_OP_CGROUP 29u         /* joining, creating, removing, configuring its cgroups */
 #define FSGUARD_OP_SETNS 30u          /* setns(2) through a pidfd of a capsule process */
 #define FSGUARD_OP_PROC_FILE 31u      /* a /proc/PID file of a capsule process, by descriptor */
+#define FSGUARD_OP_WATCH 32u          /* a fanotify mark, or a permission event, on its files */
+#define FSGUARD_OP_TERMINAL 33u       /* opening, reading or writing its terminal */
 /* Lock down: the guard itself, mounts, raw devices. */
 #define FSGUARD_OP_BPF_MAP 40u
 #define FSGUARD_OP_BPF_LINK 41u

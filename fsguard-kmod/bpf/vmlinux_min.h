@@ -97,6 +97,9 @@ enum bpf_map_type {
 #define FS_IOC_SETFLAGS 0x40086602
 #define FS_IOC32_SETFLAGS 0x40046602
 #define FS_IOC_FSSETXATTR 0x401c5820
+#define FS_IOC_ENABLE_VERITY 0x40806685
+#define FS_IOC_SETVERSION 0x40087602
+#define FS_IOC32_SETVERSION 0x40047602
 
 /* include/uapi/linux/mount.h */
 #define MS_REMOUNT 32
@@ -113,6 +116,7 @@ enum bpf_map_type {
 #define TS_COMPAT 0x0002
 #define NR_ia32_setns 346
 #define NR_ia32_swapon 87
+#define NR_ia32_fanotify_mark 339
 
 /* include/uapi/scsi/sg.h: SCSI commands, writes included, on a read-only descriptor. */
 #define SG_IO 0x2285
@@ -154,6 +158,17 @@ enum bpf_map_type {
 /* anonymous inodes' filesystem (seccomp listeners, eventfds, ...) */
 #define ANON_INODE_FS_MAGIC 0x09041934
 #define CONFIGFS_MAGIC 0x62656570
+#define DEBUGFS_MAGIC 0x64626720
+#define XFS_SUPER_MAGIC 0x58465342
+#define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define DEVPTS_SUPER_MAGIC 0x1cd1
+/* include/uapi/linux/major.h: /dev/pts/N (kernel dev_t: major in the bits above 20) */
+#define UNIX98_PTY_SLAVE_MAJOR 136
+#define UNIX98_PTY_MAJOR_COUNT 8
+/* include/uapi/linux/netlink.h, audit.h */
+#define NETLINK_AUDIT 9
+#define AUDIT_ADD_RULE 1011
+#define AUDIT_MAKE_EQUIV 1015
 
 /* include/linux/ptrace.h: the mode of security_ptrace_access_check(). */
 #define PTRACE_MODE_READ 0x01
@@ -163,6 +178,7 @@ enum bpf_map_type {
 /* include/uapi/linux/capability.h; arch/x86/entry/syscalls/syscall_64.tbl */
 #define NR_setns 308
 #define NR_swapon 167
+#define NR_fanotify_mark 301
 
 /* include/uapi/asm-generic/errno-base.h */
 #define EPERM 1
@@ -230,6 +246,7 @@ struct dentry {
 	struct dentry *d_parent;
 	struct qstr d_name;
 	struct inode *d_inode;
+	void *d_fsdata; /* devpts: a pty slave's tty_struct */
 	union {
 		struct hlist_node d_alias; /* in the inode's i_dentry */
 	} d_u;
@@ -399,8 +416,14 @@ struct mm_struct {
 	atomic_t mm_users;
 };
 
+/* The session and process group a task is in now (pids[PIDTYPE_PGID], pids[PIDTYPE_SID]). */
+struct signal_struct {
+	struct pid *pids[4];
+};
+
 struct task_struct {
 	struct thread_info thread_info;
+	struct signal_struct *signal;
 	struct mm_struct *mm;
 	struct nsproxy *nsproxy;
 	int tgid;
@@ -410,6 +433,16 @@ struct task_struct {
 	struct css_set *cgroups;
 	struct files_struct *files;
 	struct hlist_node pid_links[4];
+};
+
+/* netlink_send's socket and message. */
+struct sock {
+	__u16 sk_protocol;
+};
+
+struct sk_buff {
+	unsigned int len;
+	unsigned char *data;
 };
 
 struct iattr;

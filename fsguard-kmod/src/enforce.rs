@@ -1147,6 +1147,101 @@ pub fn cgroup_inside(cgroup: &Path) -> Result<Inside, PlanError> {
     })
 }
 
+/// The fanotify marks held on the filesystems `roots` lie on (one line each, naming the
+/// holder): a mark made before the seal or the raise keeps working after it (the guard judges
+/// marks when they are made), and each one holds capsule processes' opens until answered
+/// (permission events) or names them (the others). A mark on a mount that this process's
+/// mount table doesn't show can't be told, and counts.
+pub fn fanotify_marks_on(roots: &[PathBuf]) -> Vec<String> {
+    let mut devs = std::collections::BTreeSet::new();
+    let mut found = Vec::new();
+    for root in roots {
+        match std::fs::metadata(root).map(|m| kernel_dev_from_user(m.dev())) {
+            Ok(Some(dev)) => {
+                devs.insert(dev);
+            }
+            Ok(None) => {}
+            Err(e) => found.push(format!("{}: cannot stat: {e}", root.display())),
+        }
+    }
+    if devs.is_empty() {
+        return found;
+    }
+    let mounts: std::collections::HashMap<u64, u32> = mountinfo()
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(id, dev, _, _)| {
+            let (major, minor) = dev.split_once(':')?;
+            let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
+            Some((id, kernel_dev_from_user(dev)?))
+        })
+        .collect();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        found.push("cannot list /proc to look for fanotify marks".into());
+        return found;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let is_group = std::fs::read_link(fd.path())
+                .is_ok_and(|t| t.as_os_str() == "anon_inode:[fanotify]");
+            if !is_group {
+                continue;
+            }
+            let info = p.path().join("fdinfo").join(fd.file_name());
+            let Ok(text) = std::fs::read_to_string(&info) else {
+                continue;
+            };
+            let on = fanotify_marks_in(&text, &devs, &mounts);
+            if on > 0 {
+                let comm = std::fs::read_to_string(p.path().join("comm")).unwrap_or_default();
+                found.push(format!(
+                    "process {pid} ({}) holds {on} fanotify mark(s) on a filesystem holding a sealed tree (descriptor {}): each holds capsule processes' opens until answered, or names them; close it (stop the process)",
+                    comm.trim(),
+                    fd.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// How many of the marks a fanotify group's fdinfo lists are on a filesystem of `devs`
+/// (kernel dev_t) or on a mount (`mnt_id`) not in `mounts` (mount id → kernel dev_t).
+fn fanotify_marks_in(
+    fdinfo: &str,
+    devs: &std::collections::BTreeSet<u32>,
+    mounts: &std::collections::HashMap<u64, u32>,
+) -> usize {
+    let field = |line: &str, key: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .and_then(|v| u64::from_str_radix(v, 16).ok())
+    };
+    fdinfo
+        .lines()
+        .filter_map(|l| l.strip_prefix("fanotify "))
+        // The group's own line: `fanotify flags:... event-flags:...`.
+        .filter(|l| !l.starts_with("flags:"))
+        .filter(|l| {
+            if let Some(dev) = field(l, "sdev:") {
+                u32::try_from(dev).is_ok_and(|d| devs.contains(&d))
+            } else if let Some(id) = field(l, "mnt_id:") {
+                mounts.get(&id).is_none_or(|d| devs.contains(d))
+            } else {
+                // A mark this build can't read: counted (fail closed).
+                true
+            }
+        })
+        .count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1226,5 +1321,27 @@ mod tests {
     fn the_host_root_filesystem_has_a_consistent_identity() {
         // On ext4/tmpfs stat()'s device is the superblock's: the check must pass for /tmp.
         check_device_identity(Path::new("/tmp")).unwrap();
+    }
+
+    #[test]
+    fn fanotify_marks_count_those_on_sealed_filesystems_and_unknown_mounts() {
+        let devs: std::collections::BTreeSet<u32> = [0x0080_0001].into_iter().collect();
+        let mounts: std::collections::HashMap<u64, u32> =
+            [(0x1a, 0x0080_0001), (0x1b, 0x0000_0022)]
+                .into_iter()
+                .collect();
+        let fdinfo = "pos:\t0\nflags:\t02\nfanotify flags:10 event-flags:0\n\
+            fanotify ino:1c sdev:800001 mflags:0 mask:10000 ignored_mask:0 fhandle-bytes:8 fhandle-type:1 f_handle:1c00000000000000\n\
+            fanotify ino:5 sdev:22 mflags:0 mask:20 ignored_mask:0\n\
+            fanotify mnt_id:1a mflags:0 mask:10000 ignored_mask:0\n\
+            fanotify mnt_id:1b mflags:0 mask:10000 ignored_mask:0\n\
+            fanotify mnt_id:99 mflags:0 mask:20 ignored_mask:0\n\
+            fanotify sdev:800001 mflags:0 mask:40000 ignored_mask:0\n";
+        // The inode and filesystem marks on 8:1, the mount of 8:1, the unknown mount.
+        assert_eq!(fanotify_marks_in(fdinfo, &devs, &mounts), 4);
+        assert_eq!(
+            fanotify_marks_in("fanotify flags:10 event-flags:0\n", &devs, &mounts),
+            0
+        );
     }
 }

@@ -108,15 +108,19 @@ pub enum Error {
         source: ProgramError,
     },
     /// The kernel refused to load (verify) an LSM program.
-    #[error("cannot load LSM program `{program}` for hook `{hook}` into the kernel")]
+    #[error(
+        "cannot load LSM program `{program}` for hook `{hook}` into the kernel: {}",
+        load_failure(cause)
+    )]
     LoadProgram {
         /// The program.
         program: &'static str,
         /// The LSM hook (without `bpf_lsm_`), e.g. `file_open`.
         hook: &'static str,
-        /// aya's error, including the verifier log when the verifier rejected it.
-        #[source]
-        source: ProgramError,
+        /// aya's error, including the verifier log when the verifier rejected it (not a
+        /// `source`: the message already says the end of the log, and a report that
+        /// follows sources would print the whole log after it).
+        cause: ProgramError,
     },
     /// Attaching a loaded LSM program failed.
     #[error("cannot attach LSM program `{program}` to hook `{hook}`")]
@@ -328,6 +332,31 @@ pub fn report(err: &(dyn std::error::Error + 'static)) -> String {
         cur = cause.source();
     }
     out
+}
+
+/// Why the kernel refused a program, in a few lines: its answer and the end of the verifier's
+/// log, which says which instruction it stopped at and why (the whole log runs to thousands of
+/// lines).
+fn load_failure(e: &ProgramError) -> String {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => {
+            let log = verifier_log.to_string();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+            let tail = &lines[lines.len().saturating_sub(12)..];
+            if tail.is_empty() {
+                io_error.to_string()
+            } else {
+                format!(
+                    "{io_error}; the verifier's last words:\n  {}",
+                    tail.join("\n  ")
+                )
+            }
+        }
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]

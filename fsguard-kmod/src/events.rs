@@ -230,6 +230,8 @@ pub fn op_name(op: u32) -> String {
         29 => "cgroup",
         30 => "setns",
         31 => "proc-file",
+        32 => "watch",
+        33 => "terminal",
         40 => "bpf-map",
         41 => "bpf-link",
         42 => "bpf-prog",

@@ -73,6 +73,8 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_task_setioprio", "task_setioprio"),
     ("fsguard_task_movememory", "task_movememory"),
     ("fsguard_task_setrlimit", "task_setrlimit"),
+    ("fsguard_path_notify", "path_notify"),
+    ("fsguard_netlink_send", "netlink_send"),
     ("fsguard_task_getscheduler", "task_getscheduler"),
     ("fsguard_task_alloc", "task_alloc"),
     ("fsguard_inode_follow_link", "inode_follow_link"),
@@ -595,7 +597,7 @@ impl Guard {
             lsm.load(hook, btf).map_err(|source| Error::LoadProgram {
                 program,
                 hook,
-                source,
+                cause: source,
             })?;
         }
         let mut links = Vec::new();

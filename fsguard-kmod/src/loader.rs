@@ -63,7 +63,7 @@ impl LsmObject {
             .map_err(|source| Error::LoadProgram {
                 program,
                 hook,
-                source,
+                cause: source,
             })
     }
 

@@ -217,6 +217,7 @@ pub fn why_refused_at_2(fd: &OwnedFd, calls: &ReaderCalls) -> std::io::Result<Op
 pub fn tracing_state() -> Result<Vec<String>> {
     let mut found = Vec::new();
     found.extend(tracefs_state()?);
+    found.extend(audit_state());
     let me = std::process::id().to_string();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         return Err(Error::ReaderHelpers {
@@ -247,6 +248,110 @@ pub fn tracing_state() -> Result<Vec<String>> {
         }
     }
     Ok(found)
+}
+
+/// The audit rules loaded, asked of the kernel (AUDIT_LIST_RULES on an audit netlink socket):
+/// a rule records the system calls of the processes it matches, capsule processes' included
+/// (arguments, paths, exec arguments), which level 2 refuses to set up. A kernel without audit
+/// has none; rules that can't be listed are a finding (what they record can't be told).
+fn audit_state() -> Vec<String> {
+    match audit_rules() {
+        Ok(0) => Vec::new(),
+        Ok(n) => vec![format!(
+            "{n} audit rule(s) are loaded (they record the system calls of the processes they \
+             match; `auditctl -l` lists them, `auditctl -D` deletes them)"
+        )],
+        Err(e) => vec![format!(
+            "the audit rules can't be listed ({e}): what they record can't be told"
+        )],
+    }
+}
+
+/// How many audit rules the kernel holds.
+fn audit_rules() -> std::result::Result<usize, String> {
+    use nix::errno::Errno;
+    use nix::sys::socket::{
+        recv, sendto, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag,
+        SockProtocol, SockType,
+    };
+    const AUDIT_LIST_RULES: u16 = 1013;
+    const NLM_F_REQUEST: u16 = 1;
+    let fd = match socket(
+        AddressFamily::Netlink,
+        SockType::Raw,
+        SockFlag::SOCK_CLOEXEC,
+        SockProtocol::NetlinkAudit,
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::EPROTONOSUPPORT | Errno::EAFNOSUPPORT) => return Ok(0),
+        Err(e) => return Err(format!("audit netlink socket: {e}")),
+    };
+    let timeout = nix::sys::time::TimeVal::new(10, 0);
+    setsockopt(&fd, sockopt::ReceiveTimeout, &timeout).map_err(|e| format!("timeout: {e}"))?;
+    // struct nlmsghdr: length, type, flags, sequence, port (0: the kernel).
+    let mut req = [0u8; 16];
+    req[0..4].copy_from_slice(&16u32.to_ne_bytes());
+    req[4..6].copy_from_slice(&AUDIT_LIST_RULES.to_ne_bytes());
+    req[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    req[8..12].copy_from_slice(&1u32.to_ne_bytes());
+    sendto(
+        fd.as_raw_fd(),
+        &req,
+        &NetlinkAddr::new(0, 0),
+        MsgFlags::empty(),
+    )
+    .map_err(|e| format!("AUDIT_LIST_RULES: {e}"))?;
+    let mut rules = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = recv(fd.as_raw_fd(), &mut buf, MsgFlags::empty())
+            .map_err(|e| format!("reading the rules: {e}"))?;
+        if n == 0 {
+            return Err("the audit socket closed before the list ended".into());
+        }
+        if audit_replies(&buf[..n.min(buf.len())], &mut rules)? {
+            return Ok(rules);
+        }
+    }
+}
+
+/// Counts the rules (AUDIT_LIST_RULES messages) in one datagram of the kernel's answer into
+/// `rules`; true once its end (NLMSG_DONE) is seen. An error message, or one whose length
+/// does not fit the datagram, is an error.
+fn audit_replies(datagram: &[u8], rules: &mut usize) -> std::result::Result<bool, String> {
+    const NLMSG_ERROR: u16 = 2;
+    const NLMSG_DONE: u16 = 3;
+    const AUDIT_LIST_RULES: u16 = 1013;
+    let word = |at: usize| {
+        datagram
+            .get(at..at + 4)
+            .map(|b| u32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+            .unwrap_or(0)
+    };
+    let mut off = 0;
+    while datagram.len().saturating_sub(off) >= 16 {
+        let len = word(off) as usize;
+        let kind = u16::from_ne_bytes([datagram[off + 4], datagram[off + 5]]);
+        if len < 16 || len > datagram.len() - off {
+            return Err(format!(
+                "a reply of {len} bytes in a datagram of {}",
+                datagram.len()
+            ));
+        }
+        match kind {
+            NLMSG_DONE => return Ok(true),
+            NLMSG_ERROR if len >= 20 && word(off + 16) != 0 => {
+                return Err(format!(
+                    "AUDIT_LIST_RULES: {}",
+                    std::io::Error::from_raw_os_error(-(word(off + 16) as i32))
+                ));
+            }
+            AUDIT_LIST_RULES => *rules += 1,
+            _ => {}
+        }
+        off += (len + 3) & !3;
+    }
+    Ok(false)
 }
 
 /// What tracefs records that level 2 refuses to set up, read from a tracefs mount of this
@@ -546,6 +651,37 @@ ffffffff81200500 T not_a_reader
         assert!(c.held_by(&st));
         st.reader_calls[1] = 0x999;
         assert!(!c.held_by(&st));
+    }
+
+    fn netlink(kind: u16, body: &[u8]) -> Vec<u8> {
+        let len = 16 + body.len();
+        let mut m = Vec::new();
+        m.extend_from_slice(&(len as u32).to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(&[0; 10]);
+        m.extend_from_slice(body);
+        m.resize((len + 3) & !3, 0);
+        m
+    }
+
+    #[test]
+    fn audit_replies_count_rules_until_done_and_fail_on_errors() {
+        let mut rules = 0;
+        let first = [netlink(1013, &[1; 30]), netlink(1013, &[2; 40])].concat();
+        assert_eq!(audit_replies(&first, &mut rules), Ok(false));
+        let last = [netlink(1013, &[3; 8]), netlink(3, &[0; 4])].concat();
+        assert_eq!(audit_replies(&last, &mut rules), Ok(true));
+        assert_eq!(rules, 3);
+        let eperm = netlink(2, &(-1i32).to_ne_bytes());
+        let err = audit_replies(&eperm, &mut rules).unwrap_err();
+        assert!(err.contains("not permitted"), "{err}");
+        let ack = netlink(2, &0i32.to_ne_bytes());
+        assert_eq!(audit_replies(&ack, &mut rules), Ok(false));
+        let mut torn = netlink(1013, &[0; 20]);
+        torn.truncate(24);
+        assert!(audit_replies(&torn, &mut rules)
+            .unwrap_err()
+            .contains("36 bytes"));
     }
 
     #[test]

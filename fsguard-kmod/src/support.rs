@@ -153,6 +153,37 @@ pub fn lockdown_mode(text: &str) -> Option<&str> {
     Some(&text[start..end])
 }
 
+/// Whether the magic SysRq key can signal processes: `kernel.sysrq` at 1 (everything) or with
+/// its signalling bit (0x40: e, i, f, the OOM killer), or `sysrq_always_enabled` on the kernel
+/// command line. A keyboard, an injected one included (`/dev/uinput`), then SIGKILLs every
+/// process, which no hook sees; the guard refuses writes of `kernel.sysrq` from level 1, so a
+/// raise above 0 refuses while it is so. `sysrq` and `cmdline` are the two files' contents.
+pub fn sysrq_signals(sysrq: &str, cmdline: &str) -> Option<String> {
+    let always = cmdline
+        .split_whitespace()
+        .any(|w| w == "sysrq_always_enabled" || w == "sysrq_always_enabled=1");
+    if always {
+        return Some(
+            "the kernel command line has sysrq_always_enabled: the magic SysRq key (a keyboard, an injected one included) can signal every process; boot without it"
+                .into(),
+        );
+    }
+    let value: u32 = sysrq.trim().parse().unwrap_or(1);
+    (value == 1 || value & 0x40 != 0).then(|| {
+        format!(
+            "kernel.sysrq is {value}: the magic SysRq key (a keyboard, an injected one included) can signal every process; `sysctl kernel.sysrq={}` (its bits without 0x40)",
+            if value == 1 { 438 } else { value & !0x40 }
+        )
+    })
+}
+
+/// `sysrq_signals` of this machine (an unreadable `kernel.sysrq` counts as 1).
+pub fn sysrq_state() -> Option<String> {
+    let sysrq = std::fs::read_to_string("/proc/sys/kernel/sysrq").unwrap_or_else(|_| "1".into());
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    sysrq_signals(&sysrq, &cmdline)
+}
+
 /// Switches process accounting off (acct(2) with no file; a no-op when it is off) in this
 /// process's pid namespace and in every other one a process in /proc is in: accounting is
 /// per pid namespace, so a container's (or one root made for the purpose) would go on.
@@ -316,5 +347,19 @@ mod lockdown_tests {
             Some("integrity")
         );
         assert_eq!(lockdown_mode("none integrity"), None);
+    }
+}
+
+#[cfg(test)]
+mod sysrq_tests {
+    use super::sysrq_signals;
+
+    #[test]
+    fn sysrq_signals_when_everything_or_the_signal_bit_is_on() {
+        assert!(sysrq_signals("438\n", "quiet").is_none());
+        assert!(sysrq_signals("0\n", "").is_none());
+        assert!(sysrq_signals("1\n", "").unwrap().contains("438"));
+        assert!(sysrq_signals("64\n", "").unwrap().contains("=0"));
+        assert!(sysrq_signals("0\n", "ro sysrq_always_enabled").is_some());
     }
 }

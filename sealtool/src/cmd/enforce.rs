@@ -451,6 +451,11 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
         Ok(found) => carried.extend(found),
         Err(e) => carried.push(format!("the loop devices could not be looked at: {e}")),
     }
+    // Likewise fanotify marks on a sealed tree's filesystem and a SysRq key that signals,
+    // made earlier in boot: level 1 refuses to make them, not to end them.
+    if configured.is_some_and(|l| l >= fsguard::shared::FSGUARD_LEVEL_SEALED) {
+        carried.extend(crate::cmd::level::carried_past_level_1(dir));
+    }
     for found in &carried {
         loud!("sealtool: ERROR: {found}");
     }

@@ -38,6 +38,15 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
         refuse_carried_exports(dir)?;
     }
+    if requested >= fsguard::shared::FSGUARD_LEVEL_SEALED {
+        let carried = carried_past_level_1(dir);
+        if !carried.is_empty() {
+            anyhow::bail!(
+                "level not raised: what is there now would go on past what level {requested} refuses to make: {}",
+                carried.join("; ")
+            );
+        }
+    }
     // Nothing here waits on the sled index (a crafted one can block or panic sled): the
     // guard, the seal files and the level file are what the raise needs. The index is only
     // compared with the seal files afterwards, in a bounded thread, to report.
@@ -129,6 +138,22 @@ fn refuse_carried_exports(dir: &std::path::Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// What level 1 refuses to make but can't undo once made: fanotify marks on a filesystem
+/// holding a sealed tree (held opens, named processes), and a SysRq key that signals every
+/// process. A raise above 0 refuses while any is there; boot enforcement reports them.
+pub fn carried_past_level_1(dir: &std::path::Path) -> Vec<String> {
+    let (sealed, failed) = sealed_roots(dir);
+    let roots: Vec<std::path::PathBuf> = sealed.into_iter().map(|(_, root)| root).collect();
+    let mut found = fsguard::enforce::fanotify_marks_on(&roots);
+    found.extend(fsguard::support::sysrq_state());
+    found.extend(
+        failed
+            .into_iter()
+            .map(|f| format!("a sealed tree's manifest can't be read, so neither can the fanotify marks on its filesystem: {f}")),
+    );
+    found
 }
 
 /// Level 2's registry part (see fsguard::enforce::protect_registry).

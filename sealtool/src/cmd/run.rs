@@ -29,6 +29,11 @@ pub struct Args {
     seal: bool,
     #[command(flatten)]
     options: SealOptions,
+    /// Keep the core-dump limit COMMAND inherits (by default it is set to 1 byte, soft and
+    /// hard, so that no capsule process dumps its memory where root's `core_pattern` says: a
+    /// pipe pattern ignores a limit of 0)
+    #[arg(long)]
+    allow_core_dumps: bool,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -91,6 +96,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
             }
             other => return Ok(other),
         }
+    }
+    if !args.allow_core_dumps {
+        // 1, not 0: do_coredump skips a pipe pattern only at 1, and a file pattern at any
+        // limit below a page. Inherited by every process the capsule forks; only a capsule
+        // process with CAP_SYS_RESOURCE can raise the hard limit again.
+        use nix::sys::resource::{setrlimit, Resource};
+        setrlimit(Resource::RLIMIT_CORE, 1, 1)
+            .context("cannot set the core-dump limit (RLIMIT_CORE) to 1 before COMMAND")?;
     }
     let err = std::process::Command::new(&args.command[0])
         .args(&args.command[1..])

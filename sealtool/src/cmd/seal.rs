@@ -105,6 +105,9 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
             );
         }
     }
+    if let Some(mark) = enforce::fanotify_marks_on(std::slice::from_ref(&report.root)).first() {
+        bail!("capsule {name:?} cannot be sealed: {mark}");
+    }
     if let Some(lo) = enforce::loops_backed_by(&plan.inodes).first() {
         bail!(
             "capsule {name:?} cannot be sealed: loop device /dev/{lo} is backed by a file of its tree (or by a file that can't be told), and a loop device writes its backing file with no check (direct I/O, discards); detach it (`losetup -d /dev/{lo}`) and seal again"

@@ -42,6 +42,18 @@
 //!   open-nonblock PATH     judged: open(PATH, O_RDONLY|O_NONBLOCK) (a pipe through
 //!                          /proc/PID/fd/N does not wait for a writer)
 //!   tty-vhangup PATH       setup: open the terminal PATH (O_NOCTTY); judged: TIOCVHANGUP
+//!                          (in the tty-* operations PATH `fd:N` is inherited descriptor N)
+//!   tty-winsize PATH       setup: open the terminal PATH (O_NOCTTY); judged: TIOCSWINSZ 24x80
+//!                          (a new size signals its foreground group, SIGWINCH)
+//!   tty-flush PATH         setup: open the terminal PATH (O_NOCTTY); judged: TCFLSH TCIFLUSH
+//!   fanotify PATH OBJECT EVENTS
+//!                          setup: fanotify_init (content class); judged: fanotify_mark ADD of
+//!                          PATH as OBJECT (inode, mount or fs) for EVENTS (perm: FAN_OPEN_PERM,
+//!                          which holds each open until answered; notify: FAN_OPEN)
+//!   inotify PATH           setup: inotify_init; judged: inotify_add_watch(PATH, IN_OPEN)
+//!   audit-rule add|del     setup: an audit netlink socket; judged: sending AUDIT_ADD_RULE (or
+//!                          AUDIT_DEL_RULE) of `-a always,exit -F arch=b64 -S getppid` and the
+//!                          kernel's answer to it
 //!   tty-steal PATH         in a child made a session leader: setup: open PATH; judged:
 //!                          TIOCSCTTY with 1 (taking the terminal from its session)
 //!   kill PID SIG           kill(2); SIG 0 only checks
@@ -74,9 +86,16 @@
 //!   sleeper [READY]        the target, see below (not in batch)
 //!   seccomp-pair READY CGROUP  a target whose getppid goes to a seccomp listener held by a
 //!                          supervisor it forks into CGROUP; see seccomp_pair (not in batch)
-//!   pty-holder READY       a session leader whose controlling terminal is a new pty (it holds
+//!   fanotify-holder PATH READY
+//!                          a fanotify group with a filesystem mark for open events (FAN_OPEN,
+//!                          no permission event: nothing waits on it) on PATH's filesystem;
+//!                          writes `pid=N` to READY and waits until a signal ends it
+//!   pty-holder READY [CGROUP]
+//!                          a session leader whose controlling terminal is a new pty (it holds
 //!                          the master): forks, writes `pid=N pts=PATH` to READY, waits
-//!                          until a signal (a hangup's SIGHUP included) ends it (not in batch)
+//!                          until a signal (a hangup's SIGHUP included) ends it (not in batch).
+//!                          With CGROUP, a member of its session and process group moves
+//!                          there (its `cgroup.procs`) and writes `pid=N member=M pts=PATH`
 //!   batch                  reads operations from stdin, one per line (OP ARGS..., separated
 //!                          by blanks, so TEXT cannot hold any), and prints one result line for
 //!                          each, in order; exit 0. All run in this one process: a `traceme` or
@@ -517,13 +536,171 @@ fn prlimit(pid: libc::pid_t) -> Result<(), Step> {
 }
 
 /// setup: open the terminal PATH (no controlling terminal taken); judged: TIOCVHANGUP.
+/// Setup: the terminal PATH, opened read-write without making it the controlling terminal;
+/// PATH `fd:N` is descriptor N, inherited (one kept from before a seal), duplicated.
+fn open_terminal(path: &CString) -> Result<Fd, Step> {
+    match inherited_fd(path) {
+        Some(n) => {
+            // SAFETY: dup of an integer descriptor; the copy is ours to close.
+            let fd = unsafe { libc::fcntl(n, libc::F_DUPFD_CLOEXEC, 0) };
+            setup("dup", check(fd.into())).map(|fd| Fd(fd as libc::c_int))
+        }
+        None => setup(
+            "open",
+            open(path, libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK),
+        ),
+    }
+}
+
+/// N of a PATH `fd:N`.
+fn inherited_fd(path: &CString) -> Option<libc::c_int> {
+    path.to_str().ok()?.strip_prefix("fd:")?.parse().ok()
+}
+
 fn tty_vhangup(path: &CString) -> Result<(), Step> {
-    let fd = setup(
-        "open",
-        open(path, libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK),
-    )?;
+    let fd = open_terminal(path)?;
     // SAFETY: TIOCVHANGUP takes no argument.
     unit(unsafe { libc::ioctl(fd.0, libc::TIOCVHANGUP) })?;
+    Ok(())
+}
+
+/// A fanotify group of the content class, then (judged) a mark of PATH: `object` inode, mount
+/// or fs; `events` perm (FAN_OPEN_PERM) or notify (FAN_OPEN). The group goes with the process.
+fn fanotify(path: &CString, object: &str, events: &str) -> Result<(), Step> {
+    const FAN_MARK_FILESYSTEM: libc::c_uint = 0x100;
+    let object = match object {
+        "inode" => 0,
+        "mount" => libc::FAN_MARK_MOUNT,
+        "fs" => FAN_MARK_FILESYSTEM,
+        _ => {
+            return Err(Step::Setup(
+                "object (inode, mount or fs)",
+                Errno(libc::EINVAL),
+            ))
+        }
+    };
+    let mask = match events {
+        "perm" => libc::FAN_OPEN_PERM,
+        "notify" => libc::FAN_OPEN,
+        _ => return Err(Step::Setup("events (perm or notify)", Errno(libc::EINVAL))),
+    };
+    // SAFETY: fanotify_init takes two integers and returns a descriptor.
+    let group = unsafe { libc::fanotify_init(libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC, 0) };
+    let group = Fd(setup("fanotify_init", check(group.into()))? as libc::c_int);
+    // SAFETY: fanotify_mark reads the NUL-terminated path, which outlives the call (the
+    // syscall itself: x86-64 passes the 64-bit mask in one register).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fanotify_mark,
+            group.0,
+            libc::FAN_MARK_ADD | object,
+            mask,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+        )
+    };
+    check(rc).map(|_| ()).map_err(Step::Judged)
+}
+
+/// An audit netlink socket, then (judged) AUDIT_ADD_RULE or AUDIT_DEL_RULE of an exit rule
+/// for getppid on x86-64 (auditctl's `-a always,exit -F arch=b64 -S getppid`), sent with
+/// NLM_F_ACK: the send and the kernel's answer.
+fn audit_rule(which: &str) -> Result<(), Step> {
+    let kind: u16 = match which {
+        "add" => 1011,
+        "del" => 1012,
+        _ => return Err(Step::Setup("add or del", Errno(libc::EINVAL))),
+    };
+    // struct audit_rule_data: flags, action, field_count, mask[64], fields[64], values[64],
+    // fieldflags[64], buflen (1,040 bytes), after a 16-byte nlmsghdr.
+    let mut msg = vec![0u8; 16 + 1040];
+    let put =
+        |msg: &mut Vec<u8>, at: usize, v: u32| msg[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+    let total = msg.len() as u32;
+    put(&mut msg, 0, total);
+    msg[4..6].copy_from_slice(&kind.to_ne_bytes());
+    msg[6..8].copy_from_slice(&(libc::NLM_F_REQUEST as u16 | libc::NLM_F_ACK as u16).to_ne_bytes());
+    put(&mut msg, 8, 1);
+    let rule = 16;
+    put(&mut msg, rule, 4); // AUDIT_FILTER_EXIT
+    put(&mut msg, rule + 4, 2); // AUDIT_ALWAYS
+    put(&mut msg, rule + 8, 1); // one field
+    let getppid = libc::SYS_getppid as usize;
+    put(
+        &mut msg,
+        rule + 12 + 4 * (getppid / 32),
+        1 << (getppid % 32),
+    );
+    put(&mut msg, rule + 12 + 256, 11); // fields[0]: AUDIT_ARCH
+    put(&mut msg, rule + 12 + 512, 0xc000_003e); // values[0]: AUDIT_ARCH_X86_64
+    put(&mut msg, rule + 12 + 768, 0x4000_0000); // fieldflags[0]: AUDIT_EQUAL
+                                                 // SAFETY: socket takes integers and returns a descriptor.
+    let sock = unsafe {
+        libc::socket(
+            libc::AF_NETLINK,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::NETLINK_AUDIT,
+        )
+    };
+    let sock = Fd(setup("audit socket", check(sock.into()))? as libc::c_int);
+    // SAFETY: zeroed sockaddr_nl is valid (the kernel's address: pid 0, no groups).
+    let mut to: libc::sockaddr_nl = unsafe { std::mem::zeroed() };
+    to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+    // SAFETY: sendto reads msg.len() bytes of a live buffer and a sockaddr_nl.
+    let sent = unsafe {
+        libc::sendto(
+            sock.0,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&to as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    check(sent as libc::c_long).map_err(Step::Judged)?;
+    let mut ack = [0u8; 4096];
+    // SAFETY: recv writes at most ack.len() bytes into a live buffer.
+    let n = unsafe { libc::recv(sock.0, ack.as_mut_ptr().cast(), ack.len(), 0) };
+    let n = check(n as libc::c_long).map_err(Step::Judged)? as usize;
+    if n < 20 || u16::from_ne_bytes([ack[4], ack[5]]) != libc::NLMSG_ERROR as u16 {
+        return Err(Step::Judged(Errno(libc::EPROTO)));
+    }
+    let code = i32::from_ne_bytes([ack[16], ack[17], ack[18], ack[19]]);
+    if code != 0 {
+        return Err(Step::Judged(Errno(-code)));
+    }
+    Ok(())
+}
+
+/// An inotify instance, then (judged) a watch of PATH for opens.
+fn inotify(path: &CString) -> Result<(), Step> {
+    // SAFETY: inotify_init1 takes an integer and returns a descriptor.
+    let group = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    let group = Fd(setup("inotify_init", check(group.into()))? as libc::c_int);
+    // SAFETY: reads the NUL-terminated path, which outlives the call.
+    let rc = unsafe { libc::inotify_add_watch(group.0, path.as_ptr(), libc::IN_OPEN) };
+    check(rc.into()).map(|_| ()).map_err(Step::Judged)
+}
+
+/// Open the terminal PATH, then (judged) give it a size of 24 rows and 80 columns.
+fn tty_winsize(path: &CString) -> Result<(), Step> {
+    let fd = open_terminal(path)?;
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 80,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a struct winsize that lives across the call.
+    unit(unsafe { libc::ioctl(fd.0, libc::TIOCSWINSZ, &size as *const libc::winsize) })?;
+    Ok(())
+}
+
+/// Open the terminal PATH, then (judged) discard its pending input.
+fn tty_flush(path: &CString) -> Result<(), Step> {
+    let fd = open_terminal(path)?;
+    // SAFETY: TCFLSH takes an integer argument.
+    unit(unsafe { libc::ioctl(fd.0, libc::TCFLSH, libc::TCIFLUSH) })?;
     Ok(())
 }
 
@@ -531,6 +708,7 @@ fn tty_vhangup(path: &CString) -> Result<(), Step> {
 /// TIOCSCTTY with 1, taking it from the session it belongs to. The child's exit status is
 /// the errno (0: taken).
 fn tty_steal(path: &CString) -> Result<(), Step> {
+    let inherited = inherited_fd(path);
     // SAFETY: fork; the child only makes async-signal-safe calls (setsid, open, ioctl,
     // _exit) before it leaves.
     let child = setup("fork", check(unsafe { libc::fork() }.into()))?;
@@ -541,10 +719,13 @@ fn tty_steal(path: &CString) -> Result<(), Step> {
             if libc::setsid() < 0 {
                 libc::_exit(200);
             }
-            let fd = libc::open(
-                path.as_ptr(),
-                libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
-            );
+            let fd = match inherited {
+                Some(n) => n,
+                None => libc::open(
+                    path.as_ptr(),
+                    libc::O_RDWR | libc::O_NOCTTY | libc::O_NONBLOCK,
+                ),
+            };
             if fd < 0 {
                 libc::_exit(201);
             }
@@ -709,6 +890,11 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         ("prlimit", [p]) => prlimit(arg_pid(p)?),
         ("open-nonblock", [f]) => open_op(&arg_path(f)?, libc::O_RDONLY | libc::O_NONBLOCK),
         ("tty-vhangup", [f]) => tty_vhangup(&arg_path(f)?),
+        ("tty-winsize", [f]) => tty_winsize(&arg_path(f)?),
+        ("fanotify", [f, o, e]) => fanotify(&arg_path(f)?, o.to_str()?, e.to_str()?),
+        ("inotify", [f]) => inotify(&arg_path(f)?),
+        ("audit-rule", [w]) => audit_rule(w.to_str()?),
+        ("tty-flush", [f]) => tty_flush(&arg_path(f)?),
         ("tty-steal", [f]) => tty_steal(&arg_path(f)?),
         ("kill", [p, s]) => kill(arg_pid(p)?, arg_sig(s)?),
         ("pidfd-signal", [p, s]) => pidfd_signal(arg_pid(p)?, arg_sig(s)?),
@@ -812,37 +998,100 @@ fn exiting_thread(exit_file: PathBuf) -> Result<libc::pid_t, Outcome> {
         .map_err(|_| Outcome::Other("thread did not start"))
 }
 
-/// `pty-holder READY`: a session of its own whose controlling terminal is a new pty, whose
-/// master it holds; writes `pid=N pts=/dev/pts/K` to READY (through READY.tmp) and waits
-/// until a signal ends it (SIGHUP, a hangup, included).
+/// `pty-holder READY [CGROUP]`: a session of its own whose controlling terminal is a new pty,
+/// whose master it holds; writes `pid=N pts=/dev/pts/K` to READY (through READY.tmp) and waits
+/// until a signal ends it (SIGHUP, a hangup, included). With CGROUP, a child (in the leader's
+/// session and group) moves itself there and writes `pid=N member=M pts=...`, then waits too.
 fn pty_holder(args: &[OsString]) -> ExitCode {
-    let [ready] = args else {
-        return usage("pty-holder READY");
+    let (ready, cgroup) = match args {
+        [ready] => (ready, None),
+        [ready, cgroup] => (ready, Some(cgroup)),
+        _ => return usage("pty-holder READY [CGROUP]"),
     };
-    match pty_session() {
-        Ok(pts) => {
-            for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
-                // SAFETY: installs the default action, no handler of ours.
-                unsafe { libc::signal(s, libc::SIG_DFL) };
-            }
-            let line = format!("pid={} pts={pts}", std::process::id());
-            let tmp = with_suffix(ready, ".tmp");
-            if let Err(e) = std::fs::write(&tmp, format!("{line}\n"))
-                .and_then(|()| std::fs::rename(&tmp, ready))
-            {
-                eprintln!("proc-probe pty-holder: ready file: {e}");
-                return ExitCode::from(2);
-            }
-            loop {
-                // SAFETY: pause only waits for a signal.
-                unsafe { libc::pause() };
-            }
-        }
+    let pts = match pty_session() {
+        Ok(pts) => pts,
         Err(o) => {
             eprintln!("proc-probe pty-holder: {o}");
             println!("{o}");
-            ExitCode::from(o.exit_code())
+            return ExitCode::from(o.exit_code());
         }
+    };
+    for s in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: installs the default action, no handler of ours.
+        unsafe { libc::signal(s, libc::SIG_DFL) };
+    }
+    let leader = std::process::id();
+    let mut line = format!("pid={leader} pts={pts}");
+    if let Some(cgroup) = cgroup {
+        // SAFETY: fork; the leader only waits for a signal below.
+        match unsafe { libc::fork() } {
+            -1 => {
+                eprintln!("proc-probe pty-holder: fork: {}", Errno::last());
+                return ExitCode::from(2);
+            }
+            0 => {
+                let procs = PathBuf::from(cgroup).join("cgroup.procs");
+                if let Err(e) = std::fs::write(&procs, "0") {
+                    eprintln!("proc-probe pty-holder: {}: {e}", procs.display());
+                    return ExitCode::from(2);
+                }
+                line = format!("pid={leader} member={} pts={pts}", std::process::id());
+            }
+            _ => loop {
+                // SAFETY: pause only waits for a signal.
+                unsafe { libc::pause() };
+            },
+        }
+    }
+    let tmp = with_suffix(ready, ".tmp");
+    if let Err(e) =
+        std::fs::write(&tmp, format!("{line}\n")).and_then(|()| std::fs::rename(&tmp, ready))
+    {
+        eprintln!("proc-probe pty-holder: ready file: {e}");
+        return ExitCode::from(2);
+    }
+    loop {
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
+    }
+}
+
+/// `fanotify-holder PATH READY`: see the module's list.
+fn fanotify_holder(args: &[OsString]) -> ExitCode {
+    let [path, ready] = args else {
+        return usage("fanotify-holder PATH READY");
+    };
+    let Some(path) = arg_path(path) else {
+        return usage("fanotify-holder PATH READY");
+    };
+    // SAFETY: fanotify_init takes two integers and returns a descriptor (kept open: the
+    // holder lives until it is killed).
+    let group = unsafe { libc::fanotify_init(libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC, 0) };
+    // SAFETY: fanotify_mark reads the NUL-terminated path, which outlives the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fanotify_mark,
+            group,
+            libc::FAN_MARK_ADD | 0x100, // FAN_MARK_FILESYSTEM
+            libc::FAN_OPEN,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+        )
+    };
+    if group < 0 || rc < 0 {
+        eprintln!("proc-probe fanotify-holder: {}", Errno::last());
+        return ExitCode::from(2);
+    }
+    let tmp = with_suffix(ready, ".tmp");
+    if let Err(e) = std::fs::write(&tmp, format!("pid={}\n", std::process::id()))
+        .and_then(|()| std::fs::rename(&tmp, ready))
+    {
+        eprintln!("proc-probe fanotify-holder: ready file: {e}");
+        return ExitCode::from(2);
+    }
+    loop {
+        // SAFETY: pause only waits for a signal.
+        unsafe { libc::pause() };
     }
 }
 
@@ -888,8 +1137,9 @@ fn pty_session() -> Result<String, Outcome> {
 /// getppid(2) goes to a seccomp user-notification listener, and a supervisor S holding the
 /// listener, forked from T and moved to cgroup CGROUP (its `cgroup.procs`) before anything
 /// else. Writes `target=T supervisor=S` to READY. Once READY.go exists, T calls getppid and S
-/// (after 0.5 s) receives the notification (RECV) and answers 42 (SEND); then S writes
-/// `recv=OUTCOME send=OUTCOME` to READY.supervisor and T `ret=N` (or `errno=E`) to
+/// (after 0.5 s) receives the notification (RECV), adds its stderr to T's descriptors (ADDFD,
+/// as a 32-byte read-write ioctl) and answers 42 (SEND); then S writes
+/// `recv=OUTCOME addfd=OUTCOME send=OUTCOME` to READY.supervisor and T `ret=N` (or `errno=E`) to
 /// READY.target, and both exit. A refused SEND leaves T waiting until S exits (its listener
 /// closed: ENOSYS).
 fn seccomp_pair(args: &[OsString]) -> ExitCode {
@@ -909,6 +1159,7 @@ fn seccomp_pair(args: &[OsString]) -> ExitCode {
 fn seccomp_pair_run(ready: &OsString, cgroup: &OsString) -> Result<(), Outcome> {
     const NOTIF_RECV: libc::c_ulong = 0xc050_2100;
     const NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+    const NOTIF_ADDFD_32: libc::c_ulong = 0xc020_2103;
     // ld [nr]; jeq getppid ? user_notif : allow
     let filter = [
         libc::sock_filter {
@@ -980,6 +1231,15 @@ fn seccomp_pair_run(ready: &OsString, cgroup: &OsString) -> Result<(), Outcome> 
                 // SAFETY: RECV fills a struct seccomp_notif (80 bytes, zeroed as required).
                 let recv = unsafe { libc::ioctl(listener, NOTIF_RECV, notif.as_mut_ptr()) };
                 let recv = outcome(unit(recv).map_err(Step::Judged));
+                // ADDFD in a form of its own: the kernel takes any size and direction of it
+                // (an extensible struct: a larger one whose extra bytes are zero). struct
+                // seccomp_notif_addfd: id, flags, srcfd (our stderr), newfd, newfd_flags.
+                let mut addfd = [0u8; 32];
+                addfd[..8].copy_from_slice(&notif[..8]);
+                addfd[12..16].copy_from_slice(&2u32.to_ne_bytes());
+                // SAFETY: ADDFD (_IOWR, 32 bytes) reads and writes a live 32-byte buffer.
+                let add = unsafe { libc::ioctl(listener, NOTIF_ADDFD_32, addfd.as_mut_ptr()) };
+                let add = outcome(check(add as libc::c_long).map(|_| ()).map_err(Step::Judged));
                 // struct seccomp_notif_resp: id, val, error, flags.
                 let mut resp = [0u8; 24];
                 resp[..8].copy_from_slice(&notif[..8]);
@@ -989,7 +1249,7 @@ fn seccomp_pair_run(ready: &OsString, cgroup: &OsString) -> Result<(), Outcome> 
                 let send = outcome(unit(send).map_err(Step::Judged));
                 let _ = std::fs::write(
                     with_suffix(ready, ".supervisor"),
-                    format!("recv={recv} send={send}\n"),
+                    format!("recv={recv} addfd={add} send={send}\n"),
                 );
                 0
             }
@@ -1141,6 +1401,7 @@ fn main() -> ExitCode {
         "sleeper" => sleeper(&rest),
         "trace-hold" => trace_hold(&rest),
         "pty-holder" => pty_holder(&rest),
+        "fanotify-holder" => fanotify_holder(&rest),
         "seccomp-pair" => seccomp_pair(&rest),
         "batch" if rest.is_empty() => batch(),
         "batch" => usage("batch < OPERATIONS"),

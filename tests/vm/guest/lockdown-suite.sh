@@ -129,6 +129,11 @@ locked_checks() { # LABEL WANT(refused|allowed)
     [ "$got" = allowed ] && echo '!do_sys_openat2:stacktrace' >>/tmp/tr/set_ftrace_filter 2>>"$LOG"
     expect "$1: set a function probe command (set_ftrace_filter)" "$w" "$got"
     expect "$1: write tracefs's trace_marker (control)" allowed "$(res sh -c 'echo capsule > /tmp/tr/trace_marker')"
+    # An audit rule records the system calls of the processes it matches, arguments included.
+    got=$(proc-probe audit-rule add 2>>"$LOG")
+    [ "$got" = allowed ] && proc-probe audit-rule del >>"$LOG" 2>&1
+    expect "$1: add an audit rule (auditctl -a always,exit -S getppid)" "$w" "$got"
+    expect "$1: delete an audit rule (control: not refused; there is none)" "error: ENOENT" "$(proc-probe audit-rule del 2>>"$LOG")"
     r=$(bpf-probe sg-io $DEV 2>>"$LOG")
     [ "$w" = refused ] && want_sg=refused || want_sg="not refused"
     [ "$r" = refused ] && got_sg=refused || got_sg="not refused"
@@ -352,6 +357,10 @@ if [ "$BOOT" = boot1 ]; then
     kill $perf_holder 2>>"$LOG"
     wait $perf_holder 2>/dev/null
     echo "-:capsule_probe" >>/tmp/tr/kprobe_events 2>>"$LOG"
+    # An audit rule loaded below 2.
+    expect "level 1: add an audit rule" allowed "$(proc-probe audit-rule add 2>>"$LOG")"
+    refused_raise "an audit rule is loaded" "the rule" "1 audit rule(s) are loaded"
+    expect "level 1: delete the audit rule" allowed "$(proc-probe audit-rule del 2>>"$LOG")"
     # A static event enabled in an instance of its own, a tracer set (blk: cheap under TCG).
     mkdir -p /tmp/tr/instances/capsule && echo sched:sched_process_exec >/tmp/tr/instances/capsule/set_event 2>>"$LOG"
     echo blk >/tmp/tr/current_tracer 2>>"$LOG"

@@ -126,14 +126,17 @@ start_target() { # NAME CGROUP_OR_EMPTY -> sets NAME_PID, NAME_ADDR
     eval "${1}_PID=$pid ${1}_ADDR=$addr ${1}_TID=$tid"
 }
 
-start_tty() { # NAME CGROUP -> sets NAME_PID, NAME_PTS: a session leader on a new pty
+start_tty() { # NAME CGROUP [MEMBER_CGROUP] -> sets NAME_PID, NAME_PTS (and NAME_MEMBER): a
+    # session leader on a new pty (and a member of its session and group in MEMBER_CGROUP)
     rm -f "$W/$1.ready"
-    (echo 0 >"$2/cgroup.procs" && exec proc-probe pty-holder "$W/$1.ready") >/dev/null 2>>"$LOG" &
+    (echo 0 >"$2/cgroup.procs" && exec proc-probe pty-holder "$W/$1.ready" ${3:+"$3"}) >/dev/null 2>>"$LOG" &
     line=$(ready "$W/$1.ready")
     pid=$(echo "$line" | sed -n 's/.*pid=\([0-9]*\).*/\1/p')
+    member=$(echo "$line" | sed -n 's/.*member=\([0-9]*\).*/\1/p')
     pts=$(echo "$line" | sed -n 's/.*pts=\([^ ]*\).*/\1/p')
-    [ -n "$pid" ] && [ -n "$pts" ] || die "terminal $1 did not start: $line"
-    eval "${1}_PID=$pid ${1}_PTS=$pts"
+    [ -n "$pid" ] && [ -n "$pts" ] && { [ -z "${3:-}" ] || [ -n "$member" ]; } ||
+        die "terminal $1 did not start: $line"
+    eval "${1}_PID=$pid ${1}_PTS=$pts ${1}_MEMBER=$member"
 }
 
 listed() { # ACTOR PID: is PID among the entries of /proc2 as ACTOR lists them?
@@ -170,6 +173,18 @@ start_tty IN_TTY "$CG"
 start_tty IN_TTY2 "$CG"
 start_tty OUT_TTY "$OTHER"
 start_tty OUT_TTY2 "$OTHER"
+# A session led from outside whose foreground group holds a capsule's process (a job started
+# from root's shell): its terminal is the capsule's too.
+start_tty MIX_TTY "$OTHER" "$CG"
+# From level 1 no outside process opens a capsule's terminal: the checks of what is done to
+# one use descriptors this shell (no session leader: it takes no controlling terminal)
+# keeps from before the seal, as `fd:N`.
+exec 17<>"$IN_TTY_PTS" 18<>"$IN_TTY2_PTS" 19<>"$MIX_TTY_PTS" || die "cannot keep the terminals"
+# A descriptor of the capsule's terminal kept from before the seal by an outside process
+# (not a session leader: it takes no controlling terminal), read once told to.
+rm -f "$W/ttyread."*
+(exec 5<"$IN_TTY_PTS" && while [ ! -e "$W/ttyread.go" ]; do sleep 0.05; done &&
+    timeout 2 dd bs=1 count=1 <&5 >/dev/null 2>"$W/ttyread.err"; echo $? >"$W/ttyread.rc") 2>>"$LOG" &
 # A process inside (and, as the control, one outside) whose getppid goes to a seccomp
 # listener held by a supervisor outside, in cgroup `other`, from before the seal.
 for p in SP_IN:$CG SP_OUT:$OTHER; do
@@ -250,12 +265,15 @@ dd if=/dev/zero of="$W/plain.img" bs=4096 count=4 2>/dev/null
 exec 3<>/jails/app/etc/disk.img 4<>"$W/plain.img"
 
 # Seal with `sealtool run --seal`: it joins the cgroup, seals from inside, then execs.
-out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup' 2>&1)
+out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup; grep "core file" /proc/self/limits' 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "sealtool run --seal exits 0" "exit 0" "exit $rc"
 contains "sealtool run --seal seals and enforces" "$out" "enforced by fsguard"
 contains "sealtool run --seal runs the command inside" "$out" "0::/capsules/app"
+# A core dump would hand the process's memory to root's core_pattern (a pipe ignores a limit
+# of 0): run sets 1 byte, soft and hard.
+expect "sealtool run sets the core-dump limit to 1 byte (soft and hard)" "1 1 bytes" "$(echo "$out" | sed -n 's/^Max core file size *\([0-9a-z]*\) *\([0-9a-z]*\) *\(bytes\).*/\1 \2 \3/p')"
 expect "the level is $LEVEL" "$LEVEL" "$(sealtool level 2>>"$LOG")"
 # Mutation testing: PROCESS_SUITE_DETACH="task_kill task_setnice ..." detaches those hooks of the
 # guard right after the seal (level 0 only: from level 1 on the guard protects its pins); the
@@ -331,18 +349,64 @@ expect "root-out: readlink /proc/PID/fd/2 of a capsule process (level $LEVEL)" "
 expect "root-out: open a capsule process's mapping through /proc/PID/map_files (level $LEVEL)" refused "$(norm "$(pp root-out open-nonblock /proc/$IN/map_files/$IN_MAP)")"
 expect "root-out: open an outside process's mapping through /proc/PID/map_files (control)" allowed "$(pp root-out open-nonblock /proc/$OUT/map_files/$OUT_MAP)"
 expect "root-in: open a capsule process's descriptor through /proc/PID/fd/2" allowed "$(pp root-in open-nonblock /proc/$IN/fd/2)"
-# A capsule's terminal: a hangup signals its session leader and foreground group, so taking
-# it from its session (TIOCSCTTY) or hanging it up (TIOCVHANGUP) is signalling the capsule.
-expect "root-out: take a capsule's terminal from its session (TIOCSCTTY, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-steal "$IN_TTY2_PTS")"
+# A capsule's terminal: a hangup signals its session leader and takes the terminal from every
+# member of its session, so taking it from its session (TIOCSCTTY) or hanging it up
+# (TIOCVHANGUP) is signalling the capsule when a capsule's process is among them.
+expect "root-out: resize a capsule's terminal (TIOCSWINSZ: SIGWINCH to its foreground group, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-winsize fd:17)"
+expect "root-out: resize a terminal led from outside with a capsule's process in its group (level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-winsize fd:19)"
+expect "root-out: resize an outside terminal (control)" allowed "$(pp root-out tty-winsize "$OUT_TTY_PTS")"
+expect "root-out: flush a capsule's terminal's input (TCFLSH, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-flush fd:17)"
+expect "root-out: flush an outside terminal's input (control)" allowed "$(pp root-out tty-flush "$OUT_TTY_PTS")"
+expect "root-in: resize the capsule's terminal" allowed "$(pp root-in tty-winsize "$IN_TTY_PTS")"
+# The kernel's own signals to every process, and page failures that signal those mapping a
+# page (/proc/kpagecgroup names a capsule's), never pass task_kill: refused from level 1.
+expect "root-out: write /proc/sysrq-trigger (h, help; e, i, f signal every process, level $LEVEL)" "$SEE_ROOT" "$(pp root-out write-file /proc/sysrq-trigger h)"
+# fanotify: a permission event holds each open of what it marks until the marker answers (and
+# can refuse it); its other events name the process behind each. On a sealed file, or on a
+# mount or filesystem holding a sealed tree: root outside at level 0 only. inotify names only
+# files. A filesystem of no capsule is the control.
+mkdir -p "$W/ctl" && mount -t tmpfs tmpfs "$W/ctl" && echo x >"$W/ctl/f" || die "control tmpfs"
+expect "root-out: fanotify permission mark on a sealed file (level $LEVEL)" "$SEE_ROOT" "$(pp root-out fanotify /jails/app/etc/app.conf inode perm)"
+expect "root-out: fanotify permission mark on the sealed tree's filesystem (level $LEVEL)" "$SEE_ROOT" "$(pp root-out fanotify /jails/app fs perm)"
+expect "root-out: fanotify permission mark on the sealed tree's mount (level $LEVEL)" "$SEE_ROOT" "$(pp root-out fanotify /jails/app mount perm)"
+expect "root-out: fanotify open events of a sealed file (level $LEVEL)" "$SEE_ROOT" "$(pp root-out fanotify /jails/app/etc/app.conf inode notify)"
+expect "root-out: fanotify permission mark on an outside file (control)" allowed "$(pp root-out fanotify "$W/ctl/f" inode perm)"
+expect "root-out: fanotify permission mark on a filesystem of no capsule (control)" allowed "$(pp root-out fanotify "$W/ctl" fs perm)"
+expect "root-out: inotify watch of a sealed file" allowed "$(pp root-out inotify /jails/app/etc/app.conf)"
+expect "root-in: fanotify permission mark on the capsule's own file" allowed "$(pp root-in fanotify /jails/app/etc/app.conf inode perm)"
+umount "$W/ctl"
+# An overlay over the sealed tree: its inodes are not the layers' its opens reach.
+mkdir -p "$W/ovl/u" "$W/ovl/w" "$W/ovl/m"
+modprobe overlay 2>>"$LOG"
+mount -t overlay ovl -o lowerdir=/jails/app,upperdir="$W/ovl/u",workdir="$W/ovl/w" "$W/ovl/m" 2>>"$LOG" || die "overlay over the sealed tree"
+expect "root-out: fanotify permission mark on an overlay's mount (level $LEVEL)" "$SEE_ROOT" "$(pp root-out fanotify "$W/ovl/m" mount perm)"
+expect "root-out: fanotify permission mark on an overlay's file (level $LEVEL)" "$SEE_ROOT" "$(pp root-out fanotify "$W/ovl/m/etc/app.conf" inode perm)"
+umount "$W/ovl/m"
+# A capsule-led terminal read from outside: what is typed for the capsule (passwords) taken.
+expect "root-out: open a capsule's terminal (level $LEVEL)" "$SEE_ROOT" "$(pp root-out open-nonblock "$IN_TTY_PTS")"
+expect "root-out: open an outside terminal (control)" allowed "$(pp root-out open-nonblock "$OUT_TTY_PTS")"
+expect "root-in: open the capsule's terminal" allowed "$(pp root-in open-nonblock "$IN_TTY_PTS")"
+touch "$W/ttyread.go"
+ready "$W/ttyread.rc" >/dev/null
+# (timeout ends a read that waits for input: 124, or 143 where its SIGTERM is the status)
+case "$(cat "$W/ttyread.rc")" in 124 | 143) got=allowed ;; *) grep -q "not permitted" "$W/ttyread.err" && got=refused || got="error: $(cat "$W/ttyread.err")" ;; esac
+expect "root-out: read a capsule's terminal through a descriptor kept from before the seal (level $LEVEL)" "$SEE_ROOT" "$got"
+# Writes of kernel.sysrq (a keyboard's SysRq, an injected one included, signals every
+# process) and of debugfs (fault injection, failed pages): level 0 only.
+expect "root-out: write kernel.sysrq (level $LEVEL)" "$SEE_ROOT" "$(pp root-out write-file /proc/sys/kernel/sysrq 438)"
+mkdir -p /sys/kernel/debug && { grep -q ' /sys/kernel/debug ' /proc/mounts || mount -t debugfs none /sys/kernel/debug 2>>"$LOG"; }
+expect "root-out: write a debugfs file (clear_warn_once, level $LEVEL)" "$SEE_ROOT" "$(pp root-out write-file /sys/kernel/debug/clear_warn_once 1)"
+expect "root-out: take a capsule's terminal from its session (TIOCSCTTY, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-steal fd:18)"
 expect "root-out: take an outside terminal from its session (control)" allowed "$(pp root-out tty-steal "$OUT_TTY2_PTS")"
-expect "root-out: hang up a capsule's terminal (TIOCVHANGUP, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-vhangup "$IN_TTY_PTS")"
+expect "root-out: hang up a capsule's terminal (TIOCVHANGUP, level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-vhangup fd:17)"
 expect "root-out: hang up an outside terminal (control)" allowed "$(pp root-out tty-vhangup "$OUT_TTY_PTS")"
+expect "root-out: hang up a terminal led from outside with a capsule's process in its group (level $LEVEL)" "$SEE_ROOT" "$(pp root-out tty-vhangup fd:19)"
 sleep 0.3
 expect "the outside terminal's session leader got its hangup (control)" gone "$([ -e /proc/$OUT_TTY_PID ] && echo alive || echo gone)"
 [ "$LEVEL" = 0 ] && want=gone || want=alive
 expect "the capsule terminal's session leader after the hangup (level $LEVEL)" "$want" "$([ -e /proc/$IN_TTY_PID ] && echo alive || echo gone)"
 expect "root-in: hang up the capsule's other terminal" allowed "$(pp root-in tty-vhangup "$IN_TTY2_PTS")"
-kill "$OUT_TTY2_PID" 2>>"$LOG"
+kill "$OUT_TTY2_PID" "$MIX_TTY_PID" 2>>"$LOG"
 # A seccomp listener of a capsule process's calls, kept outside from before the seal:
 # receiving a call is seeing the process, answering it (a forged result, or ADDFD's file in
 # its descriptor table) is attaching to it.
@@ -351,9 +415,10 @@ i=0
 while { [ ! -s "$W/SP_IN.ready.target" ] || [ ! -s "$W/SP_OUT.ready.target" ]; } && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
 got=$(cat "$W/SP_IN.ready.supervisor" 2>/dev/null)
 expect "root-out: receive a capsule process's call from a seccomp listener kept from before the seal (level $LEVEL)" "$SEE_ROOT" "$(echo "$got" | sed -n 's/.*recv=\([a-z]*\).*/\1/p')"
+expect "root-out: add a descriptor to the process through that listener (ADDFD, 32-byte form)" refused "$(echo "$got" | sed -n 's/.*addfd=\([a-z]*\).*/\1/p')"
 expect "root-out: answer it through that listener (SEND)" refused "$(echo "$got" | sed -n 's/.*send=\([a-z]*\).*/\1/p')"
 expect "... and the capsule process's call got no forged answer" "errno=ENOSYS" "$(cat "$W/SP_IN.ready.target" 2>/dev/null)"
-expect "root-out: receive and answer an outside process's call the same way (control)" "recv=allowed send=allowed" "$(cat "$W/SP_OUT.ready.supervisor" 2>/dev/null)"
+expect "root-out: receive and answer an outside process's call the same way (control)" "recv=allowed addfd=allowed send=allowed" "$(cat "$W/SP_OUT.ready.supervisor" 2>/dev/null)"
 expect "... and the outside process got the answer (control)" "ret=42" "$(cat "$W/SP_OUT.ready.target" 2>/dev/null)"
 
 # The capsule's cgroups: nobody outside joins or changes them, root included.
@@ -450,7 +515,7 @@ got=$(bpf-probe loop-configure-held 4 2>>"$LOG")
 [ "${got%% *}" = allowed ] && losetup -d "/dev/${got#* }" >>"$LOG" 2>&1
 if [ "$LEVEL" = 0 ]; then want=allowed; else want=EINVAL; fi
 expect "root-out: LOOP_CONFIGURE over an outside file (level $LEVEL)" "$want" "${got%% *}"
-exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&- 12<&- 13<&- 14<&- 15<&- 16<&-
+exec 3<&- 4<&- 5<&- 6<&- 7<&- 8<&- 9<&- 12<&- 13<&- 14<&- 15<&- 16<&- 17<&- 18<&- 19<&-
 # Process accounting: the kernel appends to its file with no check. Onto a sealed file it is
 # refused like any write-open from level 1 on; at level 0 root may (it may modify the tree),
 # and the raise switches it off (checked at the end).
@@ -498,6 +563,20 @@ if [ "$LEVEL" = 0 ]; then
     sleep 1
     b=$(wc -c </jails/app/etc/ns.acct)
     [ "$b" -gt "$a" ] && ok "level 0: accounting in another pid namespace appends to a sealed file (control: $a -> $b bytes)" || bad "level 0: accounting in another pid namespace appends to a sealed file ($a -> $b bytes)"
+    # A fanotify mark on the sealed tree's filesystem, and a SysRq key that signals, made at
+    # level 0: level 1 refuses to make them, so the raise refuses while they are there.
+    rm -f "$W/fan.ready"
+    proc-probe fanotify-holder /jails/app "$W/fan.ready" 2>>"$LOG" &
+    fan=$(ready "$W/fan.ready" | sed -n 's/pid=//p')
+    echo 1 >/proc/sys/kernel/sysrq
+    out=$(sealtool level 1 2>&1)
+    rc=$?
+    echo "$out" >>"$LOG"
+    expect "the raise to 1 is refused while a fanotify mark and SysRq signals are there" "exit 2 1 1" "exit $rc $(echo "$out" | grep -c "process $fan (proc-probe) holds 1 fanotify mark") $(echo "$out" | grep -c "kernel.sysrq is 1")"
+    expect "... and the level stays 0" 0 "$(sealtool level 2>>"$LOG")"
+    kill "$fan" 2>>"$LOG"
+    wait "$fan" 2>/dev/null
+    echo 438 >/proc/sys/kernel/sysrq
     out=$(sealtool level 1 2>&1)
     echo "$out" >>"$LOG"
     contains "the raise to 1 says process accounting was switched off" "$out" "process accounting switched off in every pid namespace"
