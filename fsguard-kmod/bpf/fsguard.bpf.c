@@ -1325,6 +1325,29 @@ static __always_inline int decide_machine_signal(struct file *file, struct inode
 }
 
 /*
+ * Level 2 (or tracing locked): no LSM policy is loaded, replaced or removed (AppArmor's .load,
+ * .replace and .remove; SELinux's load). A profile in complain or audit mode logs every file,
+ * network, signal and capability access of the processes it confines, with their pids and
+ * paths (and makes the system call around each fully audited), like a trace event; a profile
+ * can also refuse a capsule's operations.
+ */
+static __always_inline int decide_lsm_policy(struct file *file, __u64 magic)
+{
+	char name[12] = {};
+
+	if ((magic != SECURITYFS_MAGIC && magic != SELINUX_MAGIC) ||
+	    (current_level() < FSGUARD_LEVEL_LOCKED && !tracing_locked()))
+		return 0;
+	bpf_probe_read_kernel_str(name, sizeof(name), BPF_CORE_READ(file, f_path.dentry, d_name.name));
+	if (magic == SECURITYFS_MAGIC ? !same_cstr(name, ".load", 6) && !same_cstr(name, ".replace", 9) &&
+					       !same_cstr(name, ".remove", 8) :
+					!same_cstr(name, "load", 5))
+		return 0;
+	return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_BPF_TRACING, FSGUARD_RULE_LOCKED,
+		      FSGUARD_LEVEL_LOCKED, current_fsuid());
+}
+
+/*
  * /proc/kcore (from level 1 on): all of memory, capsule processes' included, read by walking
  * their page tables; lockdown refuses it only in its confidentiality mode.
  */
@@ -1441,6 +1464,8 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 			r = decide_device_control(file, magic);
 		if (!r)
 			r = decide_machine_signal(file, inode, magic);
+		if (!r)
+			r = decide_lsm_policy(file, magic);
 		if (r)
 			return r;
 	}
@@ -1641,6 +1666,8 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 		r = decide_device_control(file, magic);
 	if (!r)
 		r = decide_machine_signal(file, inode, magic);
+	if (!r)
+		r = decide_lsm_policy(file, magic);
 	if (r)
 		return r;
 	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
@@ -2332,6 +2359,15 @@ static __always_inline int decide_ioctl(struct file *file, unsigned int cmd, uns
 	 * input and output. */
 	if (type == S_IFCHR && changes_terminal(cmd))
 		return decide_capsule_tty(file, TTY_FOREGROUND);
+	/* FIFREEZE (every writer on the filesystem waits until it is thawed: its capsules
+	 * pinned) and FS_IOC_SHUTDOWN (nothing written any more, the latest writes lost) on a
+	 * filesystem holding a sealed tree: root outside at level 0 only (not even a capsule's
+	 * own processes: the filesystem is every capsule's there). */
+	if ((cmd == 0xc0045877 || cmd == 0x8004587d) && file->f_inode &&
+	    !fs_without_entries(file->f_inode->i_sb->s_dev) &&
+	    (level != FSGUARD_LEVEL_MAINTENANCE || current_fsuid() != 0))
+		return refuse(NULL, file->f_path.dentry, 0, FSGUARD_OP_IOCTL_SETFLAGS,
+			      FSGUARD_RULE_OUTSIDE, level, current_fsuid());
 	/* XFS_IOC_ATTRMULTI_BY_HANDLE (any size: 32-bit callers' struct differs) sets and
 	 * removes extended attributes of any inode of the filesystem named by a file handle,
 	 * with no open of it and no setxattr hook: on a filesystem holding a sealed tree, root

@@ -161,6 +161,8 @@ enum bpf_map_type {
 #define DEBUGFS_MAGIC 0x64626720
 #define XFS_SUPER_MAGIC 0x58465342
 #define OVERLAYFS_SUPER_MAGIC 0x794c7630
+#define SECURITYFS_MAGIC 0x73636673
+#define SELINUX_MAGIC 0xf97cff8c
 #define DEVPTS_SUPER_MAGIC 0x1cd1
 /* include/uapi/linux/major.h: /dev/pts/N (kernel dev_t: major in the bits above 20) */
 #define UNIX98_PTY_SLAVE_MAJOR 136

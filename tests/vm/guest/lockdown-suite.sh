@@ -129,6 +129,18 @@ locked_checks() { # LABEL WANT(refused|allowed)
     [ "$got" = allowed ] && echo '!do_sys_openat2:stacktrace' >>/tmp/tr/set_ftrace_filter 2>>"$LOG"
     expect "$1: set a function probe command (set_ftrace_filter)" "$w" "$got"
     expect "$1: write tracefs's trace_marker (control)" allowed "$(res sh -c 'echo capsule > /tmp/tr/trace_marker')"
+    # A frozen filesystem holds every writer there until thawed (thawed at once if allowed).
+    got=$(bpf-probe blk-ioctl /disk/jails c0045877 2>>"$LOG")
+    [ "$got" = allowed ] && bpf-probe blk-ioctl /disk/jails c0045878 >>"$LOG" 2>&1 # FITHAW
+    expect "$1: freeze the sealed tree's filesystem (FIFREEZE)" refused "$got"
+    mkdir -p /tmp/fz && { grep -q ' /tmp/fz ' /proc/mounts || mount -t tmpfs t /tmp/fz; }
+    expect "$1: freeze a filesystem holding nothing sealed (control: tmpfs can't be frozen)" "error: EOPNOTSUPP" "$(bpf-probe blk-ioctl /tmp/fz c0045877 2>>"$LOG")"
+    # An AppArmor profile in complain or audit mode logs what the processes it confines do.
+    mkdir -p /sys/kernel/security && { grep -q ' /sys/kernel/security ' /proc/mounts || mount -t securityfs none /sys/kernel/security 2>>"$LOG"; }
+    got=$(proc-probe write-file /sys/kernel/security/apparmor/.replace x 2>>"$LOG")
+    [ "$got" = refused ] && v=refused || v="not refused"
+    expect "$1: replace an AppArmor profile (a garbage one: the kernel's answer below 2, $got)" "$([ "$w" = refused ] && echo refused || echo "not refused")" "$v"
+    expect "$1: read AppArmor's profiles (control)" allowed "$(proc-probe read-file /sys/kernel/security/apparmor/profiles 2>>"$LOG")"
     # An audit rule records the system calls of the processes it matches, arguments included.
     got=$(proc-probe audit-rule add 2>>"$LOG")
     [ "$got" = allowed ] && proc-probe audit-rule del >>"$LOG" 2>&1
