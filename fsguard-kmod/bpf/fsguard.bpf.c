@@ -1347,6 +1347,23 @@ static __always_inline int decide_lsm_policy(struct file *file, __u64 magic)
 		      FSGUARD_LEVEL_LOCKED, current_fsuid());
 }
 
+/* A write to a file through which the kernel is steered (tracefs, sysfs and configfs
+ * controls, SysRq, debugfs, failed pages, LSM policy): judged when it is opened for writing
+ * and at each write through a descriptor opened earlier. */
+static __always_inline int decide_kernel_control(struct file *file, struct inode *inode,
+						 __u64 magic)
+{
+	int r = decide_trace_events(file, magic);
+
+	if (!r)
+		r = decide_device_control(file, magic);
+	if (!r)
+		r = decide_machine_signal(file, inode, magic);
+	if (!r)
+		r = decide_lsm_policy(file, magic);
+	return r;
+}
+
 /*
  * /proc/kcore (from level 1 on): all of memory, capsule processes' included, read by walking
  * their page tables; lockdown refuses it only in its confidentiality mode.
@@ -1454,18 +1471,9 @@ int BPF_PROG(fsguard_file_open, struct file *file, int ret)
 	}
 	if (type != S_IFREG)
 		return 0;
-	/* Level 2: no device is unbound, removed, probed again or stacked through sysfs, and no
-	 * storage target (LIO, nvmet) is enabled through configfs: it opens its block device
-	 * itself, unhooked, and writes it for whoever is on the other end. */
 	if (write) {
-		int r = decide_trace_events(file, magic);
+		int r = decide_kernel_control(file, inode, magic);
 
-		if (!r)
-			r = decide_device_control(file, magic);
-		if (!r)
-			r = decide_machine_signal(file, inode, magic);
-		if (!r)
-			r = decide_lsm_policy(file, magic);
 		if (r)
 			return r;
 	}
@@ -1495,6 +1503,23 @@ static int scan_capsule(__u32 i, void *ctx)
 		return 0;
 	scan->found = slot;
 	return 1;
+}
+
+/* An object whose capsule can't be told (its process gone, too many to look at): refused as
+ * a capsule's while a capsule other than the caller's has a cgroup; root outside at level 0
+ * aside unless it is `attach`ing. */
+static __always_inline int decide_unknown_capsule(struct dentry *dentry, __u32 op, bool attach)
+{
+	struct capsule_scan others = {};
+
+	if (!attach && current_level() == FSGUARD_LEVEL_MAINTENANCE && current_euid() == 0)
+		return 0;
+	others.own = current_capsule();
+	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
+	if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) >= 0 && !others.found)
+		return 0;
+	return refuse_event(NULL, dentry, 0, others.found, op, FSGUARD_RULE_UNCHECKABLE,
+			    current_level(), current_euid());
 }
 
 /* The capsule of the process behind a pid (0: none), by its cgroup; *gone when the pid has
@@ -1542,7 +1567,6 @@ static __always_inline int decide_proc_file(struct file *file, struct inode *ino
 		(struct proc_inode *)((void *)inode - bpf_core_field_offset(struct proc_inode, vfs_inode));
 	struct pid *pid = BPF_CORE_READ(pi, pid);
 	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
-	struct capsule_scan others = {};
 	char name[16] = {}, parent[8] = {};
 	bool attach = mask & (MAY_WRITE | MAY_APPEND), gone;
 	__u32 slot, tgid = 0;
@@ -1566,14 +1590,7 @@ static __always_inline int decide_proc_file(struct file *file, struct inode *ino
 	}
 	if (!gone)
 		return decide_process_slot(slot, tgid, FSGUARD_OP_PROC_FILE, attach, true);
-	if (!attach && current_level() == FSGUARD_LEVEL_MAINTENANCE && current_euid() == 0)
-		return 0;
-	others.own = current_capsule();
-	/* (int): the verifier's inlined bpf_loop sets an error with a 32-bit move. */
-	if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) >= 0 && !others.found)
-		return 0;
-	return refuse_event(NULL, dentry, 0, others.found, FSGUARD_OP_PROC_FILE,
-			    FSGUARD_RULE_UNCHECKABLE, current_level(), current_euid());
+	return decide_unknown_capsule(dentry, FSGUARD_OP_PROC_FILE, attach);
 }
 
 /* Every read, write, fallocate, copy_file_range, splice, sendfile and io_uring write. */
@@ -1634,7 +1651,7 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	if (magic == PROC_SUPER_MAGIC) {
 		r = decide_kcore(file, inode);
 		if (!r && (mask & (MAY_WRITE | MAY_APPEND)))
-			r = decide_machine_signal(file, inode, magic);
+			r = decide_kernel_control(file, inode, magic);
 		return r ? r : decide_proc_file(file, inode, mask);
 	}
 	/* A guard map's pin read as a file through a descriptor opened before the freeze
@@ -1660,14 +1677,8 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 		r = decide_sg_write(inode, file->f_path.dentry);
 		return r ? r : decide_blockdev(inode, file->f_path.dentry);
 	}
-	/* A probe definition or device control file opened for writing before level 2. */
-	r = decide_trace_events(file, magic);
-	if (!r)
-		r = decide_device_control(file, magic);
-	if (!r)
-		r = decide_machine_signal(file, inode, magic);
-	if (!r)
-		r = decide_lsm_policy(file, magic);
+	/* A control file opened for writing before the level that refuses it. */
+	r = decide_kernel_control(file, inode, magic);
 	if (r)
 		return r;
 	r = decide(inode, file->f_path.dentry, FSGUARD_OP_WRITE);
@@ -2261,17 +2272,9 @@ static __always_inline __u32 tty_capsule(struct tty_struct *tty, enum tty_reach 
 static __always_inline int decide_tty_slot(__u32 slot, __u32 tgid, struct dentry *dentry,
 					   __u32 op)
 {
-	struct capsule_scan others = {};
-
 	if (slot != FSGUARD_MAX_CAPSULES)
 		return decide_process_slot(slot, tgid, op, false, true);
-	if (current_level() == FSGUARD_LEVEL_MAINTENANCE && current_euid() == 0)
-		return 0;
-	others.own = current_capsule();
-	if ((int)bpf_loop(FSGUARD_MAX_CAPSULES, scan_capsule, &others, 0) >= 0 && !others.found)
-		return 0;
-	return refuse_event(NULL, dentry, 0, others.found, op, FSGUARD_RULE_UNCHECKABLE,
-			    current_level(), current_euid());
+	return decide_unknown_capsule(dentry, op, false);
 }
 
 /*

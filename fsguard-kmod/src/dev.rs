@@ -43,6 +43,13 @@ pub fn kernel_dev_from_user(st_dev: u64) -> Option<u32> {
     Some((major << MINORBITS) | minor)
 }
 
+/// The kernel-internal `dev_t` of a `major:minor` string (sysfs's `dev`, mountinfo's third
+/// field); `None` when it is not one or does not fit the kernel's bits.
+pub fn kernel_dev_from_majmin(majmin: &str) -> Option<u32> {
+    let (major, minor) = majmin.split_once(':')?;
+    kernel_dev_from_user(libc::makedev(major.parse().ok()?, minor.parse().ok()?))
+}
+
 /// Converts a kernel-internal `dev_t` back to the userspace `st_dev` encoding.
 pub fn user_dev_from_kernel(kernel_dev: u32) -> u64 {
     libc::makedev(kernel_dev >> MINORBITS, kernel_dev & MAX_MINOR)
@@ -147,5 +154,17 @@ mod tests {
     fn key_of_a_missing_path_names_it() {
         let err = fsguard_inode_key::of_path(Path::new("/nonexistent/fsguard")).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/fsguard"), "{err}");
+    }
+
+    #[test]
+    fn majmin_strings_convert_like_st_dev() {
+        assert_eq!(kernel_dev_from_majmin("8:1"), Some(0x0080_0001));
+        assert_eq!(
+            kernel_dev_from_majmin("259:74565"),
+            kernel_dev_from_user(libc::makedev(259, 74565))
+        );
+        assert_eq!(kernel_dev_from_majmin("8"), None);
+        assert_eq!(kernel_dev_from_majmin("8:x"), None);
+        assert_eq!(kernel_dev_from_majmin("4096:0"), None);
     }
 }

@@ -375,13 +375,9 @@ fn block_devices_from(dev: u64) -> Vec<u64> {
         let Ok(dir) = std::fs::canonicalize(&sys) else {
             continue; // not a block device
         };
-        let Some((maj, min)) = majmin
-            .split_once(':')
-            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)))
-        else {
+        let Some(kdev) = crate::dev::kernel_dev_from_majmin(&majmin).map(u64::from) else {
             continue;
         };
-        let kdev = (maj << 20) | min;
         if out.contains(&kdev) {
             continue;
         }
@@ -1170,11 +1166,7 @@ pub fn fanotify_marks_on(roots: &[PathBuf]) -> Vec<String> {
     let mounts: std::collections::HashMap<u64, u32> = mountinfo()
         .unwrap_or_default()
         .into_iter()
-        .filter_map(|(id, dev, _, _)| {
-            let (major, minor) = dev.split_once(':')?;
-            let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
-            Some((id, kernel_dev_from_user(dev)?))
-        })
+        .filter_map(|(id, dev, _, _)| Some((id, crate::dev::kernel_dev_from_majmin(&dev)?)))
         .collect();
     let Ok(procs) = std::fs::read_dir("/proc") else {
         found.push("cannot list /proc to look for fanotify marks".into());

@@ -567,7 +567,6 @@ fn tty_vhangup(path: &CString) -> Result<(), Step> {
 /// A fanotify group of the content class, then (judged) a mark of PATH: `object` inode, mount
 /// or fs; `events` perm (FAN_OPEN_PERM) or notify (FAN_OPEN). The group goes with the process.
 fn fanotify(path: &CString, object: &str, events: &str) -> Result<(), Step> {
-    const FAN_MARK_FILESYSTEM: libc::c_uint = 0x100;
     let object = match object {
         "inode" => 0,
         "mount" => libc::FAN_MARK_MOUNT,
@@ -587,19 +586,7 @@ fn fanotify(path: &CString, object: &str, events: &str) -> Result<(), Step> {
     // SAFETY: fanotify_init takes two integers and returns a descriptor.
     let group = unsafe { libc::fanotify_init(libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC, 0) };
     let group = Fd(setup("fanotify_init", check(group.into()))? as libc::c_int);
-    // SAFETY: fanotify_mark reads the NUL-terminated path, which outlives the call (the
-    // syscall itself: x86-64 passes the 64-bit mask in one register).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fanotify_mark,
-            group.0,
-            libc::FAN_MARK_ADD | object,
-            mask,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-        )
-    };
-    check(rc).map(|_| ()).map_err(Step::Judged)
+    fanotify_add(group.0, object, mask, path).map_err(Step::Judged)
 }
 
 /// An audit netlink socket, then (judged) AUDIT_ADD_RULE or AUDIT_DEL_RULE of an exit rule
@@ -671,6 +658,32 @@ fn audit_rule(which: &str) -> Result<(), Step> {
     }
     Ok(())
 }
+
+/// fanotify_mark(2) ADD of `path` (relative to the working directory) to `group`: `object`
+/// 0 (the inode), FAN_MARK_MOUNT or FAN_MARK_FILESYSTEM, for the events of `mask`.
+fn fanotify_add(
+    group: libc::c_int,
+    object: libc::c_uint,
+    mask: u64,
+    path: &CString,
+) -> Result<(), Errno> {
+    // SAFETY: fanotify_mark reads the NUL-terminated path, which outlives the call (the
+    // syscall itself: x86-64 passes the 64-bit mask in one register).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_fanotify_mark,
+            group,
+            libc::FAN_MARK_ADD | object,
+            mask,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+        )
+    };
+    check(rc).map(|_| ())
+}
+
+/// fanotify_mark(2)'s flag for a mark on the filesystem (not in the libc crate).
+const FAN_MARK_FILESYSTEM: libc::c_uint = 0x100;
 
 /// An inotify instance, then (judged) a watch of PATH for opens.
 fn inotify(path: &CString) -> Result<(), Step> {
@@ -1067,18 +1080,7 @@ fn fanotify_holder(args: &[OsString]) -> ExitCode {
     // SAFETY: fanotify_init takes two integers and returns a descriptor (kept open: the
     // holder lives until it is killed).
     let group = unsafe { libc::fanotify_init(libc::FAN_CLASS_NOTIF | libc::FAN_CLOEXEC, 0) };
-    // SAFETY: fanotify_mark reads the NUL-terminated path, which outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_fanotify_mark,
-            group,
-            libc::FAN_MARK_ADD | 0x100, // FAN_MARK_FILESYSTEM
-            libc::FAN_OPEN,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-        )
-    };
-    if group < 0 || rc < 0 {
+    if group < 0 || fanotify_add(group, FAN_MARK_FILESYSTEM, libc::FAN_OPEN, &path).is_err() {
         eprintln!("proc-probe fanotify-holder: {}", Errno::last());
         return ExitCode::from(2);
     }
