@@ -238,6 +238,15 @@ static __always_inline __u32 current_fsuid(void)
 	return task->cred->fsuid.val;
 }
 
+/* A kernel thread (a loop device's worker, nfsd): it has no user memory and no cgroup of
+ * its own choosing. */
+static __always_inline bool current_is_kthread(void)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+
+	return task->flags & PF_KTHREAD;
+}
+
 static __always_inline bool inode_key(struct inode *inode, struct fsguard_inode_key *key)
 {
 	if (!inode)
@@ -819,6 +828,24 @@ static __always_inline void look_up_named(struct inode *inode, struct dentry *de
 	named_in(e, &d);
 }
 
+/*
+ * Lock down. `slot` protects something that is not part of a tree (a directory above a
+ * sealed root, a block device, a mount): refused from level 2 on, or from level 1 on when it
+ * belongs to the guard's own slot (its pins). 0 when allowed.
+ */
+static __always_inline int decide_locked(__u32 slot, struct fsguard_inode_key *key,
+					 struct dentry *dentry, __u32 op)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+	__u32 level = current_level();
+	bool guard = c && (c->flags & FSGUARD_CAPSULE_GUARD);
+
+	if (level >= FSGUARD_LEVEL_LOCKED || (guard && level >= FSGUARD_LEVEL_SEALED))
+		return refuse(key, dentry, slot, op, guard ? FSGUARD_RULE_GUARD : FSGUARD_RULE_LOCKED,
+			      level, current_fsuid());
+	return 0;
+}
+
 /* What a program run learnt about its caller: a capsule it is inside (0: none found yet),
  * so that a hook deciding on several entries of one capsule asks once. */
 struct caller {
@@ -847,6 +874,13 @@ static __always_inline int decide_entry(struct caller *me, struct entry *e, stru
 	if (!c || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
 		return refuse(&e->key, dentry, capsule, op, FSGUARD_RULE_UNKNOWN_CAPSULE,
 			      current_level(), current_fsuid());
+	/* A loop device's backing file beneath a sealed tree or a swap area: locked like the
+	 * block device it stands for, but written by the loop's own worker. */
+	if (flags & FSGUARD_INODE_BACKING) {
+		if (op == FSGUARD_OP_WRITE && current_is_kthread())
+			return 0;
+		return decide_locked(capsule, &e->key, dentry, op);
+	}
 	/* Frozen means nobody: checked before the append-only, inside and level-0 root
 	 * allowances. */
 	if (flags & FSGUARD_INODE_FROZEN)
@@ -953,24 +987,6 @@ static __always_inline int inherit(struct inode *inode, struct inode *dir, struc
 	if (!d.hit || (d.v.flags & FSGUARD_INODE_APPEND_ONLY))
 		return 0;
 	return adopt(&d, inode, dir, dentry, op, BPF_NOEXIST);
-}
-
-/*
- * Lock down. `slot` protects something that is not part of a tree (a directory above a
- * sealed root, a block device, a mount): refused from level 2 on, or from level 1 on when it
- * belongs to the guard's own slot (its pins). 0 when allowed.
- */
-static __always_inline int decide_locked(__u32 slot, struct fsguard_inode_key *key,
-					 struct dentry *dentry, __u32 op)
-{
-	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
-	__u32 level = current_level();
-	bool guard = c && (c->flags & FSGUARD_CAPSULE_GUARD);
-
-	if (level >= FSGUARD_LEVEL_LOCKED || (guard && level >= FSGUARD_LEVEL_SEALED))
-		return refuse(key, dentry, slot, op, guard ? FSGUARD_RULE_GUARD : FSGUARD_RULE_LOCKED,
-			      level, current_fsuid());
-	return 0;
 }
 
 /* A directory above a sealed root (or above the guard's pins): renaming, removing, mounting
@@ -3525,8 +3541,9 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 
 	/* Not a kernel dev_t (32 bits), and never the map's completeness key. */
 	if (!slot_active(r->slot) || r->a > 0xffffffffull ||
-	    (r->flags & ~(FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY)) ||
-	    r->flags == (FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY))
+	    (r->flags & ~(FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY | FSGUARD_INODE_BACKING)) ||
+	    r->flags == (FSGUARD_INODE_FROZEN | FSGUARD_INODE_APPEND_ONLY) ||
+	    ((r->flags & FSGUARD_INODE_BACKING) && r->flags != FSGUARD_INODE_BACKING))
 		return REJECTED;
 	/* The filesystem first: without it, the directory cache could tell that nothing on it
 	 * is protected. No room: the map stops being trusted. */

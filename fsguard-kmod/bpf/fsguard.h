@@ -47,6 +47,10 @@
  * another capsule's: a request can't take a file from the capsule that protects it through
  * its directory (named_in in fsguard.bpf.c). Requests can't set it. */
 #define FSGUARD_INODE_CLAIMED (1u << 2)
+/* A loop device's backing file beneath a sealed tree or a swap area: locked like a block
+ * device (every modification refused from level 2 on), but the loop's own kernel thread
+ * writes it (its buffered I/O passes the file_permission hook). Alone, never with another. */
+#define FSGUARD_INODE_BACKING (1u << 3)
 /* The smoke program's deny bit. */
 #define FSGUARD_DENY_WRITE (1u << 0)
 

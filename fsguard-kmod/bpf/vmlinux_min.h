@@ -67,6 +67,9 @@ enum bpf_map_type {
 #define FMODE_WRITE ((fmode_t)0x2)
 #define FMODE_CREATED ((fmode_t)0x100000)
 
+/* include/linux/sched.h: task_struct.flags of a kernel thread. */
+#define PF_KTHREAD 0x00200000
+
 /* include/linux/fs.h: the mask of security_file_permission(). */
 #define MAY_WRITE 0x00000002
 #define MAY_READ 0x00000004
@@ -425,6 +428,7 @@ struct signal_struct {
 
 struct task_struct {
 	struct thread_info thread_info;
+	unsigned int flags; /* PF_* */
 	struct signal_struct *signal;
 	struct mm_struct *mm;
 	struct nsproxy *nsproxy;

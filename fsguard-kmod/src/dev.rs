@@ -55,6 +55,15 @@ pub fn user_dev_from_kernel(kernel_dev: u32) -> u64 {
     libc::makedev(kernel_dev >> MINORBITS, kernel_dev & MAX_MINOR)
 }
 
+/// A kernel-internal `dev_t` as sysfs writes it: `major:minor`.
+pub fn majmin_of_kernel(kernel_dev: u64) -> String {
+    format!(
+        "{}:{}",
+        kernel_dev >> MINORBITS,
+        kernel_dev & u64::from(MAX_MINOR)
+    )
+}
+
 impl fsguard_inode_key {
     /// The kernel's identity of the inode described by `meta`, or `None` when its `st_dev`
     /// cannot be a kernel `dev_t` (see [`kernel_dev_from_user`]).

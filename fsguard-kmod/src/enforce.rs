@@ -40,6 +40,8 @@ pub enum PlanError {
     Frozen(#[from] capsule_core::Error),
     #[error("{path}: its filesystem writes a second device ({what}) that can't be found, so it could not be protected at level 2")]
     SecondDevice { path: PathBuf, what: String },
+    #[error("{path}: what lies beneath its filesystem can't be told ({what}), so writes there could not be refused")]
+    UnknownBeneath { path: PathBuf, what: String },
     #[error("{path}: a tree on {kind} can't be protected: {why}")]
     Unprotectable {
         path: PathBuf,
@@ -60,6 +62,10 @@ pub struct Plan {
     pub ancestors: Vec<fsguard_inode_key>,
     /// The block devices (kernel dev_t) under the tree's filesystem (level 2 refuses writes).
     pub devices: Vec<u64>,
+    /// The backing files of loop devices under it (an image file mounted through a loop).
+    pub backing: Vec<Protected>,
+    /// What lies beneath the tree's filesystem and can't be told (see [`Beneath::unknown`]).
+    pub unknown_beneath: Vec<String>,
     pub frozen: usize,
 }
 
@@ -92,6 +98,7 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
         Some(c) => Some(cgroup_inside(c)?),
         None => None,
     };
+    let storage = storage_of(root)?;
     Ok(Plan {
         name: seal.name.clone(),
         inside,
@@ -101,7 +108,9 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
             path: root.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         })?,
-        devices: block_devices_of(root)?,
+        devices: storage.devices,
+        backing: storage.files,
+        unknown_beneath: storage.unknown,
         frozen,
     })
 }
@@ -138,6 +147,7 @@ pub fn apply_fail_closed_all(guard: &mut Guard, plans: &[&Plan]) -> crate::Resul
     let mut result = guard.protect(slot, &inodes);
     for plan in plans {
         result = result
+            .and(guard.protect(slot, &plan.backing))
             .and(guard.protect_ancestors(slot, &plan.ancestors))
             .and(guard.protect_devices(slot, &plan.devices));
     }
@@ -168,6 +178,10 @@ pub fn shared_inodes(plans: &[&Plan]) -> Vec<(usize, usize)> {
 
 fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32) -> crate::Result<u32> {
     guard.protect(slot, &plan.inodes)?;
+    if !plan.backing.is_empty() {
+        let registry = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
+        guard.protect(registry, &plan.backing)?;
+    }
     guard.protect_ancestors(slot, &plan.ancestors)?;
     guard.protect_devices(slot, &plan.devices)?;
     if let Some(cgroup) = &plan.cgroup {
@@ -252,11 +266,41 @@ pub fn protect_registry(guard: &mut Guard, dir: &Path) -> crate::Result<usize> {
     });
     // The block devices under it, as under a sealed tree: a raw write would rewrite what the
     // next boot enforces.
-    let devices = block_devices_of(dir)
-        .map_err(plan_to_stat(dir))
-        .and_then(|devices| guard.protect_devices(slot, &devices));
+    let devices = storage_of(dir).map_err(plan_to_stat(dir)).and_then(|b| {
+        guard
+            .protect(slot, &b.files)
+            .and(guard.protect_devices(slot, &b.devices))
+            .and(unknown_beneath(dir, &b.unknown))
+    });
     files.and(above).and(devices)?;
     Ok(inodes.len())
+}
+
+/// An error naming what lies beneath `path`'s filesystem and can't be told, if anything.
+fn unknown_beneath(path: &Path, unknown: &[String]) -> crate::Result<()> {
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(crate::Error::Stat {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "what lies beneath its filesystem can't be told, and is NOT protected: {}",
+            unknown.join("; ")
+        )),
+    })
+}
+
+/// Before a seal: what lies beneath the tree's filesystem must be known, or writes there
+/// (a loop device's backing file) could not be refused.
+pub fn check_beneath(root: &Path) -> Result<(), PlanError> {
+    let b = storage_of(root)?;
+    if b.unknown.is_empty() {
+        return Ok(());
+    }
+    Err(PlanError::UnknownBeneath {
+        path: root.to_path_buf(),
+        what: b.unknown.join("; "),
+    })
 }
 
 fn plan_to_stat(path: &Path) -> impl FnOnce(PlanError) -> crate::Error + '_ {
@@ -283,9 +327,14 @@ pub fn protect_devices_again(
         let Some(slot) = slots.iter().find(|s| &s.name == name) else {
             continue; // not enforced: nothing of it to protect
         };
-        let devices = block_devices_of(root).map_err(plan_to_stat(root))?;
-        guard.protect_devices(slot.id, &devices)?;
-        n += devices.len();
+        let b = storage_of(root).map_err(plan_to_stat(root))?;
+        if !b.files.is_empty() {
+            let registry = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
+            guard.protect(registry, &b.files)?;
+        }
+        guard.protect_devices(slot.id, &b.devices)?;
+        unknown_beneath(root, &b.unknown)?;
+        n += b.devices.len() + b.files.len();
     }
     Ok(n)
 }
@@ -303,20 +352,105 @@ pub fn ancestors_of(path: &Path) -> crate::Result<Vec<fsguard_inode_key>> {
         .collect()
 }
 
-/// The block devices whose writes would change the filesystem holding `root`, as kernel
-/// dev_t values: its own device; the whole disk of a partition; every partition of the same
-/// disk whose sectors overlap it (one added over it earlier, e.g. through BLKPG), or every
-/// partition of a whole disk holding it; the devices a device-mapper or md device is built on
-/// (sysfs `slaves`); every device already built on any of these (sysfs `holders`: a second
-/// device-mapper target over the same disk, an md array, bcache), every loop device backed by
-/// one of them, and every other path to the same disk (the same wwid; all of its partitions,
-/// fail closed). Empty for filesystems without a block device (tmpfs, ...).
-pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
+/// What writes reach the sectors of the filesystem holding `root`: the block devices under
+/// it (see [`block_devices_from`]) and, beneath any loop device among them, the loop's
+/// backing device (and what is under it) or its backing file with that file's filesystem's
+/// devices (a jail's image file mounted through a loop device: writing the file rewrites the
+/// tree). Empty for filesystems without a block device (tmpfs, ...).
+pub fn storage_of(root: &Path) -> Result<Beneath, PlanError> {
     let meta = std::fs::metadata(root).map_err(|source| PlanError::Io {
         path: root.to_path_buf(),
         source,
     })?;
-    Ok(block_devices_from(meta.dev()))
+    Ok(beneath(vec![meta.dev()]))
+}
+
+/// The block devices (kernel dev_t) of [`storage_of`].
+pub fn block_devices_of(root: &Path) -> Result<Vec<u64>, PlanError> {
+    storage_of(root).map(|b| b.devices)
+}
+
+/// What writes reach beneath some devices: block devices, and files a loop device writes.
+#[derive(Debug, Default, Clone)]
+pub struct Beneath {
+    /// Block devices, as kernel dev_t.
+    pub devices: Vec<u64>,
+    /// The backing files of loop devices beneath them, locked like them but written by the
+    /// loop's own kernel thread (FSGUARD_INODE_BACKING), in the registry's slot (several
+    /// trees may stand on one).
+    pub files: Vec<Protected>,
+    /// What lies beneath and can't be told (a loop device whose backing can't be asked, a
+    /// zram writeback device that can't be looked at): NOT protected.
+    pub unknown: Vec<String>,
+}
+
+/// [`Beneath`] the devices `start` (as stat() encodes them): for each, the devices of
+/// [`block_devices_from`]; and beneath each loop device it stands on ([`own_stack`]) its
+/// backing device or its backing file and that file's filesystem, beneath each zram device
+/// its writeback device, and so on down.
+fn beneath(mut todo: Vec<u64>) -> Beneath {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Beneath::default();
+    while let Some(dev) = todo.pop() {
+        if !seen.insert(dev) {
+            continue;
+        }
+        for kdev in block_devices_from(dev) {
+            if !out.devices.contains(&kdev) {
+                out.devices.push(kdev);
+            }
+        }
+        // Down only through what `dev` stands on: a loop device built over it (an alias)
+        // writes its sectors, but its own backing file is not beneath them.
+        for majmin in own_stack(dev) {
+            let Some(name) = std::fs::canonicalize(format!("/sys/dev/block/{majmin}"))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+            else {
+                continue;
+            };
+            let shown = name.to_string_lossy().into_owned();
+            let sys = Path::new("/sys/block").join(&name);
+            if sys.join("loop/backing_file").exists() {
+                match loop_backing(&name) {
+                    Some((_, _, rdev)) if rdev != 0 => todo.push(rdev),
+                    Some((fs, ino, _)) => match kernel_dev_from_user(fs) {
+                        Some(k) => {
+                            out.files.push(Protected {
+                                key: fsguard_inode_key {
+                                    dev: u64::from(k),
+                                    ino,
+                                },
+                                flags: crate::shared::FSGUARD_INODE_BACKING,
+                            });
+                            todo.push(fs);
+                        }
+                        None => out.unknown.push(format!(
+                            "loop device {shown}: its backing file's device is out of range"
+                        )),
+                    },
+                    None => out
+                        .unknown
+                        .push(format!("loop device {shown}: its backing can't be told")),
+                }
+            }
+            if shown.starts_with("zram") {
+                let attr = sys.join("backing_dev");
+                let backing = std::fs::read_to_string(&attr).unwrap_or_default();
+                let backing = backing.trim();
+                if !backing.is_empty() && backing != "none" {
+                    match std::fs::metadata(backing) {
+                        Ok(m) => todo.push(m.rdev()),
+                        Err(e) => out
+                            .unknown
+                            .push(format!("{} ({backing}): {e}", attr.display())),
+                    }
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The same, from the device (as stat() encodes it) whose writes are to be covered: a
@@ -436,81 +570,26 @@ pub fn protect_swap(guard: &mut Guard) -> crate::Result<usize> {
     })?;
     let mut errors = Vec::new();
     // Devices (as stat() encodes them) whose writes reach a swap area.
-    let mut todo = Vec::new();
+    let mut start = Vec::new();
     for line in swaps.lines().skip(1) {
         let Some(name) = line.split_whitespace().next() else {
             continue;
         };
         let path = PathBuf::from(unescape_mount(name));
         match std::fs::metadata(&path) {
-            Ok(m) if m.file_type().is_block_device() => todo.push(m.rdev()),
-            Ok(m) => todo.push(m.dev()),
+            Ok(m) if m.file_type().is_block_device() => start.push(m.rdev()),
+            Ok(m) => start.push(m.dev()),
             Err(e) => errors.push(format!("{}: {e}", path.display())),
         }
     }
-    let mut seen = std::collections::HashSet::new();
-    let mut devices = Vec::new();
-    let mut files = Vec::new();
-    while let Some(dev) = todo.pop() {
-        if !seen.insert(dev) {
-            continue;
-        }
-        for kdev in block_devices_from(dev) {
-            if devices.contains(&kdev) {
-                continue;
-            }
-            devices.push(kdev);
-            let majmin = format!("{}:{}", kdev >> 20, kdev & 0xf_ffff);
-            let Some(name) = std::fs::canonicalize(format!("/sys/dev/block/{majmin}"))
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_os_string()))
-            else {
-                continue;
-            };
-            if kdev >> 20 == 7 {
-                match loop_backing(&name) {
-                    Some((_, _, rdev)) if rdev != 0 => todo.push(rdev),
-                    Some((fs, ino, _)) => match kernel_dev_from_user(fs) {
-                        Some(k) => {
-                            files.push(Protected {
-                                key: fsguard_inode_key {
-                                    dev: u64::from(k),
-                                    ino,
-                                },
-                                flags: FSGUARD_INODE_FROZEN,
-                            });
-                            todo.push(fs);
-                        }
-                        None => errors.push(format!(
-                            "loop device {}: its backing file's device is out of range",
-                            name.to_string_lossy()
-                        )),
-                    },
-                    None => errors.push(format!(
-                        "loop device {} beneath a swap area: its backing can't be told",
-                        name.to_string_lossy()
-                    )),
-                }
-            }
-            if name.to_string_lossy().starts_with("zram") {
-                let attr = Path::new("/sys/block").join(&name).join("backing_dev");
-                let backing = std::fs::read_to_string(&attr).unwrap_or_default();
-                let backing = backing.trim();
-                if !backing.is_empty() && backing != "none" {
-                    match std::fs::metadata(backing) {
-                        Ok(m) => todo.push(m.rdev()),
-                        Err(e) => errors.push(format!("{} ({backing}): {e}", attr.display())),
-                    }
-                }
-            }
-        }
-    }
-    let n = devices.len() + files.len();
+    let found = beneath(start);
+    errors.extend(found.unknown);
+    let n = found.devices.len() + found.files.len();
     if n > 0 {
         let slot = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
         guard
-            .protect(slot, &files)
-            .and(guard.protect_devices(slot, &devices))?;
+            .protect(slot, &found.files)
+            .and(guard.protect_devices(slot, &found.devices))?;
     }
     if !errors.is_empty() {
         return Err(crate::Error::Stat {
@@ -522,6 +601,186 @@ pub fn protect_swap(guard: &mut Guard) -> crate::Result<usize> {
         });
     }
     Ok(n)
+}
+
+/// Devices that write what one device they are built on holds over another, built on a
+/// device under the sealed tree at `root` (an alias of its disk made before level 2, see
+/// [`storage_of`]) and on something else, outside the filesystem's own stack: an md array of
+/// two or more members (its resync or recovery, started by the kernel after an unclean stop,
+/// copies one member over another, past every hook), a device-mapper device over two or more
+/// devices whose table has a target that copies (mirror, raid, clone, cache, writecache,
+/// integrity, snapshot-merge) or that this list does not know, or whose table can't be read.
+/// Level 2 refuses building them but can't stop one built before: the raise refuses while
+/// any exists. Each as "/dev/NAME (what it is)".
+pub fn copying_devices_over(root: &Path) -> Vec<String> {
+    let Ok(meta) = std::fs::metadata(root) else {
+        return Vec::new(); // the raise's own checks name a tree that can't be looked at
+    };
+    let own = own_stack(meta.dev());
+    let mut out = Vec::new();
+    for kdev in beneath(vec![meta.dev()]).devices {
+        let majmin = crate::dev::majmin_of_kernel(kdev);
+        if own.contains(&majmin) {
+            continue;
+        }
+        let Ok(dir) = std::fs::canonicalize(format!("/sys/dev/block/{majmin}")) else {
+            continue;
+        };
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let slaves: Vec<String> = std::fs::read_dir(dir.join("slaves"))
+            .map(|es| {
+                es.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if slaves.len() < 2 {
+            continue;
+        }
+        let on = slaves.join(", ");
+        if dir.join("md").is_dir() {
+            out.push(format!(
+                "/dev/{name} (an md array over {on}: its resync or recovery copies one member over another)"
+            ));
+        } else if dir.join("dm").is_dir() {
+            let dev = crate::dev::user_dev_from_kernel(kdev as u32);
+            match dm_target_types(dev) {
+                Ok(types) => {
+                    let copying: Vec<&String> = types
+                        .iter()
+                        .filter(|t| !DM_TARGETS_THAT_COPY_NOTHING.contains(&t.as_str()))
+                        .collect();
+                    if !copying.is_empty() {
+                        let t: Vec<&str> = copying.iter().map(|t| t.as_str()).collect();
+                        out.push(format!(
+                            "/dev/{name} (a device-mapper {} target over {on}, which may copy one of them over another)",
+                            t.join("/")
+                        ));
+                    }
+                }
+                Err(e) => out.push(format!(
+                    "/dev/{name} (a device-mapper device over {on} whose table can't be read: {e})"
+                )),
+            }
+        }
+    }
+    out
+}
+
+/// Device-mapper targets that write a device only with what is written to them (or not at
+/// all): a table of nothing else over an alias writes nothing the alias did not get.
+const DM_TARGETS_THAT_COPY_NOTHING: &[&str] = &[
+    "linear",
+    "striped",
+    "crypt",
+    "zero",
+    "error",
+    "snapshot",
+    "snapshot-origin",
+    "thin",
+    "thin-pool",
+    "multipath",
+    "verity",
+    "delay",
+    "flakey",
+    "era",
+    "switch",
+    "unstriped",
+    "dust",
+    "ebs",
+    "zoned",
+];
+
+/// The devices (major:minor) a filesystem on `dev` (as stat() encodes it) stands on: the
+/// device itself, what it is built on (sysfs `slaves`, down), and the device beneath each
+/// loop device among them.
+fn own_stack(dev: u64) -> Vec<String> {
+    let majmin = |d: u64| format!("{}:{}", libc::major(d), libc::minor(d));
+    let mut todo = vec![majmin(dev)];
+    let mut own: Vec<String> = Vec::new();
+    while let Some(m) = todo.pop() {
+        if own.contains(&m) {
+            continue;
+        }
+        own.push(m.clone());
+        let Ok(dir) = std::fs::canonicalize(format!("/sys/dev/block/{m}")) else {
+            continue;
+        };
+        if let Some(name) = dir.file_name() {
+            if let Some((_, _, rdev)) = loop_backing(name).filter(|b| b.2 != 0) {
+                todo.push(majmin(rdev));
+            }
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join("slaves")) {
+            for e in entries.flatten() {
+                if let Ok(d) = std::fs::read_to_string(e.path().join("dev")) {
+                    todo.push(d.trim().to_string());
+                }
+            }
+        }
+    }
+    own
+}
+
+/// The target types of device-mapper device `dev`'s live table (as stat() encodes it), asked
+/// through DM_TABLE_STATUS on /dev/mapper/control (a query level 2 allows).
+fn dm_target_types(dev: u64) -> std::io::Result<Vec<String>> {
+    use std::os::fd::AsRawFd;
+    const DM_IOCTL_SIZE: usize = 312; // sizeof(struct dm_ioctl)
+    const DM_TABLE_STATUS: libc::c_ulong = 0xc138_fd0c; // _IOWR(0xfd, 12, struct dm_ioctl)
+    const DM_STATUS_TABLE_FLAG: u32 = 1 << 4;
+    const DM_BUFFER_FULL_FLAG: u32 = 1 << 8;
+    const SPEC_SIZE: usize = 40; // sizeof(struct dm_target_spec)
+    let control = std::fs::File::open("/dev/mapper/control")?;
+    let mut size = 16 * 1024;
+    loop {
+        // u64 words: struct dm_ioctl's `dev` is 8-byte aligned.
+        let mut buf = vec![0u64; size / 8];
+        let bytes = |b: &mut Vec<u64>| -> &mut [u8] {
+            // SAFETY: a u64 slice reinterpreted as its bytes (u8 has no alignment or
+            // validity requirements), for the same length and lifetime.
+            unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr().cast::<u8>(), b.len() * 8) }
+        };
+        {
+            let b = bytes(&mut buf);
+            let put =
+                |b: &mut [u8], at: usize, v: u32| b[at..at + 4].copy_from_slice(&v.to_ne_bytes());
+            put(b, 0, 4); // version 4.0.0
+            put(b, 12, size as u32); // data_size: the whole buffer
+            put(b, 16, DM_IOCTL_SIZE as u32); // data_start
+            put(b, 28, DM_STATUS_TABLE_FLAG);
+            b[40..48].copy_from_slice(&dev.to_ne_bytes());
+        }
+        // SAFETY: DM_TABLE_STATUS reads and writes a struct dm_ioctl followed by its data,
+        // at most `data_size` bytes, which is the buffer's length.
+        let rc =
+            unsafe { libc::ioctl(control.as_raw_fd(), DM_TABLE_STATUS as _, buf.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let b = bytes(&mut buf);
+        let get = |at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        if get(28) & DM_BUFFER_FULL_FLAG != 0 && size < 1 << 24 {
+            size *= 4;
+            continue;
+        }
+        let (start, count) = (get(16) as usize, get(20) as usize);
+        let bad = || std::io::Error::other("the kernel's answer is malformed");
+        let mut types = Vec::new();
+        let mut at = start;
+        for _ in 0..count {
+            let spec = b.get(at..at + SPEC_SIZE).ok_or_else(bad)?;
+            let name = &spec[24..40];
+            let end = name.iter().position(|&c| c == 0).unwrap_or(name.len());
+            types.push(String::from_utf8_lossy(&name[..end]).into_owned());
+            let next = u32::from_ne_bytes([spec[20], spec[21], spec[22], spec[23]]) as usize;
+            at = start.checked_add(next).ok_or_else(bad)?;
+        }
+        return Ok(types);
+    }
 }
 
 /// The storage-target exports enabled while a sealed tree lies on a block device (`devices`

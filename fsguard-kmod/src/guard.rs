@@ -194,7 +194,19 @@ pub struct Guard {
 /// earlier froze it), every bound loop device counts.
 fn loops_on_protected(inodes: Option<&std::os::fd::OwnedFd>) -> Result<Vec<String>> {
     let mut found = Vec::new();
-    for (name, keys) in crate::enforce::loop_backing_keys() {
+    let bound = crate::enforce::loop_backing_keys();
+    // How many loop devices are bound to each file.
+    let bound_to = |file: &fsguard_inode_key| {
+        bound
+            .iter()
+            .filter(|(_, k)| {
+                k.as_ref()
+                    .and_then(|k| k.first())
+                    .is_some_and(|f| f.dev == file.dev && f.ino == file.ino)
+            })
+            .count()
+    };
+    for (name, keys) in bound.iter().cloned() {
         let Some(inodes) = inodes else {
             found.push(format!(
                 "loop device {name} is bound to a file that can't be looked up in the guard's \
@@ -210,10 +222,20 @@ fn loops_on_protected(inodes: Option<&std::os::fd::OwnedFd>) -> Result<Vec<Strin
             ));
             continue;
         };
-        for key in keys {
+        for (i, key) in keys.iter().enumerate() {
             let mut value = crate::shared::fsguard_inode_value::default();
-            match crate::integrity::lookup(inodes, &key, &mut value) {
+            match crate::integrity::lookup(inodes, key, &mut value) {
                 Ok(false) => {}
+                // The backing file of the loop device beneath a sealed tree or a swap area,
+                // which writes what is written to that loop (a second loop bound to the
+                // same file is not that one).
+                Ok(true)
+                    if i == 0
+                        && value.flags & crate::shared::FSGUARD_INODE_BACKING != 0
+                        && bound_to(key) == 1 =>
+                {
+                    break
+                }
                 Ok(true) => {
                     found.push(format!(
                         "loop device {name} is bound to a file the guard protects, which it \

@@ -394,6 +394,10 @@ fn apply_one(guard: &mut Guard, p: &Prepared) -> Result<()> {
     let why = match &p.no_inside {
         Some(why) => why.clone(),
         None => match enforce::apply(guard, &p.plan) {
+            Ok(_) if !p.plan.unknown_beneath.is_empty() => anyhow::bail!(
+                "its tree is protected, but what lies beneath its filesystem can't be told and is NOT: {}",
+                p.plan.unknown_beneath.join("; ")
+            ),
             Ok(_) => return Ok(()),
             Err(e) => fsguard::report(&e),
         },
@@ -492,6 +496,11 @@ fn run_enforce(ctx: &Context, args: Args) -> Result<u8> {
         let exports = crate::cmd::level::carried_exports(dir);
         if !exports.is_empty() {
             loud!("sealtool: ERROR: storage-target exports are enabled while a sealed tree lies on a block device, and the kernel writes their device for them past every check: {}; disable them (they can't be enabled again at level 2)", exports.join(", "));
+            unlocked = true;
+        }
+        let copiers = crate::cmd::level::carried_copiers(dir);
+        if !copiers.is_empty() {
+            loud!("sealtool: ERROR: devices built over a sealed tree's device and another copy one over the other from the kernel, past every check: {}; stop them (they can't be built again at level 2)", copiers.join("; "));
             unlocked = true;
         }
     }

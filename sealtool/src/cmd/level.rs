@@ -36,7 +36,7 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
         return Ok(EXIT_NOT_ENFORCED);
     }
     if requested >= fsguard::shared::FSGUARD_LEVEL_LOCKED {
-        refuse_carried_exports(dir)?;
+        refuse_carried_storage(dir)?;
     }
     if requested >= fsguard::shared::FSGUARD_LEVEL_SEALED {
         let carried = carried_past_level_1(dir);
@@ -127,14 +127,38 @@ pub fn carried_exports(dir: &std::path::Path) -> Vec<String> {
     fsguard::enforce::target_exports_over(&devices)
 }
 
-/// A raise to 2 while a storage target is enabled (and a sealed tree lies on a block device) is refused,
+/// The devices built before level 2 over a sealed tree's device (an alias of its disk) and
+/// something else, that copy one over the other from the kernel (an md array's resync, a
+/// device-mapper mirror): see fsguard::enforce::copying_devices_over.
+pub fn carried_copiers(dir: &std::path::Path) -> Vec<String> {
+    let (sealed, _) = sealed_roots(dir);
+    let mut out: Vec<String> = Vec::new();
+    for (_, root) in &sealed {
+        for d in fsguard::enforce::copying_devices_over(root) {
+            if !out.contains(&d) {
+                out.push(d);
+            }
+        }
+    }
+    out
+}
+
+/// A raise to 2 while a storage target is enabled (and a sealed tree lies on a block device),
+/// or while a device built over a sealed tree's device copies between devices, is refused,
 /// before anything is recorded.
-fn refuse_carried_exports(dir: &std::path::Path) -> Result<()> {
+fn refuse_carried_storage(dir: &std::path::Path) -> Result<()> {
     let exports = carried_exports(dir);
     if !exports.is_empty() {
         anyhow::bail!(
             "level not raised: storage-target exports are enabled while a sealed tree lies on a block device; the kernel writes their device for them past every check, which level 2 could not stop, and which device that is can't be told: {}; disable them first",
             exports.join(", ")
+        );
+    }
+    let copiers = carried_copiers(dir);
+    if !copiers.is_empty() {
+        anyhow::bail!(
+            "level not raised: devices built over a sealed tree's device and another copy one over the other from the kernel (a resync, a recovery, a merge), past every check, which level 2 could not stop: {}; stop them first (`mdadm --stop`, `dmsetup remove`)",
+            copiers.join("; ")
         );
     }
     Ok(())

@@ -93,6 +93,7 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
     }
     enforce::check_filesystem(&report.root)
         .and_then(|()| enforce::check_second_devices(&report.root))
+        .and_then(|()| enforce::check_beneath(&report.root))
         .map_err(|e| anyhow::anyhow!("capsule {name:?} cannot be sealed: {e}"))?;
     let sealed = registry::seals_in(reg.dir()).seals;
     refuse_overlapping_inside(&sealed, &seal)?;

@@ -16,6 +16,8 @@
 //!   blkrrpart DEV         BLKRRPART (re-read the partition table), read-only descriptor
 //!   blk-ioctl DEV CMD     ioctl CMD (hex) with a zeroed 256-byte argument, read-only descriptor
 //!   dm-linear NAME DEV    a device-mapper device NAME mapping all of block device DEV
+//!   dm-table NAME SECTORS TYPE PARAMS  a device-mapper device NAME of one TYPE target
+//!   dm-remove NAME        removes device-mapper device NAME
 //!                         (DM_DEV_CREATE, DM_TABLE_LOAD (judged), resume); prints
 //!                         `allowed dm-N` on success
 //!   compat-ioctl PATH CMD ioctl CMD (hex) as a 32-bit caller makes it (int 0x80, so the kernel
@@ -526,17 +528,10 @@ fn dm_command(ctl: i32, cmd: libc::c_ulong, name: &str, data: &[u8]) -> Result<V
 /// `dm-linear NAME DEV`: device-mapper device NAME over all of DEV; the table load is judged.
 fn dm_linear(name: &str, dev: &str) -> ExitCode {
     use std::os::unix::fs::MetadataExt;
-    let (Ok(meta), Ok(ctl)) = (
-        std::fs::metadata(dev),
-        std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/mapper/control"),
-    ) else {
-        println!("error: setup: {dev} or /dev/mapper/control");
+    let Ok(meta) = std::fs::metadata(dev) else {
+        println!("error: setup: {dev}");
         return ExitCode::from(2);
     };
-    let ctl = std::os::fd::AsRawFd::as_raw_fd(&ctl);
     let sectors = std::fs::read_to_string(format!(
         "/sys/dev/block/{}:{}/size",
         libc::major(meta.rdev()),
@@ -545,20 +540,47 @@ fn dm_linear(name: &str, dev: &str) -> ExitCode {
     .ok()
     .and_then(|s| s.trim().parse::<u64>().ok())
     .unwrap_or(0);
+    let params = format!(
+        "{}:{} 0",
+        libc::major(meta.rdev()),
+        libc::minor(meta.rdev())
+    );
+    dm_table(name, sectors, "linear", &params)
+}
+
+/// /dev/mapper/control opened for reading and writing (an error line printed if it can't be).
+fn dm_control() -> Option<std::fs::File> {
+    let ctl = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/mapper/control");
+    if ctl.is_err() {
+        println!("error: setup: /dev/mapper/control");
+    }
+    ctl.ok()
+}
+
+/// `dm-table NAME SECTORS TYPE PARAMS`: device-mapper device NAME of one target TYPE over
+/// SECTORS sectors, with PARAMS (devices as MAJ:MIN); the table load is judged.
+fn dm_table(name: &str, sectors: u64, kind: &str, params: &str) -> ExitCode {
+    let Some(ctl) = dm_control() else {
+        return ExitCode::from(2);
+    };
+    let ctl = std::os::fd::AsRawFd::as_raw_fd(&ctl);
+    if kind.len() >= 16 {
+        println!("error: setup: target type {kind} is too long");
+        return ExitCode::from(2);
+    }
     if let Err(e) = dm_command(ctl, 0xc138_fd03, name, &[]) {
         println!("error: setup DM_DEV_CREATE: {}", errno_name(e));
         return ExitCode::from(2);
     }
-    // struct dm_target_spec (40 bytes) + "MAJ:MIN 0\0", padded to 8.
-    let params = format!(
-        "{}:{} 0\0",
-        libc::major(meta.rdev()),
-        libc::minor(meta.rdev())
-    );
+    // struct dm_target_spec (40 bytes) + PARAMS and a NUL, padded to 8.
     let mut spec = vec![0u8; 40];
     spec[8..16].copy_from_slice(&sectors.to_ne_bytes());
-    spec[24..30].copy_from_slice(b"linear");
+    spec[24..24 + kind.len()].copy_from_slice(kind.as_bytes());
     spec.extend_from_slice(params.as_bytes());
+    spec.push(0);
     spec.resize(spec.len().div_ceil(8) * 8, 0);
     match dm_command(ctl, 0xc138_fd09, name, &spec) {
         Ok(_) => {}
@@ -578,6 +600,22 @@ fn dm_linear(name: &str, dev: &str) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `dm-remove NAME`: removes device-mapper device NAME (DM_DEV_REMOVE); judged.
+fn dm_remove(name: &str) -> ExitCode {
+    let Some(ctl) = dm_control() else {
+        return ExitCode::from(2);
+    };
+    judged(
+        dm_command(
+            std::os::fd::AsRawFd::as_raw_fd(&ctl),
+            0xc138_fd04,
+            name,
+            &[],
+        )
+        .map(|_| 0),
+    )
 }
 
 /// `compat-ioctl PATH CMD`: the ioctl through the 32-bit system call entry.
@@ -982,6 +1020,11 @@ fn main() -> ExitCode {
             _ => usage(),
         },
         ["dm-linear", name, dev] => dm_linear(name, dev),
+        ["dm-remove", name] => dm_remove(name),
+        ["dm-table", name, sectors, kind, params] => match sectors.parse() {
+            Ok(n) => dm_table(name, n, kind, params),
+            Err(_) => usage(),
+        },
         ["loop-over", dev] => loop_over(dev, None),
         ["loop-held", fd] => match fd.parse::<i32>() {
             Ok(fd) => loop_over("", Some(fd)),

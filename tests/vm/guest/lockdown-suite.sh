@@ -337,6 +337,28 @@ if [ "$BOOT" = boot1 ]; then
     for d in $LOOP $DM $ONFS; do
         expect "level 1: open /dev/$d for writing (allowed below 2)" allowed "$(res sh -c "exec 3>>/dev/$d")"
     done
+    # A tree on a filesystem in an image file, mounted through a loop device (a jail's image):
+    # writing the image rewrites the tree, so from level 2 on the image is locked as the
+    # loop device is, but for the loop's own kernel thread, which writes what the capsule
+    # writes (checked at level 2 below).
+    head -c 4194304 /dev/zero >/tmp/jail.img
+    got=$(bpf-probe loop-over /tmp/jail.img 2>>"$LOG")
+    IMG=${got#allowed }
+    mkdir -p /mnt/jail && mke2fs -q /dev/$IMG 2>>"$LOG" && mount /dev/$IMG /mnt/jail 2>>"$LOG"
+    mkdir -p /mnt/jail/app /sys/fs/cgroup/imgapp && echo img >/mnt/jail/app/f
+    # An inside process, started before the seal, that writes once told to.
+    (
+        echo 0 >/sys/fs/cgroup/imgapp/cgroup.procs || exit 1
+        while [ ! -e /tmp/img.go ]; do sleep 0.1; done
+        echo inside-wrote-this >/mnt/jail/app/f 2>>"$LOG"
+        sync
+        touch /tmp/img.done
+    ) &
+    out=$(CAPSULE_REGISTRY=/tmp/imgreg sealtool register /mnt/jail/app --name img --seal --cgroup /sys/fs/cgroup/imgapp 2>&1)
+    echo "$out" >>"$LOG"
+    contains "level 1: seal a tree on a filesystem in an image file (/dev/$IMG over /tmp/jail.img)" "$out" "enforced by fsguard"
+    # Below 2 the image is written as its loop device is (its last block: unused).
+    expect "level 1: write to the image file under a sealed tree (allowed below 2)" allowed "$(res dd if=/dev/zero of=/tmp/jail.img bs=4096 count=1 seek=1023 conv=notrunc)"
     # A device control file opened for writing below 2 and kept: written at level 2 below.
     command exec 5>>/sys/block/md_t/md/new_dev 2>>"$LOG" && HELD_CONTROL=1
     out=$(sh -c 'echo 1:2 >/sys/block/md_t/md/new_dev' 2>&1)
@@ -348,6 +370,30 @@ if [ "$BOOT" = boot1 ]; then
     expect "level 1: enable an nvmet namespace over the sealed filesystem's disk" 1 "$(cat $NS/enable 2>>"$LOG")"
     refused_raise "that namespace is enabled" "the namespace" "namespaces/1 ($DEV)"
     echo 0 >$NS/enable
+    # Devices over an alias of the sealed disk and a device of root's, built below 2: the
+    # kernel copies one over the other (an md array's resync or recovery, a mirror's), past
+    # every hook, so the raise is refused while one exists. The alias is the primary leg and
+    # nothing is synced here (the array is never started; the mirror has nosync).
+    got=$(bpf-probe loop-over $DEV 2>>"$LOG")
+    ALIAS2=${got#allowed }
+    head -c 1048576 /dev/zero >/tmp/member.img
+    got=$(bpf-probe loop-over /tmp/member.img 2>>"$LOG")
+    MEMBER=${got#allowed }
+    echo md_c >/sys/module/md_mod/parameters/new_array 2>>"$LOG"
+    for d in $ALIAS2 $MEMBER; do cat /sys/block/$d/dev >/sys/block/md_c/md/new_dev 2>>"$LOG"; done
+    expect "level 1: an md array over /dev/$ALIAS2 (an alias of the sealed disk) and /dev/$MEMBER" 2 "$(ls /sys/block/md_c/slaves 2>>"$LOG" | wc -l)"
+    refused_raise "an md array is built over an alias" "the array" "/dev/md_c (an md array over"
+    echo clear >/sys/block/md_c/md/array_state 2>>"$LOG"
+    expect "level 1: the md array's members released" 0 "$(ls /sys/block/md_c/slaves 2>>"$LOG" | wc -l)"
+    a=$(cat /sys/block/$ALIAS2/dev) m=$(cat /sys/block/$MEMBER/dev)
+    got=$(bpf-probe dm-table mirror_c 2048 mirror "core 2 1024 nosync 2 $a 0 $m 0" 2>>"$LOG")
+    expect "level 1: a device-mapper mirror over the alias and /dev/$MEMBER" allowed "${got%% *}"
+    refused_raise "a device-mapper mirror is built over an alias" "the mirror" "a device-mapper mirror target over"
+    expect "level 1: remove the mirror" allowed "$(bpf-probe dm-remove mirror_c 2>>"$LOG")"
+    # The control, kept through the raise below: a striped table over the same two devices
+    # writes each only with what is written to it.
+    got=$(bpf-probe dm-table striped_c 2048 striped "2 8 $a 0 $m 0" 2>>"$LOG")
+    expect "level 1: a device-mapper striped table over the alias and /dev/$MEMBER (control: kept through the raise)" allowed "${got%% *}"
     # A program level 2 would refuse, loaded below 2 and kept: the raise is refused while it
     # is loaded (attached later, or put in a program array, it would run at level 2).
     bpf-probe hold-reader >/tmp/reader.out 2>>"$LOG" &
@@ -426,6 +472,29 @@ if [ "$BOOT" = boot1 ]; then
     expect "level 2: write to the backing file of a loop device that holds no swap (control)" allowed "$(res zap /tmp/noswap.img)"
     expect "level 2: write to a loop device that holds no swap (control)" allowed "$(res zap /dev/$NOSWAP)"
     expect "level 2: switch on another swap area" refused "$(res swapon /dev/$SWAP2)"
+    expect "level 2: write to the image file under a sealed tree" refused "$(res zap /tmp/jail.img)"
+    expect "level 2: truncate the image file" refused "$(res truncate -s 1M /tmp/jail.img)"
+    expect "level 2: open the image's loop device /dev/$IMG for writing" refused "$(res sh -c "exec 3>>/dev/$IMG")"
+    probe_check "level 2: swap the image's loop device onto another file (LOOP_CHANGE_FD)" refused blk-ioctl /dev/$IMG 4c06
+    expect "level 2: read the image file (control)" allowed "$(res sh -c 'head -c 1 /tmp/jail.img >/dev/null')"
+    expect "level 2: write a file beside the image (control)" allowed "$(res sh -c 'echo x >/tmp/jail.other')"
+    touch /tmp/img.go
+    for _ in $(seq 100); do [ -e /tmp/img.done ] && break; sleep 0.1; done
+    # The loop's own writes reached the image (searched in the file, read from outside).
+    expect "level 2: the capsule's write went through the loop device into the image file" 1 "$(grep -c inside-wrote-this /tmp/jail.img 2>>"$LOG")"
+    # The swap areas keep working: pages pushed out of a cgroup go through the loop devices
+    # into their (frozen) backing files, written by the loops' own kernel threads.
+    echo +memory >/sys/fs/cgroup/cgroup.subtree_control 2>>"$LOG"
+    mkdir -p /sys/fs/cgroup/swapper
+    sh -c 'echo $$ >/sys/fs/cgroup/swapper/cgroup.procs; x=$(head -c 6000000 /dev/zero | tr "\0" a); echo >/tmp/swapper.ready; sleep 600' &
+    swapper=$!
+    for _ in $(seq 100); do [ -e /tmp/swapper.ready ] && break; sleep 0.1; done
+    echo 8M >/sys/fs/cgroup/swapper/memory.reclaim 2>>"$LOG"
+    used=$(awk -v a=/dev/$SWAP1 -v b=/dev/$SWAPL '$1 == a || $1 == b { u += $4 } END { print u + 0 }' /proc/swaps)
+    expect "level 2: pages were written to the swap areas on loop devices (KiB used: $used)" yes "$([ "$used" -gt 0 ] && echo yes || echo no)"
+    expect "level 2: ... with no write error" 0 "$(dmesg | grep -c -i -e 'write-error on swap' -e 'I/O error, dev loop')"
+    echo 1 >/sys/fs/cgroup/swapper/cgroup.kill 2>>"$LOG"
+    wait $swapper 2>/dev/null
     for d in $LOOP $DM $ONFS; do
         expect "level 2: open /dev/$d (over the sealed filesystem's disk) for writing" refused "$(res sh -c "exec 3>>/dev/$d")"
         expect "level 2: open /dev/$d for reading (control)" allowed "$(res sh -c "exec 3</dev/$d")"
