@@ -143,6 +143,16 @@ pub fn checked_body<'a>(
     version: u32,
     what: &str,
 ) -> Result<Decoder<'a>, String> {
+    checked_body_of(bytes, magic, version..=version, what).map(|(d, _)| d)
+}
+
+/// [`checked_body`] for a format that reads several versions: the decoder and the version.
+pub fn checked_body_of<'a>(
+    bytes: &'a [u8],
+    magic: &[u8; 16],
+    versions: std::ops::RangeInclusive<u32>,
+    what: &str,
+) -> Result<(Decoder<'a>, u32), String> {
     if bytes.len() < 32 {
         return Err(format!("{what} too short"));
     }
@@ -157,12 +167,17 @@ pub fn checked_body<'a>(
         return Err(format!("not a capsule {what} (bad magic)"));
     }
     let v = d.u32("version")?;
-    if v != version {
+    if !versions.contains(&v) {
+        let reads = if versions.start() == versions.end() {
+            versions.start().to_string()
+        } else {
+            format!("{} to {}", versions.start(), versions.end())
+        };
         return Err(format!(
-            "{what} format version {v} is not supported (this sealtool reads {version})"
+            "{what} format version {v} is not supported (this sealtool reads {reads})"
         ));
     }
-    Ok(d)
+    Ok((d, v))
 }
 
 #[cfg(test)]

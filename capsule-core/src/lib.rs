@@ -11,6 +11,7 @@ pub mod diff;
 pub mod display;
 pub mod error;
 pub mod glob;
+pub mod jail;
 pub mod manifest;
 pub mod policy;
 pub mod registry;

@@ -4,12 +4,27 @@
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::codec::{checked_body, seal_with_checksum, Encoder};
+use crate::codec::{checked_body_of, seal_with_checksum, Encoder};
 use crate::glob::GlobSet;
 use crate::manifest::{Digest, Entry, EntryKind};
 
 const SEAL_MAGIC: &[u8; 16] = b"CAPSULE-SEAL\0\0\0\0";
-const SEAL_VERSION: u32 = 1;
+/// 1: name, digest, cgroup, frozen globs, time. 2: and the exec rule's mode and bases
+/// (written only when they are not the defaults, so a seal without them reads as before).
+const SEAL_VERSION: u32 = 2;
+
+/// What a capsule's processes may run (the guard's exec rule, once the capsule is sealed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ExecMode {
+    /// Files nobody outside can change: the capsule's own (its sealed tree, and what it
+    /// wrote since), and the sealed files of the bases it names (`exec_from`). Anonymous
+    /// executable memory (JIT compilers) is allowed.
+    #[default]
+    Own,
+    /// Only the entries of its sealed manifest and of its bases' (nothing it wrote since its
+    /// seal, no memfd); no anonymous, writable or copied-on-write memory made executable.
+    Sealed,
+}
 
 /// A seal, stored beside the manifest it seals as `<digest>.seal`. Its existence is what
 /// makes a capsule sealed: it is never removed or replaced.
@@ -22,13 +37,18 @@ pub struct SealRecord {
     /// Globs of entries that nobody may modify, inside processes included.
     pub frozen: Vec<String>,
     pub sealed_at: u64,
+    /// What may run inside.
+    pub exec: ExecMode,
+    /// Sealed capsules with nobody inside (shared bases) whose sealed files may run inside.
+    pub exec_from: Vec<String>,
 }
 
 impl SealRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut e = Encoder::new();
+        let plain = self.exec == ExecMode::Own && self.exec_from.is_empty();
         e.raw(SEAL_MAGIC);
-        e.u32(SEAL_VERSION);
+        e.u32(if plain { 1 } else { SEAL_VERSION });
         e.bytes(self.name.as_bytes());
         e.raw(&self.digest.0);
         match &self.cgroup {
@@ -43,11 +63,21 @@ impl SealRecord {
             e.bytes(f.as_bytes());
         }
         e.u64(self.sealed_at);
+        if !plain {
+            e.u8(match self.exec {
+                ExecMode::Own => 0,
+                ExecMode::Sealed => 1,
+            });
+            e.u32(self.exec_from.len() as u32);
+            for b in &self.exec_from {
+                e.bytes(b.as_bytes());
+            }
+        }
         seal_with_checksum(e)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut d = checked_body(bytes, SEAL_MAGIC, SEAL_VERSION, "seal record")?;
+        let (mut d, version) = checked_body_of(bytes, SEAL_MAGIC, 1..=SEAL_VERSION, "seal record")?;
         let name = String::from_utf8(d.bytes("name")?.to_vec()).map_err(|_| "name is not UTF-8")?;
         let digest = Digest(d.array32("digest")?);
         let cgroup = match d.u8("cgroup marker")? {
@@ -66,6 +96,22 @@ impl SealRecord {
             );
         }
         let sealed_at = d.u64("seal time")?;
+        let (mut exec, mut exec_from) = (ExecMode::Own, Vec::new());
+        if version >= 2 {
+            exec = match d.u8("exec mode")? {
+                0 => ExecMode::Own,
+                1 => ExecMode::Sealed,
+                m => return Err(format!("bad exec mode {m}")),
+            };
+            let n = d.u32("base count")? as usize;
+            exec_from.reserve(n.min(d.remaining() / 4));
+            for _ in 0..n {
+                exec_from.push(
+                    String::from_utf8(d.bytes("base name")?.to_vec())
+                        .map_err(|_| "base name is not UTF-8")?,
+                );
+            }
+        }
         d.finish("the seal record")?;
         Ok(SealRecord {
             name,
@@ -73,6 +119,8 @@ impl SealRecord {
             cgroup,
             frozen,
             sealed_at,
+            exec,
+            exec_from,
         })
     }
 }
@@ -176,14 +224,44 @@ mod tests {
             cgroup: Some("/sys/fs/cgroup/app".into()),
             frozen: vec!["bin/**".into()],
             sealed_at: 42,
+            exec: ExecMode::Own,
+            exec_from: Vec::new(),
+        };
+        let sealed = SealRecord {
+            exec: ExecMode::Sealed,
+            exec_from: vec!["base".into(), "libs".into()],
+            ..r.clone()
+        };
+        for r in [r, sealed] {
+            let b = r.encode();
+            assert_eq!(SealRecord::decode(&b).unwrap(), r);
+            for i in 0..b.len() {
+                let mut bad = b.clone();
+                bad[i] ^= 1;
+                assert!(SealRecord::decode(&bad).is_err());
+            }
+        }
+    }
+
+    #[test]
+    fn a_seal_without_exec_options_is_written_as_version_1() {
+        let r = SealRecord {
+            name: "app".into(),
+            digest: Digest([7; 32]),
+            cgroup: None,
+            frozen: Vec::new(),
+            sealed_at: 1,
+            exec: ExecMode::Own,
+            exec_from: Vec::new(),
         };
         let b = r.encode();
-        assert_eq!(SealRecord::decode(&b).unwrap(), r);
-        for i in 0..b.len() {
-            let mut bad = b.clone();
-            bad[i] ^= 1;
-            assert!(SealRecord::decode(&bad).is_err());
+        assert_eq!(u32::from_le_bytes(b[16..20].try_into().unwrap()), 1);
+        let with = SealRecord {
+            exec_from: vec!["base".into()],
+            ..r
         }
+        .encode();
+        assert_eq!(u32::from_le_bytes(with[16..20].try_into().unwrap()), 2);
     }
 
     #[test]

@@ -89,6 +89,8 @@ fn seal() -> SealRecord {
         cgroup: Some("/sys/fs/cgroup/app".into()),
         frozen: vec!["bin/**".into(), "etc/passwd".into()],
         sealed_at: 1_795_892_400,
+        exec: Default::default(),
+        exec_from: Vec::new(),
     }
 }
 

@@ -301,6 +301,8 @@ fn seals_under_reserved_names_are_unusable() {
             cgroup: Some("/sys/fs/cgroup/app".into()),
             frozen: Vec::new(),
             sealed_at: 1_795_892_400,
+            exec: Default::default(),
+            exec_from: Vec::new(),
         };
         let d = dir.path().join("manifests").join(name);
         fs::create_dir_all(&d).unwrap();

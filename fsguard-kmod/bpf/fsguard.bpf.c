@@ -75,6 +75,31 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } capsules SEC(".maps");
 
+/* How many inodes and exec trusts requests added to each capsule slot: compared, when its
+ * sealer says its tree is in (FSGUARD_REQ_COMPLETE), with what the sealer added itself. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, FSGUARD_MAX_CAPSULES);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} claims SEC(".maps");
+
+/* The bases each capsule may run the sealed entries of (FSGUARD_REQ_EXEC_TRUST), keyed by
+ * exec_trust_key(capsule, base). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, FSGUARD_MAX_EXEC_TRUSTS);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} exec_trust SEC(".maps");
+
+static __always_inline __u64 exec_trust_key(__u32 capsule, __u32 base)
+{
+	return ((__u64)capsule << 32) | base;
+}
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -1007,12 +1032,34 @@ static __always_inline int decide_ancestor(struct inode *inode, struct dentry *d
 
 /* Mounting over, moving or unmounting at `dentry`: refused over a sealed tree's entries and
  * over directories above sealed roots. */
-static __always_inline int decide_mountpoint(struct dentry *dentry, __u32 op)
+/*
+ * Whether a mount made, moved or undone on `mnt` is seen by nobody outside the caller's own
+ * mount namespace, the caller being inside a capsule: a namespace other than the initial
+ * one, and neither `mnt` nor the mount it is on shared (their peers would get it too). So
+ * `sealtool run` builds a capsule's root over its sealed tree (/proc, /dev, /tmp, bases
+ * read-only) and leaves the host's root, at every level.
+ */
+static __always_inline bool private_to_inside(struct vfsmount *mnt)
+{
+	struct mount *m;
+
+	if (!mnt || in_init_mnt_ns() || !current_capsule())
+		return false;
+	m = (struct mount *)((void *)mnt - bpf_core_field_offset(struct mount, mnt));
+	return !(BPF_CORE_READ(mnt, mnt_flags) & MNT_SHARED) &&
+	       !(BPF_CORE_READ(m, mnt_parent, mnt.mnt_flags) & MNT_SHARED);
+}
+
+static __always_inline int decide_mountpoint(struct dentry *dentry, struct vfsmount *mnt,
+					     __u32 op)
 {
 	struct inode *inode = dentry_inode(dentry);
 	struct entry e = {};
 	__u32 *slot;
 	int r;
+
+	if (private_to_inside(mnt))
+		return 0;
 
 	look_up_named(inode, dentry, &e);
 	/* Each rule that applies is asked: an entry of the inode's own never speaks for the
@@ -1701,12 +1748,112 @@ int BPF_PROG(fsguard_file_permission, struct file *file, int mask, int ret)
 	return r ? r : decide_cgroup(inode, file->f_path.dentry, FSGUARD_OP_CGROUP);
 }
 
+/* ---------------------------------------------------------------- the exec rule */
+
+/*
+ * Whether entry `e` (hit) holds code that capsule `me` (flags `mine`) may run: code nobody
+ * outside can change. Its own entries (under --exec sealed, only those of its sealed
+ * manifest: made by its sealer's requests, before its completion); or a sealed entry of a
+ * base it names (FSGUARD_REQ_EXEC_TRUST), completed, untainted, with nobody inside.
+ */
+static __always_inline bool exec_trusted(__u32 me, __u32 mine, struct entry *e)
+{
+	bool sealed_entry = (e->v.flags & FSGUARD_INODE_CLAIMED) && !e->implicit;
+	__u32 base = e->v.capsule;
+	struct fsguard_capsule *b;
+	__u64 key;
+
+	if (e->unknown_dir || (e->v.flags & FSGUARD_INODE_BACKING))
+		return false;
+	if (base == me)
+		return !(mine & FSGUARD_CAPSULE_EXEC_SEALED) || sealed_entry;
+	if (!sealed_entry || base == 0 || base >= FSGUARD_MAX_CAPSULES)
+		return false;
+	key = exec_trust_key(me, base);
+	if (!bpf_map_lookup_elem(&exec_trust, &key))
+		return false;
+	b = bpf_map_lookup_elem(&capsules, &base);
+	return b && (b->flags & (FSGUARD_CAPSULE_ACTIVE | FSGUARD_CAPSULE_COMPLETE |
+				 FSGUARD_CAPSULE_TAINTED | FSGUARD_CAPSULE_HAS_CGROUP)) ==
+			    (FSGUARD_CAPSULE_ACTIVE | FSGUARD_CAPSULE_COMPLETE);
+}
+
+/* The completed capsule the current process is inside, with its flags; 0 when none (outside
+ * every capsule, or in one still being sealed: the rule holds once its tree is in). */
+static __always_inline __u32 exec_ruled(__u32 *flags)
+{
+	__u32 me = current_capsule();
+	struct fsguard_capsule *c;
+
+	if (!me)
+		return 0;
+	c = bpf_map_lookup_elem(&capsules, &me);
+	if (!c || !(c->flags & FSGUARD_CAPSULE_COMPLETE))
+		return 0;
+	*flags = c->flags;
+	return me;
+}
+
+/* Inside a completed capsule, running `file`'s code (op: executing it, mapping it
+ * executable): refused unless exec_trusted. */
+static __always_inline int decide_exec(struct file *file, __u32 op)
+{
+	struct dentry *dentry = file->f_path.dentry;
+	struct entry e = {};
+	__u32 me, flags = 0;
+
+	me = exec_ruled(&flags);
+	if (!me)
+		return 0;
+	look_up_named(file->f_inode, dentry, &e);
+	if (e.hit && !(flags & FSGUARD_CAPSULE_TAINTED) && exec_trusted(me, flags, &e))
+		return 0;
+	if (!e.valid)
+		inode_key(file->f_inode, &e.key);
+	return refuse(&e.key, dentry, me, op, FSGUARD_RULE_EXEC_UNSEALED, current_level(),
+		      current_fsuid());
+}
+
+/* Inside a completed capsule under --exec sealed (or tainted): memory made executable that
+ * is no sealed file's (anonymous, or a private mapping's own pages) is refused. */
+static __always_inline int decide_anon_exec(__u32 op)
+{
+	__u32 me, flags = 0;
+
+	me = exec_ruled(&flags);
+	if (!me || !(flags & (FSGUARD_CAPSULE_EXEC_SEALED | FSGUARD_CAPSULE_TAINTED)))
+		return 0;
+	return refuse(NULL, NULL, me, op, FSGUARD_RULE_EXEC_UNSEALED, current_level(),
+		      current_fsuid());
+}
+
+/* execve(2) and execveat(2): the file about to run, and each interpreter in turn (a script's,
+ * binfmt_misc's). The ELF interpreter and libraries are mapped: see mmap_file. */
+SEC("lsm/bprm_check_security")
+int BPF_PROG(fsguard_bprm_check_security, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	return decide_exec(bprm->file, FSGUARD_OP_EXEC);
+}
+
 SEC("lsm/mmap_file")
 int BPF_PROG(fsguard_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
 	     unsigned long flags, int ret)
 {
+	int r;
+
 	if (ret)
 		return ret;
+	/* Code mapped in (the main program, the ELF interpreter, libraries): the exec rule; a
+	 * writable and executable mapping is the capsule's own code (--exec sealed). */
+	if (prot & PROT_EXEC) {
+		r = file ? decide_exec(file, FSGUARD_OP_MMAP_EXEC) : 0;
+		if (!r && (!file || (prot & PROT_WRITE)))
+			r = decide_anon_exec(FSGUARD_OP_MMAP_EXEC);
+		if (r)
+			return r;
+	}
 	if (!file || !(flags & MAP_SHARED) || !(prot & PROT_WRITE))
 		return 0;
 	if (decide_blockdev(file->f_inode, file->f_path.dentry))
@@ -1719,9 +1866,20 @@ int BPF_PROG(fsguard_file_mprotect, struct vm_area_struct *vma, unsigned long re
 	     unsigned long prot, int ret)
 {
 	struct file *file;
+	int r;
 
 	if (ret)
 		return ret;
+	/* Made executable, or writable and executable: as mapped so (a private mapping with
+	 * pages of its own, or writable, holds the capsule's code, not the file's). */
+	if ((prot & PROT_EXEC) && (!(vma->vm_flags & VM_EXEC) || (prot & PROT_WRITE))) {
+		file = vma->vm_file;
+		r = file && !(vma->vm_flags & VM_EXEC) ? decide_exec(file, FSGUARD_OP_MPROTECT_EXEC) : 0;
+		if (!r && (!file || vma->anon_vma || (prot & PROT_WRITE)))
+			r = decide_anon_exec(FSGUARD_OP_MPROTECT_EXEC);
+		if (r)
+			return r;
+	}
 	if (!(prot & PROT_WRITE) || !(vma->vm_flags & VM_SHARED))
 		return 0;
 	file = vma->vm_file;
@@ -2906,7 +3064,7 @@ int BPF_PROG(fsguard_sb_mount, const char *dev_name, const struct path *path, co
 	    !(flags & (MS_REMOUNT | MS_BIND | MS_MOVE)))
 		return 0;
 	/* New mounts, binds, remounts: over (or of) a sealed tree or a directory above one. */
-	return decide_mountpoint(path->dentry, FSGUARD_OP_MOUNT);
+	return decide_mountpoint(path->dentry, path->mnt, FSGUARD_OP_MOUNT);
 }
 
 SEC("lsm/move_mount")
@@ -2916,8 +3074,8 @@ int BPF_PROG(fsguard_move_mount, const struct path *from_path, const struct path
 
 	if (ret)
 		return ret;
-	r = decide_mountpoint(from_path->dentry, FSGUARD_OP_MOVE_MOUNT);
-	return r ? r : decide_mountpoint(to_path->dentry, FSGUARD_OP_MOVE_MOUNT);
+	r = decide_mountpoint(from_path->dentry, from_path->mnt, FSGUARD_OP_MOVE_MOUNT);
+	return r ? r : decide_mountpoint(to_path->dentry, to_path->mnt, FSGUARD_OP_MOVE_MOUNT);
 }
 
 /* Unmounting a filesystem whose root is a sealed entry or above a sealed root (for the
@@ -2945,7 +3103,7 @@ int BPF_PROG(fsguard_sb_umount, struct vfsmount *mnt, int flags, int ret)
 			return refuse(&key, root, *slot, FSGUARD_OP_UMOUNT, FSGUARD_RULE_GUARD,
 				      current_level(), current_fsuid());
 	}
-	return decide_mountpoint(root, FSGUARD_OP_UMOUNT);
+	return decide_mountpoint(root, mnt, FSGUARD_OP_UMOUNT);
 }
 
 /* pivot_root(2) moves every process whose root is the old root onto the new one: at level 2
@@ -2969,6 +3127,7 @@ int BPF_PROG(fsguard_sb_pivotroot, const struct path *old_path, const struct pat
 static __always_inline bool is_guarded_map(struct bpf_map *map)
 {
 	return map == (void *)&config || map == (void *)&inodes || map == (void *)&capsules ||
+	       map == (void *)&claims || map == (void *)&exec_trust ||
 	       map == (void *)&cgroup_capsules || map == (void *)&members ||
 	       map == (void *)&ancestors || map == (void *)&devices || map == (void *)&pin_path ||
 	       map == (void *)&cgroup_ancestors || map == (void *)&dir_cache ||
@@ -3489,11 +3648,14 @@ static __always_inline bool apply_capsule(__u32 slot, struct fsguard_capsule *wa
 {
 	struct fsguard_capsule *have = bpf_map_lookup_elem(&capsules, &slot);
 
-	if (!have || slot == 0 || !(want->flags & FSGUARD_CAPSULE_ACTIVE))
+	if (!have || slot == 0 || !(want->flags & FSGUARD_CAPSULE_ACTIVE) ||
+	    (want->flags & (FSGUARD_CAPSULE_COMPLETE | FSGUARD_CAPSULE_TAINTED)))
 		return false;
 	if (have->flags & FSGUARD_CAPSULE_ACTIVE)
 		/* Taken: fine only if it is the same capsule (an idempotent `enforce`). */
-		return have->cgroup_id == want->cgroup_id && have->flags == want->flags &&
+		return have->cgroup_id == want->cgroup_id &&
+		       (have->flags & ~(FSGUARD_CAPSULE_COMPLETE | FSGUARD_CAPSULE_TAINTED)) ==
+			       want->flags &&
 		       same_name(have->name, want->name);
 	/* An inside that is everybody (the root cgroup), another capsule's cgroup or one above
 	 * one: its members could reach that capsule's processes (and marks made there last). */
@@ -3531,6 +3693,60 @@ static __always_inline bool slot_has_no_inside(__u32 slot)
  * be tried again. */
 #define RETRY -1
 
+/* Whether capsule `slot` is completed: its tree is in, nothing more is added to it. */
+static __always_inline bool slot_complete(__u32 slot)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+
+	return c && (c->flags & FSGUARD_CAPSULE_COMPLETE);
+}
+
+/* One more inode or exec trust added to capsule `slot` by a request. */
+static __always_inline void count_claim(__u32 slot)
+{
+	__u32 *n = bpf_map_lookup_elem(&claims, &slot);
+
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* FSGUARD_REQ_COMPLETE: the capsule's tree is in. Its count of what requests added is the
+ * sealer's, or something slipped in while it was sealed: then it is tainted (nothing runs
+ * inside) and the request rejected, which the sealer reports. */
+static __always_inline bool apply_complete(__u32 slot, __u64 expected)
+{
+	struct fsguard_capsule *c = bpf_map_lookup_elem(&capsules, &slot);
+	__u32 *n = bpf_map_lookup_elem(&claims, &slot);
+
+	if (!c || !n || slot == 0 || !(c->flags & FSGUARD_CAPSULE_ACTIVE))
+		return false;
+	if (c->flags & FSGUARD_CAPSULE_COMPLETE)
+		return !(c->flags & FSGUARD_CAPSULE_TAINTED);
+	c->flags |= FSGUARD_CAPSULE_COMPLETE;
+	if (*n != expected)
+		c->flags |= FSGUARD_CAPSULE_TAINTED;
+	bpf_map_update_elem(&capsules_view, &slot, c, BPF_ANY);
+	return !(c->flags & FSGUARD_CAPSULE_TAINTED);
+}
+
+/* FSGUARD_REQ_EXEC_TRUST: capsule `slot` may run the sealed entries of capsule `base`;
+ * added only before the capsule is completed (counted), and never to the guard's slot. */
+static __always_inline bool apply_exec_trust(__u32 slot, __u64 base)
+{
+	__u64 key;
+	__u32 one = 1;
+
+	if (!slot_active(slot) || base == 0 || base >= FSGUARD_MAX_CAPSULES || base == slot)
+		return false;
+	key = exec_trust_key(slot, (__u32)base);
+	if (bpf_map_lookup_elem(&exec_trust, &key))
+		return true;
+	if (slot_complete(slot) || bpf_map_update_elem(&exec_trust, &key, &one, BPF_NOEXIST))
+		return false;
+	count_claim(slot);
+	return true;
+}
+
 static __always_inline int apply_inode(struct fsguard_request *r)
 {
 	struct fsguard_inode_key key = { .dev = r->a, .ino = r->b };
@@ -3561,10 +3777,18 @@ static __always_inline int apply_inode(struct fsguard_request *r)
 		return REJECTED;
 	if (!raise_mark(&key))
 		return REJECTED;
+	/* A completed capsule takes no new inode: what it held when completed is its tree. */
+	if (slot_complete(r->slot)) {
+		have = bpf_map_lookup_elem(&inodes, &key);
+		return have && have->capsule == r->slot && have->flags == value.flags ? APPLIED :
+											 REJECTED;
+	}
 	/* (int): see adopt(). */
 	err = (int)bpf_map_update_elem(&inodes, &key, &value, BPF_NOEXIST);
-	if (!err)
+	if (!err) {
+		count_claim(r->slot);
 		return APPLIED;
+	}
 	if (err == -ENOMEM)
 		return RETRY;
 	/*
@@ -3642,6 +3866,10 @@ static __always_inline int apply_request(struct fsguard_request *r, struct fsgua
 	case FSGUARD_REQ_LOCK_TRACING:
 		st->tracing_locked = 1;
 		return true;
+	case FSGUARD_REQ_EXEC_TRUST:
+		return apply_exec_trust(r->slot, r->a);
+	case FSGUARD_REQ_COMPLETE:
+		return apply_complete(r->slot, r->a);
 	/* Directories and devices shared by several capsules keep the first one's slot: they
 	 * are protected either way (a different slot takes nothing away). */
 	case FSGUARD_REQ_ANCESTOR:

@@ -21,8 +21,9 @@
  * may not have kept (entry_filesystems' completeness, fs_marks). 4: fs_marks. 5: entries
  * made by requests are marked FSGUARD_INODE_CLAIMED. 6: stats count events_sent. 7: requests
  * carry their sender's tag, and `results` counts what each tag's requests came to. 8: `state`
- * holds the reader helpers' calls. */
-#define FSGUARD_ABI_VERSION 8u
+ * holds the reader helpers' calls. 9: capsules are completed (FSGUARD_REQ_COMPLETE), and
+ * `claims` and `exec_trust` back the exec rule. */
+#define FSGUARD_ABI_VERSION 9u
 
 /*
  * struct fsguard_config.level, the guard's securelevel. A config without the magic and
@@ -58,6 +59,15 @@
 #define FSGUARD_CAPSULE_ACTIVE (1u << 0)     /* the slot holds a sealed capsule */
 #define FSGUARD_CAPSULE_HAS_CGROUP (1u << 1) /* processes in cgroup_id's subtree are inside */
 #define FSGUARD_CAPSULE_GUARD (1u << 2)      /* the guard's own pins: protected from level 1 */
+/* Its sealer said its tree is in (FSGUARD_REQ_COMPLETE): no inode and no exec trust is added
+ * to it from then on, and the exec rule holds inside. Never cleared. */
+#define FSGUARD_CAPSULE_COMPLETE (1u << 3)
+/* At completion it held more than its sealer added (a request slipped in while it was being
+ * sealed): nothing runs inside (every exec and executable mapping refused). Never cleared. */
+#define FSGUARD_CAPSULE_TAINTED (1u << 4)
+/* `--exec sealed`: inside, only entries of the sealed manifest run (not what the capsule
+ * wrote since, no memfd), and no memory is made executable but a sealed file's. */
+#define FSGUARD_CAPSULE_EXEC_SEALED (1u << 5)
 
 /*
  * Requests (the `requests` map, keyed by sequence number): from level 1 on nobody may open
@@ -89,6 +99,11 @@
  * whatever the level: a raise to 2 asks for it before it looks at what is there, so nothing
  * is made after the look. */
 #define FSGUARD_REQ_LOCK_TRACING 9u
+/* a=slot of a capsule whose sealed entries capsule key.slot may run (a base it names). */
+#define FSGUARD_REQ_EXEC_TRUST 10u
+/* key.slot's tree is in: a=how many inodes and exec trusts its sealer's requests added (a
+ * count that differs taints it; see FSGUARD_CAPSULE_TAINTED). */
+#define FSGUARD_REQ_COMPLETE 11u
 #define FSGUARD_MAX_REQUESTS (1u << 16)
 #define FSGUARD_REQUESTS_PER_CALL 128u
 #define FSGUARD_MAX_RESULTS 4096u
@@ -167,6 +182,9 @@
 #define FSGUARD_OP_BPF_TRACING 48u    /* loading a program that runs in other processes' context */
 #define FSGUARD_OP_PERF_EVENT 49u
 #define FSGUARD_OP_KEXEC 50u         /* loading a kernel to boot into (kexec) */
+#define FSGUARD_OP_EXEC 51u          /* inside: executing a file (a script's interpreter too) */
+#define FSGUARD_OP_MMAP_EXEC 52u     /* inside: mapping a file (or memory) executable */
+#define FSGUARD_OP_MPROTECT_EXEC 53u /* inside: making a mapping executable */
 
 /* Why it was refused (struct fsguard_event.rule). */
 #define FSGUARD_RULE_OUTSIDE 1u        /* a process outside the capsule, level >= 1 or not root */
@@ -190,6 +208,13 @@
  * which that dentry doesn't say, so it is refused (root at level 0 excepted). tmpfs does not
  * make such dentries; this is the guard's answer should one appear */
 #define FSGUARD_RULE_DISCONNECTED 10u
+/* inside a completed capsule: code that someone outside could have changed (a file that is
+ * not the capsule's own, nor a sealed entry of a base it names), or, under `--exec sealed`,
+ * that the capsule wrote since its seal, or anonymous memory made executable */
+#define FSGUARD_RULE_EXEC_UNSEALED 11u
+
+/* The most (capsule, base) pairs of FSGUARD_REQ_EXEC_TRUST, all capsules together. */
+#define FSGUARD_MAX_EXEC_TRUSTS 4096u
 
 /* The most descriptor slots the clone3(CLONE_INTO_CGROUP) check scans (the default nr_open). */
 #define FSGUARD_MAX_SCAN_FDS (1u << 20)

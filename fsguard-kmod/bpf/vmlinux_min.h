@@ -93,7 +93,9 @@ enum bpf_map_type {
 
 /* include/uapi/asm-generic/mman-common.h, mman.h; include/linux/mm.h */
 #define PROT_WRITE 0x2
+#define PROT_EXEC 0x4
 #define MAP_SHARED 0x01
+#define VM_EXEC 0x00000004
 #define VM_SHARED 0x00000008
 
 /* include/uapi/linux/fs.h: ioctls that change inode flags (chattr) on a read-only fd. */
@@ -114,6 +116,8 @@ enum bpf_map_type {
 #define MS_SLAVE (1 << 19)
 #define MS_SHARED (1 << 20)
 #define MNT_DETACH 2
+/* include/linux/mount.h: vfsmount.mnt_flags of a mount whose peers receive its mounts. */
+#define MNT_SHARED 0x1000
 
 /* arch/x86/include/asm/thread_info.h: a 32-bit system call in progress; its number. */
 #define TS_COMPAT 0x0002
@@ -259,6 +263,13 @@ struct dentry {
 
 struct vfsmount {
 	struct dentry *mnt_root;
+	int mnt_flags;
+};
+
+/* fs/mount.h: the mount around a vfsmount (`mnt`), and the one it is mounted on. */
+struct mount {
+	struct mount *mnt_parent;
+	struct vfsmount mnt;
 };
 
 struct ns_common {
@@ -327,9 +338,18 @@ struct bpf_prog {
 	struct bpf_insn insnsi[]; /* as verified (helper calls' immediates fixed up) */
 };
 
+struct anon_vma;
+
 struct vm_area_struct {
 	unsigned long vm_flags;
 	struct file *vm_file;
+	struct anon_vma *anon_vma; /* set once a private mapping has pages of its own (COW) */
+};
+
+/* An exec in progress: the file whose code is about to run (the script, then its
+ * interpreter). */
+struct linux_binprm {
+	struct file *file;
 };
 
 typedef struct {

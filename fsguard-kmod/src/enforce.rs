@@ -67,6 +67,10 @@ pub struct Plan {
     /// What lies beneath the tree's filesystem and can't be told (see [`Beneath::unknown`]).
     pub unknown_beneath: Vec<String>,
     pub frozen: usize,
+    /// `--exec sealed`: only the sealed manifest's entries run inside.
+    pub exec_sealed: bool,
+    /// The bases whose sealed entries may run inside (capsule names).
+    pub exec_from: Vec<String>,
 }
 
 /// Builds the plan from a fresh walk of the sealed tree (its live identities) and the seal.
@@ -112,20 +116,47 @@ pub fn plan(tree: &Tree, root: &Path, seal: &SealRecord) -> Result<Plan, PlanErr
         backing: storage.files,
         unknown_beneath: storage.unknown,
         frozen,
+        exec_sealed: seal.exec == capsule_core::policy::ExecMode::Sealed,
+        exec_from: seal.exec_from.clone(),
     })
 }
 
 /// Hands a plan to the guard; returns the capsule's slot.
 pub fn apply(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
-    let slot = guard.ensure_capsule(&plan.name, plan.inside)?;
-    apply_in(guard, plan, slot)
+    let bases = base_slots(guard, plan)?;
+    let slot = guard.ensure_sealed_capsule(&plan.name, plan.inside, plan.exec_sealed)?;
+    apply_in(guard, plan, slot, &bases)
+}
+
+/// The slots of the bases `plan` names, before anything is asked of the guard: a base it
+/// does not hold fails the capsule before its slot is taken.
+fn base_slots(guard: &Guard, plan: &Plan) -> crate::Result<Vec<u32>> {
+    if plan.exec_from.is_empty() {
+        return Ok(Vec::new());
+    }
+    let slots = guard.capsules()?;
+    let mut bases = Vec::new();
+    for name in &plan.exec_from {
+        let base = slots
+            .iter()
+            .find(|s| &s.name == name && s.inside.is_none())
+            .ok_or_else(|| crate::Error::NoBase {
+                capsule: plan.name.clone(),
+                base: name.clone(),
+            })?;
+        if !bases.contains(&base.id) {
+            bases.push(base.id);
+        }
+    }
+    Ok(bases)
 }
 
 /// Hands the plan of a capsule sealed now to the guard, in a slot of its own: one that holds
 /// a capsule of this name already is refused (see [`Guard::new_capsule`]).
 pub fn apply_new(guard: &mut Guard, plan: &Plan) -> crate::Result<u32> {
-    let slot = guard.new_capsule(&plan.name, plan.inside)?;
-    apply_in(guard, plan, slot)
+    let bases = base_slots(guard, plan)?;
+    let slot = guard.new_sealed_capsule(&plan.name, plan.inside, plan.exec_sealed)?;
+    apply_in(guard, plan, slot, &bases)
 }
 
 /// The tree of `plan` protected with nobody inside, in the registry's own slot: for a
@@ -176,7 +207,7 @@ pub fn shared_inodes(plans: &[&Plan]) -> Vec<(usize, usize)> {
     pairs.into_iter().collect()
 }
 
-fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32) -> crate::Result<u32> {
+fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32, bases: &[u32]) -> crate::Result<u32> {
     guard.protect(slot, &plan.inodes)?;
     if !plan.backing.is_empty() {
         let registry = guard.ensure_capsule(REGISTRY_SLOT_NAME, None)?;
@@ -189,6 +220,19 @@ fn apply_in(guard: &mut Guard, plan: &Plan, slot: u32) -> crate::Result<u32> {
         guard.protect_cgroup_ancestors(slot, &above)?;
         remember_members(cgroup)?;
     }
+    // The exec rule: the bases it may run from, then its tree is in. What this process's
+    // requests added is counted as the guard counts it (an inode once, however many names).
+    let mut added = plan
+        .inodes
+        .iter()
+        .map(|p| (p.key.dev, p.key.ino))
+        .collect::<std::collections::HashSet<_>>()
+        .len() as u64;
+    for &base in bases {
+        guard.trust_exec(slot, base)?;
+    }
+    added += bases.len() as u64;
+    guard.complete(slot, added)?;
     Ok(slot)
 }
 
@@ -609,7 +653,9 @@ pub fn protect_swap(guard: &mut Guard) -> crate::Result<usize> {
 /// two or more members (its resync or recovery, started by the kernel after an unclean stop,
 /// copies one member over another, past every hook), a device-mapper device over two or more
 /// devices whose table has a target that copies (mirror, raid, clone, cache, writecache,
-/// integrity, snapshot-merge) or that this list does not know, or whose table can't be read.
+/// integrity, snapshot-merge, zoned's reclaim, delay's held writes) or that this list does
+/// not know, whatever the number of devices, or whose table can't be read; any other device
+/// over two or more (bcache).
 /// Level 2 refuses building them but can't stop one built before: the raise refuses while
 /// any exists. Each as "/dev/NAME (what it is)".
 pub fn copying_devices_over(root: &Path) -> Vec<String> {
@@ -637,15 +683,15 @@ pub fn copying_devices_over(root: &Path) -> Vec<String> {
                     .collect()
             })
             .unwrap_or_default();
-        if slaves.len() < 2 {
-            continue;
-        }
         let on = slaves.join(", ");
         if dir.join("md").is_dir() {
-            out.push(format!(
-                "/dev/{name} (an md array over {on}: its resync or recovery copies one member over another)"
-            ));
+            if slaves.len() >= 2 {
+                out.push(format!(
+                    "/dev/{name} (an md array over {on}: its resync or recovery copies one member over another)"
+                ));
+            }
         } else if dir.join("dm").is_dir() {
+            // Whatever the number of devices: a mirror's two legs may lie on one.
             let dev = crate::dev::user_dev_from_kernel(kdev as u32);
             match dm_target_types(dev) {
                 Ok(types) => {
@@ -665,6 +711,12 @@ pub fn copying_devices_over(root: &Path) -> Vec<String> {
                     "/dev/{name} (a device-mapper device over {on} whose table can't be read: {e})"
                 )),
             }
+        } else if slaves.len() >= 2 {
+            // Neither md nor device-mapper (bcache fills its cache from its backing device,
+            // and writes dirty data back): what it copies can't be told.
+            out.push(format!(
+                "/dev/{name} (a device built over {on}, which may copy one of them over another)"
+            ));
         }
     }
     out
@@ -684,14 +736,12 @@ const DM_TARGETS_THAT_COPY_NOTHING: &[&str] = &[
     "thin-pool",
     "multipath",
     "verity",
-    "delay",
     "flakey",
     "era",
     "switch",
     "unstriped",
     "dust",
     "ebs",
-    "zoned",
 ];
 
 /// The devices (major:minor) a filesystem on `dev` (as stat() encodes it) stands on: the

@@ -60,6 +60,25 @@ pub enum Error {
         /// The slot that holds it.
         slot: u32,
     },
+    /// A capsule held more, when its sealer said its tree was in, than the sealer's requests
+    /// added: something slipped in while it was sealed (anyone may leave requests).
+    #[error(
+        "capsule slot {slot} held inodes or exec trusts its sealer did not add when its tree          was said to be in (a request slipped in while it was sealed): the guard refuses          everything its processes would run until the next boot"
+    )]
+    Tainted {
+        /// The slot.
+        slot: u32,
+    },
+    /// A capsule names a base the guard does not hold (not sealed, or not enforced yet).
+    #[error(
+        "capsule `{capsule}` runs the sealed files of capsule `{base}`, which the guard does not          hold (not sealed, or not enforced): enforce `{base}` first"
+    )]
+    NoBase {
+        /// The capsule that names it.
+        capsule: String,
+        /// The base.
+        base: String,
+    },
     /// The reader helpers' calls (readers.rs) can't be learnt from the kernel's symbols.
     #[error(
         "cannot tell which BPF programs read other processes' memory, which level 2 needs: {why}"

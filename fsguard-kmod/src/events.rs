@@ -243,6 +243,9 @@ pub fn op_name(op: u32) -> String {
         48 => "bpf-tracing",
         49 => "perf-event",
         50 => "kexec",
+        51 => "exec",
+        52 => "mmap-exec",
+        53 => "mprotect-exec",
         n => return format!("op-{n}"),
     };
     name.to_string()
@@ -266,6 +269,7 @@ pub fn rule_name(rule: u32) -> String {
         8 => "uncheckable",
         9 => "full",
         10 => "disconnected",
+        11 => "exec-unsealed",
         n => return format!("rule-{n}"),
     };
     name.to_string()
@@ -278,7 +282,8 @@ const _: () = {
     assert!(FSGUARD_OP_PTRACE_ATTACH == 20 && FSGUARD_OP_CGROUP == 29);
     assert!(FSGUARD_OP_BPF_MAP == 40 && FSGUARD_OP_PERF_EVENT == 49);
     assert!(FSGUARD_RULE_OUTSIDE == 1 && FSGUARD_RULE_UNCHECKABLE == 8 && FSGUARD_RULE_FULL == 9);
-    assert!(FSGUARD_RULE_DISCONNECTED == 10);
+    assert!(FSGUARD_RULE_DISCONNECTED == 10 && FSGUARD_RULE_EXEC_UNSEALED == 11);
+    assert!(FSGUARD_OP_EXEC == 51 && FSGUARD_OP_MPROTECT_EXEC == 53);
 };
 
 /// Reads a clock; `None` if the kernel refuses (it does not for these clocks).

@@ -45,6 +45,7 @@ pub const PROGRAMS: &[(&str, &str)] = &[
     ("fsguard_bpf", "bpf"),
     ("fsguard_file_open", "file_open"),
     ("fsguard_file_permission", "file_permission"),
+    ("fsguard_bprm_check_security", "bprm_check_security"),
     ("fsguard_mmap_file", "mmap_file"),
     ("fsguard_file_mprotect", "file_mprotect"),
     ("fsguard_path_truncate", "path_truncate"),
@@ -121,6 +122,8 @@ pub const MAPS: &[&str] = &[
     "config",
     "inodes",
     "capsules",
+    "claims",
+    "exec_trust",
     "cgroup_capsules",
     "cgroup_ancestors",
     "members",
@@ -169,6 +172,19 @@ pub struct CapsuleSlot {
     pub id: u32,
     pub name: String,
     pub inside: Option<Inside>,
+    /// `FSGUARD_CAPSULE_*` as the guard last showed them (`capsules_view`).
+    pub flags: u32,
+}
+
+impl CapsuleSlot {
+    /// Its tree is in (the exec rule holds inside).
+    pub fn complete(&self) -> bool {
+        self.flags & crate::shared::FSGUARD_CAPSULE_COMPLETE != 0
+    }
+    /// Something slipped into it while it was sealed: nothing runs inside.
+    pub fn tainted(&self) -> bool {
+        self.flags & crate::shared::FSGUARD_CAPSULE_TAINTED != 0
+    }
 }
 
 /// Handles on the pinned maps a loaded guard lets userspace open at every level.
@@ -234,7 +250,9 @@ fn loops_on_protected(inodes: Option<&std::os::fd::OwnedFd>) -> Result<Vec<Strin
                         && value.flags & crate::shared::FSGUARD_INODE_BACKING != 0
                         && bound_to(key) == 1 =>
                 {
-                    break
+                    // Its directory is asked still: a capsule's directory speaks for a file
+                    // without an entry of its own over a request's.
+                    continue;
                 }
                 Ok(true) => {
                     found.push(format!(
@@ -253,6 +271,14 @@ fn loops_on_protected(inodes: Option<&std::os::fd::OwnedFd>) -> Result<Vec<Strin
         }
     }
     Ok(found)
+}
+
+fn exec_flag(exec_sealed: bool) -> u32 {
+    if exec_sealed {
+        crate::shared::FSGUARD_CAPSULE_EXEC_SEALED
+    } else {
+        0
+    }
 }
 
 /// A random number, never 0 (a tag of 0 is no tag).
@@ -923,6 +949,7 @@ impl Guard {
             if c.flags & FSGUARD_CAPSULE_ACTIVE != 0 {
                 out.push(CapsuleSlot {
                     id,
+                    flags: c.flags,
                     name: capsule_name(&c),
                     inside: (c.flags & FSGUARD_CAPSULE_HAS_CGROUP != 0).then_some(Inside {
                         cgroup_id: c.cgroup_id,
@@ -938,6 +965,60 @@ impl Guard {
     /// kept as it is (a capsule's inside never changes once sealed).
     pub fn ensure_capsule(&mut self, name: &str, inside: Option<Inside>) -> Result<u32> {
         self.ensure_slot(name, inside, 0)
+    }
+
+    /// [`Guard::ensure_capsule`] for a sealed capsule, with its exec mode (`--exec sealed`:
+    /// FSGUARD_CAPSULE_EXEC_SEALED), which is part of what its slot must hold.
+    pub fn ensure_sealed_capsule(
+        &mut self,
+        name: &str,
+        inside: Option<Inside>,
+        exec_sealed: bool,
+    ) -> Result<u32> {
+        self.ensure_slot(name, inside, exec_flag(exec_sealed))
+    }
+
+    /// [`Guard::new_capsule`] with its exec mode (see [`Guard::ensure_sealed_capsule`]).
+    pub fn new_sealed_capsule(
+        &mut self,
+        name: &str,
+        inside: Option<Inside>,
+        exec_sealed: bool,
+    ) -> Result<u32> {
+        if let Some(s) = self.capsules()?.iter().find(|s| s.name == name) {
+            return Err(Error::SlotTaken {
+                name: name.to_string(),
+                slot: s.id,
+            });
+        }
+        self.ensure_slot(name, inside, exec_flag(exec_sealed))
+    }
+
+    /// Lets capsule `slot` run the sealed entries of capsule `base` (a base it names).
+    pub fn trust_exec(&mut self, slot: u32, base: u32) -> Result<()> {
+        self.submit(&[fsguard_request {
+            kind: crate::shared::FSGUARD_REQ_EXEC_TRUST,
+            slot,
+            a: u64::from(base),
+            ..Default::default()
+        }])
+    }
+
+    /// Says capsule `slot`'s tree is in: `added` inodes and exec trusts are what this
+    /// process's requests added to it. From now on it takes nothing more, and the exec rule
+    /// holds inside. A count that differs (a request slipped in while it was sealed) taints
+    /// it: nothing runs inside, and this is an error. A slot completed before is left as it is.
+    pub fn complete(&mut self, slot: u32, added: u64) -> Result<()> {
+        self.submit(&[fsguard_request {
+            kind: crate::shared::FSGUARD_REQ_COMPLETE,
+            slot,
+            a: added,
+            ..Default::default()
+        }])
+        .map_err(|e| match e {
+            Error::Rejected { .. } => Error::Tainted { slot },
+            other => other,
+        })
     }
 
     /// A slot for a capsule being sealed now: one the guard already holds under this name was

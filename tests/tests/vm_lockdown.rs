@@ -24,6 +24,8 @@ fn boot(disk: &Path, which: &str, min_passed: usize, extra: &[OsString]) {
         format!("{}:/lockdown-suite.sh", suite.display()).into(),
         "--add".into(),
         format!("{}:/checks.sh", guest.join("checks.sh").display()).into(),
+        "--add".into(),
+        format!("{}:/inside.sh", guest.join("inside.sh").display()).into(),
         "--".into(),
         "sh".into(),
         "/lockdown-suite.sh".into(),

@@ -241,7 +241,12 @@ pub fn enforce_all(dir: &std::path::Path, guard: &mut Guard) -> Result<Summary> 
             failed.push(prepared[i].name.clone());
         }
     }
-    for (i, p) in prepared.iter().enumerate() {
+    // Bases (nobody inside) first: a capsule that runs from one needs its slot.
+    let order = (0..prepared.len())
+        .filter(|&i| prepared[i].plan.inside.is_none())
+        .chain((0..prepared.len()).filter(|&i| prepared[i].plan.inside.is_some()));
+    for i in order {
+        let p = &prepared[i];
         if contested.contains(&i) {
             continue;
         }

@@ -80,6 +80,9 @@ fn run_level(ctx: &Context, args: Args) -> Result<u8> {
         if from < fsguard::shared::FSGUARD_LEVEL_LOCKED && !loaded_now {
             late = guard.refused_at_2()?;
         }
+        // Built between the look before the raise and the raise itself: nothing can be
+        // built from now on, so this look is the last.
+        late.extend(carried_copiers(dir));
         kernel?;
         registry?;
     }
@@ -133,7 +136,9 @@ pub fn carried_exports(dir: &std::path::Path) -> Vec<String> {
 pub fn carried_copiers(dir: &std::path::Path) -> Vec<String> {
     let (sealed, _) = sealed_roots(dir);
     let mut out: Vec<String> = Vec::new();
-    for (_, root) in &sealed {
+    // The registry too: a copy over its disk rewrites what the next boot enforces.
+    let roots = sealed.iter().map(|(_, r)| r.as_path()).chain([dir]);
+    for root in roots {
         for d in fsguard::enforce::copying_devices_over(root) {
             if !out.contains(&d) {
                 out.push(d);

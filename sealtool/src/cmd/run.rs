@@ -7,6 +7,10 @@
 //! is sealed, `--seal` being the way to seal at creation with this process already inside, or
 //! from a process that is inside already (a shell started in it, a service manager of its
 //! own).
+//!
+//! COMMAND runs in the capsule's own root (capsule_core::jail): its sealed tree as `/`, a
+//! fresh `/proc`, a minimal `/dev`, a private `/tmp`, other sealed trees read-only where
+//! asked (`--with`); `--host-root` keeps the host's.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -34,9 +38,69 @@ pub struct Args {
     /// pipe pattern ignores a limit of 0)
     #[arg(long)]
     allow_core_dumps: bool,
+    /// Run COMMAND on the host's root instead of the capsule's own (then the guard's exec
+    /// rule alone keeps what runs sealed: the host's programs are refused unless a base the
+    /// capsule runs from holds them)
+    #[arg(long)]
+    host_root: bool,
+    /// Mount another sealed capsule's tree read-only at PATH of the capsule's own root
+    /// (repeatable; a shared base: seal with `--exec-from CAPSULE` to run its files)
+    #[arg(
+        long = "with",
+        value_name = "CAPSULE:PATH",
+        conflicts_with = "host_root"
+    )]
+    with: Vec<String>,
     /// The command and its arguments
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
+}
+
+/// The environment COMMAND gets in the capsule's own root: these, where set, and a PATH of
+/// the usual directories; nothing else of the caller's (LD_PRELOAD and the like name host
+/// files).
+const KEPT_ENV: &[&str] = &["TERM", "LANG", "LC_ALL", "TZ"];
+const ROOT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The tree of capsule `name` as its sealed manifest says (the index only helps find it), or
+/// its current manifest's for a capsule not sealed yet.
+fn tree_of(reg: &Registry, name: &str) -> Result<PathBuf> {
+    let rec = reg.require(name)?;
+    let path = reg.manifest_path(&rec.name, &rec.digest);
+    let m = capsule_core::manifest::ManifestBytes::read(&path, &rec.name, &rec.digest)?;
+    Ok(m.root)
+}
+
+/// The capsule's own root as asked: its tree, and the `--with` trees (sealed capsules).
+fn own_root(
+    reg: &Registry,
+    name: &str,
+    with: &[String],
+    notes: Option<&[String]>,
+) -> Result<capsule_core::jail::OwnRoot> {
+    let tree = tree_of(reg, name)?;
+    // The bases it runs from: its seal's, or those the seal about to be made will name.
+    let exec_from = if reg.is_sealed(name)? {
+        reg.seal_record(&reg.require(name)?)?.exec_from
+    } else {
+        notes.unwrap_or_default().to_vec()
+    };
+    let mut mounts = Vec::new();
+    for spec in with {
+        let Some((other, at)) = spec.split_once(':') else {
+            bail!("--with {spec}: expected CAPSULE:PATH");
+        };
+        if !reg.is_sealed(other)? {
+            bail!("--with {spec}: capsule {other:?} is not sealed; only a sealed tree is mounted into a capsule's root");
+        }
+        if notes.is_some() && !exec_from.iter().any(|b| b == other) {
+            eprintln!(
+                "sealtool: note: capsule {name:?} does not run the files of {other:?} (it was not sealed with --exec-from {other}): they are mounted at {at} for reading only"
+            );
+        }
+        mounts.push((tree_of(reg, other)?, PathBuf::from(at)));
+    }
+    Ok(capsule_core::jail::OwnRoot { tree, with: mounts })
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<u8> {
@@ -77,11 +141,27 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
         reg.is_sealed(&args.name)?
     };
+    // Checked before anything changes (the seal below can't be undone).
+    if !args.host_root {
+        let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
+        capsule_core::jail::check(&own_root(
+            &reg,
+            &args.name,
+            &args.with,
+            Some(&args.options.exec_from),
+        )?)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "capsule {:?} can't run in its own root: {e} (--host-root runs it on the host's)",
+                args.name
+            )
+        })?;
+    }
     join(&args.name, &cgroup, sealed)?;
     if args.seal {
         let options = SealOptions {
             cgroup: Some(cgroup.clone()),
-            frozen: args.options.frozen.clone(),
+            ..args.options.clone()
         };
         let reg = Registry::open(&ctx.registry_dir, Access::Write)?;
         let code = seal::seal(ctx, &reg, &args.name, &options)?;
@@ -105,9 +185,24 @@ pub fn run(ctx: &Context, args: Args) -> Result<u8> {
         setrlimit(Resource::RLIMIT_CORE, 1, 1)
             .context("cannot set the core-dump limit (RLIMIT_CORE) to 1 before COMMAND")?;
     }
-    let err = std::process::Command::new(&args.command[0])
-        .args(&args.command[1..])
-        .exec();
+    let mut command = std::process::Command::new(&args.command[0]);
+    command.args(&args.command[1..]);
+    if !args.host_root {
+        let root = {
+            let reg = Registry::open(&ctx.registry_dir, Access::Read)?;
+            own_root(&reg, &args.name, &args.with, None)?
+        };
+        capsule_core::jail::enter(&root).map_err(|e| {
+            anyhow::anyhow!("capsule {:?} can't run in its own root: {e}", args.name)
+        })?;
+        command.env_clear().env("PATH", ROOT_PATH).env("HOME", "/");
+        for k in KEPT_ENV {
+            if let Some(v) = std::env::var_os(k) {
+                command.env(k, v);
+            }
+        }
+    }
+    let err = command.exec();
     bail!("cannot run {:?}: {err}", args.command[0])
 }
 

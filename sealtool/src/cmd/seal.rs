@@ -28,6 +28,37 @@ pub struct SealOptions {
     /// Parts of the tree nobody may modify, inside processes included (repeatable)
     #[arg(long, value_name = "GLOB")]
     pub frozen: Vec<String>,
+    /// What may run inside once sealed: `own` (files nobody outside can change: the
+    /// capsule's own and its bases' sealed files; anonymous executable memory allowed) or
+    /// `sealed` (only the sealed manifests' files; no executable memory of its own)
+    #[arg(long, value_enum, default_value_t = ExecArg::Own, value_name = "MODE")]
+    pub exec: ExecArg,
+    /// A sealed capsule with nobody inside (a shared base) whose sealed files may also run
+    /// inside (repeatable; comma-separated in the environment variable)
+    #[arg(
+        long = "exec-from",
+        value_name = "CAPSULE",
+        env = "CAPSULE_EXEC_FROM",
+        value_delimiter = ','
+    )]
+    pub exec_from: Vec<String>,
+}
+
+/// `--exec MODE` (see capsule_core::policy::ExecMode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecArg {
+    #[default]
+    Own,
+    Sealed,
+}
+
+impl From<ExecArg> for capsule_core::policy::ExecMode {
+    fn from(a: ExecArg) -> Self {
+        match a {
+            ExecArg::Own => capsule_core::policy::ExecMode::Own,
+            ExecArg::Sealed => capsule_core::policy::ExecMode::Sealed,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -81,7 +112,21 @@ pub fn seal(ctx: &Context, reg: &Registry, name: &str, options: &SealOptions) ->
         cgroup,
         frozen: options.frozen.clone(),
         sealed_at: registry::now(),
+        exec: options.exec.into(),
+        // Nothing runs in a capsule with nobody inside: it runs from no base.
+        exec_from: if options.cgroup.is_some() {
+            let mut bases: Vec<String> = Vec::new();
+            for b in options.exec_from.iter().filter(|b| !b.is_empty()) {
+                if !bases.contains(b) {
+                    bases.push(b.clone());
+                }
+            }
+            bases
+        } else {
+            Vec::new()
+        },
     };
+    refuse_unusable_bases(reg, &seal)?;
     // Everything that can be checked before the point of no return is checked here.
     let plan = enforce::plan(&report.tree, &report.root, &seal)
         .map_err(|e| anyhow::anyhow!("capsule {name:?} cannot be sealed: {e}"))?;
@@ -262,6 +307,40 @@ fn refuse_nested_tree(
                 other.name,
                 display::path(&m.root)
             );
+        }
+    }
+    Ok(())
+}
+
+/// The bases a seal names must be sealed capsules with nobody inside (what nobody can
+/// change), other than the capsule itself: sealed in this registry, or held by the guard so
+/// (completed, untainted; a base of another registry, whose own boot enforcement comes
+/// first).
+fn refuse_unusable_bases(reg: &Registry, seal: &SealRecord) -> Result<()> {
+    let name = &seal.name;
+    let held = match seal.exec_from.is_empty() {
+        true => Vec::new(),
+        false => Guard::open()?
+            .map(|g| g.capsules())
+            .transpose()?
+            .unwrap_or_default(),
+    };
+    for base in &seal.exec_from {
+        if base == name {
+            bail!("capsule {name:?} cannot be sealed: it names itself as a base (--exec-from)");
+        }
+        if reg.get(base)?.is_some() && reg.is_sealed(base)? {
+            let rec = reg.require(base)?;
+            if reg.seal_record(&rec)?.cgroup.is_some() {
+                bail!("capsule {name:?} cannot be sealed: its base {base:?} (--exec-from) has processes inside, which can change its files; a base is sealed with no --cgroup");
+            }
+            continue;
+        }
+        let usable = held
+            .iter()
+            .any(|s| &s.name == base && s.inside.is_none() && s.complete() && !s.tainted());
+        if !usable {
+            bail!("capsule {name:?} cannot be sealed: its base {base:?} (--exec-from) is neither a sealed capsule of this registry nor one the guard holds with nobody inside; seal the base first");
         }
     }
     Ok(())

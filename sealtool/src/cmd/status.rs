@@ -104,6 +104,14 @@ pub fn run(ctx: &Context) -> Result<u8> {
     for (name, root) in &sealed {
         let slot = slots.iter().find(|s| s.name == *name);
         let state = match slot {
+            Some(s) if s.tainted() => {
+                damaged = true;
+                format!("TAINTED (slot {}): a request slipped in while it was sealed; nothing runs inside until the next boot", s.id)
+            }
+            Some(s) if !s.complete() => {
+                all_enforced = false;
+                format!("being sealed (slot {}): its tree is not all in", s.id)
+            }
             Some(s) => format!("enforced (slot {})", s.id),
             None => {
                 all_enforced = false;

@@ -53,6 +53,10 @@
 //!   request-inode PIN_DIR SLOT PATH FLAGS
 //!                         the same with a request to protect PATH's inode in SLOT with FLAGS
 //!                         (FSGUARD_INODE_*: 1 frozen, 2 append-only)
+//!   request-trust PIN_DIR SLOT BASE
+//!                         the same with a request to let SLOT run BASE's sealed entries
+//!   request-complete PIN_DIR SLOT N
+//!                         the same with a request saying SLOT's tree is in, N added
 //!   request-cgroup PIN_DIR SLOT CGROUP_ID
 //!                         the same with a request to make a cgroup the inside of SLOT
 //!   request-cgroup-ancestor PIN_DIR SLOT CGROUP_DIR
@@ -106,6 +110,8 @@ const FSGUARD_REQ_INODE: u32 = 1;
 const FSGUARD_REQ_CAPSULE: u32 = 2;
 const FSGUARD_REQ_CGROUP: u32 = 3;
 const FSGUARD_REQ_CGROUP_ANCESTOR: u32 = 8;
+const FSGUARD_REQ_EXEC_TRUST: u32 = 10;
+const FSGUARD_REQ_COMPLETE: u32 = 11;
 const FSGUARD_INODE_APPEND_ONLY: u32 = 1 << 1;
 const BPF_PROG_LOAD: i64 = 5;
 const BPF_PROG_TYPE_KPROBE: u64 = 2;
@@ -985,6 +991,14 @@ fn main() -> ExitCode {
                 _ => usage(),
             }
         }
+        ["request-trust", dir, slot, base] => match (slot.parse::<u32>(), base.parse::<u64>()) {
+            (Ok(slot), Ok(base)) => submit(dir, request(FSGUARD_REQ_EXEC_TRUST, slot, base, 0, 0)),
+            _ => usage(),
+        },
+        ["request-complete", dir, slot, n] => match (slot.parse::<u32>(), n.parse::<u64>()) {
+            (Ok(slot), Ok(n)) => submit(dir, request(FSGUARD_REQ_COMPLETE, slot, n, 0, 0)),
+            _ => usage(),
+        },
         ["request-cgroup", dir, slot, id] => match (slot.parse::<u32>(), id.parse::<u64>()) {
             (Ok(slot), Ok(id)) => submit(dir, request(FSGUARD_REQ_CGROUP, slot, id, 0, 0)),
             _ => usage(),

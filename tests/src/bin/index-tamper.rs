@@ -70,6 +70,8 @@ fn forge_seal(reg: &Path, name: &str, cgroup: &str) -> Result<String, String> {
         cgroup: Some(cgroup.into()),
         frozen: Vec::new(),
         sealed_at: 1,
+        exec: Default::default(),
+        exec_from: Vec::new(),
     };
     let path = dir.join(format!("{stem}.seal"));
     std::fs::write(&path, seal.encode()).map_err(|e| format!("{}: {e}", path.display()))?;

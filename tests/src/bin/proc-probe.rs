@@ -56,6 +56,12 @@
 //!                          kernel's answer to it
 //!   tty-steal PATH         in a child made a session leader: setup: open PATH; judged:
 //!                          TIOCSCTTY with 1 (taking the terminal from its session)
+//!   exec PATH [ARGS]       judged: execv(PATH) in a child, which must exit 0 (the exec rule)
+//!   memfd-exec PATH [ARGS] setup: a memfd holding PATH's bytes; judged: execveat of it
+//!   mmap-exec PATH         setup: open PATH; judged: mmap PROT_READ|PROT_EXEC, MAP_PRIVATE
+//!   dlopen PATH            judged: dlopen(PATH, RTLD_NOW) (EPERM as dlerror says it)
+//!   anon-exec              judged: an anonymous mapping PROT_READ|PROT_EXEC
+//!   mprotect-exec          setup: an anonymous read-write page; judged: mprotect to R|X
 //!   kill PID SIG           kill(2); SIG 0 only checks
 //!   pidfd-signal PID SIG   setup: pidfd_open; judged: pidfd_send_signal
 //!   setns-pidfd PID        setup: pidfd_open; judged: setns(pidfd, CLONE_NEWUTS)
@@ -926,9 +932,216 @@ fn run(op: &str, args: &[OsString]) -> Option<Outcome> {
         ("held-pread", [f, a]) => held_transfer(arg_fd(f)?, arg_addr(a)?, None),
         ("acct", [f]) => acct(Some(&arg_path(f)?)),
         ("acct-off", []) => acct(None),
+        ("exec", [f, rest @ ..]) => exec(&arg_path(f)?, rest),
+        ("memfd-exec", [f, rest @ ..]) => memfd_exec(&arg_path(f)?, rest),
+        ("mmap-exec", [f]) => mmap_exec(&arg_path(f)?),
+        ("dlopen", [f]) => dlopen(&arg_path(f)?),
+        ("anon-exec", []) => anon_exec(false),
+        ("mprotect-exec", []) => anon_exec(true),
         _ => return None,
     };
     Some(outcome(r))
+}
+
+// ---- the exec rule ----
+
+/// In a child: `run()`, which execs and returns the errno only when that fails (sent back
+/// through a close-on-exec pipe, so a program that ran is told from an exec that failed);
+/// the program's output goes to stderr, and it must exit 0.
+fn exec_in_child(run: impl FnOnce() -> libc::c_int) -> Result<(), Step> {
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 fills the two-element array.
+    setup(
+        "pipe",
+        check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }.into()),
+    )?;
+    // SAFETY: fork in a single-threaded probe; the child only calls async-signal-safe
+    // functions (dup2, write, the execve family, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(Step::Setup("fork", Errno::last()));
+    }
+    if pid == 0 {
+        // SAFETY: the child's own descriptors; `e` is a local int written whole.
+        unsafe {
+            libc::dup2(2, 1);
+            let e = run();
+            libc::write(fds[1], (&e as *const libc::c_int).cast(), 4);
+            libc::_exit(126);
+        }
+    }
+    // SAFETY: closes the parent's copy of the write end, then reads at most 4 bytes into a
+    // local, and reaps the child just forked.
+    let (n, e, status) = unsafe {
+        libc::close(fds[1]);
+        let mut e: libc::c_int = 0;
+        let n = libc::read(fds[0], (&mut e as *mut libc::c_int).cast(), 4);
+        libc::close(fds[0]);
+        let mut status = 0;
+        if libc::waitpid(pid, &mut status, 0) < 0 {
+            return Err(Step::Cleanup("waitpid", Errno::last()));
+        }
+        (n, e, status)
+    };
+    if n == 4 {
+        return Err(Step::Judged(Errno(e)));
+    }
+    match libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)) {
+        Some(0) => Ok(()),
+        _ => Err(Step::Other("the program ran and failed")),
+    }
+}
+
+/// argv for a child: PATH (as argv[0]) and ARGS, NUL-terminated.
+fn argv_of(path: &CString, rest: &[OsString]) -> Option<Vec<CString>> {
+    let mut v = vec![path.clone()];
+    for a in rest {
+        v.push(CString::new(a.as_bytes()).ok()?);
+    }
+    Some(v)
+}
+
+/// `exec PATH [ARGS]`: judged: execv(PATH) in a child (which must then exit 0).
+fn exec(path: &CString, rest: &[OsString]) -> Result<(), Step> {
+    let argv = argv_of(path, rest).ok_or(Step::Other("an argument holds a NUL"))?;
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    exec_in_child(|| {
+        // SAFETY: `path` and every argv pointer are NUL-terminated and live; argv ends with
+        // NULL.
+        unsafe { libc::execv(path.as_ptr(), ptrs.as_ptr()) };
+        Errno::last().0
+    })
+}
+
+/// `memfd-exec PATH [ARGS]`: setup: a memfd holding PATH's bytes; judged: executing it
+/// (execveat AT_EMPTY_PATH) in a child.
+fn memfd_exec(path: &CString, rest: &[OsString]) -> Result<(), Step> {
+    let bytes = std::fs::read(OsStr::from_bytes(path.as_bytes()))
+        .map_err(|e| Step::Setup("read the program", Errno::of_io(&e)))?;
+    // SAFETY: memfd_create with a NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(c"probe".as_ptr(), 0) };
+    let fd = setup("memfd_create", check(fd.into()))? as libc::c_int;
+    let mut file = {
+        use std::os::fd::FromRawFd;
+        // SAFETY: `fd` was just created and is owned here alone.
+        unsafe { std::fs::File::from_raw_fd(fd) }
+    };
+    file.write_all(&bytes)
+        .map_err(|e| Step::Setup("write the memfd", Errno::of_io(&e)))?;
+    let argv = argv_of(path, rest).ok_or(Step::Other("an argument holds a NUL"))?;
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let env: [*const libc::c_char; 1] = [std::ptr::null()];
+    exec_in_child(|| {
+        // SAFETY: execveat of the memfd by descriptor with an empty path; argv and envp are
+        // NULL-terminated arrays of live NUL-terminated strings.
+        unsafe {
+            libc::syscall(
+                libc::SYS_execveat,
+                fd,
+                c"".as_ptr(),
+                ptrs.as_ptr(),
+                env.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        Errno::last().0
+    })
+}
+
+/// `mmap-exec PATH`: setup: open PATH read-only; judged: mmap of its first page
+/// PROT_READ|PROT_EXEC, MAP_PRIVATE.
+fn mmap_exec(path: &CString) -> Result<(), Step> {
+    let fd = setup("open", open(path, libc::O_RDONLY))?;
+    // SAFETY: a fresh private mapping of one page of an open file; unmapped at once.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_EXEC,
+            libc::MAP_PRIVATE,
+            fd.0,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(Errno::last().into());
+    }
+    // SAFETY: the mapping made above, one page.
+    unsafe { libc::munmap(p, 4096) };
+    Ok(())
+}
+
+/// `dlopen PATH`: judged: dlopen(PATH, RTLD_NOW) (a refused mapping shows in dlerror's text).
+fn dlopen(path: &CString) -> Result<(), Step> {
+    // SAFETY: dlopen of a NUL-terminated path; the handle is closed again.
+    let h = unsafe { libc::dlopen(path.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+    if !h.is_null() {
+        // SAFETY: the handle dlopen just returned.
+        unsafe { libc::dlclose(h) };
+        return Ok(());
+    }
+    // SAFETY: dlerror returns a NUL-terminated message (or NULL) owned by the loader.
+    let msg = unsafe {
+        let m = libc::dlerror();
+        if m.is_null() {
+            String::new()
+        } else {
+            std::ffi::CStr::from_ptr(m).to_string_lossy().into_owned()
+        }
+    };
+    eprintln!("proc-probe dlopen: {msg}");
+    // The loader keeps the errno of a refused mmap only in some versions; glibc 2.36 says
+    // "failed to map segment from shared object" alone.
+    if msg.contains("Operation not permitted") || msg.contains("failed to map segment") {
+        Err(Step::Judged(Errno(libc::EPERM)))
+    } else {
+        Err(Step::Other("dlopen failed otherwise"))
+    }
+}
+
+/// `anon-exec`: judged: an anonymous mapping PROT_READ|PROT_EXEC; `mprotect-exec`: setup: an
+/// anonymous read-write mapping; judged: mprotect to PROT_READ|PROT_EXEC.
+fn anon_exec(via_mprotect: bool) -> Result<(), Step> {
+    let first = if via_mprotect {
+        libc::PROT_READ | libc::PROT_WRITE
+    } else {
+        libc::PROT_READ | libc::PROT_EXEC
+    };
+    // SAFETY: a fresh anonymous private mapping of one page, unmapped before returning.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            first,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        let e = Errno::last();
+        return Err(if via_mprotect {
+            Step::Setup("mmap", e)
+        } else {
+            Step::Judged(e)
+        });
+    }
+    let r = if via_mprotect {
+        // SAFETY: the page mapped above.
+        let rc = unsafe { libc::mprotect(p, 4096, libc::PROT_READ | libc::PROT_EXEC) };
+        if rc < 0 {
+            Err(Errno::last().into())
+        } else {
+            Ok(())
+        }
+    } else {
+        Ok(())
+    };
+    // SAFETY: the page mapped above.
+    unsafe { libc::munmap(p, 4096) };
+    r
 }
 
 // ---- sleeper ----

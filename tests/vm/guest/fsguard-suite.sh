@@ -808,6 +808,10 @@ setup_fs() {
             ;;
     esac
     mkdir -p "$CG" || die "cannot create $CG"
+    # level0: after `sealtool level 0` has loaded the guard (scenario_enforced).
+    if [ "$scenario" != level0 ]; then
+        sysbase_setup || die "cannot seal the guest's programs as bases"
+    fi
     inside_start "$CG" || die "cannot start the inside agent in $CG"
     # user.* xattrs: tmpfs has them only from Linux 6.6; the LSM hook runs before the fs.
     echo data >"$BASE/.xattr-test"
@@ -889,6 +893,7 @@ scenario_enforced() {
         rc=$?
         echo "$out" >>"$LOG"
         expect "sealtool level 0 loads the guard at level 0" "exit 0" "exit $rc"
+        sysbase_setup || die "cannot seal the guest's programs as bases"
     fi
 
     # 1. Before the seal: every operation works on the tree's paths.

@@ -21,6 +21,10 @@
 # works for directories whose path is longer than PATH_MAX; so do descriptors 3-9.
 
 INSIDE_DIR=${INSIDE_DIR:-/tmp/inside-agent}
+# The agent's busybox, named by path: busybox runs its applets through /proc/self/exe, so
+# the agent runs every command with the very busybox it started from, which must be one the
+# capsule may run once sealed (the guest's, sealed as a base by sysbase_setup; or the
+# capsule's own).
 
 inside_start() { # CGROUP
     rm -rf "$INSIDE_DIR"
@@ -30,7 +34,7 @@ inside_start() { # CGROUP
     # job of the suite's shell (a bare `wait` there must not wait for it).
     ( (
         echo 0 >"$1/cgroup.procs" || exit 1
-        exec sh -c '
+        exec "${INSIDE_SHELL:-/bin/busybox}" sh -c '
             d=$1
             cd /
             while [ ! -e "$d/stop" ]; do
@@ -94,4 +98,33 @@ inside() { # COMMAND ARGS...
 
 inside_stop() {
     : >"$INSIDE_DIR/stop"
+}
+
+# The guest's programs as sealed bases. Once sealed, a capsule's processes run only sealed
+# code (the guard's exec rule); the suites' capsules run the guest's busybox and probes, so
+# sysbase_setup copies /bin, /sbin, /usr, /lib and /lib64 to $SYSBASE (on /disk when there is
+# one: a reboot finds the same inodes), binds each copy over its directory, seals the copies
+# with nobody inside in the current registry (once) and exports CAPSULE_EXEC_FROM, so that
+# every capsule sealed with an inside runs from them. Call it before the first such seal,
+# and again after each boot (it binds again, seals nothing twice).
+SYSBASE_DIRS="bin sbin usr lib lib64"
+sysbase_setup() {
+    if [ -z "${SYSBASE:-}" ]; then
+        if grep -q " /disk " /proc/mounts; then SYSBASE=/disk/sysbase; else SYSBASE=/tmp/sysbase; fi
+    fi
+    names=
+    for d in $SYSBASE_DIRS; do
+        [ -d "/$d" ] && [ ! -L "/$d" ] || continue
+        if [ ! -d "$SYSBASE/$d" ]; then
+            mkdir -p "$SYSBASE" && cp -a "/$d" "$SYSBASE/$d" || { bad "sysbase: copy /$d"; return 1; }
+        fi
+        grep -q " /$d " /proc/mounts || mount --bind "$SYSBASE/$d" "/$d" || { bad "sysbase: bind /$d"; return 1; }
+        if ! sealtool status 2>/dev/null | grep -q "capsule *sys-$d "; then
+            sealtool register "$SYSBASE/$d" --name "sys-$d" --seal >>"$LOG" 2>&1
+            # 3: sealed, not enforced (a guest without the bpf LSM).
+            case $? in 0 | 3) ;; *) bad "sysbase: seal $SYSBASE/$d as sys-$d"; return 1 ;; esac
+        fi
+        names="${names:+$names,}sys-$d"
+    done
+    export CAPSULE_EXEC_FROM="$names"
 }

@@ -100,6 +100,7 @@ slot=$(sealtool status 2>>"$LOG" | sed -n 's/^capsule *app .*(slot \([0-9]*\)).*
 # svc: a capsule with an inside, which makes a file after the seal (on tmpfs, protected
 # through its directory only).
 mkdir -p /jails/svc/data /sys/fs/cgroup/svc && echo seed >/jails/svc/data/seed
+sysbase_setup || bad "setup: seal the guest's programs as bases"
 inside_start /sys/fs/cgroup/svc
 sealtool register /jails/svc --name svc >>"$LOG" 2>&1
 out=$(sealtool seal svc --cgroup /sys/fs/cgroup/svc 2>&1)

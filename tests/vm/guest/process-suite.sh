@@ -225,13 +225,14 @@ workload() { # -> one line per step
         kill $s
         rm -f /tmp/process-suite/wl.ready'
 }
+sysbase_setup || die "cannot seal the guest's programs as bases"
 inside_start "$CG" || die "cannot start the inside agent"
 BEFORE=$(workload)
 
 # Carried state. A loop device bound to a file of the tree writes it with no check (direct
 # I/O, discards): the seal is refused while one is.
 got=$(bpf-probe loop-over /jails/app/etc/disk.img 2>>"$LOG")
-out=$(sealtool run app --seal --cgroup "$CG" -- true 2>&1)
+out=$(sealtool run app --host-root --seal --cgroup "$CG" -- true 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 [ "${got%% *}" = allowed ] && losetup -d "/dev/${got#* }" >>"$LOG" 2>&1
@@ -244,7 +245,7 @@ expect "... and no seal is recorded" 0 "$(ls /var/lib/capsule/manifests/app/ 2>/
 proc-probe trace-hold "$IN_PID" "$W/tracer.ready" >/dev/null 2>>"$LOG" &
 TRACER=$!
 ready "$W/tracer.ready" >/dev/null
-out=$(sealtool run app --seal --cgroup "$CG" -- true 2>&1)
+out=$(sealtool run app --host-root --seal --cgroup "$CG" -- true 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "a seal while an outside tracer holds a capsule process is refused" "exit 2" "exit $rc"
@@ -265,7 +266,7 @@ dd if=/dev/zero of="$W/plain.img" bs=4096 count=4 2>/dev/null
 exec 3<>/jails/app/etc/disk.img 4<>"$W/plain.img"
 
 # Seal with `sealtool run --seal`: it joins the cgroup, seals from inside, then execs.
-out=$(sealtool run app --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup; grep "core file" /proc/self/limits' 2>&1)
+out=$(sealtool run app --host-root --seal --cgroup "$CG" -- sh -c 'echo started-inside; cat /proc/self/cgroup; grep "core file" /proc/self/limits' 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "sealtool run --seal exits 0" "exit 0" "exit $rc"
@@ -458,7 +459,7 @@ expect "root-out: rmdir the capsule's sub-cgroup" refused "$(rmdir $CG/sub 2>>"$
 expect "root-out: rmdir an outside sub-cgroup (control)" allowed "$(rmdir $OTHER/x 2>>"$LOG" && echo allowed || echo refused)"
 expect "root-out: chmod the capsule's cgroup.procs" refused "$(chmod 0644 $CG/cgroup.procs 2>>"$LOG" && echo allowed || echo refused)"
 expect "root-out: the capsule's cgroup still holds its process" yes "$(grep -qx "$IN" $CG/cgroup.procs && echo yes)"
-out=$(sealtool run app -- true 2>&1)
+out=$(sealtool run app --host-root -- true 2>&1)
 rc=$?
 echo "$out" >>"$LOG"
 expect "sealtool run from outside a sealed capsule exits 2" "exit 2" "exit $rc"
@@ -472,7 +473,7 @@ expect "root-in: clone3 into the capsule's sub-cgroup from two threads" allowed 
 expect "root-in: clone3 into the capsule's sub-cgroup holding a descriptor of its cgroup" allowed "$(pp root-in clone-into-cgroup-holding $CG/sub $CG)"
 expect "user-in: kill -0 a process of the capsule" allowed "$(pp user-in kill "$IN" 0)"
 expect "user-in: ptrace-attach a process of the capsule" allowed "$(pp user-in ptrace-attach "$IN")"
-expect "root-in: sealtool run from inside the sealed capsule" ok "$(inside sealtool run app -- sh -c 'echo ok' 2>>"$LOG")"
+expect "root-in: sealtool run from inside the sealed capsule" ok "$(inside sealtool run app --host-root -- sh -c 'echo ok' 2>>"$LOG")"
 AFTER=$(workload)
 if [ "$BEFORE" = "$AFTER" ]; then
     ok "the inside workload gives the same results before and after the seal"

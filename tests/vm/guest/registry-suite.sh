@@ -229,7 +229,8 @@ case "$STEP" in
         ;;
     overlap-setup)
         . /inside.sh
-        rm -rf /disk/jails /disk/registry /tmp/forge
+        rm -rf /disk/jails /disk/registry /tmp/forge /disk/sysbase
+        sysbase_setup
         mkdir -p /disk/jails/app /disk/jails/e /disk/jails/evil /disk/jails/t /sys/fs/cgroup/app
         for t in app e evil t; do echo $t >/disk/jails/$t/f; done
         inside_start /sys/fs/cgroup/app
@@ -274,6 +275,7 @@ case "$STEP" in
         ;;
     overlap-boot)
         . /inside.sh
+        sysbase_setup
         # An agent in the cgroup the planted 0twin names, then one in app's (the default).
         mkdir -p /sys/fs/cgroup/app /sys/fs/cgroup/twin
         INSIDE_DIR=/tmp/inside-twin
