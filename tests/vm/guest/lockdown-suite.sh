@@ -581,7 +581,7 @@ else
     expect "boot2: sealtool enforce --boot exits 2 (a seal file is unusable)" "exit 2" "exit $rc"
     contains "boot2: enforce --boot names the junk seal" "$out" "manifests/junk/"
     contains "boot2: enforce --boot goes on without the damaged index" "$out" "was enforced from the seal files alone"
-    contains "boot2: enforce --boot enforces the three real capsules" "$out" "3 sealed capsules enforced"
+    contains "boot2: enforce --boot enforces the three real capsules and the guest's programs' bases" "$out" "$((3 + $(ls /disk/sysbase | wc -l))) sealed capsules enforced"
     contains "boot2: enforce --boot locks the registry" "$out" "registry /disk/registry locked"
     expect "boot2: enforce --boot raised the level to 2" 2 "$(sealtool level 2>>"$LOG")"
     expect "boot2: the registry index is rebuilt from the seal and manifest files" "exit 2" \
